@@ -1,0 +1,351 @@
+//! Configuration: built-in defaults, then one TOML file (the embedded
+//! `config/default.toml`, or the file given with `--config`), then
+//! environment variables `SOCKJS_GATEWAY__<KEY>__<SUBKEY>` (double
+//! underscore nests: `SOCKJS_GATEWAY__SERVICES__ECHO__HEARTBEAT_DELAY=10`).
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The embedded default configuration: the demo on 127.0.0.1:8080.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Prefix of environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "SOCKJS_GATEWAY";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on, `HOST:PORT`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// HTTP worker threads; 0 means one per core.
+    #[serde(default)]
+    pub workers: usize,
+    /// Write an access log line per request (target `sockjs_gateway::access`).
+    #[serde(default = "yes")]
+    pub access_log: bool,
+    /// Mounted services by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceConfig>,
+}
+
+/// Which built-in backend a service runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKind {
+    Echo,
+    Close,
+    Amplify,
+    Broadcast,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// URL prefix, e.g. `/echo`. Must start with `/` and not end with one.
+    pub prefix: String,
+    /// Built-in backend; services mounted from Rust code ignore it.
+    #[serde(default = "default_kind")]
+    pub kind: ServiceKind,
+    /// sockjs-client URL loaded by the iframe page.
+    #[serde(default = "default_sockjs_url")]
+    pub sockjs_url: String,
+    /// SockJS WebSocket transport (`/{server}/{session}/websocket`).
+    #[serde(default = "yes")]
+    pub websocket: bool,
+    /// Raw WebSocket endpoint `PREFIX/websocket`.
+    #[serde(default = "yes")]
+    pub raw_websocket: bool,
+    #[serde(default = "yes")]
+    pub xhr_polling: bool,
+    #[serde(default = "yes")]
+    pub xhr_streaming: bool,
+    #[serde(default = "yes")]
+    pub eventsource: bool,
+    #[serde(default = "yes")]
+    pub htmlfile: bool,
+    #[serde(default = "yes")]
+    pub jsonp_polling: bool,
+    /// Seconds between `h` frames sent to an attached receiver.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_delay: f64,
+    /// Seconds without a receiver after which a session is forgotten.
+    #[serde(default = "default_disconnect")]
+    pub disconnect_delay: f64,
+    /// Bytes a streaming response carries before it ends and the client reconnects.
+    #[serde(default = "default_response_limit")]
+    pub response_limit: usize,
+    /// Set a `JSESSIONID` cookie (for sticky load balancers).
+    #[serde(default)]
+    pub jsessionid: bool,
+    /// Origins allowed for cross-origin requests and WebSocket upgrades.
+    /// Empty: same origin only. `"*"`: any origin.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Largest HTTP send body and WebSocket message accepted, in bytes.
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+    /// Outgoing bytes a session may hold for a slow or absent receiver before
+    /// it is closed with 1008 "Outgoing queue limit exceeded".
+    #[serde(default = "default_max_queued")]
+    pub max_queued_bytes: usize,
+    /// Live sessions; new sessions past it get 503.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Seconds between WebSocket pings; a peer that has sent nothing for two
+    /// intervals is dropped.
+    #[serde(default = "default_heartbeat")]
+    pub websocket_ping_interval: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_kind() -> ServiceKind {
+    ServiceKind::Echo
+}
+fn default_sockjs_url() -> String {
+    "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js".into()
+}
+fn default_heartbeat() -> f64 {
+    25.0
+}
+fn default_disconnect() -> f64 {
+    5.0
+}
+fn default_response_limit() -> usize {
+    128 * 1024
+}
+fn default_max_message() -> usize {
+    1024 * 1024
+}
+fn default_max_queued() -> usize {
+    1024 * 1024
+}
+fn default_max_sessions() -> usize {
+    20_000
+}
+
+impl ServiceConfig {
+    /// A service with every default, for code that mounts services itself.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        let mut c: ServiceConfig =
+            serde_json::from_value(serde_json::json!({ "prefix": prefix.into() }))
+                .expect("defaults deserialize");
+        c.prefix = c.prefix.trim_end_matches('/').to_owned();
+        c
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs_f64(self.heartbeat_delay)
+    }
+    pub fn disconnect(&self) -> Duration {
+        Duration::from_secs_f64(self.disconnect_delay)
+    }
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.websocket_ping_interval)
+    }
+    pub fn allows_any_origin(&self) -> bool {
+        self.allowed_origins.iter().any(|o| o == "*")
+    }
+
+    fn validate(&self, name: &str) -> Result<(), String> {
+        let key = |k: &str| format!("services.{name}.{k}");
+        if !self.prefix.starts_with('/') || (self.prefix.len() > 1 && self.prefix.ends_with('/')) {
+            return Err(format!(
+                "{}: must start with '/' and not end with one, got {:?}",
+                key("prefix"),
+                self.prefix
+            ));
+        }
+        for (k, v) in [
+            ("heartbeat_delay", self.heartbeat_delay),
+            ("disconnect_delay", self.disconnect_delay),
+            ("websocket_ping_interval", self.websocket_ping_interval),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v < 1e7) {
+                return Err(format!(
+                    "{}: must be a positive number of seconds, got {v}",
+                    key(k)
+                ));
+            }
+        }
+        for (k, v) in [
+            ("response_limit", self.response_limit),
+            ("max_message_bytes", self.max_message_bytes),
+            ("max_queued_bytes", self.max_queued_bytes),
+            ("max_sessions", self.max_sessions),
+        ] {
+            if v == 0 {
+                return Err(format!("{}: must be greater than 0", key(k)));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Loads the configuration: `file` (or the embedded default), then the
+    /// environment. Errors name the offending key.
+    pub fn load(file: Option<&str>) -> Result<Config, String> {
+        let env = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true);
+        Self::load_from(file, env)
+    }
+
+    fn load_from(file: Option<&str>, env: config::Environment) -> Result<Config, String> {
+        let mut b = config::Config::builder();
+        b = match file {
+            Some(path) => {
+                b.add_source(config::File::new(path, config::FileFormat::Toml).required(true))
+            }
+            None => b.add_source(config::File::from_str(
+                DEFAULT_TOML,
+                config::FileFormat::Toml,
+            )),
+        };
+        let cfg: Config = b
+            .add_source(env)
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| format!("configuration error: {e}"))?;
+        cfg.validate()
+            .map_err(|e| format!("configuration error: {e}"))?;
+        Ok(cfg)
+    }
+
+    /// Parses a configuration from TOML text alone (no environment), for
+    /// code that embeds the gateway.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        let cfg: Config = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| format!("configuration error: {e}"))?;
+        cfg.validate()
+            .map_err(|e| format!("configuration error: {e}"))?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() && !self.listen.contains(':') {
+            return Err(format!("listen: expected HOST:PORT, got {:?}", self.listen));
+        }
+        if self.services.is_empty() {
+            return Err("services: no service is configured".into());
+        }
+        let mut prefixes = std::collections::HashMap::new();
+        for (name, svc) in &self.services {
+            svc.validate(name)?;
+            if let Some(other) = prefixes.insert(svc.prefix.clone(), name) {
+                return Err(format!(
+                    "services.{name}.prefix: {:?} is already used by services.{other}.prefix",
+                    svc.prefix
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> config::Environment {
+        let map = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(map))
+    }
+
+    #[test]
+    fn embedded_default_serves_echo_and_chat_on_8080() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.services["echo"].prefix, "/echo");
+        assert_eq!(c.services["echo"].kind, ServiceKind::Echo);
+        assert_eq!(c.services["chat"].kind, ServiceKind::Broadcast);
+        assert_eq!(c.services["echo"].heartbeat_delay, 25.0);
+        assert!(c.services["echo"].allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("SOCKJS_GATEWAY__LISTEN", "0.0.0.0:9000"),
+                ("SOCKJS_GATEWAY__SERVICES__ECHO__HEARTBEAT_DELAY", "7.5"),
+                ("SOCKJS_GATEWAY__SERVICES__ECHO__WEBSOCKET", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9000");
+        assert_eq!(c.services["echo"].heartbeat_delay, 7.5);
+        assert!(!c.services["echo"].websocket);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = Config::load_from(
+            None,
+            env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__WEBSOCKET", "maybe")]),
+        )
+        .unwrap_err();
+        assert!(e.contains("services.echo.websocket"), "{e}");
+        let e = Config::load_from(
+            None,
+            env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__DISCONNECT_DELAY", "0")]),
+        )
+        .unwrap_err();
+        assert!(e.contains("services.echo.disconnect_delay"), "{e}");
+        let e = Config::load_from(
+            None,
+            env(&[("SOCKJS_GATEWAY__SERVICES__CHAT__PREFIX", "/echo")]),
+        )
+        .unwrap_err();
+        assert!(e.contains("services.chat.prefix"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let e = Config::load_from(
+            None,
+            env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__HEARTBEAT", "1")]),
+        )
+        .unwrap_err();
+        assert!(e.contains("heartbeat"), "{e}");
+    }
+
+    #[test]
+    fn protocol_test_file_loads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/protocol-test.toml");
+        let c = Config::load_from(Some(path), env(&[])).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8081");
+        assert_eq!(c.services["echo"].response_limit, 4096);
+        assert!(!c.services["disabled_websocket_echo"].websocket);
+        assert!(c.services["cookie_needed_echo"].jsessionid);
+        assert!(c.services.values().all(|s| s.allows_any_origin()));
+        assert!(!c.services.contains_key("chat"));
+    }
+
+    #[test]
+    fn service_defaults_for_library_users() {
+        let s = ServiceConfig::new("/x/");
+        assert_eq!(s.prefix, "/x");
+        assert_eq!(s.disconnect(), Duration::from_secs(5));
+        assert_eq!(s.response_limit, 131072);
+    }
+}

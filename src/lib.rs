@@ -1,0 +1,93 @@
+//! # sockjs-gateway
+//!
+//! A SockJS 0.3.3 server on actix. Browsers running `sockjs-client` get one
+//! WebSocket-like connection over whichever transport works for them
+//! (websocket, xhr-streaming, eventsource, htmlfile, xhr-polling,
+//! jsonp-polling); every transport maps onto one session actor, so a
+//! backend never knows which one a client uses.
+//!
+//! ## Layout
+//!
+//! - [`protocol`]: frames, SockJS JSON escaping, id and callback checks,
+//!   client payload decoding, transport wrapping. Pure functions.
+//! - [`session`]: the session actor ([`session::actor`]): queue, the one
+//!   receiver, heartbeat and disconnect timers, state; the receiver handed
+//!   to transports ([`session::receiver`]); the registry of live sessions
+//!   ([`session::registry`]).
+//! - [`transport`]: one file per transport family ([`transport::polling`],
+//!   [`transport::streaming`], [`transport::send`],
+//!   [`transport::websocket`]), the fixed pages ([`transport::pages`]),
+//!   shared headers, CORS and origin policy ([`transport::headers`]),
+//!   hang-up detection ([`transport::hangup`]), URL routing
+//!   ([`transport::routes`]).
+//! - [`service`]: the backend API ([`service::api`]), a mounted service
+//!   ([`service::hub`]) and the built-in services ([`service::builtin`]).
+//! - [`config`]: configuration and its defaults; [`server`]: assembling it
+//!   all into an actix-web server.
+//!
+//! ## A backend in Rust
+//!
+//! A [`Service`] makes one [`Handler`] per session. Handlers run inside the
+//! session's actor, one callback at a time.
+//!
+//! ```
+//! use sockjs_gateway::{Config, Gateway, Handler, Service, SessionCtx, SessionInfo};
+//! use std::sync::Arc;
+//!
+//! /// Greets each client, then upper-cases what it says to everyone.
+//! struct Shout;
+//!
+//! impl Service for Shout {
+//!     fn new_session(&self, _info: &SessionInfo) -> Box<dyn Handler> {
+//!         Box::new(ShoutSession)
+//!     }
+//! }
+//!
+//! struct ShoutSession;
+//!
+//! impl Handler for ShoutSession {
+//!     fn on_open(&mut self, ctx: &mut SessionCtx<'_>) {
+//!         ctx.send("welcome");
+//!     }
+//!     fn on_message(&mut self, ctx: &mut SessionCtx<'_>, message: String) {
+//!         if message == "bye" {
+//!             ctx.close(3001, "bye");
+//!         } else {
+//!             ctx.service().broadcast(message.to_uppercase());
+//!         }
+//!     }
+//! }
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let toml = r#"
+//!     listen = "127.0.0.1:0"
+//!     [services.shout]
+//!     prefix = "/shout"
+//! "#;
+//! let config = Config::from_toml(toml).expect("valid config");
+//! actix_web::rt::System::new().block_on(async {
+//!     let running = Gateway::new(config).backend("shout", Arc::new(Shout)).start()?;
+//!     println!("listening on {:?}", running.addrs);
+//!     // running.server.await would serve until stopped.
+//!     running.server.handle().stop(true).await;
+//!     Ok(())
+//! })
+//! # }
+//! ```
+
+// Request checks return the HTTP answer itself as their error; it is built
+// once per refused request, never copied in a loop.
+#![allow(clippy::result_large_err)]
+
+pub mod config;
+pub mod protocol;
+pub mod server;
+pub mod service;
+pub mod session;
+pub mod transport;
+
+pub use config::{Config, ServiceConfig};
+pub use protocol::CloseCode;
+pub use server::{Gateway, Running};
+pub use service::api::{CloseReason, Handler, Service, SessionCtx, SessionHandle, SessionInfo};
+pub use service::hub::ServiceHub;

@@ -1,0 +1,185 @@
+//! Decoding what clients send: a JSON array of strings (HTTP sends and
+//! SockJS WebSocket frames) or a single JSON string (WebSocket frames).
+//!
+//! JavaScript strings may hold lone UTF-16 surrogates, which `JSON.stringify`
+//! writes as `"\ud800"`; Rust strings cannot hold them. Such escapes are
+//! decoded as U+FFFD REPLACEMENT CHARACTER so the rest of the message, and the
+//! session, survive.
+
+use std::borrow::Cow;
+
+/// The protocol's error texts for bad client payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadError {
+    /// Empty body: "Payload expected."
+    Empty,
+    /// Not a JSON array of strings: "Broken JSON encoding."
+    BrokenJson,
+}
+
+impl PayloadError {
+    pub fn message(self) -> &'static str {
+        match self {
+            PayloadError::Empty => "Payload expected.",
+            PayloadError::BrokenJson => "Broken JSON encoding.",
+        }
+    }
+}
+
+impl std::fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// Decodes an HTTP send body: a JSON array of strings.
+pub fn decode_messages(body: &[u8]) -> Result<Vec<String>, PayloadError> {
+    if body.is_empty() {
+        return Err(PayloadError::Empty);
+    }
+    parse_lossy::<Vec<String>>(body)
+}
+
+/// Decodes a SockJS WebSocket text frame: an array of strings or a single
+/// string. An empty frame carries no messages.
+pub fn decode_ws_frame(text: &str) -> Result<Vec<String>, PayloadError> {
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Ok(Vec::new());
+    }
+    if trimmed.starts_with('[') {
+        parse_lossy::<Vec<String>>(text.as_bytes())
+    } else {
+        parse_lossy::<String>(text.as_bytes()).map(|s| vec![s])
+    }
+}
+
+fn parse_lossy<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, PayloadError> {
+    match serde_json::from_slice(body) {
+        Ok(v) => Ok(v),
+        Err(_) => match replace_lone_surrogates(body) {
+            Cow::Owned(fixed) => {
+                serde_json::from_slice(&fixed).map_err(|_| PayloadError::BrokenJson)
+            }
+            Cow::Borrowed(_) => Err(PayloadError::BrokenJson),
+        },
+    }
+}
+
+fn hex4(b: &[u8]) -> Option<u16> {
+    let s = std::str::from_utf8(b.get(..4)?).ok()?;
+    u16::from_str_radix(s, 16).ok()
+}
+
+/// Rewrites `\uD800`-`\uDFFF` escapes that do not form a valid pair into
+/// `\ufffd`. Works on JSON text; leaves everything else untouched.
+fn replace_lone_surrogates(src: &[u8]) -> Cow<'_, [u8]> {
+    let is_high = |n: u16| (0xD800..0xDC00).contains(&n);
+    let is_low = |n: u16| (0xDC00..0xE000).contains(&n);
+    let escape_at = |j: usize| -> Option<u16> {
+        if src.get(j) == Some(&b'\\') && src.get(j + 1) == Some(&b'u') {
+            hex4(src.get(j + 2..)?)
+        } else {
+            None
+        }
+    };
+    // Start offsets of the 6-byte escapes to replace.
+    let mut lone = Vec::new();
+    let mut in_string = false;
+    let mut i = 0;
+    while i < src.len() {
+        match (in_string, src[i]) {
+            (false, b'"') => {
+                in_string = true;
+                i += 1;
+            }
+            (false, _) => i += 1,
+            (true, b'"') => {
+                in_string = false;
+                i += 1;
+            }
+            (true, b'\\') => match escape_at(i) {
+                Some(hi) if is_high(hi) && escape_at(i + 6).is_some_and(is_low) => i += 12,
+                Some(cp) if is_high(cp) || is_low(cp) => {
+                    lone.push(i);
+                    i += 6;
+                }
+                Some(_) => i += 6,
+                None => i += 2,
+            },
+            (true, _) => i += 1,
+        }
+    }
+    if lone.is_empty() {
+        return Cow::Borrowed(src);
+    }
+    let mut out = Vec::with_capacity(src.len());
+    let mut copied = 0;
+    for at in lone {
+        out.extend_from_slice(&src[copied..at]);
+        out.extend_from_slice(b"\\ufffd");
+        copied = at + 6;
+    }
+    out.extend_from_slice(&src[copied..]);
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrays_of_strings_decode() {
+        assert_eq!(decode_messages(br#"["a","b"]"#).unwrap(), vec!["a", "b"]);
+        assert_eq!(decode_messages(b"[]").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn protocol_errors() {
+        assert_eq!(decode_messages(b""), Err(PayloadError::Empty));
+        assert_eq!(decode_messages(br#"["x"#), Err(PayloadError::BrokenJson));
+        assert_eq!(decode_messages(b"[1]"), Err(PayloadError::BrokenJson));
+        assert_eq!(
+            decode_messages(br#"{"a":1}"#),
+            Err(PayloadError::BrokenJson)
+        );
+        assert_eq!(PayloadError::Empty.to_string(), "Payload expected.");
+        assert_eq!(
+            PayloadError::BrokenJson.to_string(),
+            "Broken JSON encoding."
+        );
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters() {
+        let got = decode_messages(br#"["a\ud800b","\udc00","ok"]"#).unwrap();
+        assert_eq!(got, vec!["a\u{fffd}b", "\u{fffd}", "ok"]);
+        // A high surrogate followed by a non-low escape.
+        let got = decode_messages(br#"["\ud800\u0041"]"#).unwrap();
+        assert_eq!(got, vec!["\u{fffd}A"]);
+    }
+
+    #[test]
+    fn valid_pairs_and_escaped_backslashes_are_kept() {
+        let got = decode_messages(br#"["\ud83d\ude00","\\ud800"]"#).unwrap();
+        assert_eq!(got, vec!["\u{1f600}", "\\ud800"]);
+    }
+
+    #[test]
+    fn broken_json_with_a_lone_surrogate_is_still_broken() {
+        assert_eq!(
+            decode_messages(br#"["\ud800"#),
+            Err(PayloadError::BrokenJson)
+        );
+    }
+
+    #[test]
+    fn websocket_frames() {
+        assert_eq!(decode_ws_frame("").unwrap(), Vec::<String>::new());
+        assert_eq!(decode_ws_frame("[]").unwrap(), Vec::<String>::new());
+        assert_eq!(decode_ws_frame(r#""solo""#).unwrap(), vec!["solo"]);
+        assert_eq!(decode_ws_frame(r#"["a","b"]"#).unwrap(), vec!["a", "b"]);
+        assert_eq!(decode_ws_frame(r#"["a"#), Err(PayloadError::BrokenJson));
+        assert_eq!(decode_ws_frame("42"), Err(PayloadError::BrokenJson));
+    }
+}

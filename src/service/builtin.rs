@@ -1,0 +1,92 @@
+//! The services that can be mounted from configuration alone.
+
+use crate::config::ServiceKind;
+use crate::service::api::{Handler, Service, SessionCtx, SessionInfo};
+use std::sync::Arc;
+
+/// The backend for a configured `kind`.
+pub fn for_kind(kind: ServiceKind) -> Arc<dyn Service> {
+    match kind {
+        ServiceKind::Echo => Arc::new(Echo),
+        ServiceKind::Close => Arc::new(CloseAtOnce),
+        ServiceKind::Amplify => Arc::new(Amplify),
+        ServiceKind::Broadcast => Arc::new(Broadcast),
+    }
+}
+
+/// Sends every message back.
+pub struct Echo;
+impl Service for Echo {
+    fn new_session(&self, _: &SessionInfo) -> Box<dyn Handler> {
+        Box::new(Echo)
+    }
+}
+impl Handler for Echo {
+    fn on_message(&mut self, ctx: &mut SessionCtx<'_>, message: String) {
+        ctx.send(message);
+    }
+}
+
+/// Closes every session as soon as it opens, with 3000 "Go away!".
+pub struct CloseAtOnce;
+impl Service for CloseAtOnce {
+    fn new_session(&self, _: &SessionInfo) -> Box<dyn Handler> {
+        Box::new(CloseAtOnce)
+    }
+}
+impl Handler for CloseAtOnce {
+    fn on_open(&mut self, ctx: &mut SessionCtx<'_>) {
+        ctx.close(3000, "Go away!");
+    }
+    fn on_message(&mut self, _: &mut SessionCtx<'_>, _: String) {}
+}
+
+/// Message `n` gets back a string of 2^n `x`, n clamped to 1..=18.
+pub struct Amplify;
+impl Service for Amplify {
+    fn new_session(&self, _: &SessionInfo) -> Box<dyn Handler> {
+        Box::new(Amplify)
+    }
+}
+impl Handler for Amplify {
+    fn on_message(&mut self, ctx: &mut SessionCtx<'_>, message: String) {
+        ctx.send("x".repeat(1 << amplify_exponent(&message)));
+    }
+}
+
+/// The exponent for the amplify service: a number clamped to 1..=18; anything
+/// else counts as 1.
+pub fn amplify_exponent(message: &str) -> u32 {
+    message
+        .trim()
+        .parse::<i64>()
+        .map(|n| n.clamp(1, 18) as u32)
+        .unwrap_or(1)
+}
+
+/// Sends every message to every open session of the service.
+pub struct Broadcast;
+impl Service for Broadcast {
+    fn new_session(&self, _: &SessionInfo) -> Box<dyn Handler> {
+        Box::new(Broadcast)
+    }
+}
+impl Handler for Broadcast {
+    fn on_message(&mut self, ctx: &mut SessionCtx<'_>, message: String) {
+        ctx.service().broadcast(message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::amplify_exponent;
+
+    #[test]
+    fn amplify_clamps() {
+        assert_eq!(amplify_exponent("3"), 3);
+        assert_eq!(amplify_exponent("0"), 1);
+        assert_eq!(amplify_exponent("-5"), 1);
+        assert_eq!(amplify_exponent("100"), 18);
+        assert_eq!(amplify_exponent("x"), 1);
+    }
+}

@@ -1,0 +1,37 @@
+//! One mounted service: its configuration, its backend and its sessions.
+
+use crate::config::ServiceConfig;
+use crate::service::api::Service;
+use crate::session::actor::Push;
+use crate::session::registry::Registry;
+use std::sync::Arc;
+
+pub struct ServiceHub {
+    pub config: ServiceConfig,
+    pub backend: Arc<dyn Service>,
+    pub registry: Registry,
+}
+
+impl ServiceHub {
+    pub fn new(config: ServiceConfig, backend: Arc<dyn Service>) -> Arc<Self> {
+        let registry = Registry::new(config.max_sessions);
+        Arc::new(ServiceHub {
+            config,
+            backend,
+            registry,
+        })
+    }
+
+    /// Sends a message to every open session of this service, whatever
+    /// transport each uses. The message is shared, not copied, per session.
+    pub fn broadcast(&self, message: impl Into<Arc<str>>) {
+        let message = message.into();
+        self.registry
+            .for_each(|addr| addr.do_send(Push(message.clone())));
+    }
+
+    /// Live sessions of this service.
+    pub fn session_count(&self) -> usize {
+        self.registry.len()
+    }
+}

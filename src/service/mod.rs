@@ -1,0 +1,5 @@
+//! The backend-facing API and the built-in services.
+
+pub mod api;
+pub mod builtin;
+pub mod hub;

@@ -1,0 +1,6 @@
+//! Sessions: one actor per session whatever its transport, the receiver it
+//! writes to, and the registry of live sessions.
+
+pub mod actor;
+pub mod receiver;
+pub mod registry;

@@ -1,0 +1,258 @@
+//! The one connection a session writes to at a time: a poll, a stream or a
+//! WebSocket. The session formats frames for it and decides when it is done;
+//! the transport only forwards what arrives on the channel.
+
+use crate::protocol::{CloseCode, Frame, Wrapping};
+use bytestring::ByteString;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// What a session hands to its receiver's transport.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// Bytes for the wire, already wrapped for the transport.
+    Data(ByteString),
+    /// Close the raw WebSocket with this code (raw WebSocket only; the other
+    /// transports close by ending the channel after the `c` frame).
+    Close(CloseCode),
+}
+
+/// How a receiver consumes frames.
+#[derive(Debug)]
+pub enum ReceiverKind {
+    /// One frame, then the response ends (xhr-polling, jsonp-polling).
+    Polling(Wrapping),
+    /// Frames until `remaining` bytes were written (`response_limit`).
+    Streaming {
+        wrapping: Wrapping,
+        remaining: usize,
+    },
+    /// SockJS-framed WebSocket: lives as long as the socket.
+    WebSocket,
+    /// Raw WebSocket at `PREFIX/websocket`: messages only, no framing.
+    RawWebSocket,
+}
+
+/// What became of a receiver after a frame was handed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// It takes more frames.
+    Kept,
+    /// It is done (a poll answered, the response limit reached, or a close
+    /// sent) and must be dropped so its response ends.
+    Finished,
+    /// Its transport is gone; the frame was not handed over.
+    Gone,
+}
+
+static NEXT_RECEIVER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The session's side of a receiver.
+#[derive(Debug)]
+pub struct Receiver {
+    id: u64,
+    tx: mpsc::UnboundedSender<Outgoing>,
+    kind: ReceiverKind,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// The transport's side of a receiver.
+#[derive(Debug)]
+pub struct ReceiverRx {
+    pub id: u64,
+    rx: mpsc::UnboundedReceiver<Outgoing>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Creates a connected receiver pair.
+pub fn channel(kind: ReceiverKind) -> (Receiver, ReceiverRx) {
+    let id = NEXT_RECEIVER_ID.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    (
+        Receiver {
+            id,
+            tx,
+            kind,
+            in_flight: in_flight.clone(),
+        },
+        ReceiverRx { id, rx, in_flight },
+    )
+}
+
+impl Receiver {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Bytes handed to the transport but not yet taken by it: counts against
+    /// the session's queue limit so a reader that stalls cannot grow memory.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Sends one frame.
+    pub fn deliver(&mut self, frame: Frame<'_>) -> Delivery {
+        let closing = matches!(frame, Frame::Close(..));
+        let (pushed, finished) = match &mut self.kind {
+            ReceiverKind::RawWebSocket => match frame {
+                Frame::Open | Frame::Heartbeat => (true, false),
+                Frame::Messages(msgs) => (
+                    msgs.iter().all(|m| self.push(ByteString::from(m.as_ref()))),
+                    false,
+                ),
+                Frame::Close(code, reason) => (
+                    self.tx
+                        .send(Outgoing::Close(CloseCode::new(code, reason)))
+                        .is_ok(),
+                    true,
+                ),
+            },
+            ReceiverKind::WebSocket => (self.push(frame.encode().into()), closing),
+            ReceiverKind::Polling(w) => {
+                let data = w.wrap(&frame.encode());
+                (self.push(data.into()), true)
+            }
+            ReceiverKind::Streaming {
+                wrapping,
+                remaining,
+            } => {
+                let data = wrapping.wrap(&frame.encode());
+                *remaining = remaining.saturating_sub(data.len());
+                let done = *remaining == 0 || closing;
+                (self.push(data.into()), done)
+            }
+        };
+        match (pushed, finished) {
+            (false, _) => Delivery::Gone,
+            (true, true) => Delivery::Finished,
+            (true, false) => Delivery::Kept,
+        }
+    }
+
+    fn push(&self, data: ByteString) -> bool {
+        let len = data.len();
+        self.in_flight.fetch_add(len, Ordering::Relaxed);
+        if self.tx.send(Outgoing::Data(data)).is_err() {
+            self.in_flight.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
+impl ReceiverRx {
+    /// Waits for the next item; `None` once the session let go of the receiver.
+    pub async fn recv(&mut self) -> Option<Outgoing> {
+        let item = self.rx.recv().await;
+        self.taken(&item);
+        item
+    }
+
+    /// Polls for the next item (for response body streams).
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Outgoing>> {
+        let polled = self.rx.poll_recv(cx);
+        if let std::task::Poll::Ready(item) = &polled {
+            self.taken(item);
+        }
+        polled
+    }
+
+    fn taken(&self, item: &Option<Outgoing>) {
+        if let Some(Outgoing::Data(d)) = item {
+            self.in_flight.fetch_sub(d.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(rx: &mut ReceiverRx) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(Outgoing::Data(d)) = rx.rx.try_recv() {
+            out.push(d.to_string());
+        }
+        out
+    }
+
+    #[test]
+    fn polling_takes_one_frame() {
+        let (mut r, mut rx) = channel(ReceiverKind::Polling(Wrapping::Xhr));
+        assert_eq!(r.deliver(Frame::Open), Delivery::Finished);
+        assert_eq!(drain(&mut rx), vec!["o\n"]);
+    }
+
+    #[test]
+    fn streaming_finishes_at_the_response_limit() {
+        let kind = ReceiverKind::Streaming {
+            wrapping: Wrapping::Xhr,
+            remaining: 10,
+        };
+        let (mut r, mut rx) = channel(kind);
+        assert_eq!(r.deliver(Frame::Open), Delivery::Kept); // 2 bytes
+        assert_eq!(r.deliver(Frame::Heartbeat), Delivery::Kept); // 4
+        let msgs: Vec<Arc<str>> = vec!["abc".into()];
+        assert_eq!(r.deliver(Frame::Messages(&msgs)), Delivery::Finished); // 4 + 8 >= 10
+        assert_eq!(drain(&mut rx), vec!["o\n", "h\n", "a[\"abc\"]\n"]);
+    }
+
+    #[test]
+    fn close_finishes_every_kind() {
+        for kind in [
+            ReceiverKind::WebSocket,
+            ReceiverKind::RawWebSocket,
+            ReceiverKind::Streaming {
+                wrapping: Wrapping::EventSource,
+                remaining: 1 << 20,
+            },
+        ] {
+            let (mut r, _rx) = channel(kind);
+            assert_eq!(
+                r.deliver(Frame::Close(3000, "Go away!")),
+                Delivery::Finished
+            );
+        }
+    }
+
+    #[test]
+    fn raw_websocket_sends_bare_messages_and_a_close() {
+        let (mut r, mut rx) = channel(ReceiverKind::RawWebSocket);
+        assert_eq!(r.deliver(Frame::Open), Delivery::Kept);
+        assert_eq!(r.deliver(Frame::Heartbeat), Delivery::Kept);
+        let msgs: Vec<Arc<str>> = vec!["a".into(), "b\"".into()];
+        assert_eq!(r.deliver(Frame::Messages(&msgs)), Delivery::Kept);
+        assert_eq!(drain(&mut rx), vec!["a", "b\""]);
+        assert_eq!(
+            r.deliver(Frame::Close(3000, "Go away!")),
+            Delivery::Finished
+        );
+        assert!(matches!(rx.rx.try_recv(), Ok(Outgoing::Close(c)) if c.code == 3000));
+    }
+
+    #[test]
+    fn in_flight_counts_untaken_bytes() {
+        let (mut r, mut rx) = channel(ReceiverKind::WebSocket);
+        r.deliver(Frame::Open);
+        r.deliver(Frame::Heartbeat);
+        assert_eq!(r.in_flight(), 2);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async { rx.recv().await });
+        assert_eq!(r.in_flight(), 1);
+    }
+
+    #[test]
+    fn a_gone_transport_finishes_the_receiver() {
+        let (mut r, rx) = channel(ReceiverKind::WebSocket);
+        drop(rx);
+        assert_eq!(r.deliver(Frame::Heartbeat), Delivery::Gone);
+        assert_eq!(r.in_flight(), 0);
+    }
+}

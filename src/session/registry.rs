@@ -1,0 +1,105 @@
+//! The live sessions of one service.
+//!
+//! Sharded maps (dashmap), so looking up one session never waits on a lock
+//! that every request takes.
+
+use super::actor::SessionActor;
+use actix::Addr;
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a new session could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryFull;
+
+#[derive(Default)]
+pub struct Registry {
+    /// HTTP sessions by their SockJS session id. WebSocket sessions are not
+    /// here: the protocol lets two WebSockets share one id.
+    by_sid: DashMap<Box<str>, (u64, Addr<SessionActor>)>,
+    /// Every live session by its internal key, for broadcast and counting.
+    all: DashMap<u64, Addr<SessionActor>>,
+    next_key: AtomicU64,
+    max_sessions: usize,
+}
+
+impl Registry {
+    pub fn new(max_sessions: usize) -> Self {
+        Registry {
+            max_sessions,
+            next_key: AtomicU64::new(1),
+            ..Default::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.all.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
+    /// Finds the session with this SockJS id.
+    pub fn get(&self, sid: &str) -> Option<Addr<SessionActor>> {
+        self.by_sid.get(sid).map(|e| e.1.clone())
+    }
+
+    /// Finds the session with this id or makes one with `start(key)`.
+    /// Returns the address and whether it was just made.
+    pub fn get_or_create(
+        &self,
+        sid: &str,
+        start: impl FnOnce(u64) -> Addr<SessionActor>,
+    ) -> Result<(Addr<SessionActor>, bool), RegistryFull> {
+        if let Some(addr) = self.get(sid) {
+            return Ok((addr, false));
+        }
+        match self.by_sid.entry(sid.into()) {
+            Entry::Occupied(e) => Ok((e.get().1.clone(), false)),
+            Entry::Vacant(e) => {
+                let (key, addr) = self.start(start)?;
+                e.insert((key, addr.clone()));
+                Ok((addr, true))
+            }
+        }
+    }
+
+    /// Makes a session that has no SockJS id (a WebSocket session).
+    pub fn create_anonymous(
+        &self,
+        start: impl FnOnce(u64) -> Addr<SessionActor>,
+    ) -> Result<Addr<SessionActor>, RegistryFull> {
+        self.start(start).map(|(_, addr)| addr)
+    }
+
+    fn start(
+        &self,
+        start: impl FnOnce(u64) -> Addr<SessionActor>,
+    ) -> Result<(u64, Addr<SessionActor>), RegistryFull> {
+        if self.all.len() >= self.max_sessions {
+            return Err(RegistryFull);
+        }
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let addr = start(key);
+        self.all.insert(key, addr.clone());
+        Ok((key, addr))
+    }
+
+    /// Forgets a session; only the entry that `key` owns is removed, so a newer
+    /// session that reused the SockJS id is left alone.
+    pub fn remove(&self, sid: Option<&str>, key: u64) {
+        if let Some(sid) = sid {
+            self.by_sid.remove_if(sid, |_, (k, _)| *k == key);
+        }
+        self.all.remove(&key);
+    }
+
+    /// Calls `f` for every live session.
+    pub fn for_each(&self, mut f: impl FnMut(&Addr<SessionActor>)) {
+        for entry in self.all.iter() {
+            f(entry.value());
+        }
+    }
+}

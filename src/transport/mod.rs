@@ -1,0 +1,12 @@
+//! HTTP and WebSocket adapters: each turns requests into session receivers
+//! and client messages. No transport holds application state.
+
+pub mod hangup;
+pub mod headers;
+pub mod pages;
+pub mod polling;
+pub mod receive;
+pub mod routes;
+pub mod send;
+pub mod streaming;
+pub mod websocket;

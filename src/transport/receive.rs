@@ -1,0 +1,191 @@
+//! Attaching an HTTP response (poll or stream) to a session as its receiver.
+
+use crate::service::api::{CloseReason, SessionInfo};
+use crate::service::hub::ServiceHub;
+use crate::session::actor::{Attach, Detach, SessionActor};
+use crate::session::receiver::{self, Outgoing, ReceiverKind, ReceiverRx};
+use crate::transport::hangup::{self, HangupGuard};
+use crate::transport::headers;
+use actix::{Actor, Addr};
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::Stream;
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// A response body fed by a session: an optional prelude, then frames.
+pub struct ReceiverBody {
+    prelude: Option<Bytes>,
+    rx: ReceiverRx,
+    _hangup: Option<HangupGuard>,
+}
+
+impl Stream for ReceiverBody {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(p) = self.prelude.take() {
+            return Poll::Ready(Some(Ok(p)));
+        }
+        loop {
+            return match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(Outgoing::Data(d))) => Poll::Ready(Some(Ok(d.into_bytes()))),
+                // Only raw WebSockets get close items.
+                Poll::Ready(Some(Outgoing::Close(_))) => continue,
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+}
+
+/// Makes a new session on `hub`, started on the current arbiter.
+pub fn start_session(
+    hub: &Arc<ServiceHub>,
+    req: &HttpRequest,
+    sid: Option<&str>,
+    key: u64,
+) -> Addr<SessionActor> {
+    let info = session_info(req, hub, key);
+    SessionActor::new(key, sid, hub.clone(), info).start()
+}
+
+/// Finds or makes session `sid` and attaches a receiver of `kind` to it.
+/// The body ends when the session lets the receiver go.
+pub async fn attach(
+    req: &HttpRequest,
+    hub: &Arc<ServiceHub>,
+    sid: &str,
+    kind: impl Fn() -> ReceiverKind,
+    prelude: Option<String>,
+) -> Result<ReceiverBody, HttpResponse> {
+    // A session that expires between lookup and attach has a closed mailbox;
+    // the retry then finds the id free and makes a fresh session.
+    for _ in 0..2 {
+        let (addr, _) = hub
+            .registry
+            .get_or_create(sid, |key| start_session(hub, req, Some(sid), key))
+            .map_err(|_| headers::service_unavailable())?;
+        let (receiver, rx) = receiver::channel(kind());
+        let receiver_id = rx.id;
+        if addr.send(Attach(receiver)).await.is_err() {
+            continue;
+        }
+        let watched = addr.clone();
+        let guard = hangup::watch(req, move || {
+            watched.do_send(Detach {
+                receiver_id,
+                reason: CloseReason::Interrupted,
+            });
+        });
+        return Ok(ReceiverBody {
+            prelude: prelude.map(Bytes::from),
+            rx,
+            _hangup: guard,
+        });
+    }
+    Err(headers::service_unavailable())
+}
+
+/// Request headers passed to backends: none that carry credentials.
+const SAFE_HEADERS: &[&str] = &[
+    "referer",
+    "x-client-ip",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-cluster-client-ip",
+    "x-real-ip",
+    "via",
+    "x-ssl",
+    "dnt",
+    "host",
+    "origin",
+    "user-agent",
+    "accept-language",
+];
+
+/// What a backend may know about the request that opened a session.
+pub fn session_info(req: &HttpRequest, hub: &ServiceHub, key: u64) -> SessionInfo {
+    let headers = SAFE_HEADERS
+        .iter()
+        .filter_map(|&name| {
+            let v = req.headers().get(name)?.to_str().ok()?;
+            Some((name.to_owned(), v.to_owned()))
+        })
+        .collect();
+    SessionInfo {
+        id: key,
+        prefix: hub.config.prefix.clone(),
+        remote_addr: client_addr(req),
+        headers,
+    }
+}
+
+/// The peer address, or the first `X-Forwarded-For` entry when the peer is a
+/// proxy on this machine (loopback), as with nginx in front.
+fn client_addr(req: &HttpRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    if peer.is_some_and(|p| p.is_loopback()) {
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    peer
+}
+
+/// Turns a response head and a receiver body into the answer. HTTP/1.0 has
+/// no chunked encoding: the body then runs until the connection closes.
+pub fn respond(
+    req: &HttpRequest,
+    mut head: actix_web::HttpResponseBuilder,
+    body: ReceiverBody,
+) -> HttpResponse {
+    let mut resp = head.streaming(body);
+    if req.version() < actix_web::http::Version::HTTP_11 {
+        resp.head_mut().no_chunking(true);
+        resp.head_mut()
+            .set_connection_type(actix_http::ConnectionType::Close);
+    }
+    resp
+}
+
+/// The head of a poll or stream answer: content type, no caching, CORS,
+/// cookie, and `X-Accel-Buffering: no` so nginx passes frames on at once
+/// even where its config buffers.
+pub fn response_head(
+    req: &HttpRequest,
+    hub: &ServiceHub,
+    origin: &headers::Origin,
+    content_type: &str,
+) -> actix_web::HttpResponseBuilder {
+    let mut b = HttpResponse::Ok();
+    b.content_type(content_type)
+        .insert_header(("X-Accel-Buffering", "no"));
+    headers::no_cache(&mut b);
+    origin.apply(&mut b);
+    headers::jsessionid(req, &hub.config, &mut b);
+    b
+}
+
+/// The `c` query parameter of jsonp-polling and htmlfile: required, and
+/// restricted to safe characters since it is written into script.
+pub fn callback_param(req: &HttpRequest) -> Result<String, HttpResponse> {
+    let cb = form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "c")
+        .map(|(_, v)| v);
+    match cb {
+        None => Err(headers::protocol_error("\"callback\" parameter required")),
+        Some(cb) if crate::protocol::ids::is_valid_callback(&cb) => Ok(cb.into_owned()),
+        Some(_) => Err(headers::protocol_error("invalid \"callback\" parameter")),
+    }
+}

@@ -1,0 +1,113 @@
+//! Mounting a service's SockJS URLs under its prefix.
+
+use crate::protocol::ids::is_valid_id;
+use crate::service::hub::ServiceHub;
+use crate::transport::headers::{self, allow};
+use crate::transport::websocket::Framing;
+use crate::transport::{pages, polling, send, streaming, websocket};
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse};
+use std::sync::Arc;
+
+type Hub = web::Data<ServiceHub>;
+
+/// Adds every URL of `hub`'s service to an actix app.
+pub fn mount(cfg: &mut web::ServiceConfig, hub: Arc<ServiceHub>) {
+    let prefix = hub.config.prefix.clone();
+    cfg.service(
+        web::scope(&prefix)
+            .app_data(web::Data::from(hub))
+            .route("", web::route().to(greeting))
+            .route("/", web::route().to(greeting))
+            .route("/info", web::route().to(info))
+            .route("/websocket", web::route().to(raw_websocket))
+            .route("/{file}", web::route().to(iframe))
+            .route(
+                "/{server}/{session}/{transport}",
+                web::route().to(session_url),
+            )
+            .default_service(web::to(not_found)),
+    );
+}
+
+async fn greeting(req: HttpRequest) -> HttpResponse {
+    pages::greeting(&req)
+}
+
+async fn info(req: HttpRequest, hub: Hub) -> HttpResponse {
+    pages::info(&req, &hub)
+}
+
+async fn iframe(req: HttpRequest, hub: Hub, file: web::Path<String>) -> HttpResponse {
+    if !pages::is_iframe_name(&file) {
+        return headers::not_found();
+    }
+    if let Err(resp) = allow(&req, &[Method::GET, Method::HEAD], "GET, HEAD") {
+        return resp;
+    }
+    pages::iframe(&req, &hub)
+}
+
+async fn not_found() -> HttpResponse {
+    headers::not_found()
+}
+
+async fn raw_websocket(req: HttpRequest, hub: Hub, body: web::Payload) -> HttpResponse {
+    let cfg = &hub.config;
+    if !(cfg.websocket && cfg.raw_websocket) {
+        return headers::not_found();
+    }
+    if let Err(resp) = allow(&req, &[Method::GET], "GET") {
+        return resp;
+    }
+    websocket::websocket(&req, &hub.into_inner(), body, Framing::Raw).await
+}
+
+/// `/{server}/{session}/{transport}`: ids are checked, then the transport
+/// (404 if unknown or disabled), then the method (405 with `Allow`).
+async fn session_url(
+    req: HttpRequest,
+    hub: Hub,
+    path: web::Path<(String, String, String)>,
+    body: web::Payload,
+) -> HttpResponse {
+    let (server, sid, transport) = path.into_inner();
+    if !is_valid_id(&server) || !is_valid_id(&sid) {
+        return headers::not_found();
+    }
+    let hub = hub.into_inner();
+    let cfg = &hub.config;
+    let post = [Method::POST, Method::OPTIONS];
+    let get = [Method::GET];
+    let (enabled, methods, allow_header): (bool, &[Method], &str) = match transport.as_str() {
+        "websocket" => (cfg.websocket, &get, "GET"),
+        "xhr" => (cfg.xhr_polling, &post, "OPTIONS, POST"),
+        "xhr_send" => (cfg.xhr_polling || cfg.xhr_streaming, &post, "OPTIONS, POST"),
+        "xhr_streaming" => (cfg.xhr_streaming, &post, "OPTIONS, POST"),
+        "eventsource" => (cfg.eventsource, &get, "GET"),
+        "htmlfile" => (cfg.htmlfile, &get, "GET"),
+        "jsonp" => (cfg.jsonp_polling, &get, "GET"),
+        "jsonp_send" => (cfg.jsonp_polling, &[Method::POST], "POST"),
+        _ => (false, &[], ""),
+    };
+    if !enabled {
+        return headers::not_found();
+    }
+    if let Err(resp) = allow(&req, methods, allow_header) {
+        return resp;
+    }
+    if req.method() == Method::OPTIONS {
+        return headers::preflight(&req, cfg, allow_header);
+    }
+    match transport.as_str() {
+        "websocket" => websocket::websocket(&req, &hub, body, Framing::SockJs).await,
+        "xhr" => polling::xhr(&req, &hub, &sid).await,
+        "xhr_send" => send::xhr_send(&req, &hub, &sid, body).await,
+        "xhr_streaming" => streaming::xhr_streaming(&req, &hub, &sid).await,
+        "eventsource" => streaming::eventsource(&req, &hub, &sid).await,
+        "htmlfile" => streaming::htmlfile(&req, &hub, &sid).await,
+        "jsonp" => polling::jsonp(&req, &hub, &sid).await,
+        "jsonp_send" => send::jsonp_send(&req, &hub, &sid, body).await,
+        _ => headers::not_found(),
+    }
+}
