@@ -68,8 +68,11 @@
 //! actix_web::rt::System::new().block_on(async {
 //!     let running = Gateway::new(config).backend("shout", Arc::new(Shout)).start()?;
 //!     println!("listening on {:?}", running.addrs);
-//!     // running.server.await would serve until stopped.
-//!     running.server.handle().stop(true).await;
+//!     // `running.server.await` serves until the process is stopped; here
+//!     // the server runs in the background and is stopped at once.
+//!     let handle = running.server.handle();
+//!     actix_web::rt::spawn(running.server);
+//!     handle.stop(true).await;
 //!     Ok(())
 //! })
 //! # }

@@ -25,6 +25,9 @@ pub struct SessionActor {
     closed: Option<CloseCode>,
     queue: Vec<Arc<str>>,
     queued_bytes: usize,
+    /// Client messages that raced ahead of the first receiver; handled
+    /// right after `on_open` so none is lost.
+    early: Vec<String>,
     receiver: Option<Receiver>,
     disconnect_timer: Option<SpawnHandle>,
     expired: bool,
@@ -71,6 +74,7 @@ impl SessionActor {
             closed: None,
             queue: Vec::new(),
             queued_bytes: 0,
+            early: Vec::new(),
             receiver: None,
             disconnect_timer: None,
             expired: false,
@@ -95,6 +99,8 @@ impl SessionActor {
             self.opened = true;
             self.deliver(Frame::Open, ctx);
             self.run_handler(ctx, |h, sctx| h.on_open(sctx));
+            let early = std::mem::take(&mut self.early);
+            self.incoming(early, ctx);
         }
         self.flush(ctx);
     }
@@ -216,6 +222,15 @@ impl SessionActor {
         }
     }
 
+    fn incoming(&mut self, messages: Vec<String>, ctx: &mut Context<Self>) {
+        for m in messages {
+            if self.closed.is_some() {
+                return;
+            }
+            self.run_handler(ctx, |h, sctx| h.on_message(sctx, m));
+        }
+    }
+
     /// Forgets the session: no receiver came back, or its WebSocket ended.
     fn expire(&mut self, ctx: &mut Context<Self>) {
         if self.expired {
@@ -282,12 +297,11 @@ impl Handler<Detach> for SessionActor {
 impl Handler<Incoming> for SessionActor {
     type Result = ();
     fn handle(&mut self, msg: Incoming, ctx: &mut Context<Self>) {
-        if !self.opened || self.closed.is_some() {
+        if !self.opened {
+            self.early.extend(msg.0);
             return;
         }
-        for m in msg.0 {
-            self.run_handler(ctx, |h, sctx| h.on_message(sctx, m));
-        }
+        self.incoming(msg.0, ctx);
         self.flush(ctx);
     }
 }

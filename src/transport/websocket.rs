@@ -141,6 +141,9 @@ impl Connection {
                             let c = CloseCode::message_too_big();
                             break End::Client(CloseReason::ProtocolError(c.clone()), Some(c));
                         }
+                        // The peer's connection ended, possibly right after its
+                        // own close frame: it is gone, not misbehaving.
+                        Some(Err(ProtocolError::Io(_))) => break End::Client(CloseReason::Interrupted, None),
                         Some(Err(e)) => {
                             log::debug!("websocket protocol error: {e}");
                             let c = CloseCode::new(1002, "Protocol error");

@@ -1,0 +1,463 @@
+//! Test harness: runs the real `sockjs-gateway` binary on a loopback port
+//! with a given config, and small clients for HTTP, streams and WebSockets.
+#![allow(dead_code)]
+
+use awc::ws;
+use futures_util::{SinkExt, StreamExt};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A gateway process; killed (by its own PID) when dropped.
+pub struct Gateway {
+    child: Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Starts the binary with `toml` as its config file on a free port.
+    pub fn start(toml: &str) -> Gateway {
+        Self::start_with_env(toml, &[])
+    }
+
+    pub fn start_with_env(toml: &str, env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sockjs-gateway"))
+            .arg("--config")
+            .arg(&path)
+            .args(["--listen", "127.0.0.1:0"])
+            .envs(env.iter().copied())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("gateway binary runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            addr.starts_with("127.0.0.1:"),
+            "gateway did not start: {line:?}"
+        );
+        Gateway {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config with one echo service at `/echo` plus `extra` keys for it.
+pub fn echo_config(extra: &str) -> String {
+    format!("[services.echo]\nprefix = \"/echo\"\nkind = \"echo\"\n{extra}\n")
+}
+
+/// A fresh random session path under `prefix`.
+pub fn session(prefix: &str) -> String {
+    format!("{prefix}/000/{}", rand_id())
+}
+
+pub fn rand_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("s{:x}{}", t, N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .disable_redirects()
+        .finish()
+}
+
+/// A whole response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
+pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    let mut req = client().request(method.parse().unwrap(), url);
+    for (k, v) in headers {
+        req = req.insert_header((*k, *v));
+    }
+    let mut resp = req
+        .send_body(body.to_owned())
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let body = resp.body().limit(64 << 20).await.unwrap();
+    Resp {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    }
+}
+
+pub async fn get(url: &str) -> Resp {
+    request("GET", url, &[], "").await
+}
+
+pub async fn post(url: &str, body: &str) -> Resp {
+    request("POST", url, &[], body).await
+}
+
+/// A streaming response read incrementally.
+pub struct Stream {
+    pub status: u16,
+    pub headers: awc::http::header::HeaderMap,
+    body: std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<
+                Item = Result<actix_web::web::Bytes, awc::error::PayloadError>,
+            >,
+        >,
+    >,
+    buf: Vec<u8>,
+}
+
+impl Stream {
+    pub async fn open(method: &str, url: &str) -> Stream {
+        Self::open_with(method, url, &[]).await
+    }
+
+    pub async fn open_with(method: &str, url: &str, headers: &[(&str, &str)]) -> Stream {
+        let mut req = awc::Client::builder()
+            .timeout(Duration::from_secs(3600))
+            .finish()
+            .request(method.parse().unwrap(), url);
+        for (k, v) in headers {
+            req = req.insert_header((*k, *v));
+        }
+        let resp = req.send().await.unwrap();
+        Stream {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body: Box::pin(resp),
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// Reads exactly `n` more bytes (within 5 s).
+    pub async fn read_exact(&mut self, n: usize) -> String {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while self.buf.len() < n {
+                match self.body.next().await {
+                    Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
+                    other => panic!(
+                        "stream ended after {:?}: {other:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    ),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "timed out waiting for {n} bytes, have {:?}",
+                String::from_utf8_lossy(&self.buf)
+            )
+        });
+        let rest = self.buf.split_off(n);
+        String::from_utf8(std::mem::replace(&mut self.buf, rest)).unwrap()
+    }
+
+    /// Reads up to and including the next occurrence of `delim`.
+    pub async fn read_until(&mut self, delim: &str) -> String {
+        let d = delim.as_bytes();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(pos) = self.buf.windows(d.len()).position(|w| w == d) {
+                    let rest = self.buf.split_off(pos + d.len());
+                    return String::from_utf8(std::mem::replace(&mut self.buf, rest)).unwrap();
+                }
+                match self.body.next().await {
+                    Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
+                    other => panic!(
+                        "stream ended after {:?}: {other:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    ),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "timed out waiting for {delim:?}, have {:?}",
+                String::from_utf8_lossy(&self.buf)
+            )
+        })
+    }
+
+    /// Asserts that the response ends (within 5 s) with nothing more.
+    pub async fn expect_end(&mut self) {
+        let next = tokio::time::timeout(Duration::from_secs(5), self.body.next())
+            .await
+            .expect("stream did not end");
+        assert!(
+            next.is_none() && self.buf.is_empty(),
+            "expected end, got {next:?} / {:?}",
+            self.buf
+        );
+    }
+}
+
+/// A WebSocket client connection.
+pub struct Ws {
+    pub conn: actix_codec::Framed<awc::BoxedSocket, ws::Codec>,
+}
+
+impl Ws {
+    pub async fn connect(url: &str) -> Ws {
+        Self::connect_with(url, &[])
+            .await
+            .unwrap_or_else(|e| panic!("ws connect {url}: {e}"))
+    }
+
+    pub async fn connect_with(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Ws, awc::error::WsClientError> {
+        let mut req = awc::Client::new().ws(url).max_frame_size(64 << 20);
+        for (k, v) in headers {
+            req = req.set_header(*k, *v);
+        }
+        let (_, conn) = req.connect().await?;
+        Ok(Ws { conn })
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        self.conn
+            .send(ws::Message::Text(text.to_owned().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next frame from the server (within 5 s), skipping pings.
+    pub async fn next(&mut self) -> ws::Frame {
+        loop {
+            let f = tokio::time::timeout(Duration::from_secs(5), self.conn.next())
+                .await
+                .expect("timed out waiting for a websocket frame");
+            match f {
+                Some(Ok(ws::Frame::Ping(p))) => {
+                    self.conn.send(ws::Message::Pong(p)).await.unwrap();
+                }
+                Some(Ok(frame)) => return frame,
+                other => panic!("websocket ended: {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame without answering pings (a dead peer); `None` once the
+    /// connection is gone.
+    pub async fn next_unanswered(&mut self) -> Option<ws::Frame> {
+        tokio::time::timeout(Duration::from_secs(5), self.conn.next())
+            .await
+            .expect("timed out waiting for a websocket frame")
+            .and_then(Result::ok)
+    }
+
+    /// The next text frame.
+    pub async fn recv(&mut self) -> String {
+        match self.next().await {
+            ws::Frame::Text(t) => String::from_utf8(t.to_vec()).unwrap(),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    /// Expects a close frame; returns its code and reason.
+    pub async fn expect_close(&mut self) -> (u16, String) {
+        match self.next().await {
+            ws::Frame::Close(Some(r)) => (r.code.into(), r.description.unwrap_or_default()),
+            ws::Frame::Close(None) => (1005, String::new()),
+            other => panic!("expected close, got {other:?}"),
+        }
+    }
+
+    /// The closing handshake: send Close, wait for the server's Close.
+    pub async fn close(mut self) {
+        let _ = self.conn.send(ws::Message::Close(None)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(f)) = self.conn.next().await {
+                if matches!(f, ws::Frame::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// A raw HTTP/1.x exchange over TCP, for tests that must control the socket.
+pub struct Raw {
+    pub sock: TcpStream,
+    pub buf: Vec<u8>,
+}
+
+/// A parsed response head from a raw connection.
+#[derive(Debug)]
+pub struct RawHead {
+    pub version: u8,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+impl RawHead {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Raw {
+    pub async fn connect(addr: &str) -> Raw {
+        Raw {
+            sock: TcpStream::connect(addr).await.unwrap(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends a request with the given HTTP version (e.g. "1.0").
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        version: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) {
+        let mut req = format!(
+            "{method} {path} HTTP/{version}\r\nHost: localhost\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        self.sock.write_all(req.as_bytes()).await.unwrap();
+    }
+
+    async fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(Duration::from_secs(5), self.sock.read(&mut chunk))
+            .await
+            .expect("timed out reading")
+            .unwrap_or(0);
+        self.buf.extend_from_slice(&chunk[..n]);
+        n
+    }
+
+    /// Reads and parses a response head (with httparse).
+    pub async fn head(&mut self) -> RawHead {
+        loop {
+            let mut hdrs = [httparse::EMPTY_HEADER; 64];
+            let mut resp = httparse::Response::new(&mut hdrs);
+            if let httparse::Status::Complete(len) = resp.parse(&self.buf).unwrap() {
+                let head = RawHead {
+                    version: resp.version.unwrap(),
+                    status: resp.code.unwrap(),
+                    headers: resp
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.name.to_owned(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
+                        .collect(),
+                };
+                self.buf.drain(..len);
+                return head;
+            }
+            assert!(
+                self.fill().await > 0,
+                "connection closed before a response head"
+            );
+        }
+    }
+
+    /// Reads exactly `n` body bytes (no chunk decoding).
+    pub async fn read_exact(&mut self, n: usize) -> String {
+        while self.buf.len() < n {
+            assert!(
+                self.fill().await > 0,
+                "closed early, have {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+        }
+        String::from_utf8(self.buf.drain(..n).collect()).unwrap()
+    }
+
+    /// Reads up to and including `delim` (raw bytes, no chunk decoding).
+    pub async fn read_until(&mut self, delim: &str) -> String {
+        let d = delim.as_bytes();
+        loop {
+            if let Some(pos) = self.buf.windows(d.len()).position(|w| w == d) {
+                return String::from_utf8(self.buf.drain(..pos + d.len()).collect()).unwrap();
+            }
+            assert!(
+                self.fill().await > 0,
+                "closed early, have {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+        }
+    }
+
+    /// Whether the server closes the connection (within 5 s) with nothing more sent.
+    pub async fn closed_by_server(&mut self) -> bool {
+        self.fill().await == 0 && self.buf.is_empty()
+    }
+}

@@ -1,0 +1,77 @@
+//! A client that drops a pending poll or stream is noticed at once, even
+//! though nothing was written to it, and the session closes with 1002.
+mod common;
+use common::*;
+use std::time::Duration;
+
+#[actix_rt::test]
+async fn dropped_xhr_poll_closes_the_session_with_1002() {
+    let gw = Gateway::start(&echo_config(""));
+    let s = session("/echo");
+    assert_eq!(post(&gw.url(&format!("{s}/xhr")), "").await.body, "o\n");
+    let mut pending = Raw::connect(&gw.addr).await;
+    pending
+        .send("POST", &format!("{s}/xhr"), "1.1", &[], "")
+        .await;
+    // The head is written only once the poll is attached to the session.
+    assert_eq!(pending.head().await.status, 200);
+    assert_eq!(
+        post(&gw.url(&format!("{s}/xhr")), "").await.body,
+        "c[2010,\"Another connection still open\"]\n"
+    );
+    drop(pending);
+    // Within a generous bound the next poll sees the interruption.
+    let mut body = String::new();
+    for _ in 0..50 {
+        body = post(&gw.url(&format!("{s}/xhr")), "").await.body;
+        if !body.starts_with("c[2010") {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(body, "c[1002,\"Connection interrupted\"]\n");
+}
+
+#[actix_rt::test]
+async fn dropped_xhr_stream_closes_the_session_with_1002() {
+    let gw = Gateway::start(&echo_config(""));
+    let s = session("/echo");
+    let mut st = Raw::connect(&gw.addr).await;
+    st.send("POST", &format!("{s}/xhr_streaming"), "1.1", &[], "")
+        .await;
+    st.head().await;
+    drop(st);
+    let mut body = String::new();
+    for _ in 0..50 {
+        body = post(&gw.url(&format!("{s}/xhr")), "").await.body;
+        if !body.starts_with("c[2010") {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(body, "c[1002,\"Connection interrupted\"]\n");
+}
+
+#[actix_rt::test]
+async fn finished_polls_on_a_kept_alive_connection_do_not_interrupt() {
+    let gw = Gateway::start(&echo_config(""));
+    let s = session("/echo");
+    let mut c = Raw::connect(&gw.addr).await;
+    c.send("POST", &format!("{s}/xhr"), "1.1", &[], "").await;
+    let head = c.head().await;
+    assert_eq!(head.status, 200);
+    // Closing a connection whose poll already completed is normal.
+    // The whole chunked body, up to its last chunk.
+    assert!(c.read_until("0\r\n\r\n").await.contains("o\n"));
+    drop(c);
+    assert_eq!(
+        post(&gw.url(&format!("{s}/xhr_send")), r#"["ok"]"#)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        post(&gw.url(&format!("{s}/xhr")), "").await.body,
+        "a[\"ok\"]\n"
+    );
+}
