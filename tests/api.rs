@@ -99,7 +99,8 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        let _ = self.server.stop(false);
+        // The stop command is sent on the call; waiting for it is not needed.
+        drop(self.server.stop(false));
     }
 }
 
