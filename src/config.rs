@@ -25,9 +25,61 @@ pub struct Config {
     /// Write an access log line per request (target `sockjs_gateway::access`).
     #[serde(default = "yes")]
     pub access_log: bool,
+    /// Directory served at `/` (the demo pages); empty to serve none.
+    #[serde(default = "default_static_dir")]
+    pub static_dir: String,
+    /// The sockjs-client build served at [`SOCKJS_CLIENT_URL`], installed
+    /// from npm (`npm ci`); empty to serve none.
+    #[serde(default = "default_sockjs_client_path")]
+    pub sockjs_client_path: String,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
     /// Mounted services by name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
+}
+
+/// Where the gateway serves its local copy of sockjs-client.
+pub const SOCKJS_CLIENT_URL: &str = "/sockjs-client/sockjs.min.js";
+
+/// What happens on SIGTERM or SIGINT.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Seconds to wait for in-flight responses after sessions were closed.
+    #[serde(default = "default_grace")]
+    pub grace: f64,
+    /// Close frame sent to every open session.
+    #[serde(default = "default_shutdown_code")]
+    pub close_code: u16,
+    #[serde(default = "default_shutdown_reason")]
+    pub close_reason: String,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            grace: default_grace(),
+            close_code: default_shutdown_code(),
+            close_reason: default_shutdown_reason(),
+        }
+    }
+}
+
+fn default_grace() -> f64 {
+    10.0
+}
+fn default_shutdown_code() -> u16 {
+    1001
+}
+fn default_shutdown_reason() -> String {
+    "Server shutting down".into()
+}
+fn default_static_dir() -> String {
+    "static".into()
+}
+fn default_sockjs_client_path() -> String {
+    "node_modules/sockjs-client/dist/sockjs.min.js".into()
 }
 
 /// Which built-in backend a service runs.
@@ -109,7 +161,7 @@ fn default_kind() -> ServiceKind {
     ServiceKind::Echo
 }
 fn default_sockjs_url() -> String {
-    "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js".into()
+    SOCKJS_CLIENT_URL.into()
 }
 fn default_heartbeat() -> f64 {
     25.0
@@ -236,6 +288,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.listen.parse::<std::net::SocketAddr>().is_err() && !self.listen.contains(':') {
             return Err(format!("listen: expected HOST:PORT, got {:?}", self.listen));
+        }
+        if !(self.shutdown.grace.is_finite() && self.shutdown.grace >= 0.0) {
+            return Err(format!(
+                "shutdown.grace: must be a number of seconds >= 0, got {}",
+                self.shutdown.grace
+            ));
         }
         if self.services.is_empty() {
             return Err("services: no service is configured".into());

@@ -91,6 +91,6 @@ pub mod transport;
 
 pub use config::{Config, ServiceConfig};
 pub use protocol::CloseCode;
-pub use server::{Gateway, Running};
+pub use server::{Gateway, Running, Shutdown};
 pub use service::api::{CloseReason, Handler, Service, SessionCtx, SessionHandle, SessionInfo};
 pub use service::hub::ServiceHub;

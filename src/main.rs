@@ -41,7 +41,7 @@ async fn main() {
     for (name, svc) in &config.services {
         log::info!("service {name}: {} ({:?})", svc.prefix, svc.kind);
     }
-    if let Err(e) = running.server.await {
+    if let Err(e) = running.serve_until_signal().await {
         eprintln!("sockjs-gateway: {e}");
         std::process::exit(1);
     }

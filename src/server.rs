@@ -1,20 +1,29 @@
-//! Assembling services into an actix-web server.
+//! Assembling services into an actix-web server: the SockJS services, the
+//! health endpoints, the demo pages, and graceful shutdown.
 
-use crate::config::Config;
+use crate::config::{Config, SOCKJS_CLIENT_URL};
+use crate::protocol::CloseCode;
 use crate::service::api::Service;
 use crate::service::builtin;
 use crate::service::hub::ServiceHub;
 use crate::transport::{hangup, routes};
-use actix_web::{middleware, App, HttpServer};
+use actix_web::{middleware, web, App, HttpResponse, HttpServer};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A configured gateway, not yet listening.
 pub struct Gateway {
     config: Config,
     backends: HashMap<String, Arc<dyn Service>>,
 }
+
+/// Whether the gateway takes new work (`/readyz`).
+#[derive(Default)]
+struct Readiness(AtomicBool);
 
 /// A gateway that is listening.
 pub struct Running {
@@ -24,6 +33,8 @@ pub struct Running {
     pub addrs: Vec<SocketAddr>,
     /// The mounted services, by name.
     pub services: HashMap<String, Arc<ServiceHub>>,
+    config: Config,
+    ready: Arc<Readiness>,
 }
 
 impl Gateway {
@@ -42,13 +53,15 @@ impl Gateway {
     }
 
     /// Binds the listen address and starts the workers. Must be called
-    /// inside an actix system (e.g. under `#[actix_web::main]`).
+    /// inside an actix system (e.g. under `#[actix_web::main]`). Signals are
+    /// left to [`Running::serve_until_signal`].
     pub fn start(self) -> std::io::Result<Running> {
-        self.config
+        let config = self.config;
+        config
             .validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let mut services = HashMap::new();
-        for (name, cfg) in &self.config.services {
+        for (name, cfg) in &config.services {
             if cfg.allows_any_origin() {
                 log::warn!(
                     "service {name} ({}) allows any origin: any web page can use it with the visitor's cookies",
@@ -62,32 +75,142 @@ impl Gateway {
                 .unwrap_or_else(|| builtin::for_kind(cfg.kind));
             services.insert(name.clone(), ServiceHub::new(cfg.clone(), backend));
         }
+        let static_dir = existing(&config.static_dir, "static_dir");
+        let sockjs_client = existing(
+            &config.sockjs_client_path,
+            "sockjs_client_path (run `npm ci`)",
+        );
+        let ready = Arc::new(Readiness(AtomicBool::new(true)));
         let hubs: Vec<Arc<ServiceHub>> = services.values().cloned().collect();
-        let access_log = self.config.access_log;
+        let access_log = config.access_log;
+        let app_ready = ready.clone();
         let mut server = HttpServer::new(move || {
             let hubs = hubs.clone();
+            let ready = web::Data::from(app_ready.clone());
+            let static_dir = static_dir.clone();
+            let sockjs_client = sockjs_client.clone();
             App::new()
                 .wrap(middleware::Condition::new(
                     access_log,
                     middleware::Logger::new("%{r}a \"%r\" %s %b %Dms \"%{User-Agent}i\"")
                         .log_target("sockjs_gateway::access"),
                 ))
+                .app_data(ready)
+                .route(
+                    "/healthz",
+                    web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
+                )
+                .route("/readyz", web::get().to(readyz))
                 .configure(move |cfg| {
                     for hub in hubs {
                         routes::mount(cfg, hub);
                     }
+                    if let Some(path) = sockjs_client {
+                        cfg.route(
+                            SOCKJS_CLIENT_URL,
+                            web::get().to(move || {
+                                let path = path.clone();
+                                async move { actix_files::NamedFile::open_async(path).await }
+                            }),
+                        );
+                    }
+                    if let Some(dir) = static_dir {
+                        cfg.service(actix_files::Files::new("/", dir).index_file("index.html"));
+                    }
                 })
         })
-        .on_connect(hangup::on_connect);
-        if self.config.workers > 0 {
-            server = server.workers(self.config.workers);
+        .on_connect(hangup::on_connect)
+        .disable_signals()
+        .shutdown_timeout(config.shutdown.grace.ceil() as u64);
+        if config.workers > 0 {
+            server = server.workers(config.workers);
         }
-        let server = server.bind(&self.config.listen)?;
+        let server = server.bind(&config.listen)?;
         let addrs = server.addrs();
         Ok(Running {
             server: server.run(),
             addrs,
             services,
+            config,
+            ready,
         })
+    }
+}
+
+/// The configured path if it exists; a missing one is logged, not fatal.
+fn existing(path: &str, what: &str) -> Option<std::path::PathBuf> {
+    if path.is_empty() {
+        return None;
+    }
+    if Path::new(path).exists() {
+        Some(path.into())
+    } else {
+        log::warn!("{what}: {path} does not exist; not served");
+        None
+    }
+}
+
+async fn readyz(ready: web::Data<Readiness>) -> HttpResponse {
+    if ready.0.load(Ordering::Relaxed) {
+        HttpResponse::Ok().body("ready\n")
+    } else {
+        HttpResponse::ServiceUnavailable().body("draining\n")
+    }
+}
+
+/// Starts a graceful shutdown of a running gateway; cloneable, usable from
+/// any task.
+#[derive(Clone)]
+pub struct Shutdown {
+    server: actix_web::dev::ServerHandle,
+    services: Vec<Arc<ServiceHub>>,
+    close: CloseCode,
+    ready: Arc<Readiness>,
+}
+
+impl Shutdown {
+    /// `/readyz` turns 503, every open session gets the configured close
+    /// frame, the listener closes, and in-flight responses get
+    /// `shutdown.grace` seconds to finish. The future ends when the server
+    /// has stopped.
+    pub fn begin(&self) -> impl std::future::Future<Output = ()> {
+        self.ready.0.store(false, Ordering::Relaxed);
+        for hub in &self.services {
+            hub.close_all(&self.close);
+        }
+        self.server.stop(true)
+    }
+}
+
+impl Running {
+    pub fn shutdown(&self) -> Shutdown {
+        let s = &self.config.shutdown;
+        Shutdown {
+            server: self.server.handle(),
+            services: self.services.values().cloned().collect(),
+            close: CloseCode::new(s.close_code, s.close_reason.clone()),
+            ready: self.ready.clone(),
+        }
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully and
+    /// returns; a second signal exits the process at once (status 1).
+    pub async fn serve_until_signal(self) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let shutdown = self.shutdown();
+        let grace = Duration::from_secs_f64(self.config.shutdown.grace);
+        let watcher = actix_web::rt::spawn(async move {
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            log::info!("shutting down: sessions closed, up to {grace:?} for in-flight responses");
+            actix_web::rt::spawn(shutdown.begin());
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            log::warn!("second signal: exiting now");
+            std::process::exit(1);
+        });
+        let result = self.server.await;
+        watcher.abort();
+        result
     }
 }

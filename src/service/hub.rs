@@ -1,8 +1,10 @@
 //! One mounted service: its configuration, its backend and its sessions.
 
 use crate::config::ServiceConfig;
+use crate::protocol::CloseCode;
+use crate::service::api::CloseReason;
 use crate::service::api::Service;
-use crate::session::actor::Push;
+use crate::session::actor::{CloseSession, Push};
 use crate::session::registry::Registry;
 use std::sync::Arc;
 
@@ -28,6 +30,12 @@ impl ServiceHub {
         let message = message.into();
         self.registry
             .for_each(|addr| addr.do_send(Push(message.clone())));
+    }
+
+    /// Closes every session of this service with `code` (e.g. at shutdown).
+    pub fn close_all(&self, code: &CloseCode) {
+        self.registry
+            .for_each(|addr| addr.do_send(CloseSession(CloseReason::Server(code.clone()))));
     }
 
     /// Live sessions of this service.
