@@ -1,0 +1,127 @@
+// Shared helpers for the browser and proxy tests: start gateway processes
+// (the release binary) and nginx on loopback ports, launch Debian's
+// Chromium through playwright-core, and run one transport through its paces.
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+export const ROOT = path.resolve(import.meta.dirname, '../..');
+export const BIN = process.env.GATEWAY_BIN || path.join(ROOT, 'target/release/sockjs-gateway');
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+// Every transport sockjs-client 1.6 knows, in its own order.
+export const TRANSPORTS = [
+  'websocket', 'xhr-streaming', 'xdr-streaming', 'eventsource', 'iframe-eventsource',
+  'htmlfile', 'iframe-htmlfile', 'xhr-polling', 'xdr-polling', 'iframe-xhr-polling', 'jsonp-polling',
+];
+
+// Transports sockjs-client will not pick in Chromium, and why (from the
+// transports' `enabled()` checks in sockjs-client 1.6.1).
+export function wontPick(transport, crossOrigin) {
+  if (transport.startsWith('xdr-')) return 'needs XDomainRequest, which only old Internet Explorer has';
+  if (transport === 'htmlfile' && crossOrigin) return 'sockjs-client enables htmlfile only same-origin (iframe-htmlfile covers cross-origin)';
+  return null;
+}
+
+// What every transport must carry back unchanged.
+const escaped = [];
+for (let c = 0; c < 0x10000; c++) {
+  const inRange = c < 0x20 || (c >= 0x7f && c <= 0x9f) || (c >= 0x200c && c <= 0x200f) || (c >= 0x2028 && c <= 0x202f) ||
+    (c >= 0x2060 && c <= 0x206f) || (c >= 0xfff0 && c <= 0xffff) || c === 0xad || c === 0xfeff;
+  if (inRange) escaped.push(c);
+}
+export const PAYLOADS = {
+  ascii: 'hello world',
+  'non-ASCII': 'zażółć gęślą jaźń — 日本語 — 😀🚀 — ünïcödé',
+  'SockJS-escaped code points': String.fromCharCode(...escaped),
+  'markup and percent': '</script><script>window.pwned=1</script> 100% %41 %E0%A4%A " \\ \' \r\n',
+  '100 KB': ('0123456789abcdef-ł'.repeat(5700)).slice(0, 100 * 1024),
+};
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sockjs-gw-test-'));
+let configs = 0;
+
+// Starts a gateway with `toml`; resolves with { url, port, stop() }.
+export async function startGateway(toml) {
+  const file = path.join(tmp, `gw-${++configs}.toml`);
+  fs.writeFileSync(file, toml);
+  const proc = spawn(BIN, ['--config', file, '--listen', '127.0.0.1:0'], {
+    cwd: ROOT,
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const line = await new Promise((resolve, reject) => {
+    const rl = createInterface({ input: proc.stdout });
+    rl.once('line', resolve);
+    proc.once('exit', (code) => reject(new Error(`gateway exited with ${code}`)));
+  });
+  const url = line.trim().split(' ').pop();
+  const port = Number(new URL(url).port);
+  return { url, port, proc, stop: () => stopProcess(proc) };
+}
+
+export function stopProcess(proc) {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    proc.once('exit', resolve);
+    proc.kill('SIGTERM');
+  });
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+}
+
+// Opens the lab page from `pageOrigin`, then drives `transport` against the
+// echo service at `echoUrl` and the close service at `closeUrl`. Returns
+// the skip reason when sockjs-client will not pick the transport here.
+export async function exerciseTransport(t, browser, { pageOrigin, echoUrl, closeUrl, transport, crossOrigin }) {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  try {
+    await page.goto(`${pageOrigin}/lab.html`);
+    const used = await page.evaluate(([u, tr]) => lab.connect(u, tr).catch((e) => 'failed: ' + e.message), [echoUrl, transport]);
+    const reason = wontPick(transport, crossOrigin);
+    if (used !== transport) {
+      if (reason) return reason;
+      assert.fail(`${transport} was not used: ${used}`);
+    }
+    for (const [name, payload] of Object.entries(PAYLOADS)) {
+      const rtt = await page.evaluate((p) => lab.echo(p), payload).catch((e) => assert.fail(`${name}: ${e.message}`));
+      assert.ok(rtt >= 0, name);
+    }
+    const clientClose = await page.evaluate(() => lab.close(1000, 'bye'));
+    assert.equal(clientClose.code, 1000);
+    const serverClose = await page.evaluate(([u, tr]) => lab.connectAndAwaitClose(u, tr), [closeUrl, transport]);
+    assert.equal(serverClose.transport, transport, 'close service transport');
+    assert.deepEqual([serverClose.code, serverClose.reason], [3000, 'Go away!']);
+    assert.equal(await page.evaluate(() => window.pwned), undefined, 'a message ran as script');
+    assert.deepEqual(errors, []);
+    return null;
+  } finally {
+    await page.close();
+  }
+}
+
+export function echoConfig({ allowed = [], extra = '' } = {}) {
+  const origins = JSON.stringify(allowed);
+  return `${extra}
+[services.echo]
+prefix = "/echo"
+kind = "echo"
+allowed_origins = ${origins}
+[services.close]
+prefix = "/close"
+kind = "close"
+allowed_origins = ${origins}
+`;
+}
