@@ -34,6 +34,9 @@ pub struct Config {
     pub sockjs_client_path: String,
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// Peers whose `X-Forwarded-For` is believed (proxies such as nginx).
+    #[serde(default = "default_trusted_proxies")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Mounted services by name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
@@ -74,6 +77,12 @@ fn default_shutdown_code() -> u16 {
 }
 fn default_shutdown_reason() -> String {
     "Server shutting down".into()
+}
+fn default_trusted_proxies() -> Vec<ipnet::IpNet> {
+    vec![
+        "127.0.0.0/8".parse().expect("valid"),
+        "::1/128".parse().expect("valid"),
+    ]
 }
 fn default_static_dir() -> String {
     "static".into()

@@ -73,7 +73,10 @@ impl Gateway {
                 .get(name)
                 .cloned()
                 .unwrap_or_else(|| builtin::for_kind(cfg.kind));
-            services.insert(name.clone(), ServiceHub::new(cfg.clone(), backend));
+            services.insert(
+                name.clone(),
+                ServiceHub::new(cfg.clone(), backend, config.trusted_proxies.clone()),
+            );
         }
         let static_dir = existing(&config.static_dir, "static_dir");
         let sockjs_client = existing(

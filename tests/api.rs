@@ -110,7 +110,7 @@ async fn open_shows_safe_request_facts_only() {
     let s = h.url(&session("/rec"));
     let headers = [
         ("User-Agent", "test-agent"),
-        ("X-Forwarded-For", "203.0.113.7, 10.0.0.1"),
+        ("X-Forwarded-For", "198.51.100.1, 203.0.113.7, 127.0.0.2"),
         ("Cookie", "secret=1"),
         ("Authorization", "Bearer x"),
     ];

@@ -51,8 +51,8 @@ pub struct SessionInfo {
     pub id: u64,
     /// The service prefix, e.g. `/echo`.
     pub prefix: String,
-    /// The client's address: the first `X-Forwarded-For` entry when the
-    /// peer is a trusted proxy (loopback), else the peer address.
+    /// The client's address: the peer address, or, when the peer is one of
+    /// `trusted_proxies`, the rightmost `X-Forwarded-For` entry that is not.
     pub remote_addr: Option<IpAddr>,
     /// Request headers that carry no credentials (no cookies, no
     /// authorization), lowercase names.

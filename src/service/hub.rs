@@ -10,15 +10,22 @@ use std::sync::Arc;
 
 pub struct ServiceHub {
     pub config: ServiceConfig,
+    /// Peers whose `X-Forwarded-For` names the real client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub backend: Arc<dyn Service>,
     pub registry: Registry,
 }
 
 impl ServiceHub {
-    pub fn new(config: ServiceConfig, backend: Arc<dyn Service>) -> Arc<Self> {
+    pub fn new(
+        config: ServiceConfig,
+        backend: Arc<dyn Service>,
+        trusted_proxies: Vec<ipnet::IpNet>,
+    ) -> Arc<Self> {
         let registry = Registry::new(config.max_sessions);
         Arc::new(ServiceHub {
             config,
+            trusted_proxies,
             backend,
             registry,
         })

@@ -120,27 +120,34 @@ pub fn session_info(req: &HttpRequest, hub: &ServiceHub, key: u64) -> SessionInf
     SessionInfo {
         id: key,
         prefix: hub.config.prefix.clone(),
-        remote_addr: client_addr(req),
+        remote_addr: client_addr(req, &hub.trusted_proxies),
         headers,
     }
 }
 
-/// The peer address, or the first `X-Forwarded-For` entry when the peer is a
-/// proxy on this machine (loopback), as with nginx in front.
-fn client_addr(req: &HttpRequest) -> Option<IpAddr> {
-    let peer = req.peer_addr().map(|a| a.ip());
-    if peer.is_some_and(|p| p.is_loopback()) {
-        let forwarded = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok());
-        if forwarded.is_some() {
-            return forwarded;
-        }
+/// The client's address: the peer, unless the peer is a trusted proxy; then
+/// the rightmost `X-Forwarded-For` entry that is not a trusted proxy (entries
+/// further left were written by the client and could be anything).
+fn client_addr(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let peer = req.peer_addr().map(|a| a.ip())?;
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
     }
-    peer
+    let forwarded: Vec<IpAddr> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !is_trusted(ip))
+            .unwrap_or(peer),
+    )
 }
 
 /// Turns a response head and a receiver body into the answer. HTTP/1.0 has

@@ -125,3 +125,44 @@ kind = "close"
 allowed_origins = ${origins}
 `;
 }
+
+// A free loopback port (for nginx, which cannot report the one it got).
+export async function freePort() {
+  const net = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// Replaces `from` with `to` in `text`, insisting that it was there.
+export function substitute(text, from, to) {
+  assert.ok(text.includes(from), `config has no ${JSON.stringify(from)}`);
+  return text.split(from).join(to);
+}
+
+// Runs nginx in the foreground with `conf`; resolves once it accepts.
+export async function startNginx(conf) {
+  const dir = fs.mkdtempSync(path.join(tmp, 'nginx-'));
+  const file = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(file, conf);
+  const proc = spawn(process.env.NGINX || 'nginx', ['-p', dir, '-c', file, '-e', 'stderr', '-g', 'daemon off;'], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const port = Number(/listen\s+127\.0\.0\.1:(\d+)/.exec(conf)[1]);
+  const net = await import('node:net');
+  for (let i = 0; ; i++) {
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.end(); resolve(true); });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) break;
+    if (proc.exitCode !== null || i > 100) throw new Error('nginx did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { url: `http://127.0.0.1:${port}`, port, dir, proc, stop: () => stopProcess(proc) };
+}

@@ -1,0 +1,188 @@
+// The shipped nginx config (config/nginx/) in front of two gateways: every
+// transport works through it, no session is split across gateways, and bare
+// proxy_pass configs show what each of its settings is for.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import {
+  ROOT, TRANSPORTS, startGateway, startNginx, launchBrowser, exerciseTransport, echoConfig, freePort, substitute,
+} from './lib.mjs';
+
+let browser, pages, gw1, gw2, proxy;
+
+// The shipped nginx.conf, pointed at this test's ports and paths.
+function shippedConfig(port, upstreams, dir) {
+  let conf = fs.readFileSync(path.join(ROOT, 'config/nginx/nginx.conf'), 'utf8');
+  conf = substitute(conf, 'include /etc/nginx/sockjs/', `include ${ROOT}/config/nginx/`);
+  conf = substitute(conf, 'listen 8080;', `listen 127.0.0.1:${port};`);
+  conf = substitute(conf, 'server gateway1:8080;', `server 127.0.0.1:${upstreams[0]};`);
+  conf = substitute(conf, 'server gateway2:8080;', `server 127.0.0.1:${upstreams[1]};`);
+  conf = substitute(conf, 'pid /tmp/nginx.pid;', `pid ${dir}/nginx.pid;`);
+  conf = substitute(conf, 'access_log /dev/stdout sockjs;', `access_log ${dir}/access.log sockjs;`);
+  return conf;
+}
+
+function bareConfig(port, upstreams, extra = '') {
+  return `pid nginx.pid;
+events {}
+http {
+  access_log off;
+  upstream gateways { ${upstreams.map((p) => `server 127.0.0.1:${p};`).join(' ')} }
+  server { listen 127.0.0.1:${port}; location / { proxy_pass http://gateways; ${extra} } }
+}`;
+}
+
+before(async () => {
+  pages = await startGateway('[services.unused]\nprefix = "/unused"\n');
+  const port = await freePort();
+  const origins = [pages.url, `http://127.0.0.1:${port}`];
+  gw1 = await startGateway(echoConfig({ allowed: origins }));
+  gw2 = await startGateway(echoConfig({ allowed: origins }));
+  const dir = fs.mkdtempSync(path.join(ROOT, 'target', 'nginx-logs-'));
+  proxy = await startNginx(shippedConfig(port, [gw1.port, gw2.port], dir));
+  proxy.log = path.join(dir, 'access.log');
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await proxy?.stop();
+  for (const p of [gw1, gw2, pages]) await p?.stop();
+});
+
+for (const [setup, crossOrigin] of [['through nginx, same-origin', false], ['through nginx, cross-origin', true]]) {
+  test(setup, async (t) => {
+    for (const transport of TRANSPORTS) {
+      await t.test(transport, async (t) => {
+        const skip = await exerciseTransport(t, browser, {
+          pageOrigin: crossOrigin ? pages.url : proxy.url,
+          echoUrl: `${proxy.url}/echo`, closeUrl: `${proxy.url}/close`, transport, crossOrigin,
+        });
+        if (skip) t.skip(skip);
+      });
+    }
+  });
+}
+
+test('nginx kept every session on one gateway', async () => {
+  const lines = fs.readFileSync(proxy.log, 'utf8').trim().split('\n');
+  const sessionUrl = /"\w+ \S*\/[^/.]+\/([^/.]+)\/(xhr|xhr_send|xhr_streaming|eventsource|htmlfile|jsonp|jsonp_send|websocket)[?\s]/;
+  const bySession = new Map();
+  const upstreams = new Set();
+  for (const line of lines) {
+    const m = sessionUrl.exec(line);
+    if (!m) continue;
+    const upstream = /upstream=(\S+)/.exec(line)[1];
+    assert.equal(/session=(\S+)/.exec(line)[1], m[1], `hash key is the session id: ${line}`);
+    if (!bySession.has(m[1])) bySession.set(m[1], new Set());
+    bySession.get(m[1]).add(upstream);
+    upstreams.add(upstream);
+  }
+  assert.ok(bySession.size >= 30, `only ${bySession.size} sessions in the log`);
+  const split = [...bySession].filter(([, ups]) => ups.size > 1);
+  assert.deepEqual(split, [], 'sessions served by more than one gateway');
+  assert.equal(upstreams.size, 2, `both gateways should serve sessions: ${[...upstreams]}`);
+});
+
+// --- what a bare proxy_pass gets wrong -------------------------------------
+
+function request(url, { method = 'GET', headers = {}, body = '' } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers: { ...headers, 'content-length': Buffer.byteLength(body) }, agent: false });
+    req.once('upgrade', (res, socket) => { socket.destroy(); resolve({ status: res.statusCode, body: '' }); });
+    req.once('response', (res) => {
+      let data = '';
+      res.on('data', (d) => (data += d));
+      res.on('end', () => resolve({ status: res.statusCode, body: data }));
+    });
+    req.once('error', reject);
+    req.end(body);
+  });
+}
+
+// Opens xhr_streaming and reports whether the `o` frame arrives within `ms`.
+function streamOpensWithin(base, ms) {
+  return new Promise((resolve, reject) => {
+    const sid = 's' + Math.random().toString(36).slice(2);
+    const req = http.request(`${base}/echo/000/${sid}/xhr_streaming`, { method: 'POST', agent: false });
+    let data = '';
+    const timer = setTimeout(() => { req.destroy(); resolve(false); }, ms);
+    req.once('response', (res) => res.on('data', (d) => {
+      data += d;
+      if (data.includes('\no\n')) { clearTimeout(timer); req.destroy(); resolve(true); }
+    }));
+    req.once('error', (e) => (e.code === 'ECONNRESET' ? null : reject(e)));
+    req.end();
+  });
+}
+
+const wsHeaders = { Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' };
+
+test('bare proxy_pass breaks WebSocket, ours does not', async () => {
+  const bare = await startNginx(bareConfig(await freePort(), [gw1.port]));
+  try {
+    const viaBare = await request(`${bare.url}/echo/000/abc/websocket`, { headers: wsHeaders });
+    assert.equal(viaBare.status, 400, 'without the Upgrade headers the gateway sees no handshake');
+    const viaOurs = await request(`${proxy.url}/echo/000/abc/websocket`, { headers: wsHeaders });
+    assert.equal(viaOurs.status, 101);
+  } finally {
+    await bare.stop();
+  }
+});
+
+test('bare proxy_pass stalls streaming unless the X-Accel-Buffering hint is honoured; ours streams regardless', async () => {
+  const hintIgnored = 'proxy_ignore_headers X-Accel-Buffering;';
+  const bare = await startNginx(bareConfig(await freePort(), [gw1.port]));
+  const bareNoHint = await startNginx(bareConfig(await freePort(), [gw1.port], hintIgnored));
+  let oursNoHint = substitute(fs.readFileSync(path.join(ROOT, 'config/nginx/sockjs-proxy.conf'), 'utf8'), 'proxy_buffering off;', `proxy_buffering off; ${hintIgnored}`);
+  const ourDir = fs.mkdtempSync(path.join(ROOT, 'target', 'nginx-ours-'));
+  fs.writeFileSync(path.join(ourDir, 'proxy.conf'), oursNoHint);
+  const port = await freePort();
+  const ours = await startNginx(`pid nginx.pid; events {} http { include ${ROOT}/config/nginx/sockjs-maps.conf; access_log off;
+    upstream sockjs_gateway { server 127.0.0.1:${gw1.port}; } server { listen 127.0.0.1:${port}; include ${ourDir}/proxy.conf; } }`);
+  try {
+    assert.equal(await streamOpensWithin(bare.url, 2000), true, 'the gateway\'s X-Accel-Buffering: no keeps a careless config streaming');
+    assert.equal(await streamOpensWithin(bareNoHint.url, 2000), false, 'buffering proxies hold the frames back');
+    assert.equal(await streamOpensWithin(ours.url, 2000), true, 'proxy_buffering off streams without the hint');
+  } finally {
+    for (const n of [bare, bareNoHint, ours]) await n.stop();
+  }
+});
+
+test('round-robin without session affinity splits polling sessions; hashing does not', async () => {
+  const rr = await startNginx(bareConfig(await freePort(), [gw1.port, gw2.port], 'proxy_http_version 1.1;'));
+  const poll = async (base) => {
+    const sid = 's' + Math.random().toString(36).slice(2);
+    const open = await request(`${base}/echo/000/${sid}/xhr`, { method: 'POST' });
+    const send = await request(`${base}/echo/000/${sid}/xhr_send`, { method: 'POST', body: '["x"]' });
+    return [open.body, send.status];
+  };
+  try {
+    const results = [];
+    for (let i = 0; i < 6; i++) results.push(await poll(rr.url));
+    assert.ok(results.some(([, status]) => status === 404), `round-robin never split a session: ${JSON.stringify(results)}`);
+    for (let i = 0; i < 6; i++) assert.deepEqual(await poll(proxy.url), ['o\n', 204]);
+  } finally {
+    await rr.stop();
+  }
+});
+
+test('a poll dropped behind nginx still interrupts its session', async () => {
+  const net = await import('node:net');
+  const sid = 's' + Math.random().toString(36).slice(2);
+  assert.equal((await request(`${proxy.url}/echo/000/${sid}/xhr`, { method: 'POST' })).body, 'o\n');
+  const sock = net.connect(proxy.port, '127.0.0.1');
+  sock.write(`POST /echo/000/${sid}/xhr HTTP/1.1\r\nHost: 127.0.0.1:${proxy.port}\r\nContent-Length: 0\r\n\r\n`);
+  // nginx sends the head once the gateway attached the poll.
+  await new Promise((resolve) => sock.once('data', resolve));
+  sock.destroy();
+  let body = '';
+  for (let i = 0; i < 50; i++) {
+    body = (await request(`${proxy.url}/echo/000/${sid}/xhr`, { method: 'POST' })).body;
+    if (!body.startsWith('c[2010')) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal(body, 'c[1002,"Connection interrupted"]\n');
+});

