@@ -2,7 +2,6 @@
 //! though nothing was written to it, and the session closes with 1002.
 mod common;
 use common::*;
-use std::time::Duration;
 
 #[actix_rt::test]
 async fn dropped_xhr_poll_closes_the_session_with_1002() {
@@ -21,15 +20,10 @@ async fn dropped_xhr_poll_closes_the_session_with_1002() {
     );
     drop(pending);
     // Within a generous bound the next poll sees the interruption.
-    let mut body = String::new();
-    for _ in 0..50 {
-        body = post(&gw.url(&format!("{s}/xhr")), "").await.body;
-        if !body.starts_with("c[2010") {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(body, "c[1002,\"Connection interrupted\"]\n");
+    assert_eq!(
+        poll_after_abort(&gw, &s).await,
+        "c[1002,\"Connection interrupted\"]\n"
+    );
 }
 
 #[actix_rt::test]
@@ -41,15 +35,10 @@ async fn dropped_xhr_stream_closes_the_session_with_1002() {
         .await;
     st.head().await;
     drop(st);
-    let mut body = String::new();
-    for _ in 0..50 {
-        body = post(&gw.url(&format!("{s}/xhr")), "").await.body;
-        if !body.starts_with("c[2010") {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(body, "c[1002,\"Connection interrupted\"]\n");
+    assert_eq!(
+        poll_after_abort(&gw, &s).await,
+        "c[1002,\"Connection interrupted\"]\n"
+    );
 }
 
 #[actix_rt::test]

@@ -100,6 +100,20 @@ impl Drop for Gateway {
     }
 }
 
+/// Polls session path `s` until its answer is no longer "another connection
+/// still open" (the server has seen the earlier receiver go), within 1 s.
+pub async fn poll_after_abort(gw: &Gateway, s: &str) -> String {
+    let mut body = String::new();
+    for _ in 0..50 {
+        body = post(&gw.url(&format!("{s}/xhr")), "").await.body;
+        if !body.starts_with("c[2010") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    body
+}
+
 /// A config with one echo service at `/echo` plus `extra` keys for it.
 pub fn echo_config(extra: &str) -> String {
     format!("[services.echo]\nprefix = \"/echo\"\nkind = \"echo\"\n{extra}\n")
@@ -206,10 +220,14 @@ impl Stream {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
-    /// Reads exactly `n` more bytes (within 5 s).
-    pub async fn read_exact(&mut self, n: usize) -> String {
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while self.buf.len() < n {
+    /// Reads until `done` finds the end of what is wanted in the buffer
+    /// (within 5 s), and takes that much off the front.
+    async fn read_while(&mut self, what: &str, done: impl Fn(&[u8]) -> Option<usize>) -> String {
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(end) = done(&self.buf) {
+                    return end;
+                }
                 match self.body.next().await {
                     Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
                     other => panic!(
@@ -222,39 +240,29 @@ impl Stream {
         .await
         .unwrap_or_else(|_| {
             panic!(
-                "timed out waiting for {n} bytes, have {:?}",
+                "timed out waiting for {what}, have {:?}",
                 String::from_utf8_lossy(&self.buf)
             )
         });
-        let rest = self.buf.split_off(n);
+        let rest = self.buf.split_off(end);
         String::from_utf8(std::mem::replace(&mut self.buf, rest)).unwrap()
+    }
+
+    /// Reads exactly `n` more bytes.
+    pub async fn read_exact(&mut self, n: usize) -> String {
+        self.read_while(&format!("{n} bytes"), |buf| (buf.len() >= n).then_some(n))
+            .await
     }
 
     /// Reads up to and including the next occurrence of `delim`.
     pub async fn read_until(&mut self, delim: &str) -> String {
         let d = delim.as_bytes();
-        tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                if let Some(pos) = self.buf.windows(d.len()).position(|w| w == d) {
-                    let rest = self.buf.split_off(pos + d.len());
-                    return String::from_utf8(std::mem::replace(&mut self.buf, rest)).unwrap();
-                }
-                match self.body.next().await {
-                    Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
-                    other => panic!(
-                        "stream ended after {:?}: {other:?}",
-                        String::from_utf8_lossy(&self.buf)
-                    ),
-                }
-            }
+        self.read_while(&format!("{delim:?}"), |buf| {
+            buf.windows(d.len())
+                .position(|w| w == d)
+                .map(|p| p + d.len())
         })
         .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "timed out waiting for {delim:?}, have {:?}",
-                String::from_utf8_lossy(&self.buf)
-            )
-        })
     }
 
     /// Asserts that the response ends (within 5 s) with nothing more.
