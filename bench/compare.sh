@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Runs the same SockJS scenarios against sockjs-gateway, sockjs-node (npm
+# `sockjs`, bench/node/server.js) and a bare actix-ws echo (the ceiling), on
+# one machine in one run: each server pinned to core 0, the load tool to
+# core 1, servers alternating order each round, a fresh server process per
+# scenario. Prints the median of ROUNDS rounds and the ratios.
+#   bash bench/compare.sh            (ROUNDS=3 HOLD=60 by default)
+#   ROUNDS=1 HOLD=10 QUICK=1 bash bench/compare.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+HOLD=${HOLD:-60}
+DURATION=${DURATION:-5}
+SERVER_CORE=${SERVER_CORE:-0}
+TOOL_CORE=${TOOL_CORE:-1}
+out=${OUT:-target/bench-$(date +%Y%m%d-%H%M%S).jsonl}
+
+command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
+cargo build --release --bin sockjs-gateway -p sockjs-gateway -p sockjs-bench >&2
+(cd bench/node && npm ci --no-audit --no-fund >&2)
+bench=target/release/sockjs-bench
+: > "$out"
+
+port() { case $1 in ours) echo 8090 ;; node) echo 8091 ;; bare) echo 8092 ;; esac; }
+url() { # server, service
+  case $1 in bare) echo "http://127.0.0.1:8092/ws" ;; *) echo "http://127.0.0.1:$(port "$1")/$2" ;; esac
+}
+
+server_pid=""
+start() { # server
+  case $1 in
+    ours) RUST_LOG=warn SOCKJS_GATEWAY__SERVICES__ECHO__HEARTBEAT_DELAY=10 SOCKJS_GATEWAY__SERVICES__BROADCAST__HEARTBEAT_DELAY=10 \
+            taskset -c "$SERVER_CORE" target/release/sockjs-gateway --config bench/gateway.toml >/dev/null & ;;
+    node) (cd bench/node && HEARTBEAT=10 exec taskset -c "$SERVER_CORE" node server.js 127.0.0.1:8091 >/dev/null) & ;;
+    bare) taskset -c "$SERVER_CORE" target/release/bare-ws-echo 127.0.0.1:8092 >/dev/null & ;;
+  esac
+  server_pid=$!
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$(port "$1")") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "$1 did not start" >&2
+  exit 1
+}
+stop() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  # node runs under a subshell: make sure the port is free again.
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/8091") 2>/dev/null || break
+    pkill -f "node server.js 127.0.0.1:8091" 2>/dev/null || true
+    sleep 0.05
+  done
+}
+
+run() { # server scenario service args...
+  local server=$1 scenario=$2 service=$3
+  shift 3
+  local proto=()
+  [ "$server" = bare ] && proto=(--protocol raw)
+  start "$server"
+  local pid=$server_pid
+  [ "$server" = node ] && pid=$(pgrep -f "node server.js 127.0.0.1:8091" | head -n 1)
+  echo "-- $server $scenario $*" >&2
+  taskset -c "$TOOL_CORE" "$bench" "$scenario" --url "$(url "$server" "$service")" "${proto[@]}" \
+    --server-pid "$pid" --label "$server" "$@" | sed -n 's/^RESULT //p' >> "$out" || true
+  stop
+}
+
+scenarios() { # round
+  local order=(ours node bare)
+  [ $(($1 % 2)) -eq 0 ] && order=(bare node ours)
+  for s in "${order[@]}"; do run "$s" ws-echo echo --sessions 100 --inflight 1 --size 128 --duration "$DURATION"; done
+  for s in "${order[@]}"; do [ "$s" = bare ] || run "$s" xhr-polling echo --sessions 50 --duration "$DURATION"; done
+  for s in "${order[@]}"; do [ "$s" = bare ] || run "$s" xhr-streaming echo --sessions 50 --duration "$DURATION"; done
+  for s in "${order[@]}"; do [ "$s" = bare ] || run "$s" eventsource echo --sessions 50 --duration "$DURATION"; done
+  for s in "${order[@]}"; do run "$s" idle echo --sessions 10000 --hold 3; done
+  for n in 1000 5000; do
+    for s in "${order[@]}"; do [ "$s" = bare ] || run "$s" broadcast broadcast --sessions "$n" --messages 200; done
+  done
+  if [ -z "${QUICK:-}" ]; then
+    for s in "${order[@]}"; do
+      [ "$s" = bare ] || run "$s" idle echo --sessions 19500 --hold "$HOLD" --min-heartbeats $((HOLD / 10 - 1))
+    done
+  fi
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+  echo "== round $r of $ROUNDS" >&2
+  scenarios "$r"
+done
+python3 bench/table.py "$out"
+echo "raw results: $out" >&2

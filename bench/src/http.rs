@@ -1,0 +1,265 @@
+//! HTTP scenarios, each session on two keep-alive connections as a browser
+//! uses them: one receiving (polls or streams), one sending (xhr_send).
+
+use crate::stats::Tally;
+use crate::ws::payload;
+use crate::Args;
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Receiving {
+    Polling,
+    XhrStreaming,
+    EventSource,
+}
+
+struct Conn {
+    send: SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Conn {
+    async fn open(host: &str) -> Result<Conn, String> {
+        let tcp = tokio::net::TcpStream::connect(host)
+            .await
+            .map_err(|e| format!("connect {host}: {e}"))?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(Conn {
+            send,
+            host: host.to_owned(),
+        })
+    }
+
+    async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: &str,
+    ) -> Result<Response<Incoming>, String> {
+        self.send.ready().await.map_err(|e| e.to_string())?;
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host)
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .map_err(|e| e.to_string())?;
+        self.send
+            .send_request(req)
+            .await
+            .map_err(|e| format!("{path}: {e}"))
+    }
+
+    async fn text(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: &str,
+    ) -> Result<(u16, String), String> {
+        let resp = self.request(method, path, body).await?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+/// A streaming response read frame by frame.
+struct FrameReader {
+    body: Incoming,
+    buf: BytesMut,
+    delim: &'static [u8],
+}
+
+impl FrameReader {
+    /// The next frame's text, without the transport's wrapping; `None` when
+    /// the response ended (the response limit was reached).
+    async fn next(&mut self) -> Result<Option<String>, String> {
+        loop {
+            if let Some(pos) = self
+                .buf
+                .windows(self.delim.len())
+                .position(|w| w == self.delim)
+            {
+                let frame = self.buf.split_to(pos);
+                self.buf.advance(self.delim.len());
+                let text = String::from_utf8_lossy(&frame).into_owned();
+                let text = text
+                    .strip_prefix("data: ")
+                    .map(str::to_owned)
+                    .unwrap_or(text);
+                return Ok(Some(text));
+            }
+            match self.body.frame().await {
+                Some(Ok(f)) => {
+                    if let Ok(data) = f.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Opens a streaming receiver and reads past its prelude.
+async fn open_stream(
+    recv: &mut Conn,
+    path: &str,
+    receiving: Receiving,
+) -> Result<FrameReader, String> {
+    let (method, url, prelude): (Method, String, &'static [u8]) = match receiving {
+        Receiving::XhrStreaming => (Method::POST, format!("{path}/xhr_streaming"), b"\n"),
+        _ => (Method::GET, format!("{path}/eventsource"), b"\r\n"),
+    };
+    let resp = recv.request(method, &url, "").await?;
+    let mut r = FrameReader {
+        body: resp.into_body(),
+        buf: BytesMut::new(),
+        delim: prelude,
+    };
+    r.next().await?.ok_or("stream ended in its prelude")?;
+    if receiving == Receiving::EventSource {
+        r.delim = b"\r\n\r\n";
+    }
+    Ok(r)
+}
+
+fn frame_messages(frame: &str) -> Result<Vec<String>, String> {
+    match frame.as_bytes().first() {
+        Some(b'a') => {
+            serde_json::from_str(&frame[1..]).map_err(|e| format!("bad frame {frame:.60}: {e}"))
+        }
+        Some(b'h') | Some(b'o') | None => Ok(Vec::new()),
+        _ => Err(format!("unexpected frame {frame:.60}")),
+    }
+}
+
+pub async fn run(args: &Args, receiving: Receiving) -> (Tally, f64) {
+    let start = Instant::now() + Duration::from_secs_f64(args.warmup);
+    let end = start + Duration::from_secs_f64(args.duration);
+    let base = args.url.trim_start_matches("http://").to_owned();
+    let (host, prefix) = match base.find('/') {
+        Some(i) => (base[..i].to_owned(), base[i..].to_owned()),
+        None => (base.clone(), String::new()),
+    };
+    let mut tasks = Vec::new();
+    for s in 0..args.sessions {
+        let (host, prefix, size) = (host.clone(), prefix.clone(), args.size);
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::new();
+            let path = format!("{prefix}/000/h{}x{s}", std::process::id());
+            if let Err(e) = session(&host, &path, receiving, s, size, start, end, &mut tally).await
+            {
+                tally.error(e);
+            }
+            tally
+        }));
+    }
+    let mut total = Tally::new();
+    for t in tasks {
+        total.merge(t.await.expect("session task"));
+    }
+    (total, args.duration)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    host: &str,
+    path: &str,
+    receiving: Receiving,
+    s: usize,
+    size: usize,
+    start: Instant,
+    end: Instant,
+    tally: &mut Tally,
+) -> Result<(), String> {
+    let mut recv = Conn::open(host).await?;
+    let mut send = Conn::open(host).await?;
+    let mut stream: Option<FrameReader> = None;
+    // Open the session.
+    match receiving {
+        Receiving::Polling => {
+            let (_, body) = recv.text(Method::POST, &format!("{path}/xhr"), "").await?;
+            if body != "o\n" {
+                return Err(format!("expected o, got {body:?}"));
+            }
+        }
+        _ => {
+            let mut r = open_stream(&mut recv, path, receiving).await?;
+            match r.next().await? {
+                Some(f) if f == "o" => {}
+                other => return Err(format!("expected o, got {other:?}")),
+            }
+            stream = Some(r);
+        }
+    }
+    let mut seq = 0u64;
+    while Instant::now() < end {
+        let p = payload(s, seq, size);
+        let sent_at = Instant::now();
+        let send_body = format!("[\"{p}\"]");
+        let mut got = Vec::new();
+        match receiving {
+            Receiving::Polling => {
+                // A poll is pending while the message is sent, as in browsers.
+                let poll_url = format!("{path}/xhr");
+                let send_url = format!("{path}/xhr_send");
+                let (polled, sent) = tokio::join!(
+                    recv.text(Method::POST, &poll_url, ""),
+                    send.text(Method::POST, &send_url, &send_body)
+                );
+                if sent?.0 != 204 {
+                    return Err("xhr_send failed".into());
+                }
+                got.extend(frame_messages(polled?.1.trim_end())?);
+                while got.is_empty() {
+                    got.extend(frame_messages(
+                        recv.text(Method::POST, &poll_url, "").await?.1.trim_end(),
+                    )?);
+                }
+            }
+            _ => {
+                let (status, _) = send
+                    .text(Method::POST, &format!("{path}/xhr_send"), &send_body)
+                    .await?;
+                if status != 204 {
+                    return Err(format!("xhr_send answered {status}"));
+                }
+                while got.is_empty() {
+                    let r = stream.as_mut().expect("stream open");
+                    match r.next().await? {
+                        Some(f) => got.extend(frame_messages(&f)?),
+                        // Response limit reached: reconnect, as clients do.
+                        None => stream = Some(open_stream(&mut recv, path, receiving).await?),
+                    }
+                }
+            }
+        }
+        for m in got {
+            if m != p {
+                return Err(format!("session {s}: expected message {seq}, got {m:.40}"));
+            }
+        }
+        let now = Instant::now();
+        if now >= start && now < end {
+            tally.record(now - sent_at);
+        }
+        seq += 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,346 @@
+//! WebSocket scenarios: echo with messages in flight, idle sessions held
+//! with heartbeats, and broadcast fan-out. Every payload is checked.
+
+use crate::stats::Tally;
+use crate::{Args, Protocol};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The WebSocket URL of session `n` under `base` (an http:// service URL).
+pub fn ws_url(base: &str, protocol: Protocol, n: usize) -> String {
+    let base = base.replacen("http://", "ws://", 1);
+    match protocol {
+        Protocol::Sockjs => format!("{base}/000/b{}x{n}/websocket", std::process::id()),
+        Protocol::Raw => base,
+    }
+}
+
+pub async fn connect(url: &str, protocol: Protocol) -> Result<Ws, String> {
+    // tungstenite zeroes its whole read buffer before each read; the 128 KiB
+    // default would cost more than the messages themselves.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+        .await
+        .map_err(|e| format!("connect {url}: {e}"))?;
+    if protocol == Protocol::Sockjs {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.as_str() == "o" => {}
+            other => return Err(format!("expected open frame, got {other:?}")),
+        }
+    }
+    Ok(ws)
+}
+
+/// The messages carried by one received text message.
+pub fn messages(protocol: Protocol, text: &str) -> Result<Vec<String>, String> {
+    match protocol {
+        Protocol::Raw => Ok(vec![text.to_owned()]),
+        Protocol::Sockjs => match text.as_bytes().first() {
+            Some(b'h') => Ok(Vec::new()),
+            Some(b'a') => {
+                serde_json::from_str(&text[1..]).map_err(|e| format!("bad frame {text:?}: {e}"))
+            }
+            _ => Err(format!("unexpected frame {text:?}")),
+        },
+    }
+}
+
+pub fn frame(protocol: Protocol, payload: &str) -> String {
+    match protocol {
+        Protocol::Raw => payload.to_owned(),
+        // Payloads are plain ASCII without quotes or backslashes.
+        Protocol::Sockjs => format!("[\"{payload}\"]"),
+    }
+}
+
+/// Payload `seq` of session `s`, padded to `size` bytes.
+pub fn payload(s: usize, seq: u64, size: usize) -> String {
+    let mut p = format!("{s}:{seq}:");
+    while p.len() < size {
+        p.push('x');
+    }
+    p
+}
+
+/// Echo: each session keeps `inflight` messages outstanding; counted in the
+/// window after `warmup`.
+pub async fn echo(args: &Args) -> (Tally, f64) {
+    let start = Instant::now() + Duration::from_secs_f64(args.warmup);
+    let end = start + Duration::from_secs_f64(args.duration);
+    let mut tasks = Vec::new();
+    for s in 0..args.sessions {
+        let url = ws_url(&args.url, args.protocol, s);
+        let (protocol, inflight, size) = (args.protocol, args.inflight, args.size);
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::new();
+            if let Err(e) =
+                echo_session(&url, protocol, s, inflight, size, start, end, &mut tally).await
+            {
+                tally.error(e);
+            }
+            tally
+        }));
+    }
+    let mut total = Tally::new();
+    for t in tasks {
+        total.merge(t.await.expect("session task"));
+    }
+    (total, args.duration)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn echo_session(
+    url: &str,
+    protocol: Protocol,
+    s: usize,
+    inflight: usize,
+    size: usize,
+    start: Instant,
+    end: Instant,
+    tally: &mut Tally,
+) -> Result<(), String> {
+    let mut ws = connect(url, protocol).await?;
+    let mut sent: VecDeque<Instant> = VecDeque::new();
+    let (mut next_send, mut next_recv) = (0u64, 0u64);
+    for _ in 0..inflight {
+        ws.send(Message::text(frame(protocol, &payload(s, next_send, size))))
+            .await
+            .map_err(|e| e.to_string())?;
+        sent.push_back(Instant::now());
+        next_send += 1;
+    }
+    // One timer for the whole run, not one per message.
+    let deadline = tokio::time::sleep_until(end.into());
+    tokio::pin!(deadline);
+    loop {
+        let msg = tokio::select! {
+            biased;
+            m = ws.next() => match m {
+                Some(Ok(m)) => m,
+                other => return Err(format!("session {s} ended: {other:?}")),
+            },
+            _ = &mut deadline => return Ok(()),
+        };
+        let Message::Text(text) = msg else { continue };
+        // The usual case, one message per frame, is checked without parsing.
+        let expected = payload(s, next_recv, size);
+        let count = match (protocol, text.as_str()) {
+            (Protocol::Raw, t) if t == expected => 1,
+            (Protocol::Sockjs, t)
+                if t.len() == expected.len() + 4
+                    && t.starts_with("a[\"")
+                    && t[3..t.len() - 2] == expected =>
+            {
+                1
+            }
+            (_, t) => {
+                let msgs = messages(protocol, t)?;
+                for (i, m) in msgs.iter().enumerate() {
+                    if *m != payload(s, next_recv + i as u64, size) {
+                        return Err(format!(
+                            "session {s}: expected message {}, got {m:.40}",
+                            next_recv + i as u64
+                        ));
+                    }
+                }
+                msgs.len()
+            }
+        };
+        for _ in 0..count {
+            next_recv += 1;
+            let at = sent.pop_front().ok_or("more echoes than sends")?;
+            let now = Instant::now();
+            if now >= start {
+                tally.record(now - at);
+            }
+            if now < end {
+                ws.send(Message::text(frame(protocol, &payload(s, next_send, size))))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sent.push_back(now);
+                next_send += 1;
+            }
+        }
+    }
+}
+
+/// Idle: open `sessions` sockets, hold them `hold` seconds, count the ones
+/// lost. Heartbeats (`h`) must keep arriving on SockJS sessions.
+pub async fn idle(args: &Args, opened: impl FnOnce()) -> (Tally, u64) {
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(256));
+    let hold = Duration::from_secs_f64(args.hold);
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
+    let (go_tx, go_rx) = tokio::sync::watch::channel(None::<Instant>);
+    let mut tasks = Vec::new();
+    for s in 0..args.sessions {
+        let url = ws_url(&args.url, args.protocol, s);
+        let (protocol, sem, ready, mut go) =
+            (args.protocol, sem.clone(), ready_tx.clone(), go_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            let permit = sem.acquire_owned().await.expect("semaphore");
+            let ws = match connect(&url, protocol).await {
+                Ok(ws) => ws,
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return (false, 0u64);
+                }
+            };
+            drop(permit);
+            let _ = ready.send(Ok(()));
+            let (_tx, mut rx) = ws.split();
+            let until = loop {
+                if let Some(t) = *go.borrow_and_update() {
+                    break t;
+                }
+                tokio::select! {
+                    r = go.changed() => if r.is_err() { return (false, 0) },
+                    m = rx.next() => if !matches!(m, Some(Ok(_))) { return (false, 0) },
+                }
+            };
+            let mut heartbeats = 0;
+            loop {
+                match tokio::time::timeout_at(until.into(), rx.next()).await {
+                    Err(_) => return (true, heartbeats),
+                    Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "h" => heartbeats += 1,
+                    Ok(Some(Ok(_))) => {}
+                    Ok(_) => return (false, heartbeats),
+                }
+            }
+        }));
+    }
+    drop(ready_tx);
+    let mut tally = Tally::new();
+    for _ in 0..args.sessions {
+        match ready_rx.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => tally.error(e),
+            None => break,
+        }
+    }
+    opened();
+    let _ = go_tx.send(Some(Instant::now() + hold));
+    let mut lost = 0;
+    let mut min_heartbeats = u64::MAX;
+    for t in tasks {
+        let (alive, hb) = t.await.expect("idle task");
+        if alive {
+            tally.done += 1;
+            min_heartbeats = min_heartbeats.min(hb);
+        } else {
+            lost += 1;
+        }
+    }
+    if args.protocol == Protocol::Sockjs
+        && args.min_heartbeats > 0
+        && min_heartbeats < args.min_heartbeats
+        && tally.done > 0
+    {
+        tally.error(format!(
+            "a session got only {min_heartbeats} heartbeats (< {})",
+            args.min_heartbeats
+        ));
+    }
+    (tally, lost)
+}
+
+/// Broadcast: `sessions` receivers; one of them sends `messages` at once;
+/// every receiver must get all of them in order. Returns deliveries and the
+/// seconds from the first send to the last delivery.
+pub async fn broadcast(args: &Args) -> (Tally, f64) {
+    let epoch = Instant::now();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(256));
+    let (total, size) = (args.messages, args.size);
+    let mut tasks = Vec::new();
+    for s in 0..args.sessions {
+        let url = ws_url(&args.url, Protocol::Sockjs, s);
+        let (ready, mut go, sem) = (ready_tx.clone(), go_rx.clone(), sem.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::new();
+            let permit = sem.acquire_owned().await.expect("semaphore");
+            let ws = match connect(&url, Protocol::Sockjs).await {
+                Ok(ws) => ws,
+                Err(e) => {
+                    let _ = ready.send(Err(e.clone()));
+                    tally.error(e);
+                    return (tally, epoch);
+                }
+            };
+            drop(permit);
+            let _ = ready.send(Ok(()));
+            let (mut tx, mut rx) = ws.split();
+            let _ = go.wait_for(|g| *g).await;
+            if s == 0 {
+                for seq in 0..total {
+                    let mut p = format!("{seq}:{}:", epoch.elapsed().as_micros());
+                    while p.len() < size {
+                        p.push('x');
+                    }
+                    if let Err(e) = tx.send(Message::text(frame(Protocol::Sockjs, &p))).await {
+                        tally.error(e.to_string());
+                    }
+                }
+            }
+            let mut next = 0u64;
+            let mut last = epoch;
+            while next < total as u64 {
+                let text = match tokio::time::timeout(Duration::from_secs(30), rx.next()).await {
+                    Ok(Some(Ok(Message::Text(t)))) => t,
+                    Ok(Some(Ok(_))) => continue,
+                    other => {
+                        tally.error(format!("receiver {s} after {next} messages: {other:?}"));
+                        break;
+                    }
+                };
+                let msgs = match messages(Protocol::Sockjs, text.as_str()) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tally.error(e);
+                        break;
+                    }
+                };
+                for m in msgs {
+                    let mut parts = m.splitn(3, ':');
+                    let seq: u64 = parts
+                        .next()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(u64::MAX);
+                    let sent_us: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                    if seq != next {
+                        tally.error(format!("receiver {s}: expected message {next}, got {seq}"));
+                    }
+                    next = seq.wrapping_add(1);
+                    last = Instant::now();
+                    let lat = (last - epoch).as_micros() as u64;
+                    tally.record(Duration::from_micros(lat.saturating_sub(sent_us)));
+                }
+            }
+            (tally, last)
+        }));
+    }
+    drop(ready_tx);
+    for _ in 0..args.sessions {
+        if ready_rx.recv().await.is_none() {
+            break;
+        }
+    }
+    let started = Instant::now();
+    let _ = go_tx.send(true);
+    let mut tally = Tally::new();
+    let mut last = started;
+    for t in tasks {
+        let (t, l) = t.await.expect("broadcast task");
+        last = last.max(l);
+        tally.merge(t);
+    }
+    (tally, (last - started).as_secs_f64())
+}

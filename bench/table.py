@@ -1,0 +1,43 @@
+"""Summarises compare.sh results: medians per scenario and server, ratios."""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+runs = defaultdict(list)
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    runs[(r["scenario"], r["sessions"], r["label"])].append(r)
+
+def med(rows, key):
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+def fmt(v, digits=0):
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+rows = []
+for scenario, sessions in sorted({(s, n) for s, n, _ in runs}, key=lambda k: (k[0], k[1])):
+    by = {label: runs.get((scenario, sessions, label)) for label in ("ours", "node", "bare")}
+    ours, node, bare = by["ours"], by["node"], by["bare"]
+    if scenario == "idle":
+        metric, unit = "rss_per_session_kib", "KiB/session"
+    else:
+        metric, unit = "msgs_per_s", "msgs/s"
+    o, n, b = (med(x, metric) if x else None for x in (ours, node, bare))
+    ratio = lambda a, c: f"{a / c:.2f}" if a and c else "–"
+    lost = lambda x: "–" if not x else "/".join(str(r["lost"] + r["errors"]) for r in x)
+    rows.append([
+        f"{scenario} ×{sessions}", unit, fmt(o, 2 if scenario == "idle" else 0), fmt(n, 2 if scenario == "idle" else 0),
+        fmt(b, 2 if scenario == "idle" else 0), ratio(o, n), ratio(o, b),
+        fmt(med(ours, "p99_ms") if ours else None, 2), fmt(med(node, "p99_ms") if node else None, 2),
+        lost(ours), lost(node), fmt(med(ours, "client_cpu_pct") if ours else None),
+        str(len(ours or [])),
+    ])
+
+head = ["scenario", "figure", "ours", "sockjs-node", "bare actix-ws", "ours/node", "ours/bare",
+        "p99 ms ours", "p99 ms node", "lost+errors ours (per round)", "lost+errors node", "load tool CPU % (ours)", "rounds"]
+print("| " + " | ".join(head) + " |")
+print("|" + "---|" * len(head))
+for r in rows:
+    print("| " + " | ".join(r) + " |")
