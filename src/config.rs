@@ -128,7 +128,8 @@ pub struct ServiceConfig {
     pub htmlfile: bool,
     #[serde(default = "yes")]
     pub jsonp_polling: bool,
-    /// Seconds between `h` frames sent to an attached receiver.
+    /// Seconds between `h` frames sent to an attached receiver; WebSocket
+    /// peers also get a ping then, and one silent for two heartbeats is dropped.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_delay: f64,
     /// Seconds without a receiver after which a session is forgotten.
@@ -154,10 +155,6 @@ pub struct ServiceConfig {
     /// Live sessions; new sessions past it get 503.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
-    /// Seconds between WebSocket pings; a peer that has sent nothing for two
-    /// intervals is dropped.
-    #[serde(default = "default_heartbeat")]
-    pub websocket_ping_interval: f64,
 }
 
 fn yes() -> bool {
@@ -207,9 +204,6 @@ impl ServiceConfig {
     pub fn disconnect(&self) -> Duration {
         Duration::from_secs_f64(self.disconnect_delay)
     }
-    pub fn ping_interval(&self) -> Duration {
-        Duration::from_secs_f64(self.websocket_ping_interval)
-    }
     pub fn allows_any_origin(&self) -> bool {
         self.allowed_origins.iter().any(|o| o == "*")
     }
@@ -226,7 +220,6 @@ impl ServiceConfig {
         for (k, v) in [
             ("heartbeat_delay", self.heartbeat_delay),
             ("disconnect_delay", self.disconnect_delay),
-            ("websocket_ping_interval", self.websocket_ping_interval),
         ] {
             if !(v.is_finite() && v > 0.0 && v < 1e7) {
                 return Err(format!(

@@ -73,10 +73,9 @@ impl Gateway {
                 .get(name)
                 .cloned()
                 .unwrap_or_else(|| builtin::for_kind(cfg.kind));
-            services.insert(
-                name.clone(),
-                ServiceHub::new(cfg.clone(), backend, config.trusted_proxies.clone()),
-            );
+            let hub = ServiceHub::new(cfg.clone(), backend, config.trusted_proxies.clone());
+            hub.start_heartbeat();
+            services.insert(name.clone(), hub);
         }
         let static_dir = existing(&config.static_dir, "static_dir");
         let sockjs_client = existing(

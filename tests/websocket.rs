@@ -128,7 +128,7 @@ async fn oversized_messages_close_with_1009() {
 
 #[actix_rt::test]
 async fn a_peer_that_never_answers_pings_is_dropped() {
-    let gw = Gateway::start(&config("websocket_ping_interval = 0.2"));
+    let gw = Gateway::start(&config("heartbeat_delay = 0.2"));
     let mut ws = Ws::connect(&gw.ws_url("/echo/websocket")).await;
     let t = Instant::now();
     // Read without answering: pings arrive, then the server gives up.
@@ -144,7 +144,7 @@ async fn a_peer_that_never_answers_pings_is_dropped() {
 
 #[actix_rt::test]
 async fn a_peer_that_answers_pings_stays() {
-    let gw = Gateway::start(&config("websocket_ping_interval = 0.1"));
+    let gw = Gateway::start(&config("heartbeat_delay = 0.1"));
     let mut ws = Ws::connect(&gw.ws_url("/echo/websocket")).await;
     // `Ws::next` answers pings; the connection outlives several intervals.
     let until = Instant::now() + Duration::from_millis(600);

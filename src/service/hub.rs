@@ -4,7 +4,7 @@ use crate::config::ServiceConfig;
 use crate::protocol::CloseCode;
 use crate::service::api::CloseReason;
 use crate::service::api::Service;
-use crate::session::actor::{CloseSession, Push};
+use crate::session::actor::{CloseSession, Heartbeat, Push};
 use crate::session::registry::Registry;
 use std::sync::Arc;
 
@@ -37,6 +37,24 @@ impl ServiceHub {
         let message = message.into();
         self.registry
             .for_each(|addr| addr.do_send(Push(message.clone())));
+    }
+
+    /// Starts the service's heartbeat: every `heartbeat_delay`, each session
+    /// sends `h` to its receiver. One timer per service rather than one per
+    /// session keeps an idle session small. Needs a running actix system;
+    /// stops when the service is dropped.
+    pub fn start_heartbeat(self: &Arc<Self>) {
+        let hub = Arc::downgrade(self);
+        let every = self.config.heartbeat();
+        actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(hub) = hub.upgrade() else { return };
+                hub.registry.for_each(|addr| addr.do_send(Heartbeat));
+            }
+        });
     }
 
     /// Closes every session of this service with `code` (e.g. at shutdown).

@@ -56,6 +56,11 @@ pub struct Incoming(pub Vec<String>);
 #[rtype(result = "()")]
 pub struct Push(pub Arc<str>);
 
+/// Heartbeat time (sent by the service's one ticker to every session).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Heartbeat;
+
 /// Close from the server side.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -247,11 +252,6 @@ impl Actor for SessionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.hub.config.heartbeat(), |act, ctx| {
-            if act.closed.is_none() {
-                act.deliver(Frame::Heartbeat, ctx);
-            }
-        });
         // An HTTP session made for a receiver that never arrives must not live forever.
         if self.sid.is_some() {
             self.after_receiver_left(ctx);
@@ -265,6 +265,15 @@ impl Actor for SessionActor {
             if self.opened {
                 h.on_close(&self.info, &CloseReason::TimedOut);
             }
+        }
+    }
+}
+
+impl Handler<Heartbeat> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, _: Heartbeat, ctx: &mut Context<Self>) {
+        if self.closed.is_none() {
+            self.deliver(Frame::Heartbeat, ctx);
         }
     }
 }

@@ -6,7 +6,6 @@ use crate::protocol::{CloseCode, Frame, Wrapping};
 use bytestring::ByteString;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// What a session hands to its receiver's transport.
 #[derive(Debug)]
@@ -16,6 +15,9 @@ pub enum Outgoing {
     /// Close the raw WebSocket with this code (raw WebSocket only; the other
     /// transports close by ending the channel after the `c` frame).
     Close(CloseCode),
+    /// Heartbeat time on a WebSocket: send `h` (SockJS framing) and a ping,
+    /// and drop a peer that has been silent too long.
+    Heartbeat,
 }
 
 /// How a receiver consumes frames.
@@ -52,7 +54,7 @@ static NEXT_RECEIVER_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 pub struct Receiver {
     id: u64,
-    tx: mpsc::UnboundedSender<Outgoing>,
+    tx: flume::Sender<Outgoing>,
     kind: ReceiverKind,
     in_flight: Arc<AtomicUsize>,
 }
@@ -61,14 +63,17 @@ pub struct Receiver {
 #[derive(Debug)]
 pub struct ReceiverRx {
     pub id: u64,
-    rx: mpsc::UnboundedReceiver<Outgoing>,
+    // flume's unbounded queue grows on demand: an idle receiver holds no
+    // preallocated block (tokio's holds 32 slots), which counts per session.
+    rx: flume::r#async::RecvStream<'static, Outgoing>,
     in_flight: Arc<AtomicUsize>,
 }
 
 /// Creates a connected receiver pair.
 pub fn channel(kind: ReceiverKind) -> (Receiver, ReceiverRx) {
     let id = NEXT_RECEIVER_ID.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = flume::unbounded();
+    let rx = rx.into_stream();
     let in_flight = Arc::new(AtomicUsize::new(0));
     (
         Receiver {
@@ -96,6 +101,11 @@ impl Receiver {
     pub fn deliver(&mut self, frame: Frame<'_>) -> Delivery {
         let closing = matches!(frame, Frame::Close(..));
         let (pushed, finished) = match &mut self.kind {
+            ReceiverKind::RawWebSocket | ReceiverKind::WebSocket
+                if matches!(frame, Frame::Heartbeat) =>
+            {
+                (self.tx.send(Outgoing::Heartbeat).is_ok(), false)
+            }
             ReceiverKind::RawWebSocket => match frame {
                 Frame::Open | Frame::Heartbeat => (true, false),
                 Frame::Messages(msgs) => (
@@ -145,7 +155,7 @@ impl Receiver {
 impl ReceiverRx {
     /// Waits for the next item; `None` once the session let go of the receiver.
     pub async fn recv(&mut self) -> Option<Outgoing> {
-        let item = self.rx.recv().await;
+        let item = futures_util::StreamExt::next(&mut self.rx).await;
         self.taken(&item);
         item
     }
@@ -155,7 +165,7 @@ impl ReceiverRx {
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Outgoing>> {
-        let polled = self.rx.poll_recv(cx);
+        let polled = futures_util::Stream::poll_next(std::pin::Pin::new(&mut self.rx), cx);
         if let std::task::Poll::Ready(item) = &polled {
             self.taken(item);
         }
@@ -175,7 +185,9 @@ mod tests {
 
     fn drain(rx: &mut ReceiverRx) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(Outgoing::Data(d)) = rx.rx.try_recv() {
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        while let std::task::Poll::Ready(Some(Outgoing::Data(d))) = rx.poll_recv(&mut cx) {
             out.push(d.to_string());
         }
         out
@@ -224,7 +236,6 @@ mod tests {
     fn raw_websocket_sends_bare_messages_and_a_close() {
         let (mut r, mut rx) = channel(ReceiverKind::RawWebSocket);
         assert_eq!(r.deliver(Frame::Open), Delivery::Kept);
-        assert_eq!(r.deliver(Frame::Heartbeat), Delivery::Kept);
         let msgs: Vec<Arc<str>> = vec!["a".into(), "b\"".into()];
         assert_eq!(r.deliver(Frame::Messages(&msgs)), Delivery::Kept);
         assert_eq!(drain(&mut rx), vec!["a", "b\""]);
@@ -232,20 +243,38 @@ mod tests {
             r.deliver(Frame::Close(3000, "Go away!")),
             Delivery::Finished
         );
-        assert!(matches!(rx.rx.try_recv(), Ok(Outgoing::Close(c)) if c.code == 3000));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(
+            matches!(rx.poll_recv(&mut cx), std::task::Poll::Ready(Some(Outgoing::Close(c))) if c.code == 3000)
+        );
+    }
+
+    #[test]
+    fn websocket_heartbeats_are_handed_to_the_socket_task() {
+        for kind in [ReceiverKind::WebSocket, ReceiverKind::RawWebSocket] {
+            let (mut r, mut rx) = channel(kind);
+            assert_eq!(r.deliver(Frame::Heartbeat), Delivery::Kept);
+            let waker = futures_util::task::noop_waker();
+            let mut cx = std::task::Context::from_waker(&waker);
+            assert!(matches!(
+                rx.poll_recv(&mut cx),
+                std::task::Poll::Ready(Some(Outgoing::Heartbeat))
+            ));
+        }
     }
 
     #[test]
     fn in_flight_counts_untaken_bytes() {
         let (mut r, mut rx) = channel(ReceiverKind::WebSocket);
         r.deliver(Frame::Open);
-        r.deliver(Frame::Heartbeat);
-        assert_eq!(r.in_flight(), 2);
+        r.deliver(Frame::Messages(&["x".into()]));
+        assert_eq!(r.in_flight(), 7);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         rt.block_on(async { rx.recv().await });
-        assert_eq!(r.in_flight(), 1);
+        assert_eq!(r.in_flight(), 6);
     }
 
     #[test]

@@ -33,8 +33,8 @@ impl Stream for ReceiverBody {
         loop {
             return match self.rx.poll_recv(cx) {
                 Poll::Ready(Some(Outgoing::Data(d))) => Poll::Ready(Some(Ok(d.into_bytes()))),
-                // Only raw WebSockets get close items.
-                Poll::Ready(Some(Outgoing::Close(_))) => continue,
+                // Only WebSockets get close and heartbeat items.
+                Poll::Ready(Some(Outgoing::Close(_) | Outgoing::Heartbeat)) => continue,
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             };

@@ -93,7 +93,8 @@ pub async fn websocket(
         rx,
         addr,
         framing,
-        ping_every: hub.config.ping_interval(),
+        heartbeat: hub.config.heartbeat(),
+        last_seen: Instant::now(),
     };
     actix_web::rt::spawn(conn.run());
     resp
@@ -105,7 +106,9 @@ struct Connection {
     rx: ReceiverRx,
     addr: Addr<SessionActor>,
     framing: Framing,
-    ping_every: Duration,
+    heartbeat: Duration,
+    /// When the peer last sent anything (a message, a pong, a ping).
+    last_seen: Instant,
 }
 
 /// How the socket's loop ended.
@@ -116,12 +119,19 @@ enum End {
     Client(CloseReason, Option<CloseCode>),
 }
 
+/// What to do about one message from the client.
+enum Step {
+    Continue,
+    Pong(bytes::Bytes),
+    End(End),
+}
+
 impl Connection {
+    /// The socket's life. It has no timer of its own: the session's
+    /// heartbeat arrives as an item and drives `h`, pings and the dead-peer
+    /// check. The task's future is held per open socket, so the rare awaits
+    /// (pings, pongs, closing) are boxed instead of sized into it.
     async fn run(mut self) {
-        let mut ping = tokio::time::interval(self.ping_every);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ping.tick().await;
-        let mut last_seen = Instant::now();
         let end = loop {
             tokio::select! {
                 out = self.rx.recv() => match out {
@@ -130,70 +140,86 @@ impl Connection {
                             break End::Client(CloseReason::Interrupted, None);
                         }
                     }
+                    Some(Outgoing::Heartbeat) => {
+                        if let Some(end) = Box::pin(self.heartbeat()).await {
+                            break end;
+                        }
+                    }
                     Some(Outgoing::Close(c)) => break End::SessionDone(Some(c)),
                     None => break End::SessionDone(None),
                 },
                 msg = self.stream.recv() => {
-                    last_seen = Instant::now();
-                    match msg {
-                        Some(Ok(m)) => if let Some(end) = self.on_message(m).await { break end },
+                    self.last_seen = Instant::now();
+                    let step = match msg {
+                        Some(Ok(m)) => self.on_message(m),
                         Some(Err(ProtocolError::Overflow)) => {
                             let c = CloseCode::message_too_big();
-                            break End::Client(CloseReason::ProtocolError(c.clone()), Some(c));
+                            Step::End(End::Client(CloseReason::ProtocolError(c.clone()), Some(c)))
                         }
                         // The peer's connection ended, possibly right after its
                         // own close frame: it is gone, not misbehaving.
-                        Some(Err(ProtocolError::Io(_))) => break End::Client(CloseReason::Interrupted, None),
+                        Some(Err(ProtocolError::Io(_))) | None => Step::End(End::Client(CloseReason::Interrupted, None)),
                         Some(Err(e)) => {
                             log::debug!("websocket protocol error: {e}");
                             let c = CloseCode::new(1002, "Protocol error");
-                            break End::Client(CloseReason::ProtocolError(c.clone()), Some(c));
+                            Step::End(End::Client(CloseReason::ProtocolError(c.clone()), Some(c)))
                         }
-                        None => break End::Client(CloseReason::Interrupted, None),
+                    };
+                    match step {
+                        Step::Continue => {}
+                        Step::Pong(p) => if Box::pin(self.ws.pong(&p)).await.is_err() {
+                            break End::Client(CloseReason::Interrupted, None);
+                        },
+                        Step::End(end) => break end,
                     }
                 },
-                _ = ping.tick() => {
-                    // A peer that answers nothing for two intervals is dead,
-                    // even if TCP has not noticed yet.
-                    if last_seen.elapsed() > self.ping_every * 2 {
-                        break End::Client(CloseReason::Interrupted, None);
-                    }
-                    if self.ws.ping(b"").await.is_err() {
-                        break End::Client(CloseReason::Interrupted, None);
-                    }
-                }
             }
+        };
+        Box::pin(self.finish(end)).await;
+    }
+
+    /// Heartbeat time: a peer silent for two heartbeats is dead even if TCP
+    /// has not noticed; otherwise send `h` (SockJS framing) and a ping,
+    /// which browsers answer on their own.
+    async fn heartbeat(&mut self) -> Option<End> {
+        let gone = Some(End::Client(CloseReason::Interrupted, None));
+        if self.last_seen.elapsed() > self.heartbeat * 2 {
+            return gone;
+        }
+        if self.framing == Framing::SockJs && self.ws.text("h").await.is_err() {
+            return gone;
+        }
+        if self.ws.ping(b"").await.is_err() {
+            return gone;
+        }
+        None
+    }
+
+    async fn finish(self, end: End) {
+        let reason = |c: CloseCode| actix_ws::CloseReason {
+            code: c.code.into(),
+            description: Some(c.reason),
         };
         match end {
             End::SessionDone(code) => {
-                let reason = code.map(|c| actix_ws::CloseReason {
-                    code: c.code.into(),
-                    description: Some(c.reason),
-                });
                 let _ = self
                     .ws
-                    .close(reason.or(Some(actix_ws::CloseCode::Normal.into())))
+                    .close(Some(
+                        code.map_or(actix_ws::CloseCode::Normal.into(), reason),
+                    ))
                     .await;
             }
-            End::Client(reason, code) => {
+            End::Client(why, code) => {
                 self.addr.do_send(Detach {
                     receiver_id: self.rx.id,
-                    reason,
+                    reason: why,
                 });
-                if let Some(c) = code {
-                    let _ = self
-                        .ws
-                        .close(Some(actix_ws::CloseReason {
-                            code: c.code.into(),
-                            description: Some(c.reason),
-                        }))
-                        .await;
-                }
+                let _ = self.ws.close(code.map(reason)).await;
             }
         }
     }
 
-    async fn on_message(&mut self, msg: AggregatedMessage) -> Option<End> {
+    fn on_message(&mut self, msg: AggregatedMessage) -> Step {
         match msg {
             AggregatedMessage::Text(text) => match self.framing {
                 Framing::Raw => self.addr.do_send(Incoming(vec![text.to_string()])),
@@ -203,25 +229,24 @@ impl Connection {
                     Err(e) => {
                         // Broken framing: drop the socket, as SockJS servers do.
                         let c = CloseCode::new(1007, e.message());
-                        return Some(End::Client(CloseReason::ProtocolError(c.clone()), Some(c)));
+                        return Step::End(End::Client(
+                            CloseReason::ProtocolError(c.clone()),
+                            Some(c),
+                        ));
                     }
                 },
             },
             AggregatedMessage::Binary(_) => {
                 let c = CloseCode::new(1003, "Binary messages are not supported");
-                return Some(End::Client(CloseReason::ProtocolError(c.clone()), Some(c)));
+                return Step::End(End::Client(CloseReason::ProtocolError(c.clone()), Some(c)));
             }
-            AggregatedMessage::Ping(p) => {
-                if self.ws.pong(&p).await.is_err() {
-                    return Some(End::Client(CloseReason::Interrupted, None));
-                }
-            }
+            AggregatedMessage::Ping(p) => return Step::Pong(p),
             AggregatedMessage::Pong(_) => {}
-            AggregatedMessage::Close(reason) => {
-                let _ = self.ws.clone().close(reason).await;
-                return Some(End::Client(CloseReason::ClientClosed, None));
+            // `finish` answers with a close frame.
+            AggregatedMessage::Close(_) => {
+                return Step::End(End::Client(CloseReason::ClientClosed, None))
             }
         }
-        None
+        Step::Continue
     }
 }
