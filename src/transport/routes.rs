@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 type Hub = web::Data<ServiceHub>;
 
-/// Adds every URL of `hub`'s service to an actix app.
+/// Adds every URL of `hub`'s service to an actix app. The fixed URLs are
+/// static routes; the rest is split by hand (`tail`), since actix matches
+/// dynamic segments with a regex engine, a measurable cost per request.
 pub fn mount(cfg: &mut web::ServiceConfig, hub: Arc<ServiceHub>) {
     let prefix = hub.config.prefix.clone();
     cfg.service(
@@ -21,13 +23,25 @@ pub fn mount(cfg: &mut web::ServiceConfig, hub: Arc<ServiceHub>) {
             .route("/", web::route().to(greeting))
             .route("/info", web::route().to(info))
             .route("/websocket", web::route().to(raw_websocket))
-            .route("/{file}", web::route().to(iframe))
-            .route(
-                "/{server}/{session}/{transport}",
-                web::route().to(session_url),
-            )
-            .default_service(web::to(not_found)),
+            .default_service(web::to(tail)),
     );
+}
+
+/// Everything under the prefix but the fixed URLs: the iframe page
+/// (`/iframe*.html`), session URLs (`/{server}/{session}/{transport}`), or 404.
+async fn tail(req: HttpRequest, hub: Hub, body: web::Payload) -> HttpResponse {
+    let rest = req.match_info().unprocessed().to_owned();
+    let Some(rest) = rest.strip_prefix('/') else {
+        return headers::not_found();
+    };
+    let mut parts = rest.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(file), None, None, None) => iframe(&req, &hub, file),
+        (Some(server), Some(sid), Some(transport), None) => {
+            session_url(req, hub, server, sid, transport, body).await
+        }
+        _ => headers::not_found(),
+    }
 }
 
 async fn greeting(req: HttpRequest) -> HttpResponse {
@@ -38,18 +52,14 @@ async fn info(req: HttpRequest, hub: Hub) -> HttpResponse {
     pages::info(&req, &hub)
 }
 
-async fn iframe(req: HttpRequest, hub: Hub, file: web::Path<String>) -> HttpResponse {
-    if !pages::is_iframe_name(&file) {
+fn iframe(req: &HttpRequest, hub: &ServiceHub, file: &str) -> HttpResponse {
+    if !pages::is_iframe_name(file) {
         return headers::not_found();
     }
-    if let Err(resp) = allow(&req, &[Method::GET, Method::HEAD], "GET, HEAD") {
+    if let Err(resp) = allow(req, &[Method::GET, Method::HEAD], "GET, HEAD") {
         return resp;
     }
-    pages::iframe(&req, &hub)
-}
-
-async fn not_found() -> HttpResponse {
-    headers::not_found()
+    pages::iframe(req, hub)
 }
 
 async fn raw_websocket(req: HttpRequest, hub: Hub, body: web::Payload) -> HttpResponse {
@@ -68,18 +78,19 @@ async fn raw_websocket(req: HttpRequest, hub: Hub, body: web::Payload) -> HttpRe
 async fn session_url(
     req: HttpRequest,
     hub: Hub,
-    path: web::Path<(String, String, String)>,
+    server: &str,
+    sid: &str,
+    transport: &str,
     body: web::Payload,
 ) -> HttpResponse {
-    let (server, sid, transport) = path.into_inner();
-    if !is_valid_id(&server) || !is_valid_id(&sid) {
+    if !is_valid_id(server) || !is_valid_id(sid) {
         return headers::not_found();
     }
     let hub = hub.into_inner();
     let cfg = &hub.config;
     let post = [Method::POST, Method::OPTIONS];
     let get = [Method::GET];
-    let (enabled, methods, allow_header): (bool, &[Method], &str) = match transport.as_str() {
+    let (enabled, methods, allow_header): (bool, &[Method], &str) = match transport {
         "websocket" => (cfg.websocket, &get, "GET"),
         "xhr" => (cfg.xhr_polling, &post, "OPTIONS, POST"),
         "xhr_send" => (cfg.xhr_polling || cfg.xhr_streaming, &post, "OPTIONS, POST"),
@@ -99,15 +110,15 @@ async fn session_url(
     if req.method() == Method::OPTIONS {
         return headers::preflight(&req, cfg, allow_header);
     }
-    match transport.as_str() {
+    match transport {
         "websocket" => websocket::websocket(&req, &hub, body, Framing::SockJs).await,
-        "xhr" => polling::xhr(&req, &hub, &sid).await,
-        "xhr_send" => send::xhr_send(&req, &hub, &sid, body).await,
-        "xhr_streaming" => streaming::xhr_streaming(&req, &hub, &sid).await,
-        "eventsource" => streaming::eventsource(&req, &hub, &sid).await,
-        "htmlfile" => streaming::htmlfile(&req, &hub, &sid).await,
-        "jsonp" => polling::jsonp(&req, &hub, &sid).await,
-        "jsonp_send" => send::jsonp_send(&req, &hub, &sid, body).await,
+        "xhr" => polling::xhr(&req, &hub, sid).await,
+        "xhr_send" => send::xhr_send(&req, &hub, sid, body).await,
+        "xhr_streaming" => streaming::xhr_streaming(&req, &hub, sid).await,
+        "eventsource" => streaming::eventsource(&req, &hub, sid).await,
+        "htmlfile" => streaming::htmlfile(&req, &hub, sid).await,
+        "jsonp" => polling::jsonp(&req, &hub, sid).await,
+        "jsonp_send" => send::jsonp_send(&req, &hub, sid, body).await,
         _ => headers::not_found(),
     }
 }
