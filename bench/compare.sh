@@ -6,11 +6,15 @@
 # scenario. Prints the median of ROUNDS rounds and the ratios.
 #   bash bench/compare.sh            (ROUNDS=3 HOLD=60 by default)
 #   ROUNDS=1 HOLD=10 QUICK=1 bash bench/compare.sh
+# Smaller loads for a smoke run: IDLE_SESSIONS, BROADCAST_SIZES, DURATION.
+# Exits non-zero if the gateway lost or corrupted any message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 HOLD=${HOLD:-60}
 DURATION=${DURATION:-5}
+IDLE_SESSIONS=${IDLE_SESSIONS:-10000}
+BROADCAST_SIZES=${BROADCAST_SIZES:-1000 5000}
 SERVER_CORE=${SERVER_CORE:-0}
 TOOL_CORE=${TOOL_CORE:-1}
 out=${OUT:-target/bench-$(date +%Y%m%d-%H%M%S).jsonl}
@@ -74,8 +78,8 @@ scenarios() { # round
   for s in "${order[@]}"; do [ "$s" = bare ] || run "$s" xhr-polling echo --sessions 50 --duration "$DURATION"; done
   for s in "${order[@]}"; do [ "$s" = bare ] || run "$s" xhr-streaming echo --sessions 50 --duration "$DURATION"; done
   for s in "${order[@]}"; do [ "$s" = bare ] || run "$s" eventsource echo --sessions 50 --duration "$DURATION"; done
-  for s in "${order[@]}"; do run "$s" idle echo --sessions 10000 --hold 3; done
-  for n in 1000 5000; do
+  for s in "${order[@]}"; do run "$s" idle echo --sessions "$IDLE_SESSIONS" --hold 3; done
+  for n in $BROADCAST_SIZES; do
     for s in "${order[@]}"; do [ "$s" = bare ] || run "$s" broadcast broadcast --sessions "$n" --messages 200; done
   done
   if [ -z "${QUICK:-}" ]; then

@@ -41,3 +41,10 @@ print("| " + " | ".join(head) + " |")
 print("|" + "---|" * len(head))
 for r in rows:
     print("| " + " | ".join(r) + " |")
+
+# A gateway that loses or corrupts messages has no score.
+bad = [(s, n, r["errors"], r["lost"]) for (s, n, label), rs in runs.items() if label == "ours"
+       for r in rs if r["errors"] or r["lost"]]
+if bad:
+    print(f"\nthe gateway failed runs (scenario, sessions, errors, lost): {bad}", file=sys.stderr)
+    sys.exit(1)

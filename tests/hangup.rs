@@ -64,3 +64,80 @@ async fn finished_polls_on_a_kept_alive_connection_do_not_interrupt() {
         "a[\"ok\"]\n"
     );
 }
+
+#[actix_rt::test]
+async fn a_drop_during_a_later_poll_on_a_reused_connection_is_noticed() {
+    let gw = Gateway::start(&echo_config(""));
+    let s = session("/echo");
+    let mut c = Raw::connect(&gw.addr).await;
+    // Two polls answered on one keep-alive connection (the watch is reused)...
+    for expected in ["o\n", "a[\"x\"]\n"] {
+        c.send("POST", &format!("{s}/xhr"), "1.1", &[], "").await;
+        assert_eq!(c.head().await.status, 200);
+        if expected.starts_with('a') {
+            assert_eq!(
+                post(&gw.url(&format!("{s}/xhr_send")), r#"["x"]"#)
+                    .await
+                    .status,
+                204
+            );
+        }
+        assert!(c.read_until("0\r\n\r\n").await.contains(expected));
+    }
+    // ...then a third one pending when the client drops the connection.
+    c.send("POST", &format!("{s}/xhr"), "1.1", &[], "").await;
+    assert_eq!(c.head().await.status, 200);
+    drop(c);
+    assert_eq!(
+        poll_after_abort(&gw, &s).await,
+        "c[1002,\"Connection interrupted\"]\n"
+    );
+}
+
+#[actix_rt::test]
+async fn watched_connections_give_their_descriptors_back() {
+    let gw = Gateway::start(&echo_config(""));
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", gw.pid()))
+            .unwrap()
+            .count()
+    };
+    let polls = |n: usize| {
+        let addr = gw.addr.clone();
+        async move {
+            for _ in 0..n {
+                let s = session("/echo");
+                let mut c = Raw::connect(&addr).await;
+                c.send("POST", &format!("{s}/xhr"), "1.1", &[], "").await;
+                assert_eq!(c.head().await.status, 200);
+                assert!(c.read_until("0\r\n\r\n").await.contains("o\n"));
+            }
+        }
+    };
+    // Workers open their own descriptors lazily: count after a first round.
+    polls(20).await;
+    let settled = || async {
+        let mut last = fds();
+        for _ in 0..50 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let now = fds();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        last
+    };
+    let before = settled().await;
+    polls(20).await;
+    // Each closed connection's watch ends and closes its duplicate.
+    let mut now = fds();
+    for _ in 0..100 {
+        if now <= before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        now = fds();
+    }
+    assert!(now <= before, "descriptors: {before} before, {now} after");
+}

@@ -3,41 +3,95 @@
 //! actix-web only finds out that a client went away when it next writes
 //! (actix-web issues #1313 and #3462), so a silent long-poll would keep its
 //! session attached to a dead connection. Each accepted socket's fd is kept
-//! in the connection's data; while a receiver is pending, a duplicate of it
-//! is watched for read-hang-up (EPOLLRDHUP) and the session is told.
+//! in the connection's data. The first time a connection carries a poll or
+//! stream, a duplicate of its fd is watched for read hang-up (EPOLLRDHUP) by
+//! one task for the rest of that connection's life; each receiver on the
+//! connection registers itself with that watch while it waits, so later
+//! polls on the connection cost no syscalls. Connections that never wait
+//! (sends, WebSockets, pages) cost no extra descriptor.
 
 use actix_web::dev::Extensions;
 use actix_web::HttpRequest;
 use std::any::Any;
+use std::cell::RefCell;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::oneshot;
 
-/// The raw fd of the request's TCP connection.
-#[derive(Clone, Copy, Debug)]
-struct ConnFd(RawFd);
+type OnHangup = Box<dyn FnOnce()>;
+
+/// Per-connection state, in the connection's extensions (one worker thread).
+struct Connection {
+    fd: RawFd,
+    watch: RefCell<Option<Watch>>,
+}
+
+struct Watch {
+    /// What to call if the peer hangs up now: the waiting receiver's.
+    waiting: Rc<RefCell<Option<(u64, OnHangup)>>>,
+    /// Dropped with the connection, which ends the watching task (and
+    /// closes the duplicate fd) even if the peer never hangs up.
+    _stop: oneshot::Sender<()>,
+}
 
 /// For `HttpServer::on_connect`: turns on TCP_NODELAY (actix leaves Nagle on,
 /// which delays small frames by tens of ms) and records the socket's fd.
 pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
     if let Some(sock) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
         let _ = sock.set_nodelay(true);
-        ext.insert(ConnFd(sock.as_raw_fd()));
+        ext.insert(Rc::new(Connection {
+            fd: sock.as_raw_fd(),
+            watch: RefCell::new(None),
+        }));
     }
 }
 
-/// Stops the watch when dropped (held by the response body).
-#[derive(Debug)]
-pub struct HangupGuard(#[allow(dead_code)] oneshot::Sender<()>);
+/// Unregisters a receiver from its connection's watch when dropped (held by
+/// the response body).
+pub struct HangupGuard {
+    waiting: Rc<RefCell<Option<(u64, OnHangup)>>>,
+    token: u64,
+}
+
+impl Drop for HangupGuard {
+    fn drop(&mut self) {
+        let mut w = self.waiting.borrow_mut();
+        if w.as_ref().is_some_and(|(t, _)| *t == self.token) {
+            *w = None;
+        }
+    }
+}
+
+impl std::fmt::Debug for HangupGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HangupGuard")
+            .field("token", &self.token)
+            .finish()
+    }
+}
 
 /// Calls `on_hangup` if the client closes the connection before the guard
-/// is dropped. The fd duplicate lives only as long as the watch, so idle
-/// connections cost no extra descriptor.
-pub fn watch(req: &HttpRequest, on_hangup: impl FnOnce() + 'static) -> Option<HangupGuard> {
-    let fd = req.conn_data::<ConnFd>()?.0;
-    // SAFETY: `fd` is the live socket of the request being handled; `dup`
-    // gives us our own descriptor for the same socket, owned below.
+/// is dropped.
+pub fn watch(
+    req: &HttpRequest,
+    token: u64,
+    on_hangup: impl FnOnce() + 'static,
+) -> Option<HangupGuard> {
+    let conn = req.conn_data::<Rc<Connection>>()?;
+    let mut slot = conn.watch.borrow_mut();
+    if slot.is_none() {
+        *slot = Some(start_watch(conn.fd)?);
+    }
+    let waiting = slot.as_ref().expect("just set").waiting.clone();
+    *waiting.borrow_mut() = Some((token, Box::new(on_hangup)));
+    Some(HangupGuard { waiting, token })
+}
+
+fn start_watch(fd: RawFd) -> Option<Watch> {
+    // SAFETY: `fd` is the live socket of the request being handled; the
+    // duplicate is our own descriptor for the same socket, owned below.
     let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
     if dup < 0 {
         log::warn!(
@@ -57,7 +111,9 @@ pub fn watch(req: &HttpRequest, on_hangup: impl FnOnce() + 'static) -> Option<Ha
             return None;
         }
     };
-    let (tx, rx) = oneshot::channel();
+    let waiting: Rc<RefCell<Option<(u64, OnHangup)>>> = Rc::default();
+    let (stop, stopped) = oneshot::channel();
+    let notify = waiting.clone();
     actix_web::rt::spawn(async move {
         let closed = async {
             loop {
@@ -70,9 +126,18 @@ pub fn watch(req: &HttpRequest, on_hangup: impl FnOnce() + 'static) -> Option<Ha
             }
         };
         tokio::select! {
-            r = closed => if r.is_ok() { on_hangup() },
-            _ = rx => {}
+            r = closed => if r.is_ok() {
+                // Take it out first: the callback must not run under the borrow.
+                let waiter = notify.borrow_mut().take();
+                if let Some((_, on_hangup)) = waiter {
+                    on_hangup();
+                }
+            },
+            _ = stopped => {}
         }
     });
-    Some(HangupGuard(tx))
+    Some(Watch {
+        waiting,
+        _stop: stop,
+    })
 }

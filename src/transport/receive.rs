@@ -75,7 +75,7 @@ pub async fn attach(
             continue;
         }
         let watched = addr.clone();
-        let guard = hangup::watch(req, move || {
+        let guard = hangup::watch(req, receiver_id, move || {
             watched.do_send(Detach {
                 receiver_id,
                 reason: CloseReason::Interrupted,
