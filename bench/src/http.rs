@@ -1,7 +1,7 @@
 //! HTTP scenarios, each session on two keep-alive connections as a browser
 //! uses them: one receiving (polls or streams), one sending (xhr_send).
 
-use crate::stats::Tally;
+use crate::stats::{self, Tally};
 use crate::ws::payload;
 use crate::Args;
 use bytes::{Buf, Bytes, BytesMut};
@@ -157,23 +157,18 @@ pub async fn run(args: &Args, receiving: Receiving) -> (Tally, f64) {
         Some(i) => (base[..i].to_owned(), base[i..].to_owned()),
         None => (base.clone(), String::new()),
     };
-    let mut tasks = Vec::new();
-    for s in 0..args.sessions {
-        let (host, prefix, size) = (host.clone(), prefix.clone(), args.size);
-        tasks.push(tokio::spawn(async move {
-            let mut tally = Tally::new();
-            let path = format!("{prefix}/000/h{}x{s}", std::process::id());
-            if let Err(e) = session(&host, &path, receiving, s, size, start, end, &mut tally).await
-            {
-                tally.error(e);
-            }
-            tally
-        }));
-    }
-    let mut total = Tally::new();
-    for t in tasks {
-        total.merge(t.await.expect("session task"));
-    }
+    let size = args.size;
+    let total = stats::per_session(args.sessions, |s, mut tally| {
+        let (host, path) = (
+            host.clone(),
+            format!("{prefix}/000/h{}x{s}", std::process::id()),
+        );
+        async move {
+            let r = session(&host, &path, receiving, s, size, start, end, &mut tally).await;
+            (tally, r)
+        }
+    })
+    .await;
     (total, args.duration)
 }
 

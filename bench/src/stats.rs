@@ -43,6 +43,26 @@ impl Tally {
     }
 }
 
+/// Runs `session(s)` for each session `s` in its own task; merges their
+/// tallies. A session's error is counted in its tally.
+pub async fn per_session<Fut>(sessions: usize, session: impl Fn(usize, Tally) -> Fut) -> Tally
+where
+    Fut: std::future::Future<Output = (Tally, Result<(), String>)> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..sessions)
+        .map(|s| tokio::spawn(session(s, Tally::new())))
+        .collect();
+    let mut total = Tally::new();
+    for t in tasks {
+        let (mut tally, result) = t.await.expect("session task");
+        if let Err(e) = result {
+            tally.error(e);
+        }
+        total.merge(tally);
+    }
+    total
+}
+
 /// CPU seconds (user + system) this process has used.
 pub fn cpu_seconds() -> f64 {
     // SAFETY: getrusage fills the struct we pass.

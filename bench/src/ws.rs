@@ -1,7 +1,7 @@
 //! WebSocket scenarios: echo with messages in flight, idle sessions held
 //! with heartbeats, and broadcast fan-out. Every payload is checked.
 
-use crate::stats::Tally;
+use crate::stats::{self, Tally};
 use crate::{Args, Protocol};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
@@ -75,24 +75,15 @@ pub fn payload(s: usize, seq: u64, size: usize) -> String {
 pub async fn echo(args: &Args) -> (Tally, f64) {
     let start = Instant::now() + Duration::from_secs_f64(args.warmup);
     let end = start + Duration::from_secs_f64(args.duration);
-    let mut tasks = Vec::new();
-    for s in 0..args.sessions {
-        let url = ws_url(&args.url, args.protocol, s);
-        let (protocol, inflight, size) = (args.protocol, args.inflight, args.size);
-        tasks.push(tokio::spawn(async move {
-            let mut tally = Tally::new();
-            if let Err(e) =
-                echo_session(&url, protocol, s, inflight, size, start, end, &mut tally).await
-            {
-                tally.error(e);
-            }
-            tally
-        }));
-    }
-    let mut total = Tally::new();
-    for t in tasks {
-        total.merge(t.await.expect("session task"));
-    }
+    let (protocol, inflight, size) = (args.protocol, args.inflight, args.size);
+    let total = stats::per_session(args.sessions, |s, mut tally| {
+        let url = ws_url(&args.url, protocol, s);
+        async move {
+            let r = echo_session(&url, protocol, s, inflight, size, start, end, &mut tally).await;
+            (tally, r)
+        }
+    })
+    .await;
     (total, args.duration)
 }
 
