@@ -66,16 +66,14 @@ async fn in_flight_requests_hold_shutdown_until_a_second_signal() {
     let mut gw = Gateway::start(&(SHUTDOWN.to_owned() + &echo_config("")));
     let s = session("/echo");
     assert_eq!(post(&gw.url(&format!("{s}/xhr")), "").await.body, "o\n");
-    // A send whose body is only half uploaded is in flight. A full request on
-    // the same connection first proves the server is serving it.
+    // A send whose body is only half uploaded is in flight. The server's
+    // `100 Continue` shows it has the request and is waiting for the body.
     let mut slow = Raw::connect(&gw.addr).await;
-    slow.send("GET", "/healthz", "1.1", &[], "").await;
-    assert_eq!(slow.head().await.status, 200);
-    assert_eq!(slow.read_exact(3).await, "ok\n");
     use tokio::io::AsyncWriteExt;
-    let head =
-        format!("POST {s}/xhr_send HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[\"part");
+    let head = format!("POST {s}/xhr_send HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n");
     slow.sock.write_all(head.as_bytes()).await.unwrap();
+    assert!(slow.read_until("\r\n\r\n").await.contains(" 100 Continue"));
+    slow.sock.write_all(b"[\"part").await.unwrap();
     gw.signal(libc::SIGTERM);
     // Within the 30 s grace the gateway waits for it, accepting nothing new...
     assert!(
