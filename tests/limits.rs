@@ -89,3 +89,46 @@ async fn sessions_past_max_sessions_get_503() {
     }
     assert_eq!(status, 200);
 }
+
+#[actix_rt::test]
+async fn a_websocket_reader_that_stalls_is_closed_at_the_queue_limit() {
+    let toml = "[services.amplify]\nprefix = \"/amplify\"\nkind = \"amplify\"\nmax_queued_bytes = 2000000\n";
+    let gw = Gateway::start(toml);
+    let mut ws = Ws::connect(&gw.ws_url(&format!("{}/websocket", session("/amplify")))).await;
+    assert_eq!(ws.recv().await, "o");
+    // Ask for 256 KiB replies without reading them: once socket buffers are
+    // full, what waits for this reader passes 2 MB and the session closes.
+    let rss = |pid: u32| -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let before = rss(gw.pid());
+    for _ in 0..400 {
+        ws.send(r#"["18"]"#).await;
+    }
+    // Reading now: the replies that made it, then the close frame.
+    let mut frames = 0;
+    let close = loop {
+        let frame = ws.recv().await;
+        if frame.starts_with('c') {
+            break frame;
+        }
+        frames += 1;
+        assert!(frames < 400, "never closed");
+    };
+    assert_eq!(close, "c[1008,\"Outgoing queue limit exceeded\"]");
+    assert!(
+        frames < 200,
+        "{frames} replies were queued for a reader that did not read"
+    );
+    // 400 replies would be 100 MiB; the server held a bounded amount.
+    let grown_kib = rss(gw.pid()).saturating_sub(before);
+    assert!(grown_kib < 64 * 1024, "server RSS grew by {grown_kib} KiB");
+}
