@@ -13,7 +13,9 @@ use crate::transport::receive::start_session;
 use actix::Addr;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, ProtocolError, Session};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, Message, ProtocolError, Session};
+use futures_util::{Sink, Stream};
+use std::task::Poll;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,8 +97,11 @@ pub async fn websocket(
         framing,
         heartbeat: hub.config.heartbeat(),
         last_seen: Instant::now(),
+        out: None,
+        ping_due: false,
+        pong_due: None,
     };
-    actix_web::rt::spawn(conn.run());
+    actix_web::rt::spawn(conn);
     resp
 }
 
@@ -109,6 +114,10 @@ struct Connection {
     heartbeat: Duration,
     /// When the peer last sent anything (a message, a pong, a ping).
     last_seen: Instant,
+    /// A message taken for the socket that the socket could not take yet.
+    out: Option<Message>,
+    ping_due: bool,
+    pong_due: Option<bytes::Bytes>,
 }
 
 /// How the socket's loop ended.
@@ -126,95 +135,127 @@ enum Step {
     End(End),
 }
 
+/// Most polls that find work do not loop more than this before yielding,
+/// so one busy socket cannot hold its worker thread.
+const POLL_BUDGET: usize = 64;
+
+/// The socket's life, as a hand-written poll loop rather than an `async`
+/// block: it runs once per open socket, and an `async` state machine would
+/// carry the in-progress send and `select!` branches in every one of them
+/// (about 1 KiB per idle session). There is no timer here either: the
+/// session's heartbeat arrives as an item and drives `h`, pings and the
+/// dead-peer check.
+impl std::future::Future for Connection {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        for _ in 0..POLL_BUDGET {
+            match this.step(cx) {
+                Ok(true) => continue,
+                Ok(false) => return Poll::Pending,
+                Err(end) => {
+                    actix_web::rt::spawn(this.finish(end));
+                    return Poll::Ready(());
+                }
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
 impl Connection {
-    /// The socket's life. It has no timer of its own: the session's
-    /// heartbeat arrives as an item and drives `h`, pings and the dead-peer
-    /// check. The task's future is held per open socket, so the rare awaits
-    /// (pings, pongs, closing) are boxed instead of sized into it.
-    async fn run(mut self) {
-        let end = loop {
-            tokio::select! {
-                out = self.rx.recv() => match out {
-                    Some(Outgoing::Data(text)) => {
-                        if self.ws.text(text).await.is_err() {
-                            break End::Client(CloseReason::Interrupted, None);
+    /// One round of work; `Ok(true)` if anything moved.
+    fn step(&mut self, cx: &mut std::task::Context<'_>) -> Result<bool, End> {
+        let gone = || End::Client(CloseReason::Interrupted, None);
+        let mut moved = false;
+        // Outgoing: pongs and pings first, then what the session sent.
+        if self.out.is_none() {
+            self.out = if let Some(p) = self.pong_due.take() {
+                Some(Message::Pong(p))
+            } else if std::mem::take(&mut self.ping_due) {
+                Some(Message::Ping(bytes::Bytes::new()))
+            } else {
+                match self.rx.poll_recv(cx) {
+                    Poll::Ready(Some(Outgoing::Data(text))) => Some(Message::Text(text)),
+                    Poll::Ready(Some(Outgoing::Heartbeat)) => {
+                        // A peer silent for two heartbeats is dead even if TCP
+                        // has not noticed; else `h` (SockJS) and a ping, which
+                        // browsers answer on their own.
+                        if self.last_seen.elapsed() > self.heartbeat * 2 {
+                            return Err(gone());
                         }
+                        self.ping_due = true;
+                        moved = true;
+                        (self.framing == Framing::SockJs).then(|| Message::Text("h".into()))
                     }
-                    Some(Outgoing::Heartbeat) => {
-                        if let Some(end) = Box::pin(self.heartbeat()).await {
-                            break end;
-                        }
+                    Poll::Ready(Some(Outgoing::Close(c))) => return Err(End::SessionDone(Some(c))),
+                    Poll::Ready(None) => return Err(End::SessionDone(None)),
+                    Poll::Pending => None,
+                }
+            };
+        }
+        if let Some(msg) = self.out.take() {
+            let mut ws = std::pin::Pin::new(&mut self.ws);
+            match ws.as_mut().poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    ws.as_mut().start_send(msg).map_err(|_| gone())?;
+                    // The channel under the socket has nothing to flush.
+                    if let Poll::Ready(Err(_)) = ws.poll_flush(cx) {
+                        return Err(gone());
                     }
-                    Some(Outgoing::Close(c)) => break End::SessionDone(Some(c)),
-                    None => break End::SessionDone(None),
-                },
-                msg = self.stream.recv() => {
-                    self.last_seen = Instant::now();
-                    let step = match msg {
-                        Some(Ok(m)) => self.on_message(m),
-                        Some(Err(ProtocolError::Overflow)) => {
-                            let c = CloseCode::message_too_big();
-                            Step::End(End::Client(CloseReason::ProtocolError(c.clone()), Some(c)))
-                        }
-                        // The peer's connection ended, possibly right after its
-                        // own close frame: it is gone, not misbehaving.
-                        Some(Err(ProtocolError::Io(_))) | None => Step::End(End::Client(CloseReason::Interrupted, None)),
-                        Some(Err(e)) => {
-                            log::debug!("websocket protocol error: {e}");
-                            let c = CloseCode::new(1002, "Protocol error");
-                            Step::End(End::Client(CloseReason::ProtocolError(c.clone()), Some(c)))
-                        }
-                    };
-                    match step {
-                        Step::Continue => {}
-                        Step::Pong(p) => if Box::pin(self.ws.pong(&p)).await.is_err() {
-                            break End::Client(CloseReason::Interrupted, None);
-                        },
-                        Step::End(end) => break end,
-                    }
-                },
+                    moved = true;
+                }
+                Poll::Ready(Err(_)) => return Err(gone()),
+                Poll::Pending => self.out = Some(msg),
             }
-        };
-        Box::pin(self.finish(end)).await;
+        }
+        // Incoming.
+        match std::pin::Pin::new(&mut self.stream).poll_next(cx) {
+            Poll::Ready(msg) => {
+                self.last_seen = Instant::now();
+                moved = true;
+                let step = match msg {
+                    Some(Ok(m)) => self.on_message(m),
+                    Some(Err(ProtocolError::Overflow)) => {
+                        let c = CloseCode::message_too_big();
+                        Step::End(End::Client(CloseReason::ProtocolError(c.clone()), Some(c)))
+                    }
+                    // The peer's connection ended, possibly right after its
+                    // own close frame: it is gone, not misbehaving.
+                    Some(Err(ProtocolError::Io(_))) | None => Step::End(gone()),
+                    Some(Err(e)) => {
+                        log::debug!("websocket protocol error: {e}");
+                        let c = CloseCode::new(1002, "Protocol error");
+                        Step::End(End::Client(CloseReason::ProtocolError(c.clone()), Some(c)))
+                    }
+                };
+                match step {
+                    Step::Continue => {}
+                    Step::Pong(p) => self.pong_due = Some(p),
+                    Step::End(end) => return Err(end),
+                }
+            }
+            Poll::Pending => {}
+        }
+        Ok(moved)
     }
 
-    /// Heartbeat time: a peer silent for two heartbeats is dead even if TCP
-    /// has not noticed; otherwise send `h` (SockJS framing) and a ping,
-    /// which browsers answer on their own.
-    async fn heartbeat(&mut self) -> Option<End> {
-        let gone = Some(End::Client(CloseReason::Interrupted, None));
-        if self.last_seen.elapsed() > self.heartbeat * 2 {
-            return gone;
-        }
-        if self.framing == Framing::SockJs && self.ws.text("h").await.is_err() {
-            return gone;
-        }
-        if self.ws.ping(b"").await.is_err() {
-            return gone;
-        }
-        None
-    }
-
-    async fn finish(self, end: End) {
-        let reason = |c: CloseCode| actix_ws::CloseReason {
-            code: c.code.into(),
-            description: Some(c.reason),
-        };
-        match end {
-            End::SessionDone(code) => {
-                let _ = self
-                    .ws
-                    .close(Some(
-                        code.map_or(actix_ws::CloseCode::Normal.into(), reason),
-                    ))
-                    .await;
-            }
-            End::Client(why, code) => {
-                self.addr.do_send(Detach {
-                    receiver_id: self.rx.id,
-                    reason: why,
-                });
-                let _ = self.ws.close(code.map(reason)).await;
+    /// Closes the socket (and tells the session, if the client ended it).
+    fn finish(&mut self, end: End) -> impl std::future::Future<Output = ()> + 'static {
+        let ws = self.ws.clone();
+        let (addr, receiver_id) = (self.addr.clone(), self.rx.id);
+        async move {
+            let reason = |c: CloseCode| actix_ws::CloseReason { code: c.code.into(), description: Some(c.reason) };
+            match end {
+                End::SessionDone(code) => {
+                    let _ = ws.close(Some(code.map_or(actix_ws::CloseCode::Normal.into(), reason))).await;
+                }
+                End::Client(why, code) => {
+                    addr.do_send(Detach { receiver_id, reason: why });
+                    let _ = ws.close(code.map(reason)).await;
+                }
             }
         }
     }
