@@ -123,7 +123,7 @@ async fn open_shows_safe_request_facts_only() {
     let Event::Open(info) = h.event().await else {
         panic!("expected open")
     };
-    assert_eq!(info.prefix, "/rec");
+    assert_eq!(&*info.prefix, "/rec");
     assert_eq!(
         info.remote_addr,
         Some("203.0.113.7".parse().unwrap()),

@@ -49,14 +49,14 @@ pub struct SessionInfo {
     /// Opaque id, unique in this process. Not the SockJS session id, which
     /// the protocol keeps from applications.
     pub id: u64,
-    /// The service prefix, e.g. `/echo`.
-    pub prefix: String,
+    /// The service prefix, e.g. `/echo` (shared by the service's sessions).
+    pub prefix: Arc<str>,
     /// The client's address: the peer address, or, when the peer is one of
     /// `trusted_proxies`, the rightmost `X-Forwarded-For` entry that is not.
     pub remote_addr: Option<IpAddr>,
     /// Request headers that carry no credentials (no cookies, no
-    /// authorization), lowercase names.
-    pub headers: Vec<(String, String)>,
+    /// authorization), by lowercase name.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl SessionInfo {
@@ -64,7 +64,7 @@ impl SessionInfo {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| *k == name)
             .map(|(_, v)| v.as_str())
     }
 }

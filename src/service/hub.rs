@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 pub struct ServiceHub {
     pub config: ServiceConfig,
+    /// `config.prefix`, shared with every session's info.
+    pub prefix: Arc<str>,
     /// Peers whose `X-Forwarded-For` names the real client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub backend: Arc<dyn Service>,
@@ -23,8 +25,10 @@ impl ServiceHub {
         trusted_proxies: Vec<ipnet::IpNet>,
     ) -> Arc<Self> {
         let registry = Registry::new(config.max_sessions);
+        let prefix = config.prefix.as_str().into();
         Arc::new(ServiceHub {
             config,
+            prefix,
             trusted_proxies,
             backend,
             registry,

@@ -4,6 +4,7 @@
 
 use crate::protocol::{CloseCode, Frame, Wrapping};
 use bytestring::ByteString;
+use futures_channel::mpsc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -54,7 +55,7 @@ static NEXT_RECEIVER_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 pub struct Receiver {
     id: u64,
-    tx: flume::Sender<Outgoing>,
+    tx: mpsc::UnboundedSender<Outgoing>,
     kind: ReceiverKind,
     in_flight: Arc<AtomicUsize>,
 }
@@ -63,17 +64,17 @@ pub struct Receiver {
 #[derive(Debug)]
 pub struct ReceiverRx {
     pub id: u64,
-    // flume's unbounded queue grows on demand: an idle receiver holds no
-    // preallocated block (tokio's holds 32 slots), which counts per session.
-    rx: flume::r#async::RecvStream<'static, Outgoing>,
+    // futures' unbounded channel allocates per item and holds nothing while
+    // idle (tokio's preallocates 32 slots, flume keeps its grown buffer):
+    // every idle session has one.
+    rx: mpsc::UnboundedReceiver<Outgoing>,
     in_flight: Arc<AtomicUsize>,
 }
 
 /// Creates a connected receiver pair.
 pub fn channel(kind: ReceiverKind) -> (Receiver, ReceiverRx) {
     let id = NEXT_RECEIVER_ID.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = flume::unbounded();
-    let rx = rx.into_stream();
+    let (tx, rx) = mpsc::unbounded();
     let in_flight = Arc::new(AtomicUsize::new(0));
     (
         Receiver {
@@ -104,7 +105,7 @@ impl Receiver {
             ReceiverKind::RawWebSocket | ReceiverKind::WebSocket
                 if matches!(frame, Frame::Heartbeat) =>
             {
-                (self.tx.send(Outgoing::Heartbeat).is_ok(), false)
+                (self.tx.unbounded_send(Outgoing::Heartbeat).is_ok(), false)
             }
             ReceiverKind::RawWebSocket => match frame {
                 Frame::Open | Frame::Heartbeat => (true, false),
@@ -114,7 +115,7 @@ impl Receiver {
                 ),
                 Frame::Close(code, reason) => (
                     self.tx
-                        .send(Outgoing::Close(CloseCode::new(code, reason)))
+                        .unbounded_send(Outgoing::Close(CloseCode::new(code, reason)))
                         .is_ok(),
                     true,
                 ),
@@ -144,7 +145,7 @@ impl Receiver {
     fn push(&self, data: ByteString) -> bool {
         let len = data.len();
         self.in_flight.fetch_add(len, Ordering::Relaxed);
-        if self.tx.send(Outgoing::Data(data)).is_err() {
+        if self.tx.unbounded_send(Outgoing::Data(data)).is_err() {
             self.in_flight.fetch_sub(len, Ordering::Relaxed);
             return false;
         }

@@ -114,12 +114,12 @@ pub fn session_info(req: &HttpRequest, hub: &ServiceHub, key: u64) -> SessionInf
         .iter()
         .filter_map(|&name| {
             let v = req.headers().get(name)?.to_str().ok()?;
-            Some((name.to_owned(), v.to_owned()))
+            Some((name, v.to_owned()))
         })
         .collect();
     SessionInfo {
         id: key,
-        prefix: hub.config.prefix.clone(),
+        prefix: hub.prefix.clone(),
         remote_addr: client_addr(req, &hub.trusted_proxies),
         headers,
     }

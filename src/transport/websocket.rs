@@ -15,8 +15,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, Message, ProtocolError, Session};
 use futures_util::{Sink, Stream};
-use std::task::Poll;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -247,13 +247,23 @@ impl Connection {
         let ws = self.ws.clone();
         let (addr, receiver_id) = (self.addr.clone(), self.rx.id);
         async move {
-            let reason = |c: CloseCode| actix_ws::CloseReason { code: c.code.into(), description: Some(c.reason) };
+            let reason = |c: CloseCode| actix_ws::CloseReason {
+                code: c.code.into(),
+                description: Some(c.reason),
+            };
             match end {
                 End::SessionDone(code) => {
-                    let _ = ws.close(Some(code.map_or(actix_ws::CloseCode::Normal.into(), reason))).await;
+                    let _ = ws
+                        .close(Some(
+                            code.map_or(actix_ws::CloseCode::Normal.into(), reason),
+                        ))
+                        .await;
                 }
                 End::Client(why, code) => {
-                    addr.do_send(Detach { receiver_id, reason: why });
+                    addr.do_send(Detach {
+                        receiver_id,
+                        reason: why,
+                    });
                     let _ = ws.close(code.map(reason)).await;
                 }
             }
