@@ -7,6 +7,7 @@
 #   bash bench/compare.sh            (ROUNDS=3 HOLD=60 by default)
 #   ROUNDS=1 HOLD=10 QUICK=1 bash bench/compare.sh
 # Smaller loads for a smoke run: IDLE_SESSIONS, BROADCAST_SIZES, DURATION.
+# ONLY="ws-echo idle" runs just those scenarios.
 # Exits non-zero if the gateway lost or corrupted any message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,18 +72,20 @@ run() { # server scenario service args...
   stop
 }
 
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+
 scenarios() { # round
   local order=(ours node bare)
   [ $(($1 % 2)) -eq 0 ] && order=(bare node ours)
-  for s in "${order[@]}"; do run "$s" ws-echo echo --sessions 100 --inflight 1 --size 128 --duration "$DURATION"; done
-  for s in "${order[@]}"; do [ "$s" = bare ] || run "$s" xhr-polling echo --sessions 50 --duration "$DURATION"; done
-  for s in "${order[@]}"; do [ "$s" = bare ] || run "$s" xhr-streaming echo --sessions 50 --duration "$DURATION"; done
-  for s in "${order[@]}"; do [ "$s" = bare ] || run "$s" eventsource echo --sessions 50 --duration "$DURATION"; done
-  for s in "${order[@]}"; do run "$s" idle echo --sessions "$IDLE_SESSIONS" --hold 3; done
-  for n in $BROADCAST_SIZES; do
+  want ws-echo && for s in "${order[@]}"; do run "$s" ws-echo echo --sessions 100 --inflight 1 --size 128 --duration "$DURATION"; done
+  want xhr-polling && for s in "${order[@]}"; do [ "$s" = bare ] || run "$s" xhr-polling echo --sessions 50 --duration "$DURATION"; done
+  want xhr-streaming && for s in "${order[@]}"; do [ "$s" = bare ] || run "$s" xhr-streaming echo --sessions 50 --duration "$DURATION"; done
+  want eventsource && for s in "${order[@]}"; do [ "$s" = bare ] || run "$s" eventsource echo --sessions 50 --duration "$DURATION"; done
+  want idle && for s in "${order[@]}"; do run "$s" idle echo --sessions "$IDLE_SESSIONS" --hold 3; done
+  want broadcast && for n in $BROADCAST_SIZES; do
     for s in "${order[@]}"; do [ "$s" = bare ] || run "$s" broadcast broadcast --sessions "$n" --messages 200; done
   done
-  if [ -z "${QUICK:-}" ]; then
+  if [ -z "${QUICK:-}" ] && want idle; then
     for s in "${order[@]}"; do
       [ "$s" = bare ] || run "$s" idle echo --sessions 19500 --hold "$HOLD" --min-heartbeats $((HOLD / 10 - 1))
     done
