@@ -43,6 +43,19 @@ pub enum CloseReason {
     ProtocolError(CloseCode),
 }
 
+impl CloseReason {
+    /// The close frame the client gets for this reason.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            CloseReason::Server(c) | CloseReason::ProtocolError(c) => c.clone(),
+            CloseReason::Interrupted => CloseCode::interrupted(),
+            CloseReason::TimedOut => CloseCode::go_away(),
+            CloseReason::ClientClosed => CloseCode::new(1000, "Normal closure"),
+            CloseReason::QueueOverflow => CloseCode::queue_overflow(),
+        }
+    }
+}
+
 /// Facts about a session that are safe to show a backend.
 #[derive(Debug, Clone)]
 pub struct SessionInfo {

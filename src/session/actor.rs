@@ -142,9 +142,8 @@ impl SessionActor {
             Delivery::Gone => {
                 // The connection vanished under us: what was just written may be
                 // lost, so the session cannot go on as if it were delivered.
-                self.receiver = None;
-                self.close_with(CloseReason::Interrupted, CloseCode::interrupted(), ctx);
-                self.after_receiver_left(ctx);
+                self.close_with(CloseReason::Interrupted);
+                self.release_receiver(ctx);
             }
         }
     }
@@ -173,7 +172,7 @@ impl SessionActor {
         }));
     }
 
-    fn enqueue(&mut self, msg: Arc<str>, ctx: &mut Context<Self>) {
+    fn enqueue(&mut self, msg: Arc<str>) {
         if self.closed.is_some() {
             return;
         }
@@ -183,16 +182,16 @@ impl SessionActor {
         if self.queued_bytes + in_flight > self.hub.config.max_queued_bytes {
             self.queue.clear();
             self.queued_bytes = 0;
-            self.close_with(CloseReason::QueueOverflow, CloseCode::queue_overflow(), ctx);
+            self.close_with(CloseReason::QueueOverflow);
         }
     }
 
     /// Marks the session closed (once) and tells the backend.
-    fn close_with(&mut self, reason: CloseReason, frame: CloseCode, _ctx: &mut Context<Self>) {
+    fn close_with(&mut self, reason: CloseReason) {
         if self.closed.is_some() {
             return;
         }
-        self.closed = Some(frame);
+        self.closed = Some(reason.close_code());
         if let Some(mut h) = self.handler.take() {
             if self.opened {
                 h.on_close(&self.info, &reason);
@@ -220,10 +219,10 @@ impl SessionActor {
         };
         f(handler.as_mut(), &mut sctx);
         for m in outbox {
-            self.enqueue(m, ctx);
+            self.enqueue(m);
         }
         if let Some(c) = close {
-            self.close_with(CloseReason::Server(c.clone()), c, ctx);
+            self.close_with(CloseReason::Server(c));
         }
     }
 
@@ -242,7 +241,7 @@ impl SessionActor {
             return;
         }
         self.expired = true;
-        self.close_with(CloseReason::TimedOut, CloseCode::go_away(), ctx);
+        self.close_with(CloseReason::TimedOut);
         self.hub.registry.remove(self.sid.as_deref(), self.key);
         ctx.stop();
     }
@@ -261,11 +260,7 @@ impl Actor for SessionActor {
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         // Covers stops not initiated by `expire` (e.g. the system shutting down).
         self.hub.registry.remove(self.sid.as_deref(), self.key);
-        if let Some(mut h) = self.handler.take() {
-            if self.opened {
-                h.on_close(&self.info, &CloseReason::TimedOut);
-            }
-        }
+        self.close_with(CloseReason::TimedOut);
     }
 }
 
@@ -291,15 +286,8 @@ impl Handler<Detach> for SessionActor {
         if self.receiver.as_ref().map(Receiver::id) != Some(msg.receiver_id) {
             return;
         }
-        self.receiver = None;
-        let frame = match &msg.reason {
-            CloseReason::Server(c) | CloseReason::ProtocolError(c) => c.clone(),
-            CloseReason::ClientClosed => CloseCode::new(1000, "Normal closure"),
-            CloseReason::QueueOverflow => CloseCode::queue_overflow(),
-            CloseReason::Interrupted | CloseReason::TimedOut => CloseCode::interrupted(),
-        };
-        self.close_with(msg.reason, frame, ctx);
-        self.after_receiver_left(ctx);
+        self.close_with(msg.reason);
+        self.release_receiver(ctx);
     }
 }
 
@@ -318,7 +306,7 @@ impl Handler<Incoming> for SessionActor {
 impl Handler<Push> for SessionActor {
     type Result = ();
     fn handle(&mut self, msg: Push, ctx: &mut Context<Self>) {
-        self.enqueue(msg.0, ctx);
+        self.enqueue(msg.0);
         self.flush(ctx);
     }
 }
@@ -326,11 +314,7 @@ impl Handler<Push> for SessionActor {
 impl Handler<CloseSession> for SessionActor {
     type Result = ();
     fn handle(&mut self, msg: CloseSession, ctx: &mut Context<Self>) {
-        let frame = match &msg.0 {
-            CloseReason::Server(c) | CloseReason::ProtocolError(c) => c.clone(),
-            _ => CloseCode::go_away(),
-        };
-        self.close_with(msg.0, frame, ctx);
+        self.close_with(msg.0);
         self.flush(ctx);
     }
 }
