@@ -128,6 +128,13 @@ enum End {
     Client(CloseReason, Option<CloseCode>),
 }
 
+impl End {
+    /// The client broke the protocol: the session and the socket close with `c`.
+    fn protocol_error(c: CloseCode) -> End {
+        End::Client(CloseReason::ProtocolError(c.clone()), Some(c))
+    }
+}
+
 /// What to do about one message from the client.
 enum Step {
     Continue,
@@ -220,7 +227,7 @@ impl Connection {
                     Some(Ok(m)) => self.on_message(m),
                     Some(Err(ProtocolError::Overflow)) => {
                         let c = CloseCode::message_too_big();
-                        Step::End(End::Client(CloseReason::ProtocolError(c.clone()), Some(c)))
+                        Step::End(End::protocol_error(c))
                     }
                     // The peer's connection ended, possibly right after its
                     // own close frame: it is gone, not misbehaving.
@@ -228,7 +235,7 @@ impl Connection {
                     Some(Err(e)) => {
                         log::debug!("websocket protocol error: {e}");
                         let c = CloseCode::new(1002, "Protocol error");
-                        Step::End(End::Client(CloseReason::ProtocolError(c.clone()), Some(c)))
+                        Step::End(End::protocol_error(c))
                     }
                 };
                 match step {
@@ -280,16 +287,13 @@ impl Connection {
                     Err(e) => {
                         // Broken framing: drop the socket, as SockJS servers do.
                         let c = CloseCode::new(1007, e.message());
-                        return Step::End(End::Client(
-                            CloseReason::ProtocolError(c.clone()),
-                            Some(c),
-                        ));
+                        return Step::End(End::protocol_error(c));
                     }
                 },
             },
             AggregatedMessage::Binary(_) => {
                 let c = CloseCode::new(1003, "Binary messages are not supported");
-                return Step::End(End::Client(CloseReason::ProtocolError(c.clone()), Some(c)));
+                return Step::End(End::protocol_error(c));
             }
             AggregatedMessage::Ping(p) => return Step::Pong(p),
             AggregatedMessage::Pong(_) => {}
