@@ -22,7 +22,6 @@ pub struct Gateway {
 }
 
 /// Whether the gateway takes new work (`/readyz`).
-#[derive(Default)]
 struct Readiness(AtomicBool);
 
 /// A gateway that is listening.
