@@ -21,7 +21,11 @@ TOOL_CORE=${TOOL_CORE:-1}
 out=${OUT:-target/bench-$(date +%Y%m%d-%H%M%S).jsonl}
 
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
-cargo build --release --bin sockjs-gateway -p sockjs-gateway -p sockjs-bench >&2
+# Every binary of both packages: the gateway, sockjs-bench and bare-ws-echo.
+cargo build --release -p sockjs-gateway -p sockjs-bench >&2
+for b in sockjs-gateway sockjs-bench bare-ws-echo; do
+  [ -x "target/release/$b" ] || { echo "target/release/$b was not built" >&2; exit 1; }
+done
 (cd bench/node && npm ci --no-audit --no-fund >&2)
 bench=target/release/sockjs-bench
 : > "$out"
@@ -67,9 +71,18 @@ run() { # server scenario service args...
   local pid=$server_pid
   [ "$server" = node ] && pid=$(pgrep -f "node server.js 127.0.0.1:8091" | head -n 1)
   echo "-- $server $scenario $*" >&2
-  taskset -c "$TOOL_CORE" "$bench" "$scenario" --url "$(url "$server" "$service")" "${proto[@]}" \
-    --server-pid "$pid" --label "$server" "$@" | sed -n 's/^RESULT //p' >> "$out" || true
+  # The tool exits 1 when a server loses messages; that is a result (the
+  # table judges it), but a run with no RESULT line at all is not.
+  local result
+  result=$(taskset -c "$TOOL_CORE" "$bench" "$scenario" --url "$(url "$server" "$service")" "${proto[@]}" \
+    --server-pid "$pid" --label "$server" "$@" | sed -n 's/^RESULT //p') || true
   stop
+  if [ -z "$result" ]; then
+    echo "$server $scenario produced no result" >&2
+    [ "$server" = node ] || exit 1
+    return 0
+  fi
+  echo "$result" >> "$out"
 }
 
 want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
