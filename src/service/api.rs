@@ -115,7 +115,8 @@ pub struct SessionCtx<'a> {
     pub(crate) info: &'a Arc<SessionInfo>,
     pub(crate) outbox: &'a mut Vec<Arc<str>>,
     pub(crate) close: &'a mut Option<CloseCode>,
-    pub(crate) addr: &'a Addr<SessionActor>,
+    /// For `handle()`: an address is made only when one is asked for.
+    pub(crate) session: &'a actix::Context<SessionActor>,
     pub(crate) hub: &'a ServiceHub,
 }
 
@@ -135,7 +136,7 @@ impl SessionCtx<'_> {
     /// A handle for sending later, from other tasks or threads.
     pub fn handle(&self) -> SessionHandle {
         SessionHandle {
-            addr: self.addr.clone(),
+            addr: actix::AsyncContext::address(self.session),
             info: self.info.clone(),
         }
     }

@@ -86,7 +86,9 @@ impl SessionActor {
         }
     }
 
-    fn attach(&mut self, mut r: Receiver, ctx: &mut Context<Self>) {
+    /// Attaches a receiver (also called directly by a socket running inside
+    /// this session's task).
+    pub fn attach(&mut self, mut r: Receiver, ctx: &mut Context<Self>) {
         if self.receiver.is_some() {
             let c = CloseCode::another_connection();
             r.deliver(Frame::Close(c.code, &c.reason));
@@ -209,12 +211,11 @@ impl SessionActor {
         };
         let mut outbox = Vec::new();
         let mut close = None;
-        let addr = ctx.address();
         let mut sctx = SessionCtx {
             info: &self.info,
             outbox: &mut outbox,
             close: &mut close,
-            addr: &addr,
+            session: ctx,
             hub: &self.hub,
         };
         f(handler.as_mut(), &mut sctx);
@@ -233,6 +234,32 @@ impl SessionActor {
             }
             self.run_handler(ctx, |h, sctx| h.on_message(sctx, m));
         }
+    }
+
+    /// Messages from the client, in order (`Incoming`, or called directly by
+    /// a socket running inside this session's task).
+    pub fn client_messages(&mut self, messages: Vec<String>, ctx: &mut Context<Self>) {
+        if !self.opened {
+            self.early.extend(messages);
+            return;
+        }
+        self.incoming(messages, ctx);
+        self.flush(ctx);
+    }
+
+    /// The transport lost or ended receiver `receiver_id` (`Detach`, or
+    /// called directly by a socket running inside this session's task).
+    pub fn receiver_lost(
+        &mut self,
+        receiver_id: u64,
+        reason: CloseReason,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.receiver.as_ref().map(Receiver::id) != Some(receiver_id) {
+            return;
+        }
+        self.close_with(reason);
+        self.release_receiver(ctx);
     }
 
     /// Forgets the session: no receiver came back, or its WebSocket ended.
@@ -283,23 +310,14 @@ impl Handler<Attach> for SessionActor {
 impl Handler<Detach> for SessionActor {
     type Result = ();
     fn handle(&mut self, msg: Detach, ctx: &mut Context<Self>) {
-        if self.receiver.as_ref().map(Receiver::id) != Some(msg.receiver_id) {
-            return;
-        }
-        self.close_with(msg.reason);
-        self.release_receiver(ctx);
+        self.receiver_lost(msg.receiver_id, msg.reason, ctx);
     }
 }
 
 impl Handler<Incoming> for SessionActor {
     type Result = ();
     fn handle(&mut self, msg: Incoming, ctx: &mut Context<Self>) {
-        if !self.opened {
-            self.early.extend(msg.0);
-            return;
-        }
-        self.incoming(msg.0, ctx);
-        self.flush(ctx);
+        self.client_messages(msg.0, ctx);
     }
 }
 

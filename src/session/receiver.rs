@@ -173,6 +173,13 @@ impl ReceiverRx {
         polled
     }
 
+    /// The next item if one is already there (no waiting).
+    pub fn try_recv(&mut self) -> Option<Outgoing> {
+        let item = self.rx.try_recv().ok();
+        self.taken(&item);
+        item
+    }
+
     fn taken(&self, item: &Option<Outgoing>) {
         if let Some(Outgoing::Data(d)) = item {
             self.in_flight.fetch_sub(d.len(), Ordering::Relaxed);

@@ -49,8 +49,24 @@ pub fn start_session(
     sid: Option<&str>,
     key: u64,
 ) -> Addr<SessionActor> {
+    start_session_with(hub, req, sid, key, |_| {})
+}
+
+/// Starts a session after `setup` has run on its context (a WebSocket
+/// spawns its socket there, to run inside the session's own task).
+pub fn start_session_with(
+    hub: &Arc<ServiceHub>,
+    req: &HttpRequest,
+    sid: Option<&str>,
+    key: u64,
+    setup: impl FnOnce(&mut actix::Context<SessionActor>),
+) -> Addr<SessionActor> {
     let info = session_info(req, hub, key);
-    SessionActor::new(key, sid, hub.clone(), info).start()
+    let session = SessionActor::new(key, sid, hub.clone(), info);
+    SessionActor::create(|ctx| {
+        setup(ctx);
+        session
+    })
 }
 
 /// Finds or makes session `sid` and attaches a receiver of `kind` to it.

@@ -6,15 +6,16 @@ use crate::protocol::payload::decode_ws_frame;
 use crate::protocol::CloseCode;
 use crate::service::api::CloseReason;
 use crate::service::hub::ServiceHub;
-use crate::session::actor::{Attach, Detach, Incoming, SessionActor};
-use crate::session::receiver::{self, Outgoing, ReceiverKind, ReceiverRx};
+use crate::session::actor::SessionActor;
+use crate::session::receiver::{self, Outgoing, Receiver, ReceiverKind, ReceiverRx};
 use crate::transport::headers::{self, Origin, TEXT_PLAIN};
-use crate::transport::receive::start_session;
-use actix::Addr;
+use crate::transport::receive::start_session_with;
+use actix::{ActorFuture, AsyncContext, Context};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, Message, ProtocolError, Session};
 use futures_util::{Sink, Stream};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -73,43 +74,50 @@ pub async fn websocket(
         .max_frame_size(max)
         .aggregate_continuations()
         .max_continuation_size(max);
-    let Ok(addr) = hub
-        .registry
-        .create_anonymous(|key| start_session(hub, req, None, key))
-    else {
-        // Lost a race for the last session slot after the handshake.
-        actix_web::rt::spawn(ws.close(Some(
-            (actix_ws::CloseCode::Again, "Too many sessions").into(),
-        )));
-        return resp;
-    };
     let kind = match framing {
         Framing::SockJs => ReceiverKind::WebSocket,
         Framing::Raw => ReceiverKind::RawWebSocket,
     };
     let (receiver, rx) = receiver::channel(kind);
-    addr.do_send(Attach(receiver));
-    let conn = Connection {
+    let socket = Socket {
+        attach: Some(receiver),
         ws,
         stream,
         rx,
-        addr,
         framing,
         heartbeat: hub.config.heartbeat(),
         last_seen: Instant::now(),
         out: None,
         ping_due: false,
         pong_due: None,
+        ended: false,
     };
-    actix_web::rt::spawn(conn);
+    // The socket runs inside the session's own task: a client message is a
+    // call into the session, not a mailbox hop to another task.
+    let mut socket = Some(socket);
+    let started = hub.registry.create_anonymous(|key| {
+        start_session_with(hub, req, None, key, |ctx| {
+            if let Some(socket) = socket.take() {
+                ctx.spawn(socket);
+            }
+        })
+    });
+    if let (Err(_), Some(mut socket)) = (started, socket) {
+        // Lost a race for the last session slot after the handshake.
+        socket.ended = true;
+        let why = (actix_ws::CloseCode::Again, "Too many sessions").into();
+        actix_web::rt::spawn(socket.ws.clone().close(Some(why)));
+    }
     resp
 }
 
-struct Connection {
+/// One WebSocket, driven from inside its session's task.
+struct Socket {
+    /// Handed to the session on the first poll.
+    attach: Option<Receiver>,
     ws: Session,
     stream: AggregatedMessageStream,
     rx: ReceiverRx,
-    addr: Addr<SessionActor>,
     framing: Framing,
     heartbeat: Duration,
     /// When the peer last sent anything (a message, a pong, a ping).
@@ -118,6 +126,8 @@ struct Connection {
     out: Option<Message>,
     ping_due: bool,
     pong_due: Option<bytes::Bytes>,
+    /// The socket's end was handled (see `Drop`).
+    ended: bool,
 }
 
 /// How the socket's loop ended.
@@ -146,23 +156,31 @@ enum Step {
 /// so one busy socket cannot hold its worker thread.
 const POLL_BUDGET: usize = 64;
 
-/// The socket's life, as a hand-written poll loop rather than an `async`
-/// block: it runs once per open socket, and an `async` state machine would
-/// carry the in-progress send and `select!` branches in every one of them
-/// (about 1 KiB per idle session). There is no timer here either: the
-/// session's heartbeat arrives as an item and drives `h`, pings and the
-/// dead-peer check.
-impl std::future::Future for Connection {
+/// The socket's life, as a hand-written poll loop in the session's context
+/// rather than an `async` block in a task of its own: it runs once per open
+/// socket, and a task plus an `async` state machine would carry the
+/// in-progress send and `select!` branches in every one of them. There is
+/// no timer here either: the session's heartbeat arrives as an item and
+/// drives `h`, pings and the dead-peer check.
+impl ActorFuture<SessionActor> for Socket {
     type Output = ();
 
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+    fn poll(
+        self: Pin<&mut Self>,
+        session: &mut SessionActor,
+        ctx: &mut Context<SessionActor>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
         let this = self.get_mut();
+        if let Some(receiver) = this.attach.take() {
+            session.attach(receiver, ctx);
+        }
         for _ in 0..POLL_BUDGET {
-            match this.step(cx) {
+            match this.step(session, ctx, cx) {
                 Ok(true) => continue,
                 Ok(false) => return Poll::Pending,
                 Err(end) => {
-                    actix_web::rt::spawn(this.finish(end));
+                    this.end(end, session, ctx);
                     return Poll::Ready(());
                 }
             }
@@ -172,9 +190,55 @@ impl std::future::Future for Connection {
     }
 }
 
-impl Connection {
+/// A session that closes stops at once, and a stopping context polls
+/// nothing more, so its last frames (the `c` frame) may still be in the
+/// channel: they are sent from a task of their own, then the socket closes.
+impl Drop for Socket {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let mut pending: Vec<Message> = self.out.take().into_iter().collect();
+        let mut code = None;
+        while let Some(item) = self.rx.try_recv() {
+            match item {
+                Outgoing::Data(text) => pending.push(Message::Text(text)),
+                Outgoing::Close(c) => code = Some(c),
+                Outgoing::Heartbeat => {}
+            }
+        }
+        let mut ws = self.ws.clone();
+        actix_web::rt::spawn(async move {
+            for m in pending {
+                if futures_util::SinkExt::send(&mut ws, m).await.is_err() {
+                    return;
+                }
+            }
+            let _ = ws.close(Some(close_reason(code))).await;
+        });
+    }
+}
+
+/// The WebSocket close for a session's close code (1000 when it has none:
+/// the SockJS `c` frame already carried it).
+fn close_reason(code: Option<CloseCode>) -> actix_ws::CloseReason {
+    match code {
+        Some(c) => actix_ws::CloseReason {
+            code: c.code.into(),
+            description: Some(c.reason),
+        },
+        None => actix_ws::CloseCode::Normal.into(),
+    }
+}
+
+impl Socket {
     /// One round of work; `Ok(true)` if anything moved.
-    fn step(&mut self, cx: &mut std::task::Context<'_>) -> Result<bool, End> {
+    fn step(
+        &mut self,
+        session: &mut SessionActor,
+        ctx: &mut Context<SessionActor>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Result<bool, End> {
         let gone = || End::Client(CloseReason::Interrupted, None);
         let mut moved = false;
         // Outgoing: pongs and pings first, then what the session sent.
@@ -204,7 +268,7 @@ impl Connection {
             };
         }
         if let Some(msg) = self.out.take() {
-            let mut ws = std::pin::Pin::new(&mut self.ws);
+            let mut ws = Pin::new(&mut self.ws);
             match ws.as_mut().poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
                     ws.as_mut().start_send(msg).map_err(|_| gone())?;
@@ -219,12 +283,12 @@ impl Connection {
             }
         }
         // Incoming.
-        match std::pin::Pin::new(&mut self.stream).poll_next(cx) {
+        match Pin::new(&mut self.stream).poll_next(cx) {
             Poll::Ready(msg) => {
                 self.last_seen = Instant::now();
                 moved = true;
                 let step = match msg {
-                    Some(Ok(m)) => self.on_message(m),
+                    Some(Ok(m)) => self.on_message(m, session, ctx),
                     Some(Err(ProtocolError::Overflow)) => {
                         let c = CloseCode::message_too_big();
                         Step::End(End::protocol_error(c))
@@ -250,40 +314,30 @@ impl Connection {
     }
 
     /// Closes the socket (and tells the session, if the client ended it).
-    fn finish(&mut self, end: End) -> impl std::future::Future<Output = ()> + 'static {
-        let ws = self.ws.clone();
-        let (addr, receiver_id) = (self.addr.clone(), self.rx.id);
-        async move {
-            let reason = |c: CloseCode| actix_ws::CloseReason {
-                code: c.code.into(),
-                description: Some(c.reason),
-            };
-            match end {
-                End::SessionDone(code) => {
-                    let _ = ws
-                        .close(Some(
-                            code.map_or(actix_ws::CloseCode::Normal.into(), reason),
-                        ))
-                        .await;
-                }
-                End::Client(why, code) => {
-                    addr.do_send(Detach {
-                        receiver_id,
-                        reason: why,
-                    });
-                    let _ = ws.close(code.map(reason)).await;
-                }
+    fn end(&mut self, end: End, session: &mut SessionActor, ctx: &mut Context<SessionActor>) {
+        self.ended = true;
+        let reason = match end {
+            End::SessionDone(code) => Some(close_reason(code)),
+            End::Client(why, code) => {
+                session.receiver_lost(self.rx.id, why, ctx);
+                code.map(|c| close_reason(Some(c)))
             }
-        }
+        };
+        actix_web::rt::spawn(self.ws.clone().close(reason));
     }
 
-    fn on_message(&mut self, msg: AggregatedMessage) -> Step {
+    fn on_message(
+        &mut self,
+        msg: AggregatedMessage,
+        session: &mut SessionActor,
+        ctx: &mut Context<SessionActor>,
+    ) -> Step {
         match msg {
             AggregatedMessage::Text(text) => match self.framing {
-                Framing::Raw => self.addr.do_send(Incoming(vec![text.to_string()])),
+                Framing::Raw => session.client_messages(vec![text.to_string()], ctx),
                 Framing::SockJs => match decode_ws_frame(&text) {
                     Ok(msgs) if msgs.is_empty() => {}
-                    Ok(msgs) => self.addr.do_send(Incoming(msgs)),
+                    Ok(msgs) => session.client_messages(msgs, ctx),
                     Err(e) => {
                         // Broken framing: drop the socket, as SockJS servers do.
                         let c = CloseCode::new(1007, e.message());
