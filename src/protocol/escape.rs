@@ -23,33 +23,66 @@ pub enum Context {
     Html,
 }
 
+/// The escape for `c`, if it needs one: a short JSON escape, or `None`
+/// inside `Some` for a `\uXXXX` escape.
+fn escape_for(c: char, ctx: Context) -> Option<Option<&'static str>> {
+    match c {
+        '"' => Some(Some("\\\"")),
+        '\\' => Some(Some("\\\\")),
+        '\n' => Some(Some("\\n")),
+        '\r' => Some(Some("\\r")),
+        '\t' => Some(Some("\\t")),
+        '\u{8}' => Some(Some("\\b")),
+        '\u{c}' => Some(Some("\\f")),
+        c if (c as u32) < 0x20 || server_must_escape(c) || (c == '<' && ctx == Context::Html) => {
+            Some(None)
+        }
+        _ => None,
+    }
+}
+
+/// Bytes that may start something to escape: `"`, `\`, controls, `<`, and
+/// the lead bytes of the SockJS ranges (U+2000-U+2FFF start with 0xE2,
+/// U+F000-U+FFFF with 0xEF). Everything else is copied in runs.
+const fn may_need_escape(b: u8) -> bool {
+    b < 0x20 || matches!(b, b'"' | b'\\' | b'<' | 0xe2 | 0xef)
+}
+
+static MAY_NEED_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = may_need_escape(i as u8);
+        i += 1;
+    }
+    t
+};
+
 /// Appends `s` as a quoted JSON string literal with SockJS escaping.
 pub fn push_json_string(out: &mut String, s: &str, ctx: Context) {
-    out.reserve(s.len() + 2);
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
     out.push('"');
     let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let short = match c {
-            '"' => Some("\\\""),
-            '\\' => Some("\\\\"),
-            '\n' => Some("\\n"),
-            '\r' => Some("\\r"),
-            '\t' => Some("\\t"),
-            '\u{8}' => Some("\\b"),
-            '\u{c}' => Some("\\f"),
-            _ => None,
-        };
-        let needs_u = short.is_none()
-            && ((c as u32) < 0x20 || server_must_escape(c) || (c == '<' && ctx == Context::Html));
-        if short.is_none() && !needs_u {
+    let mut i = 0;
+    while i < bytes.len() {
+        if !MAY_NEED_ESCAPE[bytes[i] as usize] {
+            i += 1;
             continue;
         }
+        // `i` is at a char boundary: flagged bytes are ASCII or lead bytes.
+        let c = s[i..].chars().next().expect("char at a boundary");
+        let Some(esc) = escape_for(c, ctx) else {
+            i += c.len_utf8();
+            continue;
+        };
         out.push_str(&s[start..i]);
-        match short {
-            Some(esc) => out.push_str(esc),
+        match esc {
+            Some(short) => out.push_str(short),
             None => push_u_escape(out, c as u32),
         }
-        start = i + c.len_utf8();
+        i += c.len_utf8();
+        start = i;
     }
     out.push_str(&s[start..]);
     out.push('"');
@@ -143,6 +176,32 @@ mod tests {
         let enc = json_string(&all, Context::Html);
         let back: String = serde_json::from_str(&enc).unwrap();
         assert_eq!(back, all);
+    }
+
+    #[test]
+    fn the_byte_scan_agrees_with_a_char_by_char_encoding() {
+        // Reference: every char decided on its own.
+        let reference = |s: &str, ctx| {
+            let mut out = String::from('"');
+            for c in s.chars() {
+                match escape_for(c, ctx) {
+                    None => out.push(c),
+                    Some(Some(short)) => out.push_str(short),
+                    Some(None) => push_u_escape(&mut out, c as u32),
+                }
+            }
+            out.push('"');
+            out
+        };
+        for ctx in [Context::Script, Context::Html] {
+            for cp in 0u32..0x11000 {
+                let Some(c) = char::from_u32(cp) else {
+                    continue;
+                };
+                let s = format!("a{c}b{c}{c}");
+                assert_eq!(json_string(&s, ctx), reference(&s, ctx), "U+{cp:04X}");
+            }
+        }
     }
 
     #[test]
