@@ -124,9 +124,10 @@ impl SessionActor {
     fn flush(&mut self, ctx: &mut Context<Self>) {
         while let Some(r) = self.receiver.as_mut() {
             if !self.queue.is_empty() {
-                let queue = std::mem::take(&mut self.queue);
+                // Cleared, not taken: a chatty session reuses its buffer.
+                let outcome = r.deliver(Frame::Messages(&self.queue));
+                self.queue.clear();
                 self.queued_bytes = 0;
-                let outcome = r.deliver(Frame::Messages(&queue));
                 self.handle_outcome(outcome, ctx);
             } else if let Some(c) = &self.closed {
                 let outcome = r.deliver(Frame::Close(c.code, &c.reason));

@@ -2,5 +2,6 @@
 //! writes to, and the registry of live sessions.
 
 pub mod actor;
+pub mod outbox;
 pub mod receiver;
 pub mod registry;

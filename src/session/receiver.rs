@@ -2,9 +2,9 @@
 //! WebSocket. The session formats frames for it and decides when it is done;
 //! the transport only forwards what arrives on the channel.
 
+use super::outbox::{self, outbox};
 use crate::protocol::{CloseCode, Frame, Wrapping};
 use bytestring::ByteString;
-use futures_channel::mpsc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -55,7 +55,7 @@ static NEXT_RECEIVER_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 pub struct Receiver {
     id: u64,
-    tx: mpsc::UnboundedSender<Outgoing>,
+    tx: outbox::Tx<Outgoing>,
     kind: ReceiverKind,
     in_flight: Arc<AtomicUsize>,
 }
@@ -64,17 +64,14 @@ pub struct Receiver {
 #[derive(Debug)]
 pub struct ReceiverRx {
     pub id: u64,
-    // futures' unbounded channel allocates per item and holds nothing while
-    // idle (tokio's preallocates 32 slots, flume keeps its grown buffer):
-    // every idle session has one.
-    rx: mpsc::UnboundedReceiver<Outgoing>,
+    rx: outbox::Rx<Outgoing>,
     in_flight: Arc<AtomicUsize>,
 }
 
 /// Creates a connected receiver pair.
 pub fn channel(kind: ReceiverKind) -> (Receiver, ReceiverRx) {
     let id = NEXT_RECEIVER_ID.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = mpsc::unbounded();
+    let (tx, rx) = outbox();
     let in_flight = Arc::new(AtomicUsize::new(0));
     (
         Receiver {
@@ -105,7 +102,7 @@ impl Receiver {
             ReceiverKind::RawWebSocket | ReceiverKind::WebSocket
                 if matches!(frame, Frame::Heartbeat) =>
             {
-                (self.tx.unbounded_send(Outgoing::Heartbeat).is_ok(), false)
+                (self.tx.push(Outgoing::Heartbeat).is_ok(), false)
             }
             ReceiverKind::RawWebSocket => match frame {
                 Frame::Open | Frame::Heartbeat => (true, false),
@@ -115,7 +112,7 @@ impl Receiver {
                 ),
                 Frame::Close(code, reason) => (
                     self.tx
-                        .unbounded_send(Outgoing::Close(CloseCode::new(code, reason)))
+                        .push(Outgoing::Close(CloseCode::new(code, reason)))
                         .is_ok(),
                     true,
                 ),
@@ -145,7 +142,7 @@ impl Receiver {
     fn push(&self, data: ByteString) -> bool {
         let len = data.len();
         self.in_flight.fetch_add(len, Ordering::Relaxed);
-        if self.tx.unbounded_send(Outgoing::Data(data)).is_err() {
+        if self.tx.push(Outgoing::Data(data)).is_err() {
             self.in_flight.fetch_sub(len, Ordering::Relaxed);
             return false;
         }
@@ -156,9 +153,7 @@ impl Receiver {
 impl ReceiverRx {
     /// Waits for the next item; `None` once the session let go of the receiver.
     pub async fn recv(&mut self) -> Option<Outgoing> {
-        let item = futures_util::StreamExt::next(&mut self.rx).await;
-        self.taken(&item);
-        item
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// Polls for the next item (for response body streams).
@@ -166,7 +161,7 @@ impl ReceiverRx {
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Outgoing>> {
-        let polled = futures_util::Stream::poll_next(std::pin::Pin::new(&mut self.rx), cx);
+        let polled = self.rx.poll_next(cx);
         if let std::task::Poll::Ready(item) = &polled {
             self.taken(item);
         }
@@ -175,9 +170,15 @@ impl ReceiverRx {
 
     /// The next item if one is already there (no waiting).
     pub fn try_recv(&mut self) -> Option<Outgoing> {
-        let item = self.rx.try_recv().ok();
+        let item = self.rx.try_next();
         self.taken(&item);
         item
+    }
+
+    /// For a transport that runs inside its session's task: what the session
+    /// pushes while that transport is running needs no wake-up.
+    pub fn quiet(&self) {
+        self.rx.quiet();
     }
 
     fn taken(&self, item: &Option<Outgoing>) {

@@ -172,6 +172,10 @@ impl ActorFuture<SessionActor> for Socket {
         cx: &mut std::task::Context<'_>,
     ) -> Poll<()> {
         let this = self.get_mut();
+        // Frames the session pushes while the socket calls into it are taken
+        // by the socket's next step; the step that finds nothing registers
+        // for wake-ups again before the socket waits.
+        this.rx.quiet();
         if let Some(receiver) = this.attach.take() {
             session.attach(receiver, ctx);
         }

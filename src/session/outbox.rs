@@ -1,0 +1,198 @@
+//! The queue between a session and the transport of its receiver: the
+//! session pushes frames, the transport polls them.
+//!
+//! Unlike a general channel it can be told not to wake the transport: a
+//! WebSocket runs inside its session's own task, so what the session pushes
+//! while the socket is calling into it is picked up by the socket's next
+//! step, and a wake-up would only make the task run once more for nothing.
+//! It also allocates nothing while empty, and every idle session has one.
+
+use futures_util::task::AtomicWaker;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+
+struct Shared<T> {
+    items: Mutex<VecDeque<T>>,
+    waker: AtomicWaker,
+    tx_gone: AtomicBool,
+    rx_gone: AtomicBool,
+}
+
+impl<T> Shared<T> {
+    fn items(&self) -> MutexGuard<'_, VecDeque<T>> {
+        // Nothing panics while holding the lock; a poisoned queue is still whole.
+        self.items.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The session's side.
+pub struct Tx<T>(Arc<Shared<T>>);
+
+/// The transport's side.
+pub struct Rx<T>(Arc<Shared<T>>);
+
+pub fn outbox<T>() -> (Tx<T>, Rx<T>) {
+    let shared = Arc::new(Shared {
+        items: Mutex::new(VecDeque::new()),
+        waker: AtomicWaker::new(),
+        tx_gone: AtomicBool::new(false),
+        rx_gone: AtomicBool::new(false),
+    });
+    (Tx(shared.clone()), Rx(shared))
+}
+
+impl<T> std::fmt::Debug for Tx<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("outbox::Tx")
+    }
+}
+
+impl<T> std::fmt::Debug for Rx<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("outbox::Rx")
+    }
+}
+
+impl<T> Tx<T> {
+    /// Queues `item`, or gives it back if the transport's side is gone.
+    pub fn push(&self, item: T) -> Result<(), T> {
+        if self.0.rx_gone.load(Ordering::Acquire) {
+            return Err(item);
+        }
+        self.0.items().push_back(item);
+        self.0.waker.wake();
+        Ok(())
+    }
+}
+
+impl<T> Drop for Tx<T> {
+    fn drop(&mut self) {
+        self.0.tx_gone.store(true, Ordering::Release);
+        self.0.waker.wake();
+    }
+}
+
+/// Queues that grew past this give their memory back once drained.
+const KEEP_CAPACITY: usize = 4;
+
+impl<T> Rx<T> {
+    /// The next item; `None` once the session's side is gone and all was taken.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if let Some(item) = self.try_next() {
+            return Poll::Ready(Some(item));
+        }
+        self.0.waker.register(cx.waker());
+        // Read before looking again: everything pushed before the drop is seen.
+        let gone = self.0.tx_gone.load(Ordering::Acquire);
+        match self.try_next() {
+            Some(item) => Poll::Ready(Some(item)),
+            None if gone => Poll::Ready(None),
+            None => Poll::Pending,
+        }
+    }
+
+    /// The next item if one is there.
+    pub fn try_next(&mut self) -> Option<T> {
+        let mut items = self.0.items();
+        let item = items.pop_front();
+        if items.is_empty() && items.capacity() > KEEP_CAPACITY {
+            items.shrink_to(KEEP_CAPACITY);
+        }
+        item
+    }
+
+    /// Pushes from now on do not wake this side until its next `poll_next`
+    /// registers again: for a transport running in the pushing task.
+    pub fn quiet(&self) {
+        self.0.waker.take();
+    }
+}
+
+impl<T> Drop for Rx<T> {
+    fn drop(&mut self) {
+        self.0.rx_gone.store(true, Ordering::Release);
+        self.0.items().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting_waker() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count::default());
+        (count.clone(), Waker::from(count))
+    }
+
+    #[test]
+    fn items_come_out_in_order_then_none_after_the_sender_is_gone() {
+        let (tx, mut rx) = outbox();
+        let (_, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(rx.poll_next(&mut cx), Poll::Pending);
+        tx.push(1).unwrap();
+        tx.push(2).unwrap();
+        drop(tx);
+        assert_eq!(rx.poll_next(&mut cx), Poll::Ready(Some(1)));
+        assert_eq!(rx.poll_next(&mut cx), Poll::Ready(Some(2)));
+        assert_eq!(rx.poll_next(&mut cx), Poll::Ready(None));
+    }
+
+    #[test]
+    fn a_waiting_receiver_is_woken_by_a_push_and_by_the_sender_leaving() {
+        let (tx, mut rx) = outbox::<u8>();
+        let (count, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(rx.poll_next(&mut cx), Poll::Pending);
+        tx.push(1).unwrap();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(rx.poll_next(&mut cx), Poll::Ready(Some(1)));
+        assert_eq!(rx.poll_next(&mut cx), Poll::Pending);
+        drop(tx);
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_quiet_receiver_is_not_woken_until_it_polls_again() {
+        let (tx, mut rx) = outbox();
+        let (count, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(rx.poll_next(&mut cx), Poll::Pending);
+        rx.quiet();
+        tx.push(1).unwrap();
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        assert_eq!(rx.poll_next(&mut cx), Poll::Ready(Some(1)));
+        assert_eq!(rx.poll_next(&mut cx), Poll::Pending);
+        tx.push(2).unwrap();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn pushing_to_a_gone_receiver_gives_the_item_back() {
+        let (tx, rx) = outbox();
+        drop(rx);
+        assert_eq!(tx.push(7), Err(7));
+    }
+
+    #[test]
+    fn a_drained_queue_gives_back_what_it_grew() {
+        let (tx, mut rx) = outbox();
+        for i in 0..100 {
+            tx.push(i).unwrap();
+        }
+        while rx.try_next().is_some() {}
+        assert!(rx.0.items().capacity() <= KEEP_CAPACITY);
+    }
+}
