@@ -4,6 +4,8 @@
 //! inside XHR and EventSource bodies, so SockJS 0.3.3 requires the server to
 //! send them as `\uXXXX` escapes (lowercase hex, as `JSON.stringify` writes).
 
+use super::scan;
+
 /// Code points the server must escape beyond what JSON itself requires.
 fn server_must_escape(c: char) -> bool {
     matches!(c,
@@ -58,6 +60,19 @@ static MAY_NEED_ESCAPE: [bool; 256] = {
     t
 };
 
+/// The index of the next flagged byte at or after `i`, or the length.
+fn next_flagged(bytes: &[u8], i: usize) -> usize {
+    let maybe = |w| {
+        (scan::below(w, 0x20)
+            | scan::non_ascii(w)
+            | scan::equal(w, b'"')
+            | scan::equal(w, b'\\')
+            | scan::equal(w, b'<'))
+            != 0
+    };
+    scan::find(bytes, i, maybe, |b| MAY_NEED_ESCAPE[b as usize]).unwrap_or(bytes.len())
+}
+
 /// Appends `s` as a quoted JSON string literal with SockJS escaping.
 pub fn push_json_string(out: &mut String, s: &str, ctx: Context) {
     let bytes = s.as_bytes();
@@ -65,10 +80,10 @@ pub fn push_json_string(out: &mut String, s: &str, ctx: Context) {
     out.push('"');
     let mut start = 0;
     let mut i = 0;
-    while i < bytes.len() {
-        if !MAY_NEED_ESCAPE[bytes[i] as usize] {
-            i += 1;
-            continue;
+    loop {
+        i = next_flagged(bytes, i);
+        if i == bytes.len() {
+            break;
         }
         // `i` is at a char boundary: flagged bytes are ASCII or lead bytes.
         let c = s[i..].chars().next().expect("char at a boundary");
@@ -200,6 +215,19 @@ mod tests {
                 };
                 let s = format!("a{c}b{c}{c}");
                 assert_eq!(json_string(&s, ctx), reference(&s, ctx), "U+{cp:04X}");
+            }
+            // At every offset within and across 8-byte words.
+            for c in [
+                '"', '\\', '\0', '\u{1f}', '<', 'é', '\u{2028}', '\u{2027}', '\u{fff0}', '😀',
+            ] {
+                for pad in 0..17 {
+                    let s = format!("{}{c}{}{c}", "x".repeat(pad), "y".repeat(pad % 9));
+                    assert_eq!(
+                        json_string(&s, ctx),
+                        reference(&s, ctx),
+                        "{c:?} after {pad}"
+                    );
+                }
             }
         }
     }

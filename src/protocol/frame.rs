@@ -19,8 +19,10 @@ impl Frame<'_> {
             Frame::Open => "o".to_owned(),
             Frame::Heartbeat => "h".to_owned(),
             Frame::Messages(msgs) => {
-                let len: usize = msgs.iter().map(|m| m.len() + 3).sum();
-                let mut out = String::with_capacity(len + 3);
+                // Exact when nothing needs escaping: a buffer with no spare
+                // capacity becomes the socket's `Bytes` without another allocation.
+                let quoted: usize = msgs.iter().map(|m| m.len() + 2).sum();
+                let mut out = String::with_capacity(3 + quoted + msgs.len().saturating_sub(1));
                 out.push_str("a[");
                 for (i, m) in msgs.iter().enumerate() {
                     if i > 0 {
@@ -94,6 +96,15 @@ mod tests {
     fn message_frame_escapes_each_message() {
         let msgs: Vec<Arc<str>> = vec!["a".into(), "b\"c".into(), "\u{2028}".into()];
         assert_eq!(Frame::Messages(&msgs).encode(), r#"a["a","b\"c","\u2028"]"#);
+    }
+
+    #[test]
+    fn plain_message_frames_fill_their_buffer_exactly() {
+        for msgs in [vec!["abc".into()], vec!["a".into(), "bc".into(), "".into()]] {
+            let msgs: Vec<Arc<str>> = msgs;
+            let frame = Frame::Messages(&msgs).encode();
+            assert_eq!(frame.capacity(), frame.len(), "{frame}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! decoded as U+FFFD REPLACEMENT CHARACTER so the rest of the message, and the
 //! session, survive.
 
+use super::scan;
 use std::borrow::Cow;
 
 /// The protocol's error texts for bad client payloads.
@@ -42,16 +43,35 @@ pub fn decode_messages(body: &[u8]) -> Result<Vec<String>, PayloadError> {
 
 /// Decodes a SockJS WebSocket text frame: an array of strings or a single
 /// string. An empty frame carries no messages.
-pub fn decode_ws_frame(text: &str) -> Result<Vec<String>, PayloadError> {
+pub fn decode_ws_frame(text: &str) -> Result<WsMessages, PayloadError> {
+    if let Some(message) = single_plain_message(text) {
+        return Ok(smallvec::smallvec![message.to_owned()]);
+    }
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
-        return Ok(Vec::new());
+        return Ok(WsMessages::new());
     }
     if trimmed.starts_with('[') {
-        parse_lossy::<Vec<String>>(text.as_bytes())
+        parse_lossy::<Vec<String>>(text.as_bytes()).map(WsMessages::from_vec)
     } else {
-        parse_lossy::<String>(text.as_bytes()).map(|s| vec![s])
+        parse_lossy::<String>(text.as_bytes()).map(|s| smallvec::smallvec![s])
     }
+}
+
+/// The messages of one WebSocket frame; almost always exactly one, which
+/// then needs no allocation of its own.
+pub type WsMessages = smallvec::SmallVec<[String; 1]>;
+
+/// The frame sockjs-client sends for one message with nothing escaped in
+/// it, `["text"]`: its text, without running a JSON parser. (A JSON string
+/// may hold any char unescaped but `"`, `\` and controls below 0x20.)
+fn single_plain_message(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix("[\"")?.strip_suffix("\"]")?;
+    let maybe = |w| (scan::below(w, 0x20) | scan::equal(w, b'"') | scan::equal(w, b'\\')) != 0;
+    let special = |b| b < 0x20 || b == b'"' || b == b'\\';
+    scan::find(inner.as_bytes(), 0, maybe, special)
+        .is_none()
+        .then_some(inner)
 }
 
 fn parse_lossy<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, PayloadError> {
@@ -135,6 +155,32 @@ mod tests {
     }
 
     #[test]
+    fn the_one_message_shortcut_agrees_with_the_json_parser() {
+        for inner in [
+            "",
+            "plain",
+            "ünïcödé 😀",
+            "\u{7f}",
+            "a\"b",
+            "a\\\"b",
+            "a\\nb",
+            "\\u0041",
+            "\\ud800",
+            "tab\there",
+            "nul\0",
+            "a\",\"b",
+            "\u{2028}",
+        ] {
+            let frame = format!("[\"{inner}\"]");
+            let parsed = parse_lossy::<Vec<String>>(frame.as_bytes()).map(WsMessages::from_vec);
+            assert_eq!(decode_ws_frame(&frame), parsed, "{frame:?}");
+        }
+        assert_eq!(single_plain_message(r#"["plain"]"#), Some("plain"));
+        assert_eq!(single_plain_message(r#"["a\nb"]"#), None);
+        assert_eq!(single_plain_message(r#"["a","b"]"#), None);
+    }
+
+    #[test]
     fn protocol_errors() {
         assert_eq!(decode_messages(b""), Err(PayloadError::Empty));
         assert_eq!(decode_messages(br#"["x"#), Err(PayloadError::BrokenJson));
@@ -175,10 +221,14 @@ mod tests {
 
     #[test]
     fn websocket_frames() {
-        assert_eq!(decode_ws_frame("").unwrap(), Vec::<String>::new());
-        assert_eq!(decode_ws_frame("[]").unwrap(), Vec::<String>::new());
-        assert_eq!(decode_ws_frame(r#""solo""#).unwrap(), vec!["solo"]);
-        assert_eq!(decode_ws_frame(r#"["a","b"]"#).unwrap(), vec!["a", "b"]);
+        let decoded = |text| decode_ws_frame(text).map(|m| m.into_vec());
+        assert_eq!(decoded(""), Ok(vec![]));
+        assert_eq!(decoded("[]"), Ok(vec![]));
+        assert_eq!(decoded(r#""solo""#), Ok(vec!["solo".to_owned()]));
+        assert_eq!(
+            decoded(r#"["a","b"]"#),
+            Ok(vec!["a".to_owned(), "b".to_owned()])
+        );
         assert_eq!(decode_ws_frame(r#"["a"#), Err(PayloadError::BrokenJson));
         assert_eq!(decode_ws_frame("42"), Err(PayloadError::BrokenJson));
     }

@@ -338,7 +338,7 @@ impl Socket {
     ) -> Step {
         match msg {
             AggregatedMessage::Text(text) => match self.framing {
-                Framing::Raw => session.client_messages(vec![text.to_string()], ctx),
+                Framing::Raw => session.client_messages([text.to_string()], ctx),
                 Framing::SockJs => match decode_ws_frame(&text) {
                     Ok(msgs) if msgs.is_empty() => {}
                     Ok(msgs) => session.client_messages(msgs, ctx),
