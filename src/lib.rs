@@ -12,11 +12,13 @@
 //!   client payload decoding, transport wrapping. Pure functions.
 //! - [`session`]: the session actor ([`session::actor`]): queue, the one
 //!   receiver, heartbeat and disconnect timers, state; the receiver handed
-//!   to transports ([`session::receiver`]); the registry of live sessions
+//!   to transports ([`session::receiver`]) and the queue under it
+//!   ([`session::outbox`]); the registry of live sessions
 //!   ([`session::registry`]).
 //! - [`transport`]: one file per transport family ([`transport::polling`],
 //!   [`transport::streaming`], [`transport::send`],
-//!   [`transport::websocket`]), the fixed pages ([`transport::pages`]),
+//!   [`transport::websocket`], whose socket runs inside its session's
+//!   task), the fixed pages ([`transport::pages`]),
 //!   shared headers, CORS and origin policy ([`transport::headers`]),
 //!   hang-up detection ([`transport::hangup`]), URL routing
 //!   ([`transport::routes`]).

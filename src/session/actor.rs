@@ -25,6 +25,8 @@ pub struct SessionActor {
     closed: Option<CloseCode>,
     queue: Vec<Arc<str>>,
     queued_bytes: usize,
+    /// What the handler sent during its current call (kept for its buffer).
+    sent: Vec<Arc<str>>,
     /// Client messages that raced ahead of the first receiver; handled
     /// right after `on_open` so none is lost.
     early: Vec<String>,
@@ -79,6 +81,7 @@ impl SessionActor {
             closed: None,
             queue: Vec::new(),
             queued_bytes: 0,
+            sent: Vec::new(),
             early: Vec::new(),
             receiver: None,
             disconnect_timer: None,
@@ -210,25 +213,27 @@ impl SessionActor {
         let Some(handler) = self.handler.as_mut() else {
             return;
         };
-        let mut outbox = Vec::new();
+        // Reused across calls: most handlers send something on every message.
+        let mut sent = std::mem::take(&mut self.sent);
         let mut close = None;
         let mut sctx = SessionCtx {
             info: &self.info,
-            outbox: &mut outbox,
+            outbox: &mut sent,
             close: &mut close,
             session: ctx,
             hub: &self.hub,
         };
         f(handler.as_mut(), &mut sctx);
-        for m in outbox {
+        for m in sent.drain(..) {
             self.enqueue(m);
         }
+        self.sent = sent;
         if let Some(c) = close {
             self.close_with(CloseReason::Server(c));
         }
     }
 
-    fn incoming(&mut self, messages: Vec<String>, ctx: &mut Context<Self>) {
+    fn incoming(&mut self, messages: impl IntoIterator<Item = String>, ctx: &mut Context<Self>) {
         for m in messages {
             if self.closed.is_some() {
                 return;
@@ -239,7 +244,11 @@ impl SessionActor {
 
     /// Messages from the client, in order (`Incoming`, or called directly by
     /// a socket running inside this session's task).
-    pub fn client_messages(&mut self, messages: Vec<String>, ctx: &mut Context<Self>) {
+    pub fn client_messages(
+        &mut self,
+        messages: impl IntoIterator<Item = String>,
+        ctx: &mut Context<Self>,
+    ) {
         if !self.opened {
             self.early.extend(messages);
             return;

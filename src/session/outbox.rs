@@ -9,12 +9,15 @@
 
 use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 struct Shared<T> {
     items: Mutex<VecDeque<T>>,
+    /// How many items are queued, readable without the lock: the transport
+    /// polls an empty queue far more often than it finds something.
+    len: AtomicUsize,
     waker: AtomicWaker,
     tx_gone: AtomicBool,
     rx_gone: AtomicBool,
@@ -36,6 +39,7 @@ pub struct Rx<T>(Arc<Shared<T>>);
 pub fn outbox<T>() -> (Tx<T>, Rx<T>) {
     let shared = Arc::new(Shared {
         items: Mutex::new(VecDeque::new()),
+        len: AtomicUsize::new(0),
         waker: AtomicWaker::new(),
         tx_gone: AtomicBool::new(false),
         rx_gone: AtomicBool::new(false),
@@ -62,6 +66,9 @@ impl<T> Tx<T> {
             return Err(item);
         }
         self.0.items().push_back(item);
+        // Counted after the push and before the wake, so a transport that
+        // reads 0 here has registered in time to be woken.
+        self.0.len.fetch_add(1, Ordering::AcqRel);
         self.0.waker.wake();
         Ok(())
     }
@@ -95,8 +102,14 @@ impl<T> Rx<T> {
 
     /// The next item if one is there.
     pub fn try_next(&mut self) -> Option<T> {
+        if self.0.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let mut items = self.0.items();
         let item = items.pop_front();
+        if item.is_some() {
+            self.0.len.fetch_sub(1, Ordering::AcqRel);
+        }
         if items.is_empty() && items.capacity() > KEEP_CAPACITY {
             items.shrink_to(KEEP_CAPACITY);
         }
@@ -114,6 +127,7 @@ impl<T> Drop for Rx<T> {
     fn drop(&mut self) {
         self.0.rx_gone.store(true, Ordering::Release);
         self.0.items().clear();
+        self.0.len.store(0, Ordering::Release);
     }
 }
 
