@@ -21,11 +21,14 @@ pub fn ws_url(base: &str, protocol: Protocol, n: usize) -> String {
     }
 }
 
-pub async fn connect(url: &str, protocol: Protocol) -> Result<Ws, String> {
-    // tungstenite zeroes its whole read buffer before each read; the 128 KiB
-    // default would cost more than the messages themselves.
+/// Read buffer for sockets that receive bursts (idle, broadcast).
+const BURST_READ_BUFFER: usize = 4096;
+
+/// `read_buffer`: tungstenite zeroes that much before every read, so an
+/// echo socket that gets one small frame at a time keeps it small.
+pub async fn connect(url: &str, protocol: Protocol, read_buffer: usize) -> Result<Ws, String> {
     let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(read_buffer)
         .write_buffer_size(0);
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
@@ -63,11 +66,53 @@ pub fn frame(protocol: Protocol, payload: &str) -> String {
 
 /// Payload `seq` of session `s`, padded to `size` bytes.
 pub fn payload(s: usize, seq: u64, size: usize) -> String {
-    let mut p = format!("{s}:{seq}:");
-    while p.len() < size {
-        p.push('x');
-    }
+    let mut p = String::with_capacity(size);
+    push_payload(&mut p, s, seq, size);
     p
+}
+
+/// Appends payload `seq` of session `s`: `s:seq:` then `x` up to `size`.
+pub fn push_payload(out: &mut String, s: usize, seq: u64, size: usize) {
+    const PAD: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+    let start = out.len();
+    let mut digits = itoa::Buffer::new();
+    out.push_str(digits.format(s));
+    out.push(':');
+    out.push_str(digits.format(seq));
+    out.push(':');
+    let mut pad = size.saturating_sub(out.len() - start);
+    while pad > 0 {
+        let n = pad.min(PAD.len());
+        out.push_str(&PAD[..n]);
+        pad -= n;
+    }
+}
+
+/// The frame carrying payload `seq`, built in one allocation (the load
+/// tool's own cost per message counts: it shares the machine).
+fn payload_frame(protocol: Protocol, s: usize, seq: u64, size: usize) -> String {
+    let mut out = String::with_capacity(size + 24);
+    if protocol == Protocol::Sockjs {
+        out.push_str("[\"");
+    }
+    push_payload(&mut out, s, seq, size);
+    if protocol == Protocol::Sockjs {
+        out.push_str("\"]");
+    }
+    out
+}
+
+/// Whether `text` carries exactly `expected` and nothing else: the usual
+/// case, checked without a JSON parser.
+fn is_single_echo(protocol: Protocol, text: &str, expected: &str) -> bool {
+    match protocol {
+        Protocol::Raw => text == expected,
+        Protocol::Sockjs => {
+            text.strip_prefix("a[\"")
+                .and_then(|t| t.strip_suffix("\"]"))
+                == Some(expected)
+        }
+    }
 }
 
 /// Echo: each session keeps `inflight` messages outstanding; counted in the
@@ -98,11 +143,13 @@ async fn echo_session(
     end: Instant,
     tally: &mut Tally,
 ) -> Result<(), String> {
-    let mut ws = connect(url, protocol).await?;
+    let read_buffer = (2 * inflight * (size + 64)).clamp(512, BURST_READ_BUFFER);
+    let mut ws = connect(url, protocol, read_buffer).await?;
     let mut sent: VecDeque<Instant> = VecDeque::new();
     let (mut next_send, mut next_recv) = (0u64, 0u64);
+    let mut expected = String::with_capacity(size + 24);
     for _ in 0..inflight {
-        ws.send(Message::text(frame(protocol, &payload(s, next_send, size))))
+        ws.send(Message::text(payload_frame(protocol, s, next_send, size)))
             .await
             .map_err(|e| e.to_string())?;
         sent.push_back(Instant::now());
@@ -122,17 +169,11 @@ async fn echo_session(
         };
         let Message::Text(text) = msg else { continue };
         // The usual case, one message per frame, is checked without parsing.
-        let expected = payload(s, next_recv, size);
-        let count = match (protocol, text.as_str()) {
-            (Protocol::Raw, t) if t == expected => 1,
-            (Protocol::Sockjs, t)
-                if t.len() == expected.len() + 4
-                    && t.starts_with("a[\"")
-                    && t[3..t.len() - 2] == expected =>
-            {
-                1
-            }
-            (_, t) => {
+        expected.clear();
+        push_payload(&mut expected, s, next_recv, size);
+        let count = match text.as_str() {
+            t if is_single_echo(protocol, t, &expected) => 1,
+            t => {
                 let msgs = messages(protocol, t)?;
                 for (i, m) in msgs.iter().enumerate() {
                     if *m != payload(s, next_recv + i as u64, size) {
@@ -153,7 +194,7 @@ async fn echo_session(
                 tally.record(now - at);
             }
             if now < end {
-                ws.send(Message::text(frame(protocol, &payload(s, next_send, size))))
+                ws.send(Message::text(payload_frame(protocol, s, next_send, size)))
                     .await
                     .map_err(|e| e.to_string())?;
                 sent.push_back(now);
@@ -177,7 +218,7 @@ pub async fn idle(args: &Args, opened: impl FnOnce()) -> (Tally, u64) {
             (args.protocol, sem.clone(), ready_tx.clone(), go_rx.clone());
         tasks.push(tokio::spawn(async move {
             let permit = sem.acquire_owned().await.expect("semaphore");
-            let ws = match connect(&url, protocol).await {
+            let ws = match connect(&url, protocol, BURST_READ_BUFFER).await {
                 Ok(ws) => ws,
                 Err(e) => {
                     let _ = ready.send(Err(e));
@@ -258,7 +299,7 @@ pub async fn broadcast(args: &Args) -> (Tally, f64) {
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new();
             let permit = sem.acquire_owned().await.expect("semaphore");
-            let ws = match connect(&url, Protocol::Sockjs).await {
+            let ws = match connect(&url, Protocol::Sockjs, BURST_READ_BUFFER).await {
                 Ok(ws) => ws,
                 Err(e) => {
                     let _ = ready.send(Err(e.clone()));
@@ -334,4 +375,44 @@ pub async fn broadcast(args: &Args) -> (Tally, f64) {
         tally.merge(t);
     }
     (tally, (last - started).as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_have_the_asked_size_and_frames_wrap_them() {
+        let p = payload(7, 42, 16);
+        assert_eq!(p, "7:42:xxxxxxxxxxx");
+        assert_eq!(payload(7, 42, 2), "7:42:");
+        assert_eq!(payload(1, 2, 200).len(), 200);
+        assert_eq!(
+            payload_frame(Protocol::Sockjs, 7, 42, 16),
+            format!("[\"{p}\"]")
+        );
+        assert_eq!(payload_frame(Protocol::Raw, 7, 42, 16), p);
+    }
+
+    #[test]
+    fn the_echo_shortcut_accepts_only_the_one_expected_message() {
+        let p = payload(3, 9, 32);
+        assert!(is_single_echo(Protocol::Sockjs, &format!("a[\"{p}\"]"), &p));
+        assert!(is_single_echo(Protocol::Raw, &p, &p));
+        let other = payload(3, 10, 32);
+        assert!(!is_single_echo(
+            Protocol::Sockjs,
+            &format!("a[\"{other}\"]"),
+            &p
+        ));
+        assert!(!is_single_echo(
+            Protocol::Sockjs,
+            &format!("a[\"{p}\",\"{p}\"]"),
+            &p
+        ));
+        assert!(!is_single_echo(Protocol::Sockjs, &format!("[\"{p}\"]"), &p));
+        // What the shortcut rejects still decodes through the parser.
+        let two = format!("a[\"{p}\",\"{other}\"]");
+        assert_eq!(messages(Protocol::Sockjs, &two).unwrap(), vec![p, other]);
+    }
 }
