@@ -18,7 +18,6 @@ use futures_util::{Sink, Stream};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -85,8 +84,7 @@ pub async fn websocket(
         stream,
         rx,
         framing,
-        heartbeat: hub.config.heartbeat(),
-        last_seen: Instant::now(),
+        silent_heartbeats: 0,
         out: None,
         ping_due: false,
         pong_due: None,
@@ -119,15 +117,20 @@ struct Socket {
     stream: AggregatedMessageStream,
     rx: ReceiverRx,
     framing: Framing,
-    heartbeat: Duration,
-    /// When the peer last sent anything (a message, a pong, a ping).
-    last_seen: Instant,
+    /// Heartbeats since the peer last sent anything (a message, a pong, a
+    /// ping): counted rather than timed, so no clock is read per message.
+    silent_heartbeats: u8,
     /// A message taken for the socket that the socket could not take yet.
     out: Option<Message>,
     ping_due: bool,
     pong_due: Option<bytes::Bytes>,
     /// The socket's end was handled (see `Drop`).
     ended: bool,
+}
+
+/// The client vanished (or stopped answering).
+fn gone() -> End {
+    End::Client(CloseReason::Interrupted, None)
 }
 
 /// How the socket's loop ended.
@@ -236,42 +239,64 @@ fn close_reason(code: Option<CloseCode>) -> actix_ws::CloseReason {
 }
 
 impl Socket {
-    /// One round of work; `Ok(true)` if anything moved.
+    /// One round of work: what the client sent, then all the socket takes of
+    /// what the session has for it. `Ok(true)` if anything moved.
     fn step(
         &mut self,
         session: &mut SessionActor,
         ctx: &mut Context<SessionActor>,
         cx: &mut std::task::Context<'_>,
     ) -> Result<bool, End> {
-        let gone = || End::Client(CloseReason::Interrupted, None);
-        let mut moved = false;
-        // Outgoing: pongs and pings first, then what the session sent.
-        if self.out.is_none() {
-            self.out = if let Some(p) = self.pong_due.take() {
-                Some(Message::Pong(p))
-            } else if std::mem::take(&mut self.ping_due) {
-                Some(Message::Ping(bytes::Bytes::new()))
-            } else {
-                match self.rx.poll_recv(cx) {
-                    Poll::Ready(Some(Outgoing::Data(text))) => Some(Message::Text(text)),
-                    Poll::Ready(Some(Outgoing::Heartbeat)) => {
-                        // A peer silent for two heartbeats is dead even if TCP
-                        // has not noticed; else `h` (SockJS) and a ping, which
-                        // browsers answer on their own.
-                        if self.last_seen.elapsed() > self.heartbeat * 2 {
-                            return Err(gone());
-                        }
-                        self.ping_due = true;
-                        moved = true;
-                        (self.framing == Framing::SockJs).then(|| Message::Text("h".into()))
-                    }
-                    Poll::Ready(Some(Outgoing::Close(c))) => return Err(End::SessionDone(Some(c))),
-                    Poll::Ready(None) => return Err(End::SessionDone(None)),
-                    Poll::Pending => None,
-                }
-            };
+        let received = self.receive(session, ctx, cx)?;
+        let sent = self.send(cx)?;
+        Ok(received || sent)
+    }
+
+    /// Takes one message from the client, if there is one.
+    fn receive(
+        &mut self,
+        session: &mut SessionActor,
+        ctx: &mut Context<SessionActor>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Result<bool, End> {
+        let Poll::Ready(msg) = Pin::new(&mut self.stream).poll_next(cx) else {
+            return Ok(false);
+        };
+        self.silent_heartbeats = 0;
+        let step = match msg {
+            Some(Ok(m)) => self.on_message(m, session, ctx),
+            Some(Err(ProtocolError::Overflow)) => {
+                let c = CloseCode::message_too_big();
+                Step::End(End::protocol_error(c))
+            }
+            // The peer's connection ended, possibly right after its own
+            // close frame: it is gone, not misbehaving.
+            Some(Err(ProtocolError::Io(_))) | None => Step::End(gone()),
+            Some(Err(e)) => {
+                log::debug!("websocket protocol error: {e}");
+                let c = CloseCode::new(1002, "Protocol error");
+                Step::End(End::protocol_error(c))
+            }
+        };
+        match step {
+            Step::Continue => {}
+            Step::Pong(p) => self.pong_due = Some(p),
+            Step::End(end) => return Err(end),
         }
-        if let Some(msg) = self.out.take() {
+        Ok(true)
+    }
+
+    /// Hands the socket what is due until it is full or nothing is left.
+    fn send(&mut self, cx: &mut std::task::Context<'_>) -> Result<bool, End> {
+        let mut moved = false;
+        loop {
+            let msg = match self.out.take() {
+                Some(msg) => msg,
+                None => match self.next_outgoing(cx)? {
+                    Some(msg) => msg,
+                    None => return Ok(moved),
+                },
+            };
             let mut ws = Pin::new(&mut self.ws);
             match ws.as_mut().poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
@@ -283,38 +308,44 @@ impl Socket {
                     moved = true;
                 }
                 Poll::Ready(Err(_)) => return Err(gone()),
-                Poll::Pending => self.out = Some(msg),
-            }
-        }
-        // Incoming.
-        match Pin::new(&mut self.stream).poll_next(cx) {
-            Poll::Ready(msg) => {
-                self.last_seen = Instant::now();
-                moved = true;
-                let step = match msg {
-                    Some(Ok(m)) => self.on_message(m, session, ctx),
-                    Some(Err(ProtocolError::Overflow)) => {
-                        let c = CloseCode::message_too_big();
-                        Step::End(End::protocol_error(c))
-                    }
-                    // The peer's connection ended, possibly right after its
-                    // own close frame: it is gone, not misbehaving.
-                    Some(Err(ProtocolError::Io(_))) | None => Step::End(gone()),
-                    Some(Err(e)) => {
-                        log::debug!("websocket protocol error: {e}");
-                        let c = CloseCode::new(1002, "Protocol error");
-                        Step::End(End::protocol_error(c))
-                    }
-                };
-                match step {
-                    Step::Continue => {}
-                    Step::Pong(p) => self.pong_due = Some(p),
-                    Step::End(end) => return Err(end),
+                Poll::Pending => {
+                    self.out = Some(msg);
+                    return Ok(moved);
                 }
             }
-            Poll::Pending => {}
         }
-        Ok(moved)
+    }
+
+    /// The next message for the socket: pongs and pings first, then what
+    /// the session sent. `None` if nothing is due.
+    fn next_outgoing(&mut self, cx: &mut std::task::Context<'_>) -> Result<Option<Message>, End> {
+        loop {
+            if let Some(p) = self.pong_due.take() {
+                return Ok(Some(Message::Pong(p)));
+            }
+            if std::mem::take(&mut self.ping_due) {
+                return Ok(Some(Message::Ping(bytes::Bytes::new())));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(Outgoing::Data(text))) => return Ok(Some(Message::Text(text))),
+                Poll::Ready(Some(Outgoing::Heartbeat)) => {
+                    // A peer silent for two heartbeats is dead even if TCP has
+                    // not noticed; else `h` (SockJS) and a ping, which
+                    // browsers answer on their own.
+                    self.silent_heartbeats = self.silent_heartbeats.saturating_add(1);
+                    if self.silent_heartbeats > 2 {
+                        return Err(gone());
+                    }
+                    self.ping_due = true;
+                    if self.framing == Framing::SockJs {
+                        return Ok(Some(Message::Text("h".into())));
+                    }
+                }
+                Poll::Ready(Some(Outgoing::Close(c))) => return Err(End::SessionDone(Some(c))),
+                Poll::Ready(None) => return Err(End::SessionDone(None)),
+                Poll::Pending => return Ok(None),
+            }
+        }
     }
 
     /// Closes the socket (and tells the session, if the client ended it).
