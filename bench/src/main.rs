@@ -82,9 +82,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let cpu0 = stats::cpu_seconds();
-    let server_cpu0 = args.server_pid.and_then(stats::process_cpu_seconds);
-    let t0 = Instant::now();
+    // CPU baselines; a broadcast takes them again once connected, so its
+    // figures cover the burst and not the thousands of handshakes.
+    let cpu0 = std::cell::Cell::new(stats::cpu_seconds());
+    let server_cpu0 = std::cell::Cell::new(args.server_pid.and_then(stats::process_cpu_seconds));
+    let t0 = std::cell::Cell::new(Instant::now());
     let rss0 = args.server_pid.and_then(stats::rss_kib);
     let mut rss_per_session = None;
     let (tally, seconds, lost) = rt.block_on(async {
@@ -102,7 +104,14 @@ fn main() {
             Scenario::Eventsource => {
                 with_zero_lost(http::run(&args, http::Receiving::EventSource).await)
             }
-            Scenario::Broadcast => with_zero_lost(ws::broadcast(&args).await),
+            Scenario::Broadcast => with_zero_lost(
+                ws::broadcast(&args, || {
+                    t0.set(Instant::now());
+                    cpu0.set(stats::cpu_seconds());
+                    server_cpu0.set(args.server_pid.and_then(stats::process_cpu_seconds));
+                })
+                .await,
+            ),
             Scenario::Idle => {
                 let (t, lost) = ws::idle(&args, || {
                     if let (Some(pid), Some(before)) = (args.server_pid, rss0) {
@@ -117,14 +126,15 @@ fn main() {
             }
         }
     });
-    let elapsed = t0.elapsed().as_secs_f64();
-    // CPU shares over the measured part only where the scenario has a
-    // window; otherwise over the whole run.
-    let scale = if matches!(args.scenario, Scenario::Idle | Scenario::Broadcast) {
+    let elapsed = t0.get().elapsed().as_secs_f64();
+    // CPU shares over the measured part: the CPU used between the baselines
+    // (a broadcast's were taken at the burst), as a share of that time.
+    let scale = if matches!(args.scenario, Scenario::Idle) {
         1.0
     } else {
         seconds / elapsed
     };
+    let (cpu0, server_cpu0) = (cpu0.get(), server_cpu0.get());
     let report = Report {
         scenario: format!("{:?}", args.scenario).to_lowercase(),
         label: args.label.clone(),

@@ -286,7 +286,8 @@ pub async fn idle(args: &Args, opened: impl FnOnce()) -> (Tally, u64) {
 /// Broadcast: `sessions` receivers; one of them sends `messages` at once;
 /// every receiver must get all of them in order. Returns deliveries and the
 /// seconds from the first send to the last delivery.
-pub async fn broadcast(args: &Args) -> (Tally, f64) {
+/// `connected` runs once every receiver is connected, just before the burst.
+pub async fn broadcast(args: &Args, connected: impl FnOnce()) -> (Tally, f64) {
     let epoch = Instant::now();
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
     let (go_tx, go_rx) = tokio::sync::watch::channel(false);
@@ -365,6 +366,7 @@ pub async fn broadcast(args: &Args) -> (Tally, f64) {
             break;
         }
     }
+    connected();
     let started = Instant::now();
     let _ = go_tx.send(true);
     let mut tally = Tally::new();
