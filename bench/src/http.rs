@@ -2,8 +2,8 @@
 //! uses them: one receiving (polls or streams), one sending (xhr_send).
 
 use crate::stats::{self, Tally};
-use crate::ws::payload;
-use crate::Args;
+use crate::ws::{frame, messages, payload};
+use crate::{Args, Protocol};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -139,13 +139,11 @@ async fn open_stream(
     Ok(r)
 }
 
-fn frame_messages(frame: &str) -> Result<Vec<String>, String> {
-    match frame.as_bytes().first() {
-        Some(b'a') => {
-            serde_json::from_str(&frame[1..]).map_err(|e| format!("bad frame {frame:.60}: {e}"))
-        }
-        Some(b'h') | Some(b'o') | None => Ok(Vec::new()),
-        _ => Err(format!("unexpected frame {frame:.60}")),
+/// The messages of one frame; HTTP receivers also see `o`, and empty lines.
+fn frame_messages(text: &str) -> Result<Vec<String>, String> {
+    match text {
+        "" | "o" => Ok(Vec::new()),
+        _ => messages(Protocol::Sockjs, text),
     }
 }
 
@@ -207,7 +205,7 @@ async fn session(
     while Instant::now() < end {
         let p = payload(s, seq, size);
         let sent_at = Instant::now();
-        let send_body = format!("[\"{p}\"]");
+        let send_body = frame(Protocol::Sockjs, &p);
         let mut got = Vec::new();
         match receiving {
             Receiving::Polling => {

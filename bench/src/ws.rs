@@ -56,12 +56,25 @@ pub fn messages(protocol: Protocol, text: &str) -> Result<Vec<String>, String> {
     }
 }
 
+/// The frame carrying `payload` as the client sends it.
 pub fn frame(protocol: Protocol, payload: &str) -> String {
-    match protocol {
-        Protocol::Raw => payload.to_owned(),
-        // Payloads are plain ASCII without quotes or backslashes.
-        Protocol::Sockjs => format!("[\"{payload}\"]"),
+    frame_with(protocol, payload.len(), |out| out.push_str(payload))
+}
+
+/// A client frame whose message `body` writes: `["…"]` for SockJS (the
+/// bodies are plain ASCII without quotes or backslashes), as is for raw.
+/// One allocation (the load tool's own cost per message counts: it shares
+/// the machine).
+fn frame_with(protocol: Protocol, len: usize, body: impl FnOnce(&mut String)) -> String {
+    let mut out = String::with_capacity(len + 4);
+    if protocol == Protocol::Sockjs {
+        out.push_str("[\"");
     }
+    body(&mut out);
+    if protocol == Protocol::Sockjs {
+        out.push_str("\"]");
+    }
+    out
 }
 
 /// Payload `seq` of session `s`, padded to `size` bytes.
@@ -88,18 +101,10 @@ pub fn push_payload(out: &mut String, s: usize, seq: u64, size: usize) {
     }
 }
 
-/// The frame carrying payload `seq`, built in one allocation (the load
-/// tool's own cost per message counts: it shares the machine).
+/// The frame carrying payload `seq` of session `s`.
 fn payload_frame(protocol: Protocol, s: usize, seq: u64, size: usize) -> String {
-    let mut out = String::with_capacity(size + 24);
-    if protocol == Protocol::Sockjs {
-        out.push_str("[\"");
-    }
-    push_payload(&mut out, s, seq, size);
-    if protocol == Protocol::Sockjs {
-        out.push_str("\"]");
-    }
-    out
+    // The `s:seq:` prefix may make a short payload longer than `size`.
+    frame_with(protocol, size + 24, |out| push_payload(out, s, seq, size))
 }
 
 /// Whether `text` carries exactly `expected` and nothing else: the usual
