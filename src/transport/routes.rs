@@ -30,15 +30,14 @@ pub fn mount(cfg: &mut web::ServiceConfig, hub: Arc<ServiceHub>) {
 /// Everything under the prefix but the fixed URLs: the iframe page
 /// (`/iframe*.html`), session URLs (`/{server}/{session}/{transport}`), or 404.
 async fn tail(req: HttpRequest, hub: Hub, body: web::Payload) -> HttpResponse {
-    let rest = req.match_info().unprocessed().to_owned();
-    let Some(rest) = rest.strip_prefix('/') else {
+    let Some(rest) = req.match_info().unprocessed().strip_prefix('/') else {
         return headers::not_found();
     };
     let mut parts = rest.split('/');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(file), None, None, None) => iframe(&req, &hub, file),
         (Some(server), Some(sid), Some(transport), None) => {
-            session_url(req, hub, server, sid, transport, body).await
+            session_url(&req, hub, server, sid, transport, body).await
         }
         _ => headers::not_found(),
     }
@@ -76,7 +75,7 @@ async fn raw_websocket(req: HttpRequest, hub: Hub, body: web::Payload) -> HttpRe
 /// `/{server}/{session}/{transport}`: ids are checked, then the transport
 /// (404 if unknown or disabled), then the method (405 with `Allow`).
 async fn session_url(
-    req: HttpRequest,
+    req: &HttpRequest,
     hub: Hub,
     server: &str,
     sid: &str,
@@ -104,21 +103,21 @@ async fn session_url(
     if !enabled {
         return headers::not_found();
     }
-    if let Err(resp) = allow(&req, methods, allow_header) {
+    if let Err(resp) = allow(req, methods, allow_header) {
         return resp;
     }
     if req.method() == Method::OPTIONS {
-        return headers::preflight(&req, cfg, allow_header);
+        return headers::preflight(req, cfg, allow_header);
     }
     match transport {
-        "websocket" => websocket::websocket(&req, &hub, body, Framing::SockJs).await,
-        "xhr" => polling::xhr(&req, &hub, sid).await,
-        "xhr_send" => send::xhr_send(&req, &hub, sid, body).await,
-        "xhr_streaming" => streaming::xhr_streaming(&req, &hub, sid).await,
-        "eventsource" => streaming::eventsource(&req, &hub, sid).await,
-        "htmlfile" => streaming::htmlfile(&req, &hub, sid).await,
-        "jsonp" => polling::jsonp(&req, &hub, sid).await,
-        "jsonp_send" => send::jsonp_send(&req, &hub, sid, body).await,
+        "websocket" => websocket::websocket(req, &hub, body, Framing::SockJs).await,
+        "xhr" => polling::xhr(req, &hub, sid).await,
+        "xhr_send" => send::xhr_send(req, &hub, sid, body).await,
+        "xhr_streaming" => streaming::xhr_streaming(req, &hub, sid).await,
+        "eventsource" => streaming::eventsource(req, &hub, sid).await,
+        "htmlfile" => streaming::htmlfile(req, &hub, sid).await,
+        "jsonp" => polling::jsonp(req, &hub, sid).await,
+        "jsonp_send" => send::jsonp_send(req, &hub, sid, body).await,
         _ => headers::not_found(),
     }
 }
