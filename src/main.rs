@@ -1,14 +1,32 @@
 use clap::Parser;
+use sockjs_gateway::config::env;
 use sockjs_gateway::{Config, Gateway};
+
+const AFTER_HELP: &str = "\
+Configuration: built-in defaults, then the TOML file (--config, or the
+embedded demo config), then environment variables, then --listen.
+
+Environment variables are SOCKJS_GATEWAY__ followed by the key path in upper
+case, with __ (two underscores) between levels:
+  SOCKJS_GATEWAY__LISTEN=0.0.0.0:8080
+  SOCKJS_GATEWAY__SERVICES__ECHO__HEARTBEAT_DELAY=10
+  SOCKJS_GATEWAY__SERVICES__ECHO__ALLOWED_ORIGINS=https://a.example,https://b.example
+List-valued keys take a comma-separated value.
+
+Logging: RUST_LOG (default info), e.g. RUST_LOG=debug, or
+RUST_LOG=info,sockjs_gateway::access=warn to silence the access log.
+
+Exit status: 2 for a configuration error (the message names the key),
+1 when the address cannot be bound or the server fails.";
 
 /// SockJS 0.3.3 gateway: every SockJS transport onto one session per client.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = AFTER_HELP)]
 struct Args {
     /// TOML config file; without it the embedded demo config is used.
     #[arg(long, value_name = "PATH")]
     config: Option<String>,
-    /// Listen address, overriding the config's `listen`.
+    /// Listen address, overriding the config's `listen` and the environment.
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
 }
@@ -17,16 +35,22 @@ struct Args {
 async fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
-    let mut config = match Config::load(args.config.as_deref()) {
+    for name in env::misspelled(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok())) {
+        log::warn!("{}", env::warning(&name));
+    }
+    let overrides: Vec<(&str, &str)> = args
+        .listen
+        .as_deref()
+        .map(|l| ("listen", l))
+        .into_iter()
+        .collect();
+    let config = match Config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sockjs-gateway: {e}");
             std::process::exit(2);
         }
     };
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
     let running = match Gateway::new(config.clone()).start() {
         Ok(r) => r,
         Err(e) => {
@@ -39,7 +63,7 @@ async fn main() {
         println!("sockjs-gateway listening on http://{addr}");
     }
     for (name, svc) in &config.services {
-        log::info!("service {name}: {} ({:?})", svc.prefix, svc.kind);
+        log::info!("service {name}: {} ({})", svc.prefix, svc.kind.name());
     }
     if let Err(e) = running.serve_until_signal().await {
         eprintln!("sockjs-gateway: {e}");

@@ -1,14 +1,20 @@
 //! Configuration: built-in defaults, then one TOML file (the embedded
 //! `config/default.toml`, or the file given with `--config`), then
 //! environment variables `SOCKJS_GATEWAY__<KEY>__<SUBKEY>` (double
-//! underscore nests: `SOCKJS_GATEWAY__SERVICES__ECHO__HEARTBEAT_DELAY=10`).
+//! underscore nests: `SOCKJS_GATEWAY__SERVICES__ECHO__HEARTBEAT_DELAY=10`),
+//! then command-line overrides. List-valued keys also take a
+//! comma-separated string, so they can be set from the environment.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub mod env;
+pub mod list;
+pub mod prefix;
+
 /// The embedded default configuration: the demo on 127.0.0.1:8080.
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// Prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "SOCKJS_GATEWAY";
@@ -35,15 +41,23 @@ pub struct Config {
     #[serde(default)]
     pub shutdown: ShutdownConfig,
     /// Peers whose `X-Forwarded-For` is believed (proxies such as nginx).
-    #[serde(default = "default_trusted_proxies")]
+    #[serde(
+        default = "default_trusted_proxies",
+        deserialize_with = "list::deserialize"
+    )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Mounted services by name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
 }
 
-/// Where the gateway serves its local copy of sockjs-client.
+/// Where the gateway serves its local copy of sockjs-client at the root.
 pub const SOCKJS_CLIENT_URL: &str = "/sockjs-client/sockjs.min.js";
+
+/// The same copy's name under every service prefix (`PREFIX/sockjs.min.js`).
+/// The iframe page's default `sockjs_url` is this name, relative to the
+/// page, so whatever routes the prefix also routes the script.
+pub const CLIENT_SCRIPT: &str = "sockjs.min.js";
 
 /// What happens on SIGTERM or SIGINT.
 #[derive(Debug, Clone, Deserialize)]
@@ -92,13 +106,49 @@ fn default_sockjs_client_path() -> String {
 }
 
 /// Which built-in backend a service runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceKind {
     Echo,
     Close,
     Amplify,
     Broadcast,
+}
+
+impl ServiceKind {
+    /// Every kind, by its configuration name.
+    pub const ALL: [(&'static str, ServiceKind); 4] = [
+        ("echo", ServiceKind::Echo),
+        ("close", ServiceKind::Close),
+        ("amplify", ServiceKind::Amplify),
+        ("broadcast", ServiceKind::Broadcast),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .expect("every kind is listed")
+    }
+}
+
+// By hand rather than derived: through the `config` crate a derived enum
+// reports "does not have variant constructor", not the valid kinds.
+impl<'de> Deserialize<'de> for ServiceKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Self::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, k)| *k)
+            .ok_or_else(|| {
+                let valid: Vec<&str> = Self::ALL.iter().map(|(n, _)| *n).collect();
+                serde::de::Error::custom(format!(
+                    "unknown kind {name:?}; valid kinds: {}",
+                    valid.join(", ")
+                ))
+            })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,7 +159,8 @@ pub struct ServiceConfig {
     /// Built-in backend; services mounted from Rust code ignore it.
     #[serde(default = "default_kind")]
     pub kind: ServiceKind,
-    /// sockjs-client URL loaded by the iframe page.
+    /// sockjs-client URL loaded by the iframe page; by default the local
+    /// copy under the prefix, as a URL relative to the page.
     #[serde(default = "default_sockjs_url")]
     pub sockjs_url: String,
     /// SockJS WebSocket transport (`/{server}/{session}/websocket`).
@@ -143,7 +194,7 @@ pub struct ServiceConfig {
     pub jsessionid: bool,
     /// Origins allowed for cross-origin requests and WebSocket upgrades.
     /// Empty: same origin only. `"*"`: any origin.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list::deserialize")]
     pub allowed_origins: Vec<String>,
     /// Largest HTTP send body and WebSocket message accepted, in bytes.
     #[serde(default = "default_max_message")]
@@ -167,7 +218,7 @@ fn default_kind() -> ServiceKind {
     ServiceKind::Echo
 }
 fn default_sockjs_url() -> String {
-    SOCKJS_CLIENT_URL.into()
+    CLIENT_SCRIPT.into()
 }
 fn default_heartbeat() -> f64 {
     25.0
@@ -210,13 +261,7 @@ impl ServiceConfig {
 
     fn validate(&self, name: &str) -> Result<(), String> {
         let key = |k: &str| format!("services.{name}.{k}");
-        if !self.prefix.starts_with('/') || (self.prefix.len() > 1 && self.prefix.ends_with('/')) {
-            return Err(format!(
-                "{}: must start with '/' and not end with one, got {:?}",
-                key("prefix"),
-                self.prefix
-            ));
-        }
+        prefix::check(&self.prefix).map_err(|e| format!("{}: {e}", key("prefix")))?;
         for (k, v) in [
             ("heartbeat_delay", self.heartbeat_delay),
             ("disconnect_delay", self.disconnect_delay),
@@ -244,17 +289,27 @@ impl ServiceConfig {
 
 impl Config {
     /// Loads the configuration: `file` (or the embedded default), then the
-    /// environment. Errors name the offending key.
-    pub fn load(file: Option<&str>) -> Result<Config, String> {
+    /// environment, then `overrides` (key path, value), such as the
+    /// command line's `--listen`. Errors name the offending key.
+    pub fn load(file: Option<&str>, overrides: &[(&str, &str)]) -> Result<Config, String> {
         let env = config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("__")
             .separator("__")
             .try_parsing(true);
-        Self::load_from(file, env)
+        Self::load_from(file, env, overrides)
     }
 
-    fn load_from(file: Option<&str>, env: config::Environment) -> Result<Config, String> {
+    fn load_from(
+        file: Option<&str>,
+        env: config::Environment,
+        overrides: &[(&str, &str)],
+    ) -> Result<Config, String> {
         let mut b = config::Config::builder();
+        for (key, value) in overrides {
+            b = b
+                .set_override(*key, *value)
+                .map_err(|e| format!("configuration error: {key}: {e}"))?;
+        }
         b = match file {
             Some(path) => {
                 b.add_source(config::File::new(path, config::FileFormat::Toml).required(true))
@@ -300,14 +355,30 @@ impl Config {
         if self.services.is_empty() {
             return Err("services: no service is configured".into());
         }
-        let mut prefixes = std::collections::HashMap::new();
         for (name, svc) in &self.services {
             svc.validate(name)?;
-            if let Some(other) = prefixes.insert(svc.prefix.clone(), name) {
-                return Err(format!(
-                    "services.{name}.prefix: {:?} is already used by services.{other}.prefix",
-                    svc.prefix
-                ));
+        }
+        // Each pair once; one prefix inside the other leaves a service unreachable.
+        let all: Vec<(&String, &ServiceConfig)> = self.services.iter().collect();
+        for (i, (name, svc)) in all.iter().enumerate() {
+            for (other, o) in &all[i + 1..] {
+                let (outer, inner) = if o.prefix.len() < svc.prefix.len() {
+                    ((other, o), (name, svc))
+                } else {
+                    ((name, svc), (other, o))
+                };
+                if prefix::contains(&outer.1.prefix, &inner.1.prefix) {
+                    let how = if outer.1.prefix == inner.1.prefix {
+                        "is already used by"
+                    } else {
+                        "lies inside"
+                    };
+                    return Err(format!(
+                        "services.{}.prefix: {:?} {how} services.{}.prefix ({:?}); \
+                         one of them could never be reached",
+                        inner.0, inner.1.prefix, outer.0, outer.1.prefix
+                    ));
+                }
             }
         }
         Ok(())
@@ -332,7 +403,7 @@ mod tests {
 
     #[test]
     fn embedded_default_serves_echo_and_chat_on_8080() {
-        let c = Config::load_from(None, env(&[])).unwrap();
+        let c = Config::load_from(None, env(&[]), &[]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert_eq!(c.services["echo"].prefix, "/echo");
         assert_eq!(c.services["echo"].kind, ServiceKind::Echo);
@@ -350,6 +421,7 @@ mod tests {
                 ("SOCKJS_GATEWAY__SERVICES__ECHO__HEARTBEAT_DELAY", "7.5"),
                 ("SOCKJS_GATEWAY__SERVICES__ECHO__WEBSOCKET", "false"),
             ]),
+            &[],
         )
         .unwrap();
         assert_eq!(c.listen, "0.0.0.0:9000");
@@ -362,21 +434,112 @@ mod tests {
         let e = Config::load_from(
             None,
             env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__WEBSOCKET", "maybe")]),
+            &[],
         )
         .unwrap_err();
         assert!(e.contains("services.echo.websocket"), "{e}");
         let e = Config::load_from(
             None,
             env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__DISCONNECT_DELAY", "0")]),
+            &[],
         )
         .unwrap_err();
         assert!(e.contains("services.echo.disconnect_delay"), "{e}");
         let e = Config::load_from(
             None,
             env(&[("SOCKJS_GATEWAY__SERVICES__CHAT__PREFIX", "/echo")]),
+            &[],
         )
         .unwrap_err();
         assert!(e.contains("services.chat.prefix"), "{e}");
+    }
+
+    #[test]
+    fn list_keys_take_comma_separated_environment_values() {
+        let c = Config::load_from(
+            None,
+            env(&[
+                (
+                    "SOCKJS_GATEWAY__SERVICES__ECHO__ALLOWED_ORIGINS",
+                    "https://a.example,https://b.example",
+                ),
+                ("SOCKJS_GATEWAY__TRUSTED_PROXIES", "10.0.0.0/8, ::1/128"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.services["echo"].allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(
+            c.trusted_proxies,
+            [
+                "10.0.0.0/8".parse().unwrap(),
+                "::1/128".parse::<ipnet::IpNet>().unwrap()
+            ]
+        );
+        let one = Config::load_from(
+            None,
+            env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__ALLOWED_ORIGINS", "*")]),
+            &[],
+        )
+        .unwrap();
+        assert!(one.services["echo"].allows_any_origin());
+        let e = Config::load_from(
+            None,
+            env(&[("SOCKJS_GATEWAY__TRUSTED_PROXIES", "10.0.0.0/8,nonsense")]),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("trusted_proxies") && e.contains("nonsense"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn overrides_beat_the_environment_and_are_validated() {
+        let c = Config::load_from(
+            None,
+            env(&[("SOCKJS_GATEWAY__LISTEN", "0.0.0.0:9000")]),
+            &[("listen", "127.0.0.1:0")],
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:0");
+        let e = Config::load_from(None, env(&[]), &[("listen", "nonsense")]).unwrap_err();
+        assert!(e.contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn unknown_kind_lists_the_valid_ones() {
+        let e = Config::from_toml("[services.x]\nprefix = \"/x\"\nkind = \"chat\"\n").unwrap_err();
+        assert!(e.contains("services.x.kind"), "{e}");
+        assert!(e.contains("echo, close, amplify, broadcast"), "{e}");
+        for (name, kind) in ServiceKind::ALL {
+            let c = Config::from_toml(&format!(
+                "[services.x]\nprefix = \"/x\"\nkind = \"{name}\"\n"
+            ))
+            .unwrap();
+            assert_eq!(c.services["x"].kind, kind);
+            assert_eq!(kind.name(), name);
+        }
+    }
+
+    #[test]
+    fn unroutable_and_overlapping_prefixes_are_refused() {
+        let svc = |name: &str, prefix: &str| format!("[services.{name}]\nprefix = {prefix:?}\n");
+        for bad in ["/", "/a b", "/a?b", "//a"] {
+            let e = Config::from_toml(&svc("x", bad)).unwrap_err();
+            assert!(e.contains("services.x.prefix"), "{bad}: {e}");
+        }
+        let e = Config::from_toml(&(svc("outer", "/a") + &svc("inner", "/a/b"))).unwrap_err();
+        assert!(
+            e.contains("services.inner.prefix") && e.contains("services.outer.prefix"),
+            "{e}"
+        );
+        assert!(e.contains("inside"), "{e}");
+        Config::from_toml(&(svc("one", "/a") + &svc("two", "/ab"))).unwrap();
     }
 
     #[test]
@@ -384,6 +547,7 @@ mod tests {
         let e = Config::load_from(
             None,
             env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__HEARTBEAT", "1")]),
+            &[],
         )
         .unwrap_err();
         assert!(e.contains("heartbeat"), "{e}");
@@ -392,7 +556,7 @@ mod tests {
     #[test]
     fn protocol_test_file_loads() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/protocol-test.toml");
-        let c = Config::load_from(Some(path), env(&[])).unwrap();
+        let c = Config::load_from(Some(path), env(&[]), &[]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8081");
         assert_eq!(c.services["echo"].response_limit, 4096);
         assert!(!c.services["disabled_websocket_echo"].websocket);
