@@ -45,7 +45,7 @@ impl Gateway {
     }
 
     /// Runs `backend` for the configured service `name` instead of its
-    /// built-in `kind`.
+    /// built-in `kind`. [`Gateway::start`] fails if no service has that name.
     pub fn backend(mut self, name: &str, backend: Arc<dyn Service>) -> Self {
         self.backends.insert(name.to_owned(), backend);
         self
@@ -59,6 +59,21 @@ impl Gateway {
         config
             .validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        // A misspelled name would otherwise leave the built-in kind answering.
+        if let Some(name) = self
+            .backends
+            .keys()
+            .find(|n| !config.services.contains_key(*n))
+        {
+            let known: Vec<&str> = config.services.keys().map(String::as_str).collect();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "backend {name:?}: no service of that name is configured (services: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
         let mut services = HashMap::new();
         for (name, cfg) in &config.services {
             if cfg.allows_any_origin() {
@@ -80,7 +95,8 @@ impl Gateway {
         let sockjs_client = existing(
             &config.sockjs_client_path,
             "sockjs_client_path (run `npm ci`)",
-        );
+        )
+        .map(|p| routes::StaticFile(p.into()));
         let ready = Arc::new(Readiness(AtomicBool::new(true)));
         let hubs: Vec<Arc<ServiceHub>> = services.values().cloned().collect();
         let access_log = config.access_log;
@@ -104,16 +120,10 @@ impl Gateway {
                 .route("/readyz", web::get().to(readyz))
                 .configure(move |cfg| {
                     for hub in hubs {
-                        routes::mount(cfg, hub);
+                        routes::mount(cfg, hub, sockjs_client.clone());
                     }
-                    if let Some(path) = sockjs_client {
-                        cfg.route(
-                            SOCKJS_CLIENT_URL,
-                            web::get().to(move || {
-                                let path = path.clone();
-                                async move { actix_files::NamedFile::open_async(path).await }
-                            }),
-                        );
+                    if let Some(client) = sockjs_client {
+                        cfg.route(SOCKJS_CLIENT_URL, client.route());
                     }
                     if let Some(dir) = static_dir {
                         cfg.service(actix_files::Files::new("/", dir).index_file("index.html"));

@@ -345,3 +345,19 @@ async fn a_handle_sends_from_another_thread() {
     assert_eq!(ws.recv().await, r#"c[4002,"done"]"#);
     server.stop(false).await;
 }
+
+#[actix_rt::test]
+async fn a_backend_for_an_unknown_service_name_is_an_error() {
+    let toml = "listen = \"127.0.0.1:0\"\n[services.rec]\nprefix = \"/rec\"\n";
+    let (tx, _events) = mpsc::channel();
+    let backend = Arc::new(Recorder {
+        events: Mutex::new(tx),
+    });
+    let err = Gateway::new(Config::from_toml(toml).unwrap())
+        .backend("recc", backend)
+        .start()
+        .err()
+        .expect("a misspelled backend name must not start");
+    let msg = err.to_string();
+    assert!(msg.contains("\"recc\"") && msg.contains("rec"), "{msg}");
+}

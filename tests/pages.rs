@@ -171,8 +171,7 @@ async fn iframe_page_is_cached_with_an_etag() {
         assert!(r.header("last-modified").is_none());
         assert!(r.header("set-cookie").is_none());
         assert!(
-            r.body
-                .contains("<script src=\"/sockjs-client/sockjs.min.js\"></script>"),
+            r.body.contains("<script src=\"sockjs.min.js\"></script>"),
             "{}",
             r.body
         );
@@ -272,4 +271,55 @@ async fn bad_config_fails_at_start_naming_the_key() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("services.echo.heartbeat_delay"), "{err}");
+}
+
+/// The client script and the static pages answer GET and HEAD, at the root
+/// and under every prefix, where the iframe page loads it from by default.
+#[actix_rt::test]
+async fn client_script_and_static_files_answer_get_and_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("client.js");
+    std::fs::write(&script, "/* sockjs-client stand-in */").unwrap();
+    let pages = dir.path().join("pages");
+    std::fs::create_dir(&pages).unwrap();
+    std::fs::write(pages.join("index.html"), "<p>home</p>").unwrap();
+    std::fs::write(pages.join("lab.html"), "<p>lab</p>").unwrap();
+    let gw = Gateway::start(&format!(
+        "static_dir = {:?}\nsockjs_client_path = {:?}\n{}[services.deep]\nprefix = \"/a/deep\"\n",
+        pages.to_str().unwrap(),
+        script.to_str().unwrap(),
+        config()
+    ));
+    for (path, body) in [
+        (
+            "/sockjs-client/sockjs.min.js",
+            "/* sockjs-client stand-in */",
+        ),
+        ("/echo/sockjs.min.js", "/* sockjs-client stand-in */"),
+        ("/nows/sockjs.min.js", "/* sockjs-client stand-in */"),
+        ("/a/deep/sockjs.min.js", "/* sockjs-client stand-in */"),
+        ("/lab.html", "<p>lab</p>"),
+        ("/", "<p>home</p>"),
+    ] {
+        let r = get(&gw.url(path)).await;
+        assert_eq!((r.status, r.body.as_str()), (200, body), "GET {path}");
+        let len = r.header("content-length").map(str::to_owned);
+        let etag = r.header("etag").map(str::to_owned);
+        let h = request("HEAD", &gw.url(path), &[], "").await;
+        assert_eq!((h.status, h.body.as_str()), (200, ""), "HEAD {path}");
+        assert_eq!(
+            h.header("content-length").map(str::to_owned),
+            len,
+            "HEAD {path}"
+        );
+        assert_eq!(h.header("etag").map(str::to_owned), etag, "HEAD {path}");
+        assert_eq!(post(&gw.url(path), "").await.status, 405, "POST {path}");
+    }
+    // The iframe page's relative default resolves under its own prefix.
+    let page = get(&gw.url("/a/deep/iframe.html")).await.body;
+    assert!(
+        page.contains("<script src=\"sockjs.min.js\"></script>"),
+        "{page}"
+    );
+    assert_eq!(get(&gw.url("/nope.html")).await.status, 404);
 }

@@ -1,5 +1,6 @@
 //! Mounting a service's SockJS URLs under its prefix.
 
+use crate::config::CLIENT_SCRIPT;
 use crate::protocol::ids::is_valid_id;
 use crate::service::hub::ServiceHub;
 use crate::transport::headers::{self, allow};
@@ -14,17 +15,45 @@ type Hub = web::Data<ServiceHub>;
 /// Adds every URL of `hub`'s service to an actix app. The fixed URLs are
 /// static routes; the rest is split by hand (`tail`), since actix matches
 /// dynamic segments with a regex engine, a measurable cost per request.
-pub fn mount(cfg: &mut web::ServiceConfig, hub: Arc<ServiceHub>) {
+///
+/// `client`, the local sockjs-client build, is served under the prefix
+/// too (`PREFIX/sockjs.min.js`), where the iframe page loads it by default:
+/// a proxy that routes only the prefix still routes the script.
+pub fn mount(cfg: &mut web::ServiceConfig, hub: Arc<ServiceHub>, client: Option<StaticFile>) {
     let prefix = hub.config.prefix.clone();
-    cfg.service(
-        web::scope(&prefix)
-            .app_data(web::Data::from(hub))
-            .route("", web::route().to(greeting))
-            .route("/", web::route().to(greeting))
-            .route("/info", web::route().to(info))
-            .route("/websocket", web::route().to(raw_websocket))
-            .default_service(web::to(tail)),
-    );
+    let mut scope = web::scope(&prefix)
+        .app_data(web::Data::from(hub))
+        .route("", web::route().to(greeting))
+        .route("/", web::route().to(greeting))
+        .route("/info", web::route().to(info))
+        .route("/websocket", web::route().to(raw_websocket));
+    if let Some(client) = client {
+        scope = scope.route(&format!("/{CLIENT_SCRIPT}"), client.route());
+    }
+    cfg.service(scope.default_service(web::to(tail)));
+}
+
+/// One file on disk served at a fixed URL, for GET and HEAD, with the
+/// validators (ETag, Last-Modified) that `actix_files` derives.
+#[derive(Clone)]
+pub struct StaticFile(pub Arc<std::path::Path>);
+
+impl StaticFile {
+    pub fn route(&self) -> actix_web::Route {
+        let path = self.0.clone();
+        web::route().to(move |req: HttpRequest| {
+            let path = path.clone();
+            async move {
+                if let Err(resp) = allow(&req, &[Method::GET, Method::HEAD], "GET, HEAD") {
+                    return resp;
+                }
+                match actix_files::NamedFile::open_async(&path).await {
+                    Ok(file) => file.into_response(&req),
+                    Err(_) => headers::not_found(),
+                }
+            }
+        })
+    }
 }
 
 /// Everything under the prefix but the fixed URLs: the iframe page
