@@ -18,9 +18,19 @@
   // Show raw SockJS frames (o, h, a[...], c[...]) as the client receives them.
   const received = SockJS.prototype._transportMessage;
   SockJS.prototype._transportMessage = function (frame) {
-    log('in', '⇐ ' + (frame.length > 300 ? frame.slice(0, 300) + '… (' + frame.length + ' chars)' : frame));
+    log('in', describe(frame));
     return received.call(this, frame);
   };
+
+  // xhr-streaming answers start with 2048 'h' bytes and a newline, so that
+  // browsers start handing the stream to the page. sockjs-client passes
+  // that line on like a frame; it is not one.
+  function describe(frame) {
+    if (frame.length > 1 && /^h+$/.test(frame)) {
+      return '⇐ (xhr-streaming prelude: ' + frame.length + " bytes of 'h', not a frame)";
+    }
+    return '⇐ ' + (frame.length > 300 ? frame.slice(0, 300) + '… (' + frame.length + ' chars)' : frame);
+  }
 
   let sock = null;
   let rtts = [];
