@@ -10,7 +10,7 @@ import {
   ROOT, TRANSPORTS, startGateway, startNginx, launchBrowser, exerciseTransport, echoConfig, freePort, substitute,
 } from './lib.mjs';
 
-let browser, pages, gw1, gw2, proxy;
+let browser, pages, gw1, gw2, proxy, prefixOnly;
 
 // The shipped nginx.conf, pointed at this test's ports and paths.
 function shippedConfig(port, upstreams, dir) {
@@ -22,6 +22,39 @@ function shippedConfig(port, upstreams, dir) {
   conf = substitute(conf, 'pid /tmp/nginx.pid;', `pid ${dir}/nginx.pid;`);
   conf = substitute(conf, 'access_log /dev/stdout sockjs;', `access_log ${dir}/access.log sockjs;`);
   return conf;
+}
+
+// Most deployments: the application's pages come from elsewhere (here
+// nginx's own root, with sockjs-client at an application path), and only
+// the SockJS prefixes go to the gateway, with the shipped proxy settings.
+function prefixOnlyConfig(port, upstream, pagesDir) {
+  const proxyConf = fs.readFileSync(path.join(ROOT, 'config/nginx/sockjs-proxy.conf'), 'utf8');
+  const locations = ['/echo/', '/close/'].map((p) => substitute(proxyConf, 'location / {', `location ${p} {`)).join('\n');
+  return `pid nginx.pid;
+events {}
+http {
+  include ${ROOT}/config/nginx/sockjs-maps.conf;
+  access_log off;
+  types { text/html html; text/css css; application/javascript js; }
+  upstream sockjs_gateway { server 127.0.0.1:${upstream}; }
+  server {
+    listen 127.0.0.1:${port};
+    ${locations}
+    location / { root ${pagesDir}; }
+  }
+}`;
+}
+
+// The lab page as an application would ship it: its own copy of
+// sockjs-client at its own path, nothing at /sockjs-client/.
+function applicationPages() {
+  const dir = fs.mkdtempSync(path.join(ROOT, 'target', 'app-pages-'));
+  fs.mkdirSync(path.join(dir, 'assets'));
+  fs.copyFileSync(path.join(ROOT, 'node_modules/sockjs-client/dist/sockjs.min.js'), path.join(dir, 'assets/sockjs.min.js'));
+  for (const f of ['lab.js', 'style.css']) fs.copyFileSync(path.join(ROOT, 'static', f), path.join(dir, f));
+  const lab = fs.readFileSync(path.join(ROOT, 'static/lab.html'), 'utf8');
+  fs.writeFileSync(path.join(dir, 'lab.html'), substitute(lab, '/sockjs-client/sockjs.min.js', '/assets/sockjs.min.js'));
+  return dir;
 }
 
 function bareConfig(port, upstreams, extra = '') {
@@ -43,13 +76,18 @@ before(async () => {
   const dir = fs.mkdtempSync(path.join(ROOT, 'target', 'nginx-logs-'));
   proxy = await startNginx(shippedConfig(port, [gw1.port, gw2.port], dir));
   proxy.log = path.join(dir, 'access.log');
+  const prefixPort = await freePort();
+  const gw3 = await startGateway(echoConfig({ allowed: [pages.url, `http://127.0.0.1:${prefixPort}`] }));
+  prefixOnly = await startNginx(prefixOnlyConfig(prefixPort, gw3.port, applicationPages()));
+  prefixOnly.gateway = gw3;
   browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close();
   await proxy?.stop();
-  for (const p of [gw1, gw2, pages]) await p?.stop();
+  await prefixOnly?.stop();
+  for (const p of [gw1, gw2, prefixOnly?.gateway, pages]) await p?.stop();
 });
 
 for (const [setup, crossOrigin] of [['through nginx, same-origin', false], ['through nginx, cross-origin', true]]) {
@@ -59,6 +97,22 @@ for (const [setup, crossOrigin] of [['through nginx, same-origin', false], ['thr
         const skip = await exerciseTransport(t, browser, {
           pageOrigin: crossOrigin ? pages.url : proxy.url,
           echoUrl: `${proxy.url}/echo`, closeUrl: `${proxy.url}/close`, transport, crossOrigin,
+        });
+        if (skip) t.skip(skip);
+      });
+    }
+  });
+}
+
+for (const [setup, crossOrigin] of [['nginx routing only the prefixes, same-origin', false], ['nginx routing only the prefixes, cross-origin', true]]) {
+  test(setup, async (t) => {
+    const root = await fetch(`${prefixOnly.url}/sockjs-client/sockjs.min.js`);
+    assert.equal(root.status, 404, 'this proxy must not route the gateway\'s root');
+    for (const transport of TRANSPORTS) {
+      await t.test(transport, async (t) => {
+        const skip = await exerciseTransport(t, browser, {
+          pageOrigin: crossOrigin ? pages.url : prefixOnly.url,
+          echoUrl: `${prefixOnly.url}/echo`, closeUrl: `${prefixOnly.url}/close`, transport, crossOrigin,
         });
         if (skip) t.skip(skip);
       });
