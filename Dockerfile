@@ -1,6 +1,15 @@
 # syntax=docker/dockerfile:1
 # sockjs-gateway: build the binary, fetch sockjs-client from npm, and ship
 # both in a small Debian image that runs as a non-root user.
+#
+# Targets:
+#   runtime (default)  the multi-stage build: compiles in rust:, npm in node:
+#   prebuilt           the same runtime from a binary and sockjs-client built
+#                      outside (a context holding target/release/sockjs-gateway
+#                      and node_modules/sockjs-client/dist/), for machines
+#                      that cannot pull the build images; tests/e2e/image-check.sh
+#                      builds it on a debootstrapped base (BASE=...).
+ARG BASE=debian:bookworm-slim
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
@@ -14,7 +23,8 @@ WORKDIR /web
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
-FROM debian:bookworm-slim AS runtime
+# Everything but the binary and the client script: shared by both targets.
+FROM ${BASE} AS base
 # curl is only for the HEALTHCHECK; Debian's current bookworm version.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -22,11 +32,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin sockjs
 WORKDIR /app
-COPY --from=build /src/target/release/sockjs-gateway /usr/local/bin/sockjs-gateway
-COPY --from=web /web/node_modules/sockjs-client/dist/ /app/node_modules/sockjs-client/dist/
 COPY static /app/static
 COPY config /app/config
-USER 10001
 # Configuration: config/container.toml, then SOCKJS_GATEWAY__* variables,
 # e.g. SOCKJS_GATEWAY__SERVICES__ECHO__HEARTBEAT_DELAY=10.
 ENV RUST_LOG=info
@@ -38,3 +45,13 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["sockjs-gateway"]
 CMD ["--config", "/app/config/container.toml"]
+
+FROM base AS prebuilt
+COPY target/release/sockjs-gateway /usr/local/bin/sockjs-gateway
+COPY node_modules/sockjs-client/dist/ /app/node_modules/sockjs-client/dist/
+USER 10001
+
+FROM base AS runtime
+COPY --from=build /src/target/release/sockjs-gateway /usr/local/bin/sockjs-gateway
+COPY --from=web /web/node_modules/sockjs-client/dist/ /app/node_modules/sockjs-client/dist/
+USER 10001

@@ -49,6 +49,7 @@ http {
 // sockjs-client at its own path, nothing at /sockjs-client/.
 function applicationPages() {
   const dir = fs.mkdtempSync(path.join(ROOT, 'target', 'app-pages-'));
+  fs.chmodSync(dir, 0o755); // nginx's workers read it as another user
   fs.mkdirSync(path.join(dir, 'assets'));
   fs.copyFileSync(path.join(ROOT, 'node_modules/sockjs-client/dist/sockjs.min.js'), path.join(dir, 'assets/sockjs.min.js'));
   for (const f of ['lab.js', 'style.css']) fs.copyFileSync(path.join(ROOT, 'static', f), path.join(dir, f));
