@@ -9,6 +9,9 @@
 # Smaller loads for a smoke run: IDLE_SESSIONS, BROADCAST_SIZES, DURATION.
 # ONLY="ws-echo idle" runs just those scenarios.
 # Exits non-zero if the gateway lost or corrupted any message.
+# Ratios are reported as the median and the spread (min-max) of the
+# per-round ratios; how busy the machine was just before each run is
+# recorded with it (background_cpu_pct) and summarised under the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -21,12 +24,18 @@ TOOL_CORE=${TOOL_CORE:-1}
 out=${OUT:-target/bench-$(date +%Y%m%d-%H%M%S).jsonl}
 
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
-# Every binary of both packages: the gateway, sockjs-bench and bare-ws-echo.
-cargo build --release -p sockjs-gateway -p sockjs-bench >&2
+# The gateway exactly as `cargo build --release` builds it, and the bench
+# package on its own: building both packages in one command unifies their
+# dependencies' features, which rebuilds the gateway (and again after the
+# next plain build). Built this way, an up-to-date tree builds nothing.
+cargo build --release >&2
+cargo build --release -p sockjs-bench >&2
 for b in sockjs-gateway sockjs-bench bare-ws-echo; do
   [ -x "target/release/$b" ] || { echo "target/release/$b was not built" >&2; exit 1; }
 done
-(cd bench/node && npm ci --no-audit --no-fund >&2)
+if [ ! bench/node/node_modules/.package-lock.json -nt bench/node/package-lock.json ]; then
+  (cd bench/node && npm ci --no-audit --no-fund >&2)
+fi
 bench=target/release/sockjs-bench
 : > "$out"
 
@@ -62,11 +71,28 @@ stop() {
   done
 }
 
+# Percent of the whole machine busy over half a second: what else runs.
+machine_busy() {
+  local a b
+  read -r -a a < /proc/stat
+  sleep 0.5
+  read -r -a b < /proc/stat
+  python3 -c '
+import sys
+a, b = (list(map(int, x.split())) for x in sys.argv[1:3])
+total = sum(b) - sum(a)
+idle = (b[3] + b[4]) - (a[3] + a[4])
+print(round(100 * (total - idle) / total, 1) if total else 0)' "${a[*]:1}" "${b[*]:1}"
+}
+
+round=0
 run() { # server scenario service args...
   local server=$1 scenario=$2 service=$3
   shift 3
   local proto=()
   [ "$server" = bare ] && proto=(--protocol raw)
+  local background
+  background=$(machine_busy)
   start "$server"
   local pid=$server_pid
   [ "$server" = node ] && pid=$(pgrep -f "node server.js 127.0.0.1:8091" | head -n 1)
@@ -82,7 +108,7 @@ run() { # server scenario service args...
     [ "$server" = node ] || exit 1
     return 0
   fi
-  echo "$result" >> "$out"
+  echo "${result%\}},\"round\":$round,\"background_cpu_pct\":$background}" >> "$out"
 }
 
 want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
@@ -105,8 +131,10 @@ scenarios() { # round
   fi
 }
 
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for r in $(seq 1 "$ROUNDS"); do
   echo "== round $r of $ROUNDS" >&2
+  round=$r
   scenarios "$r"
 done
 python3 bench/table.py "$out"

@@ -25,7 +25,19 @@ for scenario, sessions in sorted({(s, n) for s, n, _ in runs}, key=lambda k: (k[
     else:
         metric, unit = "msgs_per_s", "msgs/s"
     o, n, b = (med(x, metric) if x else None for x in (ours, node, bare))
-    ratio = lambda a, c: f"{a / c:.2f}" if a and c else "–"
+
+    # The ratio of the two servers in each round (each round runs both, in
+    # alternating order): its median and its spread over the rounds.
+    def ratio(mine, theirs):
+        if not mine or not theirs:
+            return "–"
+        by_round = {r.get("round"): r[metric] for r in theirs if r.get(metric)}
+        per = [r[metric] / by_round[r.get("round")] for r in mine
+               if r.get(metric) and by_round.get(r.get("round"))]
+        if not per:
+            return "–"
+        m = statistics.median(per)
+        return f"{m:.2f}" if len(per) == 1 else f"{m:.2f} ({min(per):.2f}–{max(per):.2f})"
     lost = lambda x: "–" if not x else "/".join(str(r["lost"] + r["errors"]) for r in x)
     # Server CPU per message: independent of whether the load tool was the
     # limit (microseconds of the server's one core per message). Steady
@@ -39,20 +51,27 @@ for scenario, sessions in sorted({(s, n) for s, n, _ in runs}, key=lambda k: (k[
     co, cn, cb = cost(ours), cost(node), cost(bare)
     rows.append([
         f"{scenario} ×{sessions}", unit, fmt(o, 2 if scenario == "idle" else 0), fmt(n, 2 if scenario == "idle" else 0),
-        fmt(b, 2 if scenario == "idle" else 0), ratio(o, n), ratio(o, b),
+        fmt(b, 2 if scenario == "idle" else 0), ratio(ours, node), ratio(ours, bare),
         fmt(med(ours, "p99_ms") if ours else None, 2), fmt(med(node, "p99_ms") if node else None, 2),
         lost(ours), lost(node), fmt(med(ours, "client_cpu_pct") if ours else None),
         " / ".join(fmt(c, 2) for c in (co, cn, cb)),
         str(len(ours or [])),
     ])
 
-head = ["scenario", "figure", "ours", "sockjs-node", "bare actix-ws", "ours/node", "ours/bare",
+head = ["scenario", "figure", "ours", "sockjs-node", "bare actix-ws", "ours/node (min–max)", "ours/bare (min–max)",
         "p99 ms ours", "p99 ms node", "lost+errors ours (per round)", "lost+errors node", "load tool CPU % (ours)",
         "server CPU µs/msg ours / node / bare", "rounds"]
 print("| " + " | ".join(head) + " |")
 print("|" + "---|" * len(head))
 for r in rows:
     print("| " + " | ".join(r) + " |")
+
+# How quiet the machine was: its busy share just before each run, when
+# no server or load tool of this run was up.
+bg = sorted(r["background_cpu_pct"] for rs in runs.values() for r in rs if r.get("background_cpu_pct") is not None)
+if bg:
+    print(f"\nMachine busy before each run (other processes, % of all cores): "
+          f"median {statistics.median(bg):.1f}, max {bg[-1]:.1f}, over {len(bg)} runs.")
 
 # A gateway that loses or corrupts messages has no score.
 bad = [(s, n, r["errors"], r["lost"]) for (s, n, label), rs in runs.items() if label == "ours"
