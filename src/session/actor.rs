@@ -4,12 +4,15 @@
 //! disconnect timers, and the backend's handler. Transports only attach
 //! receivers, pass in client messages and report dropped connections.
 
+use super::handler::{
+    CloseReason, Handler as BackendHandler, Open, Requests, SessionCtx, SessionInfo,
+};
 use super::receiver::{Delivery, Receiver};
 use crate::protocol::{CloseCode, Frame};
-use crate::service::api::{CloseReason, Handler as BackendHandler, SessionCtx, SessionInfo};
 use crate::service::hub::ServiceHub;
 use actix::prelude::*;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 
 pub struct SessionActor {
     key: u64,
@@ -21,6 +24,15 @@ pub struct SessionActor {
     /// Taken when the backend has been told the session closed.
     handler: Option<Box<dyn BackendHandler>>,
     opened: bool,
+    /// The handler asked to open later ([`Open::Later`]); the receiver waits.
+    opening: bool,
+    /// The waker of the task that polls [`BackendHandler::poll`], while
+    /// that polling goes on.
+    task_waker: Option<Waker>,
+    /// Wake the handler's polling once the backlog is at most this.
+    drain_at: Option<usize>,
+    /// The handler holds back the client's messages (see `client_held`).
+    client_held: bool,
     /// The close frame every later receiver gets, once closed.
     closed: Option<CloseCode>,
     queue: Vec<Arc<str>>,
@@ -78,6 +90,10 @@ impl SessionActor {
             info: Arc::new(info),
             handler: Some(handler),
             opened: false,
+            opening: false,
+            task_waker: None,
+            drain_at: None,
+            client_held: false,
             closed: None,
             queue: Vec::new(),
             queued_bytes: 0,
@@ -105,14 +121,83 @@ impl SessionActor {
             ctx.cancel_future(t);
         }
         self.receiver = Some(r);
-        if !self.opened {
-            self.opened = true;
-            self.deliver(Frame::Open, ctx);
-            self.run_handler(ctx, |h, sctx| h.on_open(sctx));
-            let early = std::mem::take(&mut self.early);
-            self.incoming(early, ctx);
+        if !self.opened && !self.opening {
+            let mut open = Open::Now;
+            self.run_handler(ctx, |h, sctx| open = h.on_connect(sctx));
+            if open == Open::Later && !self.opened && self.closed.is_none() {
+                // The receiver waits, without `o`, for the handler's decision.
+                self.opening = true;
+                self.wake_task();
+            } else if !self.opened && self.closed.is_none() {
+                self.open_now(ctx);
+            }
         }
         self.flush(ctx);
+    }
+
+    /// Sends `o`, tells the handler, and hands it what the client sent early.
+    fn open_now(&mut self, ctx: &mut Context<Self>) {
+        self.opening = false;
+        self.opened = true;
+        self.deliver(Frame::Open, ctx);
+        self.run_handler(ctx, |h, sctx| h.on_open(sctx));
+        let early = std::mem::take(&mut self.early);
+        self.incoming(early, ctx);
+        self.flush(ctx);
+    }
+
+    /// Bytes on their way to the client: queued here, or handed to the
+    /// receiver's transport and not yet taken.
+    fn backlog(&self) -> usize {
+        self.queued_bytes + self.receiver.as_ref().map_or(0, Receiver::in_flight)
+    }
+
+    fn wake_task(&self) {
+        if let Some(w) = &self.task_waker {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Wakes the handler's polling if the backlog it waits for was reached,
+    /// else has the receiver's transport wake it.
+    fn check_drain(&mut self) {
+        let Some(at) = self.drain_at else { return };
+        if self.backlog() <= at {
+            self.drain_at = None;
+            self.wake_task();
+        } else if let (Some(r), Some(w)) = (&self.receiver, &self.task_waker) {
+            r.wake_when_at_most(at.saturating_sub(self.queued_bytes), w);
+        }
+    }
+
+    /// One round of the handler's asynchronous work ([`BackendHandler::poll`]).
+    fn poll_handler(
+        &mut self,
+        ctx: &mut Context<Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        if self.handler.is_none() {
+            self.task_waker = None;
+            return Poll::Ready(());
+        }
+        if !self
+            .task_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            self.task_waker = Some(cx.waker().clone());
+        }
+        // A wait for the backlog ends with this poll; the handler asks again if need be.
+        self.drain_at = None;
+        let mut result = Poll::Pending;
+        self.run_handler(ctx, |h, sctx| result = h.poll(sctx, cx));
+        // What it sent, or a close, goes out now.
+        self.flush(ctx);
+        if result.is_ready() || self.handler.is_none() {
+            self.task_waker = None;
+            return Poll::Ready(());
+        }
+        result
     }
 
     /// Delivers one frame to the attached receiver and handles its outcome.
@@ -126,7 +211,8 @@ impl SessionActor {
     /// Sends what is queued, then the close frame if closed, while a receiver takes it.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         while let Some(r) = self.receiver.as_mut() {
-            if !self.queue.is_empty() {
+            // Nothing but a close goes out before `o`.
+            if !self.queue.is_empty() && self.opened {
                 // Cleared, not taken: a chatty session reuses its buffer.
                 let outcome = r.deliver(Frame::Messages(&self.queue));
                 self.queue.clear();
@@ -136,9 +222,10 @@ impl SessionActor {
                 let outcome = r.deliver(Frame::Close(c.code, &c.reason));
                 self.handle_outcome(outcome, ctx);
             } else {
-                return;
+                break;
             }
         }
+        self.check_drain();
     }
 
     fn handle_outcome(&mut self, outcome: Delivery, ctx: &mut Context<Self>) {
@@ -156,6 +243,7 @@ impl SessionActor {
 
     fn release_receiver(&mut self, ctx: &mut Context<Self>) {
         self.receiver = None;
+        self.check_drain();
         self.after_receiver_left(ctx);
     }
 
@@ -210,16 +298,18 @@ impl SessionActor {
         ctx: &mut Context<Self>,
         f: impl FnOnce(&mut dyn BackendHandler, &mut SessionCtx<'_>),
     ) {
+        let backlog = self.backlog();
         let Some(handler) = self.handler.as_mut() else {
             return;
         };
         // Reused across calls: most handlers send something on every message.
         let mut sent = std::mem::take(&mut self.sent);
-        let mut close = None;
+        let mut requests = Requests::default();
         let mut sctx = SessionCtx {
             info: &self.info,
             outbox: &mut sent,
-            close: &mut close,
+            requests: &mut requests,
+            backlog,
             session: ctx,
             hub: &self.hub,
         };
@@ -228,9 +318,29 @@ impl SessionActor {
             self.enqueue(m);
         }
         self.sent = sent;
-        if let Some(c) = close {
+        if let Some(c) = requests.close {
             self.close_with(CloseReason::Server(c));
         }
+        if requests.open && self.opening && self.closed.is_none() {
+            self.open_now(ctx);
+        }
+        if let Some(at) = requests.drain_at {
+            self.drain_at = Some(at);
+            self.check_drain();
+        }
+        if let Some(hold) = requests.hold_client {
+            if self.client_held && !hold {
+                // A WebSocket waiting to be read is polled in this task.
+                self.wake_task();
+            }
+            self.client_held = hold;
+        }
+    }
+
+    /// Whether a transport that can wait should leave the client's messages
+    /// unread for now (the handler's consumer is behind).
+    pub fn client_held(&self) -> bool {
+        self.client_held
     }
 
     fn incoming(&mut self, messages: impl IntoIterator<Item = String>, ctx: &mut Context<Self>) {
@@ -240,6 +350,8 @@ impl SessionActor {
             }
             self.run_handler(ctx, |h, sctx| h.on_message(sctx, m));
         }
+        // A handler with asynchronous work may have something new to do.
+        self.wake_task();
     }
 
     /// Messages from the client, in order (`Incoming`, or called directly by
@@ -292,6 +404,7 @@ impl Actor for SessionActor {
         if self.sid.is_some() {
             self.after_receiver_left(ctx);
         }
+        ctx.spawn(HandlerTask);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -304,7 +417,7 @@ impl Actor for SessionActor {
 impl Handler<Heartbeat> for SessionActor {
     type Result = ();
     fn handle(&mut self, _: Heartbeat, ctx: &mut Context<Self>) {
-        if self.closed.is_none() {
+        if self.closed.is_none() && self.opened {
             self.deliver(Frame::Heartbeat, ctx);
         }
     }
@@ -344,5 +457,21 @@ impl Handler<CloseSession> for SessionActor {
     fn handle(&mut self, msg: CloseSession, ctx: &mut Context<Self>) {
         self.close_with(msg.0);
         self.flush(ctx);
+    }
+}
+
+/// Polls the handler's asynchronous work inside the session's own task.
+struct HandlerTask;
+
+impl ActorFuture<SessionActor> for HandlerTask {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        session: &mut SessionActor,
+        ctx: &mut Context<SessionActor>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        session.poll_handler(ctx, cx)
     }
 }

@@ -1,7 +1,9 @@
-//! Sessions: one actor per session whatever its transport, the receiver it
-//! writes to, and the registry of live sessions.
+//! Sessions: one actor per session whatever its transport, the handler seam
+//! it calls into, the receiver it writes to, and the registry of live
+//! sessions.
 
 pub mod actor;
+pub mod handler;
 pub mod outbox;
 pub mod receiver;
 pub mod registry;

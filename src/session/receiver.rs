@@ -5,7 +5,8 @@
 use super::outbox::{self, outbox};
 use crate::protocol::{CloseCode, Frame, Wrapping};
 use bytestring::ByteString;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use futures_util::task::AtomicWaker;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// What a session hands to its receiver's transport.
@@ -57,7 +58,7 @@ pub struct Receiver {
     id: u64,
     tx: outbox::Tx<Outgoing>,
     kind: ReceiverKind,
-    in_flight: Arc<AtomicUsize>,
+    flow: Arc<Flow>,
 }
 
 /// The transport's side of a receiver.
@@ -65,22 +66,32 @@ pub struct Receiver {
 pub struct ReceiverRx {
     pub id: u64,
     rx: outbox::Rx<Outgoing>,
-    in_flight: Arc<AtomicUsize>,
+    flow: Arc<Flow>,
+}
+
+/// Bytes handed to the transport and not yet taken by it, and a waiter to
+/// wake once they fall low (a handler holding back an upstream).
+#[derive(Debug, Default)]
+struct Flow {
+    in_flight: AtomicUsize,
+    waiting: AtomicBool,
+    wake_at: AtomicUsize,
+    drained: AtomicWaker,
 }
 
 /// Creates a connected receiver pair.
 pub fn channel(kind: ReceiverKind) -> (Receiver, ReceiverRx) {
     let id = NEXT_RECEIVER_ID.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = outbox();
-    let in_flight = Arc::new(AtomicUsize::new(0));
+    let flow = Arc::new(Flow::default());
     (
         Receiver {
             id,
             tx,
             kind,
-            in_flight: in_flight.clone(),
+            flow: flow.clone(),
         },
-        ReceiverRx { id, rx, in_flight },
+        ReceiverRx { id, rx, flow },
     )
 }
 
@@ -92,7 +103,21 @@ impl Receiver {
     /// Bytes handed to the transport but not yet taken by it: counts against
     /// the session's queue limit so a reader that stalls cannot grow memory.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        self.flow.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Wakes `waker` once the transport has taken enough that at most
+    /// `bytes` are left in flight (at once if that is already so).
+    pub fn wake_when_at_most(&self, bytes: usize, waker: &std::task::Waker) {
+        let flow = &self.flow;
+        flow.drained.register(waker);
+        flow.wake_at.store(bytes, Ordering::Relaxed);
+        flow.waiting.store(true, Ordering::Release);
+        if flow.in_flight.load(Ordering::Acquire) <= bytes
+            && flow.waiting.swap(false, Ordering::AcqRel)
+        {
+            flow.drained.wake();
+        }
     }
 
     /// Sends one frame.
@@ -141,9 +166,9 @@ impl Receiver {
 
     fn push(&self, data: ByteString) -> bool {
         let len = data.len();
-        self.in_flight.fetch_add(len, Ordering::Relaxed);
+        self.flow.in_flight.fetch_add(len, Ordering::Relaxed);
         if self.tx.push(Outgoing::Data(data)).is_err() {
-            self.in_flight.fetch_sub(len, Ordering::Relaxed);
+            self.flow.in_flight.fetch_sub(len, Ordering::Relaxed);
             return false;
         }
         true
@@ -178,7 +203,14 @@ impl ReceiverRx {
 
     fn taken(&self, item: &Option<Outgoing>) {
         if let Some(Outgoing::Data(d)) = item {
-            self.in_flight.fetch_sub(d.len(), Ordering::Relaxed);
+            let flow = &self.flow;
+            let left = flow.in_flight.fetch_sub(d.len(), Ordering::AcqRel) - d.len();
+            if flow.waiting.load(Ordering::Acquire)
+                && left <= flow.wake_at.load(Ordering::Relaxed)
+                && flow.waiting.swap(false, Ordering::AcqRel)
+            {
+                flow.drained.wake();
+            }
         }
     }
 }
@@ -265,6 +297,38 @@ mod tests {
         assert_eq!(r.in_flight(), 7);
         assert!(rx.try_recv().is_some());
         assert_eq!(r.in_flight(), 6);
+    }
+
+    #[test]
+    fn a_drain_waiter_is_woken_once_enough_was_taken() {
+        use std::sync::atomic::AtomicUsize;
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(count.clone());
+        let (mut r, mut rx) = channel(ReceiverKind::WebSocket);
+        let msgs: Vec<Arc<str>> = vec!["0123456789".into()];
+        for _ in 0..3 {
+            r.deliver(Frame::Messages(&msgs)); // 16 bytes each
+        }
+        r.wake_when_at_most(16, &waker);
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "48 bytes in flight");
+        rx.try_recv();
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "32 bytes in flight");
+        rx.try_recv();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "16 bytes in flight");
+        rx.try_recv();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken once per wait");
+        r.wake_when_at_most(0, &waker);
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            2,
+            "already drained: at once"
+        );
     }
 
     #[test]

@@ -259,6 +259,10 @@ impl Socket {
         ctx: &mut Context<SessionActor>,
         cx: &mut std::task::Context<'_>,
     ) -> Result<bool, End> {
+        // The backend's consumer is behind: TCP holds the client back.
+        if session.client_held() {
+            return Ok(false);
+        }
         let Poll::Ready(msg) = Pin::new(&mut self.stream).poll_next(cx) else {
             return Ok(false);
         };
