@@ -86,7 +86,7 @@ impl Gateway {
                 .backends
                 .get(name)
                 .cloned()
-                .unwrap_or_else(|| builtin::for_kind(cfg.kind));
+                .unwrap_or_else(|| builtin::for_config(cfg));
             let hub = ServiceHub::new(cfg.clone(), backend, config.trusted_proxies.clone());
             hub.start_heartbeat();
             services.insert(name.clone(), hub);

@@ -62,7 +62,10 @@ fn an_unknown_kind_lists_the_valid_kinds() {
     let (code, err) = refused(gateway().args(["--config", &path]));
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("services.x.kind"), "{err}");
-    assert!(err.contains("echo, close, amplify, broadcast"), "{err}");
+    assert!(
+        err.contains("echo, close, amplify, broadcast, proxy"),
+        "{err}"
+    );
     assert!(!err.contains("variant constructor"), "{err}");
 }
 

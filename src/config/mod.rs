@@ -12,6 +12,7 @@ use std::time::Duration;
 pub mod env;
 pub mod list;
 pub mod prefix;
+pub mod upstream_url;
 
 /// The embedded default configuration: the demo on 127.0.0.1:8080.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -112,15 +113,18 @@ pub enum ServiceKind {
     Close,
     Amplify,
     Broadcast,
+    /// Each session proxied to an upstream WebSocket (`upstream`).
+    Proxy,
 }
 
 impl ServiceKind {
     /// Every kind, by its configuration name.
-    pub const ALL: [(&'static str, ServiceKind); 4] = [
+    pub const ALL: [(&'static str, ServiceKind); 5] = [
         ("echo", ServiceKind::Echo),
         ("close", ServiceKind::Close),
         ("amplify", ServiceKind::Amplify),
         ("broadcast", ServiceKind::Broadcast),
+        ("proxy", ServiceKind::Proxy),
     ];
 
     pub fn name(self) -> &'static str {
@@ -206,6 +210,30 @@ pub struct ServiceConfig {
     /// Live sessions; new sessions past it get 503.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// `kind = "proxy"`: the upstream WebSocket URLs (`ws://`, `wss://`),
+    /// tried round-robin.
+    #[serde(default, deserialize_with = "list::deserialize")]
+    pub upstream: Vec<String>,
+    /// Headers of the request that opened a session that the backend gets
+    /// (for a proxy: in the upstream handshake). Names, any case.
+    #[serde(default, deserialize_with = "list::deserialize")]
+    pub forward_headers: Vec<String>,
+    /// Seconds an upstream has to accept the WebSocket handshake.
+    #[serde(default = "default_connect_timeout")]
+    pub upstream_connect_timeout: f64,
+    /// Seconds an upstream that could not be reached is skipped.
+    #[serde(default = "default_retry_delay")]
+    pub upstream_retry_delay: f64,
+    /// Seconds between pings to an upstream; one silent for two intervals
+    /// is dead.
+    #[serde(default = "default_heartbeat")]
+    pub upstream_ping_interval: f64,
+    /// Outgoing bytes (queued or in flight to the client) at which a proxy
+    /// stops reading its upstream, resuming at half of it: backpressure
+    /// before `max_queued_bytes` closes the session. Default: 64 KiB, or a
+    /// quarter of `max_queued_bytes` if that is less.
+    #[serde(default)]
+    pub high_water_bytes: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -238,6 +266,12 @@ fn default_max_queued() -> usize {
 fn default_max_sessions() -> usize {
     20_000
 }
+fn default_connect_timeout() -> f64 {
+    5.0
+}
+fn default_retry_delay() -> f64 {
+    5.0
+}
 
 impl ServiceConfig {
     /// A service with every default, for code that mounts services itself.
@@ -258,6 +292,21 @@ impl ServiceConfig {
     pub fn allows_any_origin(&self) -> bool {
         self.allowed_origins.iter().any(|o| o == "*")
     }
+    pub fn upstream_connect_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.upstream_connect_timeout)
+    }
+    pub fn upstream_retry_delay(&self) -> Duration {
+        Duration::from_secs_f64(self.upstream_retry_delay)
+    }
+    pub fn upstream_ping_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.upstream_ping_interval)
+    }
+    /// `high_water_bytes`, or its default.
+    pub fn high_water(&self) -> usize {
+        self.high_water_bytes
+            .unwrap_or((self.max_queued_bytes / 4).min(64 * 1024))
+            .max(1)
+    }
 
     fn validate(&self, name: &str) -> Result<(), String> {
         let key = |k: &str| format!("services.{name}.{k}");
@@ -265,6 +314,9 @@ impl ServiceConfig {
         for (k, v) in [
             ("heartbeat_delay", self.heartbeat_delay),
             ("disconnect_delay", self.disconnect_delay),
+            ("upstream_connect_timeout", self.upstream_connect_timeout),
+            ("upstream_retry_delay", self.upstream_retry_delay),
+            ("upstream_ping_interval", self.upstream_ping_interval),
         ] {
             if !(v.is_finite() && v > 0.0 && v < 1e7) {
                 return Err(format!(
@@ -278,10 +330,51 @@ impl ServiceConfig {
             ("max_message_bytes", self.max_message_bytes),
             ("max_queued_bytes", self.max_queued_bytes),
             ("max_sessions", self.max_sessions),
+            ("high_water_bytes", self.high_water_bytes.unwrap_or(1)),
         ] {
             if v == 0 {
                 return Err(format!("{}: must be greater than 0", key(k)));
             }
+        }
+        if self
+            .high_water_bytes
+            .is_some_and(|h| h >= self.max_queued_bytes)
+        {
+            return Err(format!(
+                "{}: must be below max_queued_bytes ({}), which closes the session",
+                key("high_water_bytes"),
+                self.max_queued_bytes
+            ));
+        }
+        for (i, name) in self.forward_headers.iter().enumerate() {
+            if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(format!(
+                    "{}[{i}]: {name:?} is not a header name",
+                    key("forward_headers")
+                ));
+            }
+        }
+        match (self.kind, self.upstream.is_empty()) {
+            (ServiceKind::Proxy, true) => {
+                return Err(format!(
+                    "{}: kind = \"proxy\" needs at least one upstream URL",
+                    key("upstream")
+                ))
+            }
+            (ServiceKind::Proxy, false) => {
+                for (i, url) in self.upstream.iter().enumerate() {
+                    upstream_url::check(url)
+                        .map_err(|e| format!("{}[{i}]: {e}", key("upstream")))?;
+                }
+            }
+            (kind, false) => {
+                return Err(format!(
+                    "{}: only a kind = \"proxy\" service has upstreams (this one is {:?})",
+                    key("upstream"),
+                    kind.name()
+                ))
+            }
+            (_, true) => {}
         }
         Ok(())
     }
@@ -515,10 +608,14 @@ mod tests {
     fn unknown_kind_lists_the_valid_ones() {
         let e = Config::from_toml("[services.x]\nprefix = \"/x\"\nkind = \"chat\"\n").unwrap_err();
         assert!(e.contains("services.x.kind"), "{e}");
-        assert!(e.contains("echo, close, amplify, broadcast"), "{e}");
+        assert!(e.contains("echo, close, amplify, broadcast, proxy"), "{e}");
         for (name, kind) in ServiceKind::ALL {
+            let upstream = match kind {
+                ServiceKind::Proxy => "upstream = \"ws://a\"\n",
+                _ => "",
+            };
             let c = Config::from_toml(&format!(
-                "[services.x]\nprefix = \"/x\"\nkind = \"{name}\"\n"
+                "[services.x]\nprefix = \"/x\"\nkind = \"{name}\"\n{upstream}"
             ))
             .unwrap();
             assert_eq!(c.services["x"].kind, kind);
@@ -540,6 +637,68 @@ mod tests {
         );
         assert!(e.contains("inside"), "{e}");
         Config::from_toml(&(svc("one", "/a") + &svc("two", "/ab"))).unwrap();
+    }
+
+    #[test]
+    fn proxy_services_need_valid_upstreams_and_others_have_none() {
+        let proxy = |extra: &str| {
+            Config::from_toml(&format!(
+                "[services.app]\nprefix = \"/app\"\nkind = \"proxy\"\n{extra}\n"
+            ))
+        };
+        let c = proxy(
+            "upstream = [\"ws://127.0.0.1:9000/socket\", \"wss://b.example/ws\"]\n\
+             forward_headers = [\"Cookie\", \"authorization\"]\nupstream_connect_timeout = 2",
+        )
+        .unwrap();
+        let app = &c.services["app"];
+        assert_eq!(app.kind, ServiceKind::Proxy);
+        assert_eq!(app.upstream.len(), 2);
+        assert_eq!(app.upstream_connect_timeout(), Duration::from_secs(2));
+        assert_eq!(app.upstream_ping_interval(), Duration::from_secs(25));
+        for (extra, key) in [
+            ("", "services.app.upstream"),
+            ("upstream = [\"http://x\"]", "services.app.upstream[0]"),
+            (
+                "upstream = [\"ws://a\", \"ws://b:0\"]",
+                "services.app.upstream[1]",
+            ),
+            (
+                "upstream = \"ws://a\"\nforward_headers = [\"bad header\"]",
+                "services.app.forward_headers[0]",
+            ),
+            (
+                "upstream = \"ws://a\"\nupstream_connect_timeout = 0",
+                "services.app.upstream_connect_timeout",
+            ),
+            (
+                "upstream = \"ws://a\"\nhigh_water_bytes = 2000000",
+                "services.app.high_water_bytes",
+            ),
+        ] {
+            let e = proxy(extra).unwrap_err();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
+        let e = Config::from_toml("[services.e]\nprefix = \"/e\"\nupstream = \"ws://a\"\n")
+            .unwrap_err();
+        assert!(
+            e.contains("services.e.upstream") && e.contains("proxy"),
+            "{e}"
+        );
+        let env = Config::load_from(
+            None,
+            env(&[
+                ("SOCKJS_GATEWAY__SERVICES__APP__PREFIX", "/app"),
+                ("SOCKJS_GATEWAY__SERVICES__APP__KIND", "proxy"),
+                (
+                    "SOCKJS_GATEWAY__SERVICES__APP__UPSTREAM",
+                    "ws://a:1/x,ws://b:2/y",
+                ),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(env.services["app"].upstream, ["ws://a:1/x", "ws://b:2/y"]);
     }
 
     #[test]

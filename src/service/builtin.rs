@@ -1,16 +1,18 @@
 //! The services that can be mounted from configuration alone.
 
-use crate::config::ServiceKind;
+use crate::config::{ServiceConfig, ServiceKind};
 use crate::service::api::{Handler, Service, SessionCtx, SessionInfo};
+use crate::service::proxy::ProxyService;
 use std::sync::Arc;
 
-/// The backend for a configured `kind`.
-pub fn for_kind(kind: ServiceKind) -> Arc<dyn Service> {
-    match kind {
+/// The backend for a configured service's `kind`.
+pub fn for_config(config: &ServiceConfig) -> Arc<dyn Service> {
+    match config.kind {
         ServiceKind::Echo => Arc::new(Echo),
         ServiceKind::Close => Arc::new(CloseAtOnce),
         ServiceKind::Amplify => Arc::new(Amplify),
         ServiceKind::Broadcast => Arc::new(Broadcast),
+        ServiceKind::Proxy => Arc::new(ProxyService::new(config)),
     }
 }
 

@@ -14,6 +14,8 @@ pub struct ServiceHub {
     pub prefix: Arc<str>,
     /// Peers whose `X-Forwarded-For` names the real client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `config.forward_headers`, lower case.
+    pub forward_headers: Vec<Arc<str>>,
     pub backend: Arc<dyn Service>,
     pub registry: Registry,
 }
@@ -26,10 +28,16 @@ impl ServiceHub {
     ) -> Arc<Self> {
         let registry = Registry::new(config.max_sessions);
         let prefix = config.prefix.as_str().into();
+        let forward_headers = config
+            .forward_headers
+            .iter()
+            .map(|h| h.to_ascii_lowercase().into())
+            .collect();
         Arc::new(ServiceHub {
             config,
             prefix,
             trusted_proxies,
+            forward_headers,
             backend,
             registry,
         })

@@ -3,3 +3,4 @@
 pub mod api;
 pub mod builtin;
 pub mod hub;
+pub mod proxy;

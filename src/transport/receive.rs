@@ -126,19 +126,36 @@ const SAFE_HEADERS: &[&str] = &[
 
 /// What a backend may know about the request that opened a session.
 pub fn session_info(req: &HttpRequest, hub: &ServiceHub, key: u64) -> SessionInfo {
+    let header = |name: &str| Some(req.headers().get(name)?.to_str().ok()?.to_owned());
     let headers = SAFE_HEADERS
         .iter()
-        .filter_map(|&name| {
-            let v = req.headers().get(name)?.to_str().ok()?;
-            Some((name, v.to_owned()))
-        })
+        .filter_map(|&name| Some((name, header(name)?)))
         .collect();
+    let forwarded = hub
+        .forward_headers
+        .iter()
+        .filter_map(|name| Some((name.clone(), header(name)?)))
+        .collect();
+    let via_proxy = peer_is_trusted(req, &hub.trusted_proxies);
+    let from_proxy = |name: &str| via_proxy.then(|| header(name)).flatten();
+    let proto = match from_proxy("x-forwarded-proto").as_deref() {
+        Some("https") => "https",
+        _ => "http",
+    };
     SessionInfo {
         id: key,
         prefix: hub.prefix.clone(),
         remote_addr: client_addr(req, &hub.trusted_proxies),
+        proto: proto.into(),
+        host: from_proxy("x-forwarded-host").or_else(|| header("host")),
         headers,
+        forwarded,
     }
+}
+
+fn peer_is_trusted(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> bool {
+    req.peer_addr()
+        .is_some_and(|a| trusted.iter().any(|n| n.contains(&a.ip())))
 }
 
 /// The client's address: the peer, unless the peer is a trusted proxy; then

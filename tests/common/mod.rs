@@ -2,6 +2,8 @@
 //! with a given config, and small clients for HTTP, streams and WebSockets.
 #![allow(dead_code)]
 
+pub mod upstream;
+
 use awc::ws;
 use futures_util::{SinkExt, StreamExt};
 use std::io::{BufRead, BufReader};
@@ -263,6 +265,26 @@ impl Stream {
                 .map(|p| p + d.len())
         })
         .await
+    }
+
+    /// The next `\n`-terminated line, or `None` once the response has
+    /// ended (within 5 s).
+    pub async fn next_line(&mut self) -> Option<String> {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(p) = self.buf.iter().position(|&b| b == b'\n') {
+                    let rest = self.buf.split_off(p + 1);
+                    let line = std::mem::replace(&mut self.buf, rest);
+                    return Some(String::from_utf8(line).unwrap());
+                }
+                match self.body.next().await {
+                    Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
+                    _ => return None,
+                }
+            }
+        })
+        .await
+        .expect("timed out waiting for a line")
     }
 
     /// Asserts that the response ends (within 5 s) with nothing more.
