@@ -12,8 +12,10 @@ fi
 compose=$(find "$venv" -path '*/compose/docker-compose' -type f | head -n 1)
 [ -x "$compose" ] || { echo "compose binary not found in $venv" >&2; exit 1; }
 
-echo "hadolint Dockerfile"
-"$venv/bin/hadolint" --failure-threshold warning Dockerfile
+for f in Dockerfile examples/node-backend/Dockerfile; do
+  echo "hadolint $f"
+  "$venv/bin/hadolint" --failure-threshold warning "$f"
+done
 echo "docker compose config"
 "$compose" -f docker-compose.yml config -q
 echo "deployment files ok"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The compose demo's topology with local processes: nginx (the shipped
-# config/nginx/ files) in front of two gateways (config/container.toml), on
-# loopback ports. Without arguments it smoke-tests the topology and stops;
+# config/nginx/ files) in front of two gateways (config/container.toml), and
+# the Node.js backend (examples/node-backend) behind their /app proxy
+# service, on loopback ports. Without arguments it smoke-tests the topology and stops;
 # with --keep it stays up until Ctrl-C (open the printed URL).
 #   cargo build --release && npm ci && bash tests/e2e/local-topology.sh --keep
 set -euo pipefail
@@ -17,18 +18,24 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-for p in "$port" $((port + 1)) $((port + 2)); do
+for p in "$port" $((port + 1)) $((port + 2)) $((port + 3)); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     echo "port $p is already in use; set PORT to a free base port" >&2
     exit 1
   fi
 done
 
+backend=127.0.0.1:$((port + 3))
+[ -d examples/node-backend/node_modules/ws ] || npm ci --prefix examples/node-backend --no-audit --no-fund >&2
+node examples/node-backend/server.mjs "$backend" > "$work/backend.out" &
+pids+=($!)
+
 start_gateway() {
   local listen=$1
-  # The image's config, with the paths of this checkout and a local address.
+  # The image's config, with the paths of this checkout and local addresses.
   SOCKJS_GATEWAY__STATIC_DIR="$root/static" \
   SOCKJS_GATEWAY__SOCKJS_CLIENT_PATH="$root/node_modules/sockjs-client/dist/sockjs.min.js" \
+  SOCKJS_GATEWAY__SERVICES__APP__UPSTREAM="ws://$backend/socket" \
     "$bin" --config "$root/config/container.toml" --listen "$listen" > "$work/gw-${listen##*:}.out" &
   pids+=($!)
 }
@@ -59,8 +66,9 @@ wait_up() { # url, process id
   echo "$1 did not come up" >&2
   exit 1
 }
-wait_up "http://127.0.0.1:$((port + 1))" "${pids[0]}"
-wait_up "http://127.0.0.1:$((port + 2))" "${pids[1]}"
+wait_up "http://$backend" "${pids[0]}"
+wait_up "http://127.0.0.1:$((port + 1))" "${pids[1]}"
+wait_up "http://127.0.0.1:$((port + 2))" "${pids[2]}"
 wait_up "$url" "$nginx_pid"
 
 check() { # name, expected, actual
@@ -77,6 +85,12 @@ for i in 1 2 3 4 5 6; do
   check "session $i send" "204" "$(curl -s -o /dev/null -w '%{http_code}' -X POST -d '["hi"]' "$url/echo/000/$sid/xhr_send")"
   check "session $i echo" 'a["hi"]' "$(curl -fsS -X POST "$url/echo/000/$sid/xhr")"
 done
+sid="app$RANDOM"
+check "proxied session opens once the backend accepted" "o" "$(curl -fsS -X POST "$url/app/000/$sid/xhr")"
+check "the Node backend's greeting names the client" "127.0.0.1" "$(curl -fsS -X POST "$url/app/000/$sid/xhr" \
+  | python3 -c 'import json,sys; f=sys.stdin.read(); print(json.loads(json.loads(f[1:])[0])["client"])')"
+check "proxied send" "204" "$(curl -s -o /dev/null -w '%{http_code}' -X POST -d '["through node"]' "$url/app/000/$sid/xhr_send")"
+check "proxied echo" 'a["through node"]' "$(curl -fsS -X POST "$url/app/000/$sid/xhr")"
 check "websocket upgrade" "101" "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --http1.1 \
   -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \
   -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' "$url/echo/000/ws$RANDOM/websocket" || true)"
