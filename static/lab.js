@@ -37,6 +37,7 @@
   const pending = new Map();
   let seq = 0;
   const closed = [];
+  const messages = [];
 
   function setConnected(on) {
     $('connect').disabled = on;
@@ -57,6 +58,7 @@
         resolve(sock.transport);
       };
       sock.onmessage = (e) => {
+        messages.push(e.data);
         const done = pending.get(e.data);
         if (done) {
           pending.delete(e.data);
@@ -111,6 +113,31 @@
     return { transport: used, ...closed[closed.length - 1] };
   }
 
+  // Resolves with the first message (since the page loaded) that starts
+  // with `prefix`: what a backend pushed on its own.
+  function waitFor(prefix, ms = 10000) {
+    return new Promise((resolve, reject) => {
+      const until = performance.now() + ms;
+      const look = () => {
+        const m = messages.find((x) => x.startsWith(prefix));
+        if (m !== undefined) resolve(m);
+        else if (performance.now() > until) reject(new Error('no message starting with ' + prefix));
+        else setTimeout(look, 20);
+      };
+      look();
+    });
+  }
+
+  // Sends `text` and resolves with the close the server answers with.
+  function sendAndAwaitClose(text) {
+    return new Promise((resolve) => {
+      const before = closed.length;
+      sock.send(text);
+      const wait = () => (closed.length > before ? resolve(closed[closed.length - 1]) : setTimeout(wait, 20));
+      wait();
+    });
+  }
+
   $('connect').addEventListener('click', () => connect($('url').value, $('transport').value).catch(() => {}));
   $('disconnect').addEventListener('click', () => close(1000, 'bye'));
   $('form').addEventListener('submit', (e) => {
@@ -122,6 +149,9 @@
     for (let i = 0; i < 10; i++) await echo('ping #' + ++seq).catch((err) => log('err', err.message));
   });
 
-  window.lab = { connect, echo, close, connectAndAwaitClose, transport: () => sock && sock.transport };
+  window.lab = {
+    connect, echo, close, connectAndAwaitClose, waitFor, sendAndAwaitClose,
+    send: (text) => sock.send(text), transport: () => sock && sock.transport,
+  };
   if (params.get('auto')) $('connect').click();
 })();

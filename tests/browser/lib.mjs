@@ -166,3 +166,22 @@ export async function startNginx(conf) {
   }
   return { url: `http://127.0.0.1:${port}`, port, dir, proc, stop: () => stopProcess(proc) };
 }
+
+// Runs the example Node.js backend (examples/node-backend) on `port` (0: a
+// free one); resolves with { url, port, stop() }.
+export async function startNodeBackend(port = 0) {
+  const dir = path.join(ROOT, 'examples/node-backend');
+  if (!fs.existsSync(path.join(dir, 'node_modules/ws'))) {
+    throw new Error('run `npm ci --prefix examples/node-backend` first');
+  }
+  const proc = spawn(process.execPath, [path.join(dir, 'server.mjs'), `127.0.0.1:${port}`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const line = await new Promise((resolve, reject) => {
+    const rl = createInterface({ input: proc.stdout });
+    rl.once('line', resolve);
+    proc.once('exit', (code) => reject(new Error(`backend exited with ${code}`)));
+  });
+  const url = line.trim().split(' ').pop();
+  return { url, port: Number(new URL(url).port), proc, stop: () => stopProcess(proc) };
+}
