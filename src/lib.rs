@@ -24,10 +24,23 @@
 //!   ([`transport::routes`]).
 //! - [`service`]: the backend API ([`service::api`]), a mounted service
 //!   ([`service::hub`]) and the built-in services ([`service::builtin`]).
-//! - [`config`]: configuration and its defaults; [`server`]: assembling it
-//!   all into an actix-web server.
+//! - [`config`]: configuration and its defaults, with comma-separated
+//!   lists from the environment ([`config::list`]), the rules for
+//!   routable prefixes ([`config::prefix`]) and near-miss variable names
+//!   ([`config::env`]); [`server`]: assembling it all into an actix-web
+//!   server.
 //!
 //! ## A backend in Rust
+//!
+//! Depend on the crate (from a checkout or this repository; it is not on
+//! crates.io), with actix-web for the runtime and a logger:
+//!
+//! ```toml
+//! [dependencies]
+//! sockjs-gateway = { path = "../sockjs-gateway" }
+//! actix-web = { version = "4", default-features = false, features = ["macros"] }
+//! env_logger = "0.11"
+//! ```
 //!
 //! A [`Service`] makes one [`Handler`] per session. Handlers run inside the
 //! session's actor, one callback at a time.
@@ -61,6 +74,9 @@
 //! }
 //!
 //! # fn main() -> std::io::Result<()> {
+//! // The gateway logs through the `log` crate: start a logger to see it.
+//! let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+//!     .try_init();
 //! let toml = r#"
 //!     listen = "127.0.0.1:0"
 //!     [services.shout]
@@ -70,8 +86,9 @@
 //! actix_web::rt::System::new().block_on(async {
 //!     let running = Gateway::new(config).backend("shout", Arc::new(Shout)).start()?;
 //!     println!("listening on {:?}", running.addrs);
-//!     // `running.server.await` serves until the process is stopped; here
-//!     // the server runs in the background and is stopped at once.
+//!     // A program would call `running.serve_until_signal().await`: it
+//!     // serves until SIGTERM or Ctrl-C, then sends every session a close
+//!     // frame. Here the server runs in the background and stops at once.
 //!     let handle = running.server.handle();
 //!     actix_web::rt::spawn(running.server);
 //!     handle.stop(true).await;
