@@ -6,25 +6,33 @@
 #   bash bench/profile.sh ours ws-echo
 #   bash bench/profile.sh bare ws-echo
 #   bash bench/profile.sh ours xhr-polling      (also xhr-streaming, eventsource)
+#   bash bench/profile.sh proxy ws-echo         (kind = "proxy" to upstream-echo on core 1)
 # Kernel time is not counted: callgrind sees user space only. Needs
 # valgrind (Debian package). DURATION (default 8 s), TOP (default 25).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-server=${1:?ours or bare}
+server=${1:?ours, bare or proxy}
 scenario=${2:?ws-echo, xhr-polling, xhr-streaming or eventsource}
 DURATION=${DURATION:-8}
 TOP=${TOP:-25}
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
-cargo build --release -p sockjs-gateway -p sockjs-bench >&2
+# Built as compare.sh builds them (one package per command: no rebuilds).
+cargo build --release >&2
+cargo build --release -p sockjs-bench >&2
 
 dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+upstream=""
+trap 'rm -rf "$dir"; [ -z "$upstream" ] || kill "$upstream" 2>/dev/null' EXIT
 case $server in
   ours) cmd=(target/release/sockjs-gateway --config bench/gateway.toml); port=8090
         url=http://127.0.0.1:8090/echo; proto=sockjs ;;
   bare) cmd=(target/release/bare-ws-echo 127.0.0.1:8092); port=8092
         url=http://127.0.0.1:8092/ws; proto=raw ;;
-  *) echo "server: ours or bare" >&2; exit 2 ;;
+  proxy) cmd=(target/release/sockjs-gateway --config bench/gateway.toml); port=8090
+        url=http://127.0.0.1:8090/proxied; proto=sockjs
+        taskset -c 1 target/release/upstream-echo 127.0.0.1:8093 >/dev/null &
+        upstream=$! ;;
+  *) echo "server: ours, bare or proxy" >&2; exit 2 ;;
 esac
 case $scenario in
   ws-echo) load=(--sessions 100 --inflight 1 --size 128) ;;

@@ -5,9 +5,11 @@ import sys
 from collections import defaultdict
 
 runs = defaultdict(list)
+proxy_runs = defaultdict(list)
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    runs[(r["scenario"], r["sessions"], r["label"])].append(r)
+    into = proxy_runs if r.get("group") == "proxy" else runs
+    into[(r["scenario"], r["sessions"], r["label"])].append(r)
 
 def med(rows, key):
     vals = [r[key] for r in rows if r.get(key) is not None]
@@ -66,16 +68,52 @@ print("|" + "---|" * len(head))
 for r in rows:
     print("| " + " | ".join(r) + " |")
 
+# The proxy scenarios: the gateway's kind = "proxy" in front of
+# upstream-echo, against the in-process echo and nginx proxying a plain
+# WebSocket to the same upstream.
+if proxy_runs:
+    def per_round_ratio(mine, theirs, metric):
+        if not mine or not theirs:
+            return "–"
+        by_round = {r.get("round"): r[metric] for r in theirs if r.get(metric)}
+        per = [r[metric] / by_round[r.get("round")] for r in mine
+               if r.get(metric) and by_round.get(r.get("round"))]
+        if not per:
+            return "–"
+        m = statistics.median(per)
+        return f"{m:.2f}" if len(per) == 1 else f"{m:.2f} ({min(per):.2f}–{max(per):.2f})"
+
+    print("\nProxy scenarios:\n")
+    head = ["scenario", "figure", "proxied", "in-process", "nginx", "proxied/in-process (min–max)",
+            "proxied/nginx (min–max)", "p99 ms proxied / in-process / nginx", "lost+errors proxied (per round)",
+            "KiB/session extra (proxied − in-process)", "rounds"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for scenario, sessions in sorted({(s, n) for s, n, _ in proxy_runs}):
+        px, ip, ng = (proxy_runs.get((scenario, sessions, l)) for l in ("proxy", "inproc", "nginx"))
+        idle = scenario == "idle"
+        metric, unit = ("rss_per_session_kib", "KiB/session") if idle else ("msgs_per_s", "msgs/s")
+        vals = [med(x, metric) if x else None for x in (px, ip, ng)]
+        extra = f"{vals[0] - vals[1]:.2f}" if idle and vals[0] is not None and vals[1] is not None else "–"
+        p99 = " / ".join(fmt(med(x, "p99_ms") if x else None, 2) for x in (px, ip, ng))
+        lost = "–" if not px else "/".join(str(r["lost"] + r["errors"]) for r in px)
+        print("| " + " | ".join([
+            f"{scenario} ×{sessions}", unit, *(fmt(v, 2 if idle else 0) for v in vals),
+            per_round_ratio(px, ip, metric), per_round_ratio(px, ng, metric),
+            "–" if idle else p99, lost, extra, str(len(px or [])),
+        ]) + " |")
+
 # How quiet the machine was: its busy share just before each run, when
 # no server or load tool of this run was up.
-bg = sorted(r["background_cpu_pct"] for rs in runs.values() for r in rs if r.get("background_cpu_pct") is not None)
+bg = sorted(r["background_cpu_pct"] for group in (runs, proxy_runs) for rs in group.values() for r in rs
+            if r.get("background_cpu_pct") is not None)
 if bg:
     print(f"\nMachine busy before each run (other processes, % of all cores): "
           f"median {statistics.median(bg):.1f}, max {bg[-1]:.1f}, over {len(bg)} runs.")
 
 # A gateway that loses or corrupts messages has no score.
-bad = [(s, n, r["errors"], r["lost"]) for (s, n, label), rs in runs.items() if label == "ours"
-       for r in rs if r["errors"] or r["lost"]]
+bad = [(s, n, r["errors"], r["lost"]) for group in (runs, proxy_runs) for (s, n, label), rs in group.items()
+       if label in ("ours", "proxy", "inproc") for r in rs if r["errors"] or r["lost"]]
 if bad:
     print(f"\nthe gateway failed runs (scenario, sessions, errors, lost): {bad}", file=sys.stderr)
     sys.exit(1)

@@ -19,7 +19,7 @@ pub mod pool;
 use crate::config::ServiceConfig;
 use crate::protocol::CloseCode;
 use crate::service::api::{CloseReason, Handler, Open, Service, SessionCtx, SessionInfo};
-use futures_util::{Sink, Stream, StreamExt};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use pool::Pool;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -31,7 +31,74 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Upstream = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+/// The upstream socket. Plain `ws://` gets its own variant: the TLS
+/// stream type is over a kilobyte, and every idle session would carry it.
+enum Upstream {
+    Plain(WebSocketStream<tokio::net::TcpStream>),
+    Tls(Box<WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>>),
+}
+
+impl Stream for Upstream {
+    type Item = Result<Message, WsError>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.get_mut() {
+            Upstream::Plain(ws) => Pin::new(ws).poll_next(cx),
+            Upstream::Tls(ws) => Pin::new(ws.as_mut()).poll_next(cx),
+        }
+    }
+}
+
+impl Sink<Message> for Upstream {
+    type Error = WsError;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        match self.get_mut() {
+            Upstream::Plain(ws) => Pin::new(ws).poll_ready(cx),
+            Upstream::Tls(ws) => Pin::new(ws.as_mut()).poll_ready(cx),
+        }
+    }
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), WsError> {
+        match self.get_mut() {
+            Upstream::Plain(ws) => Pin::new(ws).start_send(item),
+            Upstream::Tls(ws) => Pin::new(ws.as_mut()).start_send(item),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        match self.get_mut() {
+            Upstream::Plain(ws) => Pin::new(ws).poll_flush(cx),
+            Upstream::Tls(ws) => Pin::new(ws.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        match self.get_mut() {
+            Upstream::Plain(ws) => Pin::new(ws).poll_close(cx),
+            Upstream::Tls(ws) => Pin::new(ws.as_mut()).poll_close(cx),
+        }
+    }
+}
+
+/// Opens the upstream WebSocket: plain TCP for `ws://`, TLS (rustls with
+/// the webpki roots) for `wss://`.
+async fn connect(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    config: WebSocketConfig,
+) -> Result<Upstream, WsError> {
+    let uri = request.uri();
+    if uri.scheme_str() == Some("wss") {
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
+        return Ok(Upstream::Tls(Box::new(ws)));
+    }
+    let host = uri.host().unwrap_or_default();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+    tcp.set_nodelay(true)?;
+    let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config)).await?;
+    Ok(Upstream::Plain(ws))
+}
 
 /// A proxy service: its upstreams and limits, shared by its sessions.
 pub struct ProxyService {
@@ -123,13 +190,17 @@ impl Handler for ProxySession {
         let request = handshake::request(&url, ctx.info());
         self.state = State::Connecting(Box::pin(async move {
             let request = request.map_err(|_| close_codes::unreachable())?;
+            // tungstenite zero-fills its whole read buffer: a small one
+            // keeps idle sessions small, and is still one read per small
+            // message (a large one reserves its length once its header is
+            // in). Writes go out at each flush.
             let config = WebSocketConfig::default()
-                .read_buffer_size(4096)
+                .read_buffer_size(512)
+                .write_buffer_size(0)
                 .max_message_size(Some(shared.max_message))
                 .max_frame_size(Some(shared.max_message));
-            let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-            match tokio::time::timeout(shared.connect_timeout, connect).await {
-                Ok(Ok((ws, _))) => {
+            match tokio::time::timeout(shared.connect_timeout, connect(request, config)).await {
+                Ok(Ok(ws)) => {
                     shared.pool.succeeded(index);
                     Ok(ws)
                 }
@@ -348,7 +419,7 @@ fn close_upstream(mut ws: Upstream, code: u16, reason: String) {
     };
     actix_web::rt::spawn(async move {
         let _ = tokio::time::timeout(CLOSE_GRACE, async move {
-            if ws.close(Some(frame)).await.is_ok() {
+            if ws.send(Message::Close(Some(frame))).await.is_ok() {
                 while let Some(Ok(_)) = ws.next().await {}
             }
         })
