@@ -33,6 +33,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// The upstream socket. Plain `ws://` gets its own variant: the TLS
 /// stream type is over a kilobyte, and every idle session would carry it.
+// The plain variant is the common one, kept inline (the link is boxed).
+#[allow(clippy::large_enum_variant)]
 enum Upstream {
     Plain(WebSocketStream<tokio::net::TcpStream>),
     Tls(Box<WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>>),
