@@ -63,10 +63,11 @@ for scenario, sessions in sorted({(s, n) for s, n, _ in runs}, key=lambda k: (k[
 head = ["scenario", "figure", "ours", "sockjs-node", "bare actix-ws", "ours/node (min–max)", "ours/bare (min–max)",
         "p99 ms ours", "p99 ms node", "lost+errors ours (per round)", "lost+errors node", "load tool CPU % (ours)",
         "server CPU µs/msg ours / node / bare", "rounds"]
-print("| " + " | ".join(head) + " |")
-print("|" + "---|" * len(head))
-for r in rows:
-    print("| " + " | ".join(r) + " |")
+if rows:
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
 
 # The proxy scenarios: the gateway's kind = "proxy" in front of
 # upstream-echo, against the in-process echo and nginx proxying a plain

@@ -11,10 +11,12 @@
 //! - [`protocol`]: frames, SockJS JSON escaping, id and callback checks,
 //!   client payload decoding, transport wrapping. Pure functions.
 //! - [`session`]: the session actor ([`session::actor`]): queue, the one
-//!   receiver, heartbeat and disconnect timers, state; the receiver handed
-//!   to transports ([`session::receiver`]) and the queue under it
-//!   ([`session::outbox`]); the registry of live sessions
-//!   ([`session::registry`]).
+//!   receiver, heartbeat and disconnect timers, state; the seam it calls
+//!   the backend through ([`session::handler`]: `Handler`, `SessionCtx`,
+//!   deferred opening, asynchronous work and backpressure in the session's
+//!   task); the receiver handed to transports ([`session::receiver`]) and
+//!   the queue under it ([`session::outbox`]); the registry of live
+//!   sessions ([`session::registry`]).
 //! - [`transport`]: one file per transport family ([`transport::polling`],
 //!   [`transport::streaming`], [`transport::send`],
 //!   [`transport::websocket`], whose socket runs inside its session's
@@ -23,10 +25,13 @@
 //!   hang-up detection ([`transport::hangup`]), URL routing
 //!   ([`transport::routes`]).
 //! - [`service`]: the backend API ([`service::api`]), a mounted service
-//!   ([`service::hub`]) and the built-in services ([`service::builtin`]).
+//!   ([`service::hub`]), the built-in services ([`service::builtin`]) and
+//!   the `proxy` kind, one upstream WebSocket per session
+//!   ([`service::proxy`]: upstream choice, handshake, close codes).
 //! - [`config`]: configuration and its defaults, with comma-separated
 //!   lists from the environment ([`config::list`]), the rules for
-//!   routable prefixes ([`config::prefix`]) and near-miss variable names
+//!   routable prefixes ([`config::prefix`]), upstream URLs
+//!   ([`config::upstream_url`]) and near-miss variable names
 //!   ([`config::env`]); [`server`]: assembling it all into an actix-web
 //!   server.
 //!
@@ -111,5 +116,7 @@ pub mod transport;
 pub use config::{Config, ServiceConfig};
 pub use protocol::CloseCode;
 pub use server::{Gateway, Running, Shutdown};
-pub use service::api::{CloseReason, Handler, Service, SessionCtx, SessionHandle, SessionInfo};
+pub use service::api::{
+    CloseReason, Handler, Open, Service, SessionCtx, SessionHandle, SessionInfo,
+};
 pub use service::hub::ServiceHub;

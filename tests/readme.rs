@@ -14,3 +14,38 @@ fn readme_example_is_the_compiled_example() {
         .collect();
     assert_eq!(&readme[start..start + len], code);
 }
+
+/// The configuration table's defaults are the library's, for the keys whose
+/// default a reader could not otherwise check.
+#[test]
+fn readme_defaults_match_the_code() {
+    let readme = include_str!("../README.md");
+    let default_of = |key: &str| -> String {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{key}` |")))
+            .unwrap_or_else(|| panic!("README has no row for {key}"));
+        row.split('|')
+            .nth(2)
+            .unwrap()
+            .trim()
+            .trim_matches('`')
+            .to_owned()
+    };
+    let svc = sockjs_gateway::ServiceConfig::new("/x");
+    assert_eq!(default_of("sockjs_url"), svc.sockjs_url);
+    assert_eq!(
+        default_of("heartbeat_delay"),
+        svc.heartbeat_delay.to_string()
+    );
+    assert_eq!(
+        default_of("disconnect_delay"),
+        svc.disconnect_delay.to_string()
+    );
+    assert_eq!(default_of("response_limit"), svc.response_limit.to_string());
+    assert_eq!(default_of("max_sessions"), svc.max_sessions.to_string());
+    assert_eq!(
+        default_of("upstream_connect_timeout"),
+        svc.upstream_connect_timeout.to_string()
+    );
+}
