@@ -18,6 +18,19 @@ def med(rows, key):
 def fmt(v, digits=0):
     return "–" if v is None else f"{v:,.{digits}f}"
 
+# The ratio of two servers in each round (each round runs both, in
+# alternating order): its median and its spread over the rounds.
+def per_round_ratio(mine, theirs, metric):
+    if not mine or not theirs:
+        return "–"
+    by_round = {r.get("round"): r[metric] for r in theirs if r.get(metric)}
+    per = [r[metric] / by_round[r.get("round")] for r in mine
+           if r.get(metric) and by_round.get(r.get("round"))]
+    if not per:
+        return "–"
+    m = statistics.median(per)
+    return f"{m:.2f}" if len(per) == 1 else f"{m:.2f} ({min(per):.2f}–{max(per):.2f})"
+
 rows = []
 for scenario, sessions in sorted({(s, n) for s, n, _ in runs}, key=lambda k: (k[0], k[1])):
     by = {label: runs.get((scenario, sessions, label)) for label in ("ours", "node", "bare")}
@@ -27,19 +40,7 @@ for scenario, sessions in sorted({(s, n) for s, n, _ in runs}, key=lambda k: (k[
     else:
         metric, unit = "msgs_per_s", "msgs/s"
     o, n, b = (med(x, metric) if x else None for x in (ours, node, bare))
-
-    # The ratio of the two servers in each round (each round runs both, in
-    # alternating order): its median and its spread over the rounds.
-    def ratio(mine, theirs):
-        if not mine or not theirs:
-            return "–"
-        by_round = {r.get("round"): r[metric] for r in theirs if r.get(metric)}
-        per = [r[metric] / by_round[r.get("round")] for r in mine
-               if r.get(metric) and by_round.get(r.get("round"))]
-        if not per:
-            return "–"
-        m = statistics.median(per)
-        return f"{m:.2f}" if len(per) == 1 else f"{m:.2f} ({min(per):.2f}–{max(per):.2f})"
+    ratio = lambda mine, theirs: per_round_ratio(mine, theirs, metric)
     lost = lambda x: "–" if not x else "/".join(str(r["lost"] + r["errors"]) for r in x)
     # Server CPU per message: independent of whether the load tool was the
     # limit (microseconds of the server's one core per message). Steady
@@ -73,17 +74,6 @@ if rows:
 # upstream-echo, against the in-process echo and nginx proxying a plain
 # WebSocket to the same upstream.
 if proxy_runs:
-    def per_round_ratio(mine, theirs, metric):
-        if not mine or not theirs:
-            return "–"
-        by_round = {r.get("round"): r[metric] for r in theirs if r.get(metric)}
-        per = [r[metric] / by_round[r.get("round")] for r in mine
-               if r.get(metric) and by_round.get(r.get("round"))]
-        if not per:
-            return "–"
-        m = statistics.median(per)
-        return f"{m:.2f}" if len(per) == 1 else f"{m:.2f} ({min(per):.2f}–{max(per):.2f})"
-
     print("\nProxy scenarios:\n")
     head = ["scenario", "figure", "proxied", "in-process", "nginx", "proxied/in-process (min–max)",
             "proxied/nginx (min–max)", "p99 ms proxied / in-process / nginx", "lost+errors proxied (per round)",

@@ -49,19 +49,23 @@ let configs = 0;
 export async function startGateway(toml) {
   const file = path.join(tmp, `gw-${++configs}.toml`);
   fs.writeFileSync(file, toml);
-  const proc = spawn(BIN, ['--config', file, '--listen', '127.0.0.1:0'], {
+  return startServer('gateway', BIN, ['--config', file, '--listen', '127.0.0.1:0'], {
     cwd: ROOT,
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
   });
+}
+
+// Spawns a server that prints "... listening on URL" as its first line;
+// resolves with { url, port, proc, stop() }.
+async function startServer(what, command, args, options = {}) {
+  const proc = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise((resolve, reject) => {
     const rl = createInterface({ input: proc.stdout });
     rl.once('line', resolve);
-    proc.once('exit', (code) => reject(new Error(`gateway exited with ${code}`)));
+    proc.once('exit', (code) => reject(new Error(`${what} exited with ${code}`)));
   });
   const url = line.trim().split(' ').pop();
-  const port = Number(new URL(url).port);
-  return { url, port, proc, stop: () => stopProcess(proc) };
+  return { url, port: Number(new URL(url).port), proc, stop: () => stopProcess(proc) };
 }
 
 export function stopProcess(proc) {
@@ -174,14 +178,5 @@ export async function startNodeBackend(port = 0) {
   if (!fs.existsSync(path.join(dir, 'node_modules/ws'))) {
     throw new Error('run `npm ci --prefix examples/node-backend` first');
   }
-  const proc = spawn(process.execPath, [path.join(dir, 'server.mjs'), `127.0.0.1:${port}`], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const line = await new Promise((resolve, reject) => {
-    const rl = createInterface({ input: proc.stdout });
-    rl.once('line', resolve);
-    proc.once('exit', (code) => reject(new Error(`backend exited with ${code}`)));
-  });
-  const url = line.trim().split(' ').pop();
-  return { url, port: Number(new URL(url).port), proc, stop: () => stopProcess(proc) };
+  return startServer('backend', process.execPath, [path.join(dir, 'server.mjs'), `127.0.0.1:${port}`]);
 }
