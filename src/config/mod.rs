@@ -412,21 +412,21 @@ impl Config {
                 config::FileFormat::Toml,
             )),
         };
-        let cfg: Config = b
-            .add_source(env)
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| format!("configuration error: {e}"))?;
-        cfg.validate()
-            .map_err(|e| format!("configuration error: {e}"))?;
-        Ok(cfg)
+        Self::build(b.add_source(env))
     }
 
     /// Parses a configuration from TOML text alone (no environment), for
     /// code that embeds the gateway.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        let cfg: Config = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        Self::build(
+            config::Config::builder()
+                .add_source(config::File::from_str(text, config::FileFormat::Toml)),
+        )
+    }
+
+    /// Merges the sources, then deserializes and validates the result.
+    fn build(b: config::ConfigBuilder<config::builder::DefaultState>) -> Result<Config, String> {
+        let cfg: Config = b
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| format!("configuration error: {e}"))?;
@@ -494,9 +494,14 @@ mod tests {
             .source(Some(map))
     }
 
+    /// The embedded default with these environment variables.
+    fn with_env(vars: &[(&str, &str)]) -> Result<Config, String> {
+        Config::load_from(None, env(vars), &[])
+    }
+
     #[test]
     fn embedded_default_serves_echo_and_chat_on_8080() {
-        let c = Config::load_from(None, env(&[]), &[]).unwrap();
+        let c = with_env(&[]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert_eq!(c.services["echo"].prefix, "/echo");
         assert_eq!(c.services["echo"].kind, ServiceKind::Echo);
@@ -507,15 +512,11 @@ mod tests {
 
     #[test]
     fn environment_overrides_nested_keys() {
-        let c = Config::load_from(
-            None,
-            env(&[
-                ("SOCKJS_GATEWAY__LISTEN", "0.0.0.0:9000"),
-                ("SOCKJS_GATEWAY__SERVICES__ECHO__HEARTBEAT_DELAY", "7.5"),
-                ("SOCKJS_GATEWAY__SERVICES__ECHO__WEBSOCKET", "false"),
-            ]),
-            &[],
-        )
+        let c = with_env(&[
+            ("SOCKJS_GATEWAY__LISTEN", "0.0.0.0:9000"),
+            ("SOCKJS_GATEWAY__SERVICES__ECHO__HEARTBEAT_DELAY", "7.5"),
+            ("SOCKJS_GATEWAY__SERVICES__ECHO__WEBSOCKET", "false"),
+        ])
         .unwrap();
         assert_eq!(c.listen, "0.0.0.0:9000");
         assert_eq!(c.services["echo"].heartbeat_delay, 7.5);
@@ -524,42 +525,23 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = Config::load_from(
-            None,
-            env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__WEBSOCKET", "maybe")]),
-            &[],
-        )
-        .unwrap_err();
+        let e = with_env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__WEBSOCKET", "maybe")]).unwrap_err();
         assert!(e.contains("services.echo.websocket"), "{e}");
-        let e = Config::load_from(
-            None,
-            env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__DISCONNECT_DELAY", "0")]),
-            &[],
-        )
-        .unwrap_err();
+        let e = with_env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__DISCONNECT_DELAY", "0")]).unwrap_err();
         assert!(e.contains("services.echo.disconnect_delay"), "{e}");
-        let e = Config::load_from(
-            None,
-            env(&[("SOCKJS_GATEWAY__SERVICES__CHAT__PREFIX", "/echo")]),
-            &[],
-        )
-        .unwrap_err();
+        let e = with_env(&[("SOCKJS_GATEWAY__SERVICES__CHAT__PREFIX", "/echo")]).unwrap_err();
         assert!(e.contains("services.chat.prefix"), "{e}");
     }
 
     #[test]
     fn list_keys_take_comma_separated_environment_values() {
-        let c = Config::load_from(
-            None,
-            env(&[
-                (
-                    "SOCKJS_GATEWAY__SERVICES__ECHO__ALLOWED_ORIGINS",
-                    "https://a.example,https://b.example",
-                ),
-                ("SOCKJS_GATEWAY__TRUSTED_PROXIES", "10.0.0.0/8, ::1/128"),
-            ]),
-            &[],
-        )
+        let c = with_env(&[
+            (
+                "SOCKJS_GATEWAY__SERVICES__ECHO__ALLOWED_ORIGINS",
+                "https://a.example,https://b.example",
+            ),
+            ("SOCKJS_GATEWAY__TRUSTED_PROXIES", "10.0.0.0/8, ::1/128"),
+        ])
         .unwrap();
         assert_eq!(
             c.services["echo"].allowed_origins,
@@ -572,19 +554,10 @@ mod tests {
                 "::1/128".parse::<ipnet::IpNet>().unwrap()
             ]
         );
-        let one = Config::load_from(
-            None,
-            env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__ALLOWED_ORIGINS", "*")]),
-            &[],
-        )
-        .unwrap();
+        let one = with_env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__ALLOWED_ORIGINS", "*")]).unwrap();
         assert!(one.services["echo"].allows_any_origin());
-        let e = Config::load_from(
-            None,
-            env(&[("SOCKJS_GATEWAY__TRUSTED_PROXIES", "10.0.0.0/8,nonsense")]),
-            &[],
-        )
-        .unwrap_err();
+        let e =
+            with_env(&[("SOCKJS_GATEWAY__TRUSTED_PROXIES", "10.0.0.0/8,nonsense")]).unwrap_err();
         assert!(
             e.contains("trusted_proxies") && e.contains("nonsense"),
             "{e}"
@@ -685,30 +658,21 @@ mod tests {
             e.contains("services.e.upstream") && e.contains("proxy"),
             "{e}"
         );
-        let env = Config::load_from(
-            None,
-            env(&[
-                ("SOCKJS_GATEWAY__SERVICES__APP__PREFIX", "/app"),
-                ("SOCKJS_GATEWAY__SERVICES__APP__KIND", "proxy"),
-                (
-                    "SOCKJS_GATEWAY__SERVICES__APP__UPSTREAM",
-                    "ws://a:1/x,ws://b:2/y",
-                ),
-            ]),
-            &[],
-        )
+        let env = with_env(&[
+            ("SOCKJS_GATEWAY__SERVICES__APP__PREFIX", "/app"),
+            ("SOCKJS_GATEWAY__SERVICES__APP__KIND", "proxy"),
+            (
+                "SOCKJS_GATEWAY__SERVICES__APP__UPSTREAM",
+                "ws://a:1/x,ws://b:2/y",
+            ),
+        ])
         .unwrap();
         assert_eq!(env.services["app"].upstream, ["ws://a:1/x", "ws://b:2/y"]);
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let e = Config::load_from(
-            None,
-            env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__HEARTBEAT", "1")]),
-            &[],
-        )
-        .unwrap_err();
+        let e = with_env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__HEARTBEAT", "1")]).unwrap_err();
         assert!(e.contains("heartbeat"), "{e}");
     }
 
