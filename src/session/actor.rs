@@ -124,18 +124,23 @@ impl SessionActor {
         if !self.opened && !self.opening {
             let mut open = Open::Now;
             self.run_handler(ctx, |h, sctx| open = h.on_connect(sctx));
-            if open == Open::Later && !self.opened && self.closed.is_none() {
-                // The receiver waits, without `o`, for the handler's decision.
-                self.opening = true;
-                self.wake_task();
-            } else if !self.opened && self.closed.is_none() {
-                self.open_now(ctx);
+            // Unless the handler already opened or closed it.
+            if !self.opened && self.closed.is_none() {
+                match open {
+                    Open::Now => self.open_now(ctx),
+                    Open::Later => {
+                        // The receiver waits, without `o`, for the handler's decision.
+                        self.opening = true;
+                        self.wake_task();
+                    }
+                }
             }
         }
         self.flush(ctx);
     }
 
-    /// Sends `o`, tells the handler, and hands it what the client sent early.
+    /// Sends `o`, tells the handler, and hands it what the client sent
+    /// early. Every caller flushes afterwards.
     fn open_now(&mut self, ctx: &mut Context<Self>) {
         self.opening = false;
         self.opened = true;
@@ -143,7 +148,6 @@ impl SessionActor {
         self.run_handler(ctx, |h, sctx| h.on_open(sctx));
         let early = std::mem::take(&mut self.early);
         self.incoming(early, ctx);
-        self.flush(ctx);
     }
 
     /// Bytes on their way to the client: queued here, or handed to the

@@ -136,7 +136,9 @@ pub fn session_info(req: &HttpRequest, hub: &ServiceHub, key: u64) -> SessionInf
         .iter()
         .filter_map(|name| Some((name.clone(), header(name)?)))
         .collect();
-    let via_proxy = peer_is_trusted(req, &hub.trusted_proxies);
+    let via_proxy = req
+        .peer_addr()
+        .is_some_and(|a| is_trusted(&a.ip(), &hub.trusted_proxies));
     let from_proxy = |name: &str| via_proxy.then(|| header(name)).flatten();
     let proto = match from_proxy("x-forwarded-proto").as_deref() {
         Some("https") => "https",
@@ -153,9 +155,8 @@ pub fn session_info(req: &HttpRequest, hub: &ServiceHub, key: u64) -> SessionInf
     }
 }
 
-fn peer_is_trusted(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> bool {
-    req.peer_addr()
-        .is_some_and(|a| trusted.iter().any(|n| n.contains(&a.ip())))
+fn is_trusted(ip: &IpAddr, trusted: &[ipnet::IpNet]) -> bool {
+    trusted.iter().any(|n| n.contains(ip))
 }
 
 /// The client's address: the peer, unless the peer is a trusted proxy; then
@@ -163,8 +164,7 @@ fn peer_is_trusted(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> bool {
 /// further left were written by the client and could be anything).
 fn client_addr(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
     let peer = req.peer_addr().map(|a| a.ip())?;
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(&peer) {
+    if !is_trusted(&peer, trusted) {
         return Some(peer);
     }
     let forwarded: Vec<IpAddr> = req
@@ -178,7 +178,7 @@ fn client_addr(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
         forwarded
             .into_iter()
             .rev()
-            .find(|ip| !is_trusted(ip))
+            .find(|ip| !is_trusted(ip, trusted))
             .unwrap_or(peer),
     )
 }

@@ -201,27 +201,23 @@ impl Handler for ProxySession {
                 .write_buffer_size(0)
                 .max_message_size(Some(shared.max_message))
                 .max_frame_size(Some(shared.max_message));
-            match tokio::time::timeout(shared.connect_timeout, connect(request, config)).await {
+            let why = match tokio::time::timeout(shared.connect_timeout, connect(request, config))
+                .await
+            {
                 Ok(Ok(ws)) => {
                     shared.pool.succeeded(index);
-                    Ok(ws)
+                    return Ok(ws);
                 }
                 // An answer, not a failure: the upstream is up and said no.
-                Ok(Err(WsError::Http(resp))) => Err(close_codes::refused(resp.status().as_u16())),
-                Ok(Err(e)) => {
-                    log::warn!("upstream {url} unreachable: {e}");
-                    shared.pool.failed(index, Instant::now());
-                    Err(close_codes::unreachable())
+                Ok(Err(WsError::Http(resp))) => {
+                    return Err(close_codes::refused(resp.status().as_u16()))
                 }
-                Err(_) => {
-                    log::warn!(
-                        "upstream {url} unreachable: no handshake within {:?}",
-                        shared.connect_timeout
-                    );
-                    shared.pool.failed(index, Instant::now());
-                    Err(close_codes::unreachable())
-                }
-            }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no handshake within {:?}", shared.connect_timeout),
+            };
+            log::warn!("upstream {url} unreachable: {why}");
+            shared.pool.failed(index, Instant::now());
+            Err(close_codes::unreachable())
         }));
         Open::Later
     }
