@@ -58,16 +58,24 @@ url() { # server, service
 # Labels whose load speaks a plain WebSocket rather than SockJS.
 raw() { [ "$1" = bare ] || [ "$1" = nginx ]; }
 
+wait_port() { # port, name
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "$2 did not start" >&2
+  exit 1
+}
+kill_wait() { # pid
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
 upstream_pid=""
 start_upstream() {
   taskset -c "$UPSTREAM_CORE" target/release/upstream-echo 127.0.0.1:8093 >/dev/null &
   upstream_pid=$!
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/8093") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "upstream-echo did not start" >&2
-  exit 1
+  wait_port 8093 upstream-echo
 }
 
 server_pid=""
@@ -86,22 +94,18 @@ start() { # server
     bare) taskset -c "$SERVER_CORE" target/release/bare-ws-echo 127.0.0.1:8092 >/dev/null & ;;
   esac
   server_pid=$!
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$(port "$1")") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "$1 did not start" >&2
-  exit 1
+  wait_port "$(port "$1")" "$1"
 }
 stop() {
-  kill "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
+  kill_wait "$server_pid"
   if [ -n "$upstream_pid" ]; then
-    kill "$upstream_pid" 2>/dev/null || true
-    wait "$upstream_pid" 2>/dev/null || true
+    kill_wait "$upstream_pid"
     upstream_pid=""
   fi
-  [ -n "$nginx_dir" ] && rm -rf "$nginx_dir" && nginx_dir=""
+  if [ -n "$nginx_dir" ]; then
+    rm -rf "$nginx_dir"
+    nginx_dir=""
+  fi
   # node runs under a subshell: make sure the port is free again.
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/8091") 2>/dev/null || break

@@ -14,6 +14,12 @@ fn proxy_config(upstreams: &[String], extra: &str) -> String {
     )
 }
 
+/// A loopback address that was free a moment ago: nothing listens there.
+fn dead_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
 /// A WebSocket session through the proxy; returns it after `o`.
 async fn ws_session(gw: &Gateway) -> Ws {
     let mut ws = Ws::connect(&gw.ws_url(&format!("{}/websocket", session("/app")))).await;
@@ -138,28 +144,18 @@ async fn the_backend_learns_the_client_and_the_forwarded_headers() {
     .unwrap();
     assert_eq!(ws.recv().await, "o");
     let h = &up.seen()[0].headers;
-    assert_eq!(h.get("cookie").map(String::as_str), Some("sid=s3cret"));
-    assert_eq!(
-        h.get("authorization").map(String::as_str),
-        Some("Bearer t0ken")
-    );
-    // The test client is on 127.0.0.1, a trusted proxy by default.
-    assert_eq!(
-        h.get("x-forwarded-for").map(String::as_str),
-        Some("198.51.100.9")
-    );
-    assert_eq!(
-        h.get("x-forwarded-proto").map(String::as_str),
-        Some("https")
-    );
-    assert_eq!(
-        h.get("x-forwarded-host").map(String::as_str),
-        Some("public.example")
-    );
-    assert_eq!(
-        h.get("origin").map(String::as_str),
-        Some("http://page.example")
-    );
+    // The test client is on 127.0.0.1, a trusted proxy by default, so its
+    // X-Forwarded-* headers are believed.
+    for (name, want) in [
+        ("cookie", "sid=s3cret"),
+        ("authorization", "Bearer t0ken"),
+        ("x-forwarded-for", "198.51.100.9"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "public.example"),
+        ("origin", "http://page.example"),
+    ] {
+        assert_eq!(h.get(name).map(String::as_str), Some(want), "{name}");
+    }
     assert_eq!(h.get("user-agent"), None, "not in forward_headers");
     assert!(!h.keys().any(|k| k.contains("sockjs")));
 }
@@ -216,11 +212,7 @@ async fn a_refusing_upstream_closes_the_session_before_it_opens() {
 
 #[actix_rt::test]
 async fn an_unreachable_upstream_is_told_apart_from_a_refusing_one() {
-    // A port that was free a moment ago: nothing listens there.
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let dead = dead_addr();
     let gw = Gateway::start(&proxy_config(&[format!("ws://{dead}/")], ""));
     let s = gw.url(&session("/app"));
     assert_eq!(
@@ -233,10 +225,7 @@ async fn an_unreachable_upstream_is_told_apart_from_a_refusing_one() {
 
 #[actix_rt::test]
 async fn a_dead_upstream_is_skipped_and_retried_later() {
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let dead = dead_addr();
     let up = Upstream::start();
     let gw = Gateway::start(&proxy_config(
         &[format!("ws://{dead}/echo"), up.url("/echo")],
