@@ -43,6 +43,45 @@ async fn broken_json_drops_the_socket() {
     assert_eq!((code, reason.as_str()), (1007, "Broken JSON encoding."));
 }
 
+/// RFC 6455 7.4.1: 1007 for a text frame that is not UTF-8, 1002 for
+/// reserved bits without an extension, and a client's close code echoed;
+/// on both framings, whole frames and fragmented ones.
+#[actix_rt::test]
+async fn websocket_close_codes_follow_rfc_6455() {
+    let gw = Gateway::start(&config(""));
+    for path in [
+        format!("{}/websocket", session("/echo")),
+        "/echo/websocket".into(),
+    ] {
+        let sockjs = path != "/echo/websocket";
+        let connect = || async {
+            let mut ws = Ws::connect(&gw.ws_url(&path)).await;
+            if sockjs {
+                assert_eq!(ws.recv().await, "o");
+            }
+            ws
+        };
+        // A lone continuation byte, in a single text frame.
+        let mut ws = connect().await;
+        ws.send_raw_frame(0x81, b"[\"\x80\"]").await;
+        assert_eq!(ws.expect_close().await.0, 1007, "{path}: single frame");
+        // A UTF-8 sequence cut between two fragments that never completes.
+        let mut ws = connect().await;
+        ws.send_raw_frame(0x01, b"[\"\xe2\x82").await;
+        ws.send_raw_frame(0x80, b"\"]").await;
+        assert_eq!(ws.expect_close().await.0, 1007, "{path}: fragments");
+        // RSV1 set on a valid text frame; nothing was negotiated.
+        let mut ws = connect().await;
+        ws.send_raw_frame(0xC1, b"[\"a\"]").await;
+        assert_eq!(ws.expect_close().await.0, 1002, "{path}: rsv1");
+        for code in [1000, 4001] {
+            let mut ws = connect().await;
+            ws.send_close(code).await;
+            assert_eq!(ws.expect_close().await.0, code, "{path}: echo {code}");
+        }
+    }
+}
+
 #[actix_rt::test]
 async fn two_websockets_may_share_a_session_id() {
     let gw = Gateway::start(&config(""));

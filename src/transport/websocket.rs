@@ -238,6 +238,22 @@ fn close_reason(code: Option<CloseCode>) -> actix_ws::CloseReason {
     }
 }
 
+/// The close for a frame actix rejected as `InvalidData` (RFC 6455 7.4.1):
+/// 1007 for a text message that is not UTF-8, 1002 for the rest (reserved
+/// bits set without an extension). A single text frame carries the
+/// `Utf8Error` itself; an aggregated one only its text.
+fn invalid_frame_close(e: &std::io::Error) -> CloseCode {
+    let not_utf8 = e.get_ref().is_some_and(|inner| {
+        inner.is::<std::str::Utf8Error>() || inner.to_string().contains("utf-8")
+    });
+    if not_utf8 {
+        CloseCode::new(1007, "Invalid UTF-8 in a text frame")
+    } else {
+        log::debug!("websocket protocol error: {e}");
+        CloseCode::new(1002, "Protocol error")
+    }
+}
+
 impl Socket {
     /// One round of work: what the client sent, then all the socket takes of
     /// what the session has for it. `Ok(true)` if anything moved.
@@ -272,6 +288,11 @@ impl Socket {
             Some(Err(ProtocolError::Overflow)) => {
                 let c = CloseCode::message_too_big();
                 Step::End(End::protocol_error(c))
+            }
+            // actix reports a text frame that is not UTF-8, and reserved
+            // bits set, as `InvalidData`: broken frames, not a lost peer.
+            Some(Err(ProtocolError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Step::End(End::protocol_error(invalid_frame_close(&e)))
             }
             // The peer's connection ended, possibly right after its own
             // close frame: it is gone, not misbehaving.
@@ -390,9 +411,10 @@ impl Socket {
             }
             AggregatedMessage::Ping(p) => return Step::Pong(p),
             AggregatedMessage::Pong(_) => {}
-            // `finish` answers with a close frame.
-            AggregatedMessage::Close(_) => {
-                return Step::End(End::Client(CloseReason::ClientClosed, None))
+            // RFC 6455 5.5.1: the answering close echoes the peer's code.
+            AggregatedMessage::Close(reason) => {
+                let echo = reason.map(|r| CloseCode::new(r.code.into(), ""));
+                return Step::End(End::Client(CloseReason::ClientClosed, echo));
             }
         }
         Step::Continue

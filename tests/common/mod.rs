@@ -331,6 +331,30 @@ impl Ws {
             .unwrap();
     }
 
+    /// Writes one client frame as given: `first` is the FIN/RSV/opcode
+    /// byte, the payload is masked with a zero key (so sent as is). For
+    /// frames the codec would refuse to build.
+    pub async fn send_raw_frame(&mut self, first: u8, payload: &[u8]) {
+        assert!(payload.len() < 126, "short frames only");
+        let mut frame = vec![first, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(payload);
+        let io = self.conn.io_mut();
+        io.write_all(&frame).await.unwrap();
+        io.flush().await.unwrap();
+    }
+
+    /// Sends a close frame with `code`.
+    pub async fn send_close(&mut self, code: u16) {
+        let reason = ws::CloseReason {
+            code: code.into(),
+            description: None,
+        };
+        self.conn
+            .send(ws::Message::Close(Some(reason)))
+            .await
+            .unwrap();
+    }
+
     /// The next frame from the server (within 5 s), skipping pings.
     pub async fn next(&mut self) -> ws::Frame {
         loop {
