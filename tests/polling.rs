@@ -254,8 +254,16 @@ async fn jsonp_polling_and_jsonp_send() {
             "{body:?}"
         );
     }
-    let r = request("POST", &format!("{s}/jsonp_send"), &form, "d=%5B%22x").await;
-    assert_eq!((r.status, r.body.as_str()), (500, "Broken JSON encoding."));
+    // Broken JSON, and a UTF-8 sequence cut short (once repaired to U+FFFD
+    // and accepted).
+    for body in ["d=%5B%22x", "d=%5B%22%E2%82%22%5D"] {
+        let r = request("POST", &format!("{s}/jsonp_send"), &form, body).await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (500, "Broken JSON encoding."),
+            "{body:?}"
+        );
+    }
 }
 
 #[actix_rt::test]

@@ -41,6 +41,28 @@ pub fn decode_messages(body: &[u8]) -> Result<Vec<String>, PayloadError> {
     parse_lossy::<Vec<String>>(body)
 }
 
+/// The bytes of form field `name` in an `application/x-www-form-urlencoded`
+/// body (`jsonp_send`'s `d`), `+` and percent escapes decoded. Unlike
+/// `form_urlencoded::parse`, nothing is repaired: a cut UTF-8 sequence
+/// stays broken, so [`decode_messages`] refuses it like any broken payload
+/// instead of passing on U+FFFD.
+pub fn form_field(body: &[u8], name: &str) -> Option<Vec<u8>> {
+    let decode = |s: &[u8]| -> Vec<u8> {
+        let spaced: Vec<u8> = s
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        percent_encoding::percent_decode(&spaced).collect()
+    };
+    body.split(|&b| b == b'&').find_map(|pair| {
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &[][..]),
+        };
+        (decode(key) == name.as_bytes()).then(|| decode(value))
+    })
+}
+
 /// Decodes a SockJS WebSocket text frame: an array of strings or a single
 /// string. An empty frame carries no messages.
 pub fn decode_ws_frame(text: &str) -> Result<WsMessages, PayloadError> {
@@ -147,6 +169,24 @@ fn replace_lone_surrogates(src: &[u8]) -> Cow<'_, [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn form_fields_decode_without_repair() {
+        assert_eq!(form_field(b"d=%5B%22x%22%5D", "d").unwrap(), br#"["x"]"#);
+        assert_eq!(form_field(b"a=1&d=x+y%2B&d=2", "d").unwrap(), b"x y+");
+        assert_eq!(form_field(b"%64=v", "d").unwrap(), b"v");
+        assert_eq!(form_field(b"d", "d").unwrap(), b"");
+        assert_eq!(form_field(b"p=p", "d"), None);
+        // A cut sequence stays cut, and the payload is refused.
+        let cut = form_field(b"d=%5B%22%E2%82%22%5D", "d").unwrap();
+        assert_eq!(cut, b"[\"\xe2\x82\"]");
+        assert_eq!(decode_messages(&cut), Err(PayloadError::BrokenJson));
+        let whole = form_field(b"d=%5B%22%E2%82%AC%22%5D", "d").unwrap();
+        assert_eq!(
+            decode_messages(&whole).unwrap(),
+            vec!["\u{20ac}".to_owned()]
+        );
+    }
 
     #[test]
     fn arrays_of_strings_decode() {

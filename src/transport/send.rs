@@ -1,7 +1,7 @@
 //! Client-to-server sends of the HTTP transports: `xhr_send` (JSON array
 //! body) and `jsonp_send` (form field `d`, or a plain body).
 
-use crate::protocol::payload::{decode_messages, PayloadError};
+use crate::protocol::payload::{decode_messages, form_field, PayloadError};
 use crate::service::hub::ServiceHub;
 use crate::session::actor::Incoming;
 use crate::transport::headers::{self, Origin, TEXT_PLAIN};
@@ -67,10 +67,7 @@ async fn send(
         Err(resp) => return resp,
     };
     let payload: Vec<u8> = if form {
-        form_urlencoded::parse(&raw)
-            .find(|(k, _)| k == "d")
-            .map(|(_, v)| v.into_owned().into_bytes())
-            .unwrap_or_default()
+        form_field(&raw, "d").unwrap_or_default()
     } else {
         raw.to_vec()
     };
