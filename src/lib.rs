@@ -28,6 +28,8 @@
 //!   ([`service::hub`]), the built-in services ([`service::builtin`]) and
 //!   the `proxy` kind, one upstream WebSocket per session
 //!   ([`service::proxy`]: upstream choice, handshake, close codes).
+//! - [`limits`]: connection-level limits, whatever the transport: request
+//!   head size ([`limits::head`]).
 //! - [`config`]: configuration and its defaults, with comma-separated
 //!   lists from the environment ([`config::list`]), the rules for
 //!   routable prefixes ([`config::prefix`]), upstream URLs
@@ -107,6 +109,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod config;
+pub mod limits;
 pub mod protocol;
 pub mod server;
 pub mod service;

@@ -2,6 +2,7 @@
 //! health endpoints, the demo pages, and graceful shutdown.
 
 use crate::config::{Config, SOCKJS_CLIENT_URL};
+use crate::limits;
 use crate::protocol::CloseCode;
 use crate::service::api::Service;
 use crate::service::builtin;
@@ -100,6 +101,7 @@ impl Gateway {
         let ready = Arc::new(Readiness(AtomicBool::new(true)));
         let hubs: Vec<Arc<ServiceHub>> = services.values().cloned().collect();
         let access_log = config.access_log;
+        let max_header_bytes = config.max_header_bytes;
         let app_ready = ready.clone();
         let mut server = HttpServer::new(move || {
             let hubs = hubs.clone();
@@ -107,6 +109,9 @@ impl Gateway {
             let static_dir = static_dir.clone();
             let sockjs_client = sockjs_client.clone();
             App::new()
+                .wrap(middleware::from_fn(move |req, next| {
+                    limits::head::check(max_header_bytes, req, next)
+                }))
                 .wrap(middleware::Condition::new(
                     access_log,
                     middleware::Logger::new("%{r}a \"%r\" %s %b %Dms \"%{User-Agent}i\"")

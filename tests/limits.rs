@@ -132,3 +132,32 @@ async fn a_websocket_reader_that_stalls_is_closed_at_the_queue_limit() {
     let grown_kib = rss(gw.pid()).saturating_sub(before);
     assert!(grown_kib < 64 * 1024, "server RSS grew by {grown_kib} KiB");
 }
+
+/// Request heads past `max_header_bytes` get 431 and a closed connection,
+/// before any route or WebSocket upgrade runs; smaller ones pass.
+#[actix_rt::test]
+async fn oversized_request_heads_get_431() {
+    let head = |n: usize| [("Cookie", format!("c={}", "x".repeat(n)))];
+    let status = |url: String, headers: [(&'static str, String); 1]| async move {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = request("GET", &url, &h, "").await;
+        (r.status, r.header("connection").map(str::to_owned), r.body)
+    };
+    // The default is 32 KiB: a 20 KB cookie passes, a 40 KB one does not.
+    let gw = Gateway::start(&echo_config(""));
+    assert_eq!(status(gw.url("/echo/info"), head(20_000)).await.0, 200);
+    let (code, conn, body) = status(gw.url("/echo/info"), head(40_000)).await;
+    assert_eq!((code, conn.as_deref()), (431, Some("close")));
+    assert!(body.contains("max_header_bytes"), "{body}");
+
+    let gw = Gateway::start(&format!("max_header_bytes = 2048\n{}", echo_config("")));
+    assert_eq!(status(gw.url("/healthz"), head(1500)).await.0, 200);
+    assert_eq!(status(gw.url("/healthz"), head(2100)).await.0, 431);
+    let ws = gw.ws_url("/echo/websocket");
+    assert!(Ws::connect_with(&ws, &[("Cookie", "c=1")]).await.is_ok());
+    let big = format!("c={}", "x".repeat(2100));
+    match Ws::connect_with(&ws, &[("Cookie", big.as_str())]).await {
+        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => assert_eq!(s.as_u16(), 431),
+        other => panic!("expected 431, got {:?}", other.map(|_| "a socket")),
+    }
+}

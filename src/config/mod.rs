@@ -47,6 +47,10 @@ pub struct Config {
         deserialize_with = "list::deserialize"
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Largest request head (request line and headers) in bytes; larger
+    /// gets 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
     /// Mounted services by name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
@@ -263,6 +267,11 @@ fn default_max_message() -> usize {
 fn default_max_queued() -> usize {
     1024 * 1024
 }
+/// What nginx in front passes by default (4 x 8k header buffers), so the
+/// gateway never refuses a head the shipped proxy config accepted.
+fn default_max_header_bytes() -> usize {
+    32 * 1024
+}
 fn default_max_sessions() -> usize {
     20_000
 }
@@ -443,6 +452,13 @@ impl Config {
             return Err(format!(
                 "shutdown.grace: must be a number of seconds >= 0, got {}",
                 self.shutdown.grace
+            ));
+        }
+        let ceiling = crate::limits::head::CEILING;
+        if !(1024..=ceiling).contains(&self.max_header_bytes) {
+            return Err(format!(
+                "max_header_bytes: must be from 1024 to {ceiling} (actix-http's own limit), got {}",
+                self.max_header_bytes
             ));
         }
         if self.services.is_empty() {
