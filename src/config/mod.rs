@@ -110,6 +110,18 @@ fn default_sockjs_client_path() -> String {
     "node_modules/sockjs-client/dist/sockjs.min.js".into()
 }
 
+/// Who may use an HTTP session's URLs (`session_binding`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionBinding {
+    /// Anyone who knows the id, as in every SockJS server.
+    #[default]
+    None,
+    /// Only the client address that made the session, as resolved through
+    /// `trusted_proxies`; others are answered as for an unknown session.
+    Ip,
+}
+
 /// Which built-in backend a service runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceKind {
@@ -214,6 +226,13 @@ pub struct ServiceConfig {
     /// Live sessions; new sessions past it get 503.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// Whether an HTTP session answers only the address that made it.
+    #[serde(default)]
+    pub session_binding: SessionBinding,
+    /// Shortest session id accepted (sockjs-client makes 8 characters);
+    /// shorter ids get 404.
+    #[serde(default = "default_min_session_id_length")]
+    pub min_session_id_length: usize,
     /// `kind = "proxy"`: the upstream WebSocket URLs (`ws://`, `wss://`),
     /// tried round-robin.
     #[serde(default, deserialize_with = "list::deserialize")]
@@ -271,6 +290,9 @@ fn default_max_queued() -> usize {
 /// gateway never refuses a head the shipped proxy config accepted.
 fn default_max_header_bytes() -> usize {
     32 * 1024
+}
+fn default_min_session_id_length() -> usize {
+    1
 }
 fn default_max_sessions() -> usize {
     20_000
@@ -344,6 +366,14 @@ impl ServiceConfig {
             if v == 0 {
                 return Err(format!("{}: must be greater than 0", key(k)));
             }
+        }
+        let max_id = crate::protocol::ids::MAX_ID_LEN;
+        if !(1..=max_id).contains(&self.min_session_id_length) {
+            return Err(format!(
+                "{}: must be from 1 to {max_id} (the longest id accepted), got {}",
+                key("min_session_id_length"),
+                self.min_session_id_length
+            ));
         }
         if self
             .high_water_bytes

@@ -1,6 +1,8 @@
 //! HTTP and WebSocket adapters: each turns requests into session receivers
 //! and client messages. No transport holds application state.
 
+pub mod binding;
+pub mod client_addr;
 pub mod hangup;
 pub mod headers;
 pub mod pages;

@@ -4,6 +4,7 @@ use crate::service::api::{CloseReason, SessionInfo};
 use crate::service::hub::ServiceHub;
 use crate::session::actor::{Attach, Detach, SessionActor};
 use crate::session::receiver::{self, Outgoing, ReceiverKind, ReceiverRx};
+use crate::transport::client_addr::{client_addr, is_trusted};
 use crate::transport::hangup::{self, HangupGuard};
 use crate::transport::headers;
 use actix::{Actor, Addr};
@@ -11,7 +12,6 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::Stream;
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -153,34 +153,6 @@ pub fn session_info(req: &HttpRequest, hub: &ServiceHub, key: u64) -> SessionInf
         headers,
         forwarded,
     }
-}
-
-fn is_trusted(ip: &IpAddr, trusted: &[ipnet::IpNet]) -> bool {
-    trusted.iter().any(|n| n.contains(ip))
-}
-
-/// The client's address: the peer, unless the peer is a trusted proxy; then
-/// the rightmost `X-Forwarded-For` entry that is not a trusted proxy (entries
-/// further left were written by the client and could be anything).
-fn client_addr(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
-    let peer = req.peer_addr().map(|a| a.ip())?;
-    if !is_trusted(&peer, trusted) {
-        return Some(peer);
-    }
-    let forwarded: Vec<IpAddr> = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|v| v.trim().parse().ok())
-        .collect();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|ip| !is_trusted(ip, trusted))
-            .unwrap_or(peer),
-    )
 }
 
 /// Turns a response head and a receiver body into the answer. HTTP/1.0 has

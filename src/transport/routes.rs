@@ -5,7 +5,7 @@ use crate::protocol::ids::is_valid_id;
 use crate::service::hub::ServiceHub;
 use crate::transport::headers::{self, allow};
 use crate::transport::websocket::Framing;
-use crate::transport::{pages, polling, send, streaming, websocket};
+use crate::transport::{binding, pages, polling, send, streaming, websocket};
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use std::sync::Arc;
@@ -111,11 +111,12 @@ async fn session_url(
     transport: &str,
     body: web::Payload,
 ) -> HttpResponse {
-    if !is_valid_id(server) || !is_valid_id(sid) {
+    if !is_valid_id(server) || !is_valid_id(sid) || sid.len() < hub.config.min_session_id_length {
         return headers::not_found();
     }
     let hub = hub.into_inner();
     let cfg = &hub.config;
+    let sid = &*binding::registry_id(req, &hub, sid);
     let post = [Method::POST, Method::OPTIONS];
     let get = [Method::GET];
     let (enabled, methods, allow_header): (bool, &[Method], &str) = match transport {

@@ -158,7 +158,34 @@ impl Resp {
 }
 
 pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Resp {
-    let mut req = client().request(method.parse().unwrap(), url);
+    send_request(client(), method, url, headers, body).await
+}
+
+/// A request from another loopback address (e.g. 127.0.0.2): a second
+/// client machine, as far as the gateway can tell.
+pub async fn request_from(
+    local: &str,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Resp {
+    let connector = awc::Connector::new().local_address(local.parse().unwrap());
+    let client = awc::Client::builder()
+        .connector(connector)
+        .timeout(Duration::from_secs(10))
+        .finish();
+    send_request(client, method, url, headers, body).await
+}
+
+async fn send_request(
+    client: awc::Client,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Resp {
+    let mut req = client.request(method.parse().unwrap(), url);
     for (k, v) in headers {
         req = req.insert_header((*k, *v));
     }
