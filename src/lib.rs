@@ -29,7 +29,8 @@
 //!   the `proxy` kind, one upstream WebSocket per session
 //!   ([`service::proxy`]: upstream choice, handshake, close codes).
 //! - [`limits`]: connection-level limits, whatever the transport: request
-//!   head size ([`limits::head`]).
+//!   head size ([`limits::head`]), stalled readers cut off
+//!   ([`limits::write_timeout`]).
 //! - [`config`]: configuration and its defaults, with comma-separated
 //!   lists from the environment ([`config::list`]), the rules for
 //!   routable prefixes ([`config::prefix`]), upstream URLs

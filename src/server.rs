@@ -102,6 +102,7 @@ impl Gateway {
         let hubs: Vec<Arc<ServiceHub>> = services.values().cloned().collect();
         let access_log = config.access_log;
         let max_header_bytes = config.max_header_bytes;
+        let write_timeout = Duration::from_secs_f64(config.write_timeout);
         let app_ready = ready.clone();
         let mut server = HttpServer::new(move || {
             let hubs = hubs.clone();
@@ -135,7 +136,14 @@ impl Gateway {
                     }
                 })
         })
-        .on_connect(hangup::on_connect)
+        .on_connect(move |conn, ext| {
+            hangup::on_connect(conn, ext);
+            if let Some(sock) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                if let Err(e) = limits::write_timeout::apply(sock, write_timeout) {
+                    log::warn!("write_timeout: cannot set TCP_USER_TIMEOUT: {e}");
+                }
+            }
+        })
         .disable_signals()
         .shutdown_timeout(config.shutdown.grace.ceil() as u64);
         if config.workers > 0 {

@@ -161,3 +161,114 @@ async fn oversized_request_heads_get_431() {
         other => panic!("expected 431, got {:?}", other.map(|_| "a socket")),
     }
 }
+
+/// A client text frame (masked with a zero key, so the payload is as is).
+fn masked_text(payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut f = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    f.extend_from_slice(payload);
+    f
+}
+
+/// TCP connections on the gateway's port that a process still holds open
+/// (from /proc/net/tcp: not listening, and with an inode, which a socket
+/// loses once its last fd is closed).
+fn held_connections(gw: &Gateway) -> usize {
+    let port: u16 = gw.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f[1].rsplit(':').next().unwrap(), 16).unwrap();
+            local_port == port && f[3] != "0A" && f[9] != "0"
+        })
+        .count()
+}
+
+/// Readers that stop reading (20 WebSockets, 5 xhr-streams, with queue
+/// limits far away) are cut off after `write_timeout`: their connections
+/// are reset and the gateway lets go of them. A reader that reads is not.
+#[actix_rt::test]
+async fn stalled_readers_are_cut_off_after_write_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let toml = "write_timeout = 1\n[services.amplify]\nprefix = \"/amplify\"\nkind = \"amplify\"\n\
+                response_limit = 100000000\nmax_queued_bytes = 100000000\n";
+    let gw = Gateway::start(toml);
+    let mut healthy = Ws::connect(&gw.ws_url(&format!("{}/websocket", session("/amplify")))).await;
+    assert_eq!(healthy.recv().await, "o");
+
+    // A small receive buffer, so that what the gateway sends cannot all fit
+    // in the client's socket: the window closes and stays closed.
+    let connect = || async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let sock = sock.connect(gw.addr.parse().unwrap()).await.unwrap();
+        Raw {
+            sock,
+            buf: Vec::new(),
+        }
+    };
+    let upgrade = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+    ];
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut raw = connect().await;
+        let path = format!("{}/websocket", session("/amplify"));
+        raw.send("GET", &path, "1.1", &upgrade, "").await;
+        assert_eq!(raw.head().await.status, 101);
+        // 40 replies of 256 KiB: far more than socket buffers hold.
+        for _ in 0..40 {
+            raw.sock
+                .write_all(&masked_text(br#"["18"]"#))
+                .await
+                .unwrap();
+        }
+        stalled.push(raw);
+    }
+    for _ in 0..5 {
+        let s = session("/amplify");
+        let mut raw = connect().await;
+        raw.send("POST", &format!("{s}/xhr_streaming"), "1.1", &[], "")
+            .await;
+        assert_eq!(raw.head().await.status, 200);
+        for _ in 0..40 {
+            let r = post(&gw.url(&format!("{s}/xhr_send")), r#"["18"]"#).await;
+            assert_eq!(r.status, 204);
+        }
+        stalled.push(raw);
+    }
+
+    // The gateway lets go of all 25 (the healthy socket stays).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while held_connections(&gw) > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} connections still held",
+            held_connections(&gw)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Each stalled client finds its connection reset once it reads again.
+    for (i, mut raw) in stalled.into_iter().enumerate() {
+        let mut buf = vec![0u8; 1 << 20];
+        let end = loop {
+            match raw.sock.read(&mut buf).await {
+                Ok(0) => break "eof",
+                Ok(_) => continue,
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{i}");
+                    break "reset";
+                }
+            }
+        };
+        assert_eq!(end, "reset", "stalled reader {i}");
+    }
+    healthy.send(r#"["3"]"#).await;
+    assert_eq!(healthy.recv().await, r#"a["xxxxxxxx"]"#);
+}

@@ -51,6 +51,10 @@ pub struct Config {
     /// gets 431.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// Seconds a peer may leave written bytes unread (a stalled WebSocket
+    /// or streaming reader) before its connection is aborted.
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout: f64,
     /// Mounted services by name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
@@ -291,6 +295,9 @@ fn default_max_queued() -> usize {
 fn default_max_header_bytes() -> usize {
     32 * 1024
 }
+fn default_write_timeout() -> f64 {
+    20.0
+}
 fn default_min_session_id_length() -> usize {
     1
 }
@@ -482,6 +489,14 @@ impl Config {
             return Err(format!(
                 "shutdown.grace: must be a number of seconds >= 0, got {}",
                 self.shutdown.grace
+            ));
+        }
+        // TCP_USER_TIMEOUT counts milliseconds; below one second a slow but
+        // healthy network could be cut off.
+        if !(self.write_timeout.is_finite() && (1.0..=86_400.0).contains(&self.write_timeout)) {
+            return Err(format!(
+                "write_timeout: must be from 1 to 86400 seconds, got {}",
+                self.write_timeout
             ));
         }
         let ceiling = crate::limits::head::CEILING;

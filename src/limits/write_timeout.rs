@@ -1,0 +1,34 @@
+//! Cutting off stalled readers: a connection whose peer accepts no bytes for
+//! `write_timeout` seconds is aborted and its fd freed.
+//!
+//! The kernel does the timing: `TCP_USER_TIMEOUT` bounds how long sent data
+//! may stay unacknowledged, and how long zero-window probes may go
+//! unanswered by an opened window (Linux clamps the probe timer to it since
+//! 5.11), so a reader that stops reading is reset within about the timeout.
+//! actix then fails its next write, drops the connection and closes the fd:
+//! WebSockets and streaming responses alike, with no timer of ours per
+//! connection. An idle connection has nothing outstanding and is not
+//! affected; neither is a slow reader, whose acknowledgements restart it.
+
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// Sets `TCP_USER_TIMEOUT` on an accepted socket.
+pub fn apply(sock: &impl AsRawFd, timeout: Duration) -> std::io::Result<()> {
+    let ms = libc::c_uint::try_from(timeout.as_millis()).unwrap_or(libc::c_uint::MAX);
+    // SAFETY: a valid fd and a c_uint option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&ms as *const libc::c_uint).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
