@@ -1,6 +1,8 @@
 use clap::Parser;
 use sockjs_gateway::config::env;
+use sockjs_gateway::limits::accept_log::RateLimited;
 use sockjs_gateway::{Config, Gateway};
+use std::time::Duration;
 
 const AFTER_HELP: &str = "\
 Configuration: built-in defaults, then the TOML file (--config, or the
@@ -33,7 +35,11 @@ struct Args {
 
 #[actix_web::main]
 async fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    log::set_max_level(logger.filter());
+    let logger = RateLimited::new(logger, Duration::from_secs(60));
+    log::set_boxed_logger(Box::new(logger)).expect("the only logger");
     let args = Args::parse();
     for name in env::misspelled(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok())) {
         log::warn!("{}", env::warning(&name));
