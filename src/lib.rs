@@ -28,9 +28,11 @@
 //!   ([`service::hub`]), the built-in services ([`service::builtin`]) and
 //!   the `proxy` kind, one upstream WebSocket per session
 //!   ([`service::proxy`]: upstream choice, handshake, close codes).
-//! - [`limits`]: connection-level limits, whatever the transport: request
-//!   head size ([`limits::head`]), stalled readers cut off
-//!   ([`limits::write_timeout`]).
+//! - [`limits`]: connection-level limits, whatever the transport, below
+//!   every other layer: the open-file budget, `max_connections` and the
+//!   derived `max_sessions` ([`limits::fds`]), the accept-error log rate
+//!   ([`limits::accept_log`]), request head size ([`limits::head`]),
+//!   stalled readers cut off ([`limits::write_timeout`]).
 //! - [`config`]: configuration and its defaults, with comma-separated
 //!   lists from the environment ([`config::list`]), the rules for
 //!   routable prefixes ([`config::prefix`]), upstream URLs

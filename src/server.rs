@@ -75,8 +75,26 @@ impl Gateway {
                 ),
             ));
         }
+        let budget = limits::fds::init(config.max_connections);
+        log::info!(
+            "open files: limit {} (soft limit was {}), {} in use at start, {} reserved; max_connections {}",
+            budget.limit,
+            budget.limit_at_start,
+            budget.baseline,
+            limits::fds::RESERVE,
+            budget.max_connections
+        );
         let mut services = HashMap::new();
         for (name, cfg) in &config.services {
+            log::info!(
+                "service {name}: max_sessions {}{}",
+                cfg.max_sessions(),
+                if cfg.max_sessions.is_some() {
+                    ""
+                } else {
+                    " (derived)"
+                }
+            );
             if cfg.allows_any_origin() {
                 log::warn!(
                     "service {name} ({}) allows any origin: any web page can use it with the visitor's cookies",
@@ -137,18 +155,31 @@ impl Gateway {
                 })
         })
         .on_connect(move |conn, ext| {
-            hangup::on_connect(conn, ext);
-            if let Some(sock) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                if let Err(e) = limits::write_timeout::apply(sock, write_timeout) {
-                    log::warn!("write_timeout: cannot set TCP_USER_TIMEOUT: {e}");
-                }
+            let Some(sock) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() else {
+                return;
+            };
+            let Some(held) = budget.admit_connection() else {
+                limits::fds::refuse(sock);
+                return;
+            };
+            ext.insert(held);
+            hangup::on_connect(sock, ext);
+            if let Err(e) = limits::write_timeout::apply(sock, write_timeout) {
+                log::warn!("write_timeout: cannot set TCP_USER_TIMEOUT: {e}");
             }
         })
         .disable_signals()
         .shutdown_timeout(config.shutdown.grace.ceil() as u64);
-        if config.workers > 0 {
-            server = server.workers(config.workers);
-        }
+        let workers = match config.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        // actix-server's own cap counts a connection from accept on, before
+        // any worker has run `on_connect` (where the budget refuses it): it
+        // bounds the descriptors a burst of connects can take, so accept
+        // never meets EMFILE. Half the reserve is for those in flight.
+        let per_worker = (budget.max_connections + limits::fds::RESERVE / 2).div_ceil(workers);
+        server = server.workers(workers).max_connections(per_worker);
         let server = server.bind(&config.listen)?;
         let addrs = server.addrs();
         Ok(Running {

@@ -43,7 +43,17 @@ fn readme_defaults_match_the_code() {
         svc.disconnect_delay.to_string()
     );
     assert_eq!(default_of("response_limit"), svc.response_limit.to_string());
-    assert_eq!(default_of("max_sessions"), svc.max_sessions.to_string());
+    // Derived from the open-file limit at start, not a constant.
+    assert_eq!(svc.max_sessions, None);
+    assert_eq!(default_of("max_sessions"), "derived");
+    let top = sockjs_gateway::Config::from_toml("[services.x]\nprefix = \"/x\"\n").unwrap();
+    assert_eq!(top.max_connections, None);
+    assert_eq!(default_of("max_connections"), "derived");
+    assert_eq!(
+        default_of("max_header_bytes"),
+        top.max_header_bytes.to_string()
+    );
+    assert_eq!(default_of("write_timeout"), top.write_timeout.to_string());
     assert_eq!(
         default_of("upstream_connect_timeout"),
         svc.upstream_connect_timeout.to_string()

@@ -47,6 +47,10 @@ pub struct Config {
         deserialize_with = "list::deserialize"
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Client connections held at once; more are reset on accept. Default:
+    /// what the open-file limit allows ([`crate::limits::fds`]).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
     /// Largest request head (request line and headers) in bytes; larger
     /// gets 431.
     #[serde(default = "default_max_header_bytes")]
@@ -59,6 +63,10 @@ pub struct Config {
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
 }
+
+/// `max_sessions` where no gateway measured the open-file limit (a hub made
+/// by hand, outside [`crate::Gateway::start`]).
+const FALLBACK_MAX_SESSIONS: usize = 10_000;
 
 /// Where the gateway serves its local copy of sockjs-client at the root.
 pub const SOCKJS_CLIENT_URL: &str = "/sockjs-client/sockjs.min.js";
@@ -227,9 +235,10 @@ pub struct ServiceConfig {
     /// it is closed with 1008 "Outgoing queue limit exceeded".
     #[serde(default = "default_max_queued")]
     pub max_queued_bytes: usize,
-    /// Live sessions; new sessions past it get 503.
-    #[serde(default = "default_max_sessions")]
-    pub max_sessions: usize,
+    /// Live sessions; new sessions past it get 503. Default: derived from
+    /// the open-file limit ([`ServiceConfig::max_sessions`]).
+    #[serde(default)]
+    pub max_sessions: Option<usize>,
     /// Whether an HTTP session answers only the address that made it.
     #[serde(default)]
     pub session_binding: SessionBinding,
@@ -301,9 +310,6 @@ fn default_write_timeout() -> f64 {
 fn default_min_session_id_length() -> usize {
     1
 }
-fn default_max_sessions() -> usize {
-    20_000
-}
 fn default_connect_timeout() -> f64 {
     5.0
 }
@@ -339,6 +345,22 @@ impl ServiceConfig {
     pub fn upstream_ping_interval(&self) -> Duration {
         Duration::from_secs_f64(self.upstream_ping_interval)
     }
+    /// `max_sessions`, or its default: 90 % of the connections the
+    /// open-file limit allows ([`crate::limits::fds`]), halved for a proxy,
+    /// whose sessions also hold an upstream socket each.
+    pub fn max_sessions(&self) -> usize {
+        let per_session = if self.kind == ServiceKind::Proxy {
+            2
+        } else {
+            1
+        };
+        self.max_sessions.unwrap_or_else(|| {
+            crate::limits::fds::budget().map_or(FALLBACK_MAX_SESSIONS, |b| {
+                b.default_max_sessions(per_session)
+            })
+        })
+    }
+
     /// `high_water_bytes`, or its default.
     pub fn high_water(&self) -> usize {
         self.high_water_bytes
@@ -367,7 +389,7 @@ impl ServiceConfig {
             ("response_limit", self.response_limit),
             ("max_message_bytes", self.max_message_bytes),
             ("max_queued_bytes", self.max_queued_bytes),
-            ("max_sessions", self.max_sessions),
+            ("max_sessions", self.max_sessions.unwrap_or(1)),
             ("high_water_bytes", self.high_water_bytes.unwrap_or(1)),
         ] {
             if v == 0 {
@@ -498,6 +520,9 @@ impl Config {
                 "write_timeout: must be from 1 to 86400 seconds, got {}",
                 self.write_timeout
             ));
+        }
+        if self.max_connections == Some(0) {
+            return Err("max_connections: must be greater than 0".into());
         }
         let ceiling = crate::limits::head::CEILING;
         if !(1024..=ceiling).contains(&self.max_header_bytes) {

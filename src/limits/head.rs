@@ -34,7 +34,7 @@ pub async fn check(
     let n = size(req.head());
     if n > limit {
         let resp = HttpResponse::build(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
-            .content_type(crate::transport::headers::TEXT_PLAIN)
+            .content_type("text/plain; charset=UTF-8")
             .force_close()
             .body(format!(
                 "Request header fields too large: {n} bytes, the limit is {limit} (max_header_bytes).\n"

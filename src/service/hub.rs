@@ -26,7 +26,7 @@ impl ServiceHub {
         backend: Arc<dyn Service>,
         trusted_proxies: Vec<ipnet::IpNet>,
     ) -> Arc<Self> {
-        let registry = Registry::new(config.max_sessions);
+        let registry = Registry::new(config.max_sessions());
         let prefix = config.prefix.as_str().into();
         let forward_headers = config
             .forward_headers

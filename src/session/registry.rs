@@ -37,6 +37,11 @@ impl Registry {
         self.all.len()
     }
 
+    /// Whether a new session would be refused.
+    pub fn is_full(&self) -> bool {
+        self.all.len() >= self.max_sessions
+    }
+
     pub fn is_empty(&self) -> bool {
         self.all.is_empty()
     }
@@ -78,7 +83,7 @@ impl Registry {
         &self,
         start: impl FnOnce(u64) -> Addr<SessionActor>,
     ) -> Result<(u64, Addr<SessionActor>), RegistryFull> {
-        if self.all.len() >= self.max_sessions {
+        if self.is_full() {
             return Err(RegistryFull);
         }
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);

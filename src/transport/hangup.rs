@@ -12,7 +12,6 @@
 
 use actix_web::dev::Extensions;
 use actix_web::HttpRequest;
-use std::any::Any;
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
@@ -38,14 +37,12 @@ struct Watch {
 
 /// For `HttpServer::on_connect`: turns on TCP_NODELAY (actix leaves Nagle on,
 /// which delays small frames by tens of ms) and records the socket's fd.
-pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
-    if let Some(sock) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-        let _ = sock.set_nodelay(true);
-        ext.insert(Rc::new(Connection {
-            fd: sock.as_raw_fd(),
-            watch: RefCell::new(None),
-        }));
-    }
+pub fn on_connect(sock: &actix_web::rt::net::TcpStream, ext: &mut Extensions) {
+    let _ = sock.set_nodelay(true);
+    ext.insert(Rc::new(Connection {
+        fd: sock.as_raw_fd(),
+        watch: RefCell::new(None),
+    }));
 }
 
 /// Unregisters a receiver from its connection's watch when dropped (held by
@@ -94,12 +91,15 @@ fn start_watch(fd: RawFd) -> Option<Watch> {
     // duplicate is our own descriptor for the same socket, owned below.
     let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
     if dup < 0 {
-        log::warn!(
+        // Out of descriptors: the poll works unwatched (a hang-up is then
+        // noticed at the next write). Not logged per connection.
+        log::debug!(
             "cannot watch connection for hang-up: {}",
             std::io::Error::last_os_error()
         );
         return None;
     }
+    let counted = crate::limits::fds::hold_other();
     // SAFETY: `dup` is a fresh descriptor that nothing else owns.
     let owned = unsafe { OwnedFd::from_raw_fd(dup) };
     // SAFETY: `owned` is our own descriptor, kept open (by the AsyncFd) and
@@ -115,6 +115,7 @@ fn start_watch(fd: RawFd) -> Option<Watch> {
     let (stop, stopped) = oneshot::channel();
     let notify = waiting.clone();
     actix_web::rt::spawn(async move {
+        let _counted = counted;
         let closed = async {
             loop {
                 let mut guard = afd.readable().await?;

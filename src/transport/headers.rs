@@ -188,6 +188,8 @@ pub fn service_unavailable() -> HttpResponse {
     HttpResponse::ServiceUnavailable()
         .content_type(TEXT_PLAIN)
         .insert_header((header::RETRY_AFTER, "5"))
+        // A client refused a session need not hold a connection either.
+        .force_close()
         .body("Too many sessions (max_sessions).\n")
 }
 

@@ -61,7 +61,7 @@ pub async fn websocket(
     if let Err(resp) = Origin::check(req, &hub.config) {
         return resp;
     }
-    if hub.registry.len() >= hub.config.max_sessions {
+    if hub.registry.is_full() {
         return headers::service_unavailable();
     }
     let (resp, ws, stream) = match actix_ws::handle(req, body) {

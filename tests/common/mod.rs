@@ -26,21 +26,55 @@ impl Gateway {
     }
 
     pub fn start_with_env(toml: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::spawn(toml, |cmd, _| {
+            cmd.envs(env.iter().copied());
+        })
+    }
+
+    /// Starts the binary with an open-file limit of `nofile` (soft and
+    /// hard), logging at info into a file that [`Gateway::log`] reads.
+    pub fn start_with_fd_limit(toml: &str, nofile: u64) -> Gateway {
+        use std::os::unix::process::CommandExt;
+        Self::spawn(toml, |cmd, dir| {
+            let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
+            cmd.env("RUST_LOG", "info").stderr(log);
+            // SAFETY: only setrlimit, which is async-signal-safe, runs
+            // between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: nofile,
+                        rlim_max: nofile,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
+    }
+
+    /// What the gateway logged (after [`Gateway::start_with_fd_limit`]).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    fn spawn(toml: &str, setup: impl FnOnce(&mut Command, &std::path::Path)) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, toml).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sockjs-gateway"))
-            .arg("--config")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sockjs-gateway"));
+        cmd.arg("--config")
             .arg(&path)
             .args(["--listen", "127.0.0.1:0"])
-            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("gateway binary runs");
+            .stdout(Stdio::piped());
+        setup(&mut cmd, dir.path());
+        let mut child = cmd.spawn().expect("gateway binary runs");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)

@@ -167,6 +167,8 @@ struct Link {
     ping_due: bool,
     /// Ping intervals since the upstream last sent anything.
     silent_pings: u8,
+    /// The upstream socket, counted against the open-file budget.
+    _fd: Option<crate::limits::fds::Held>,
 }
 
 /// How a link ended, from the upstream's side.
@@ -309,6 +311,7 @@ impl Link {
             ping,
             ping_due: false,
             silent_pings: 0,
+            _fd: crate::limits::fds::hold_other(),
         }
     }
 
