@@ -32,7 +32,8 @@
 //!   every other layer: the open-file budget, `max_connections` and the
 //!   derived `max_sessions` ([`limits::fds`]), the accept-error log rate
 //!   ([`limits::accept_log`]), request head size ([`limits::head`]),
-//!   stalled readers cut off ([`limits::write_timeout`]).
+//!   stalled readers cut off ([`limits::write_timeout`]), memory handed
+//!   back after a load ([`limits::trim`]).
 //! - [`config`]: configuration and its defaults, with comma-separated
 //!   lists from the environment ([`config::list`]), the rules for
 //!   routable prefixes ([`config::prefix`]), upstream URLs

@@ -84,6 +84,9 @@ impl Gateway {
             limits::fds::RESERVE,
             budget.max_connections
         );
+        if config.trim_memory {
+            limits::trim::start(budget);
+        }
         let mut services = HashMap::new();
         for (name, cfg) in &config.services {
             log::info!(

@@ -59,6 +59,10 @@ pub struct Config {
     /// or streaming reader) before its connection is aborted.
     #[serde(default = "default_write_timeout")]
     pub write_timeout: f64,
+    /// Hand freed memory back to the system once a load has passed
+    /// ([`crate::limits::trim`]).
+    #[serde(default = "yes")]
+    pub trim_memory: bool,
     /// Mounted services by name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,

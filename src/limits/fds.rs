@@ -37,6 +37,8 @@ pub struct Budget {
     connections: AtomicUsize,
     /// Other counted descriptors: hang-up watches, upstream sockets.
     others: AtomicUsize,
+    /// The most connections held at once since [`Budget::take_peak`].
+    peak: AtomicUsize,
     refused: AtomicUsize,
 }
 
@@ -69,6 +71,7 @@ pub fn init(max_connections: Option<usize>) -> &'static Budget {
             max_connections,
             connections: AtomicUsize::new(0),
             others: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
         }
     })
@@ -91,7 +94,9 @@ impl Budget {
     pub fn admit_connection(&'static self) -> Option<Held> {
         let held = Held::new(&self.connections);
         let connections = self.connections.load(Ordering::Relaxed);
-        let in_use = self.baseline + connections + self.others.load(Ordering::Relaxed);
+        let others = self.others.load(Ordering::Relaxed);
+        self.peak.fetch_max(connections + others, Ordering::Relaxed);
+        let in_use = self.baseline + connections + others;
         if connections > self.max_connections || in_use + RESERVE > self.limit {
             let n = self.refused.fetch_add(1, Ordering::Relaxed);
             // Once, then every 10,000th: a flood must not flood the log.
@@ -107,6 +112,17 @@ impl Budget {
             return None;
         }
         Some(held)
+    }
+
+    /// Counted descriptors held now: connections and the others.
+    pub fn held(&self) -> usize {
+        self.connections.load(Ordering::Relaxed) + self.others.load(Ordering::Relaxed)
+    }
+
+    /// The most descriptors held at once since the last call, which starts
+    /// the next period at `now`.
+    pub fn take_peak(&self, now: usize) -> usize {
+        self.peak.swap(now, Ordering::Relaxed).max(now)
     }
 
     /// Client connections open now.
@@ -217,6 +233,7 @@ mod tests {
             max_connections,
             connections: AtomicUsize::new(0),
             others: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
         }))
     }
@@ -231,6 +248,12 @@ mod tests {
         drop(held);
         assert_eq!(b.connections(), 0);
         assert!(b.admit_connection().is_some());
+        assert_eq!(
+            b.take_peak(0),
+            4,
+            "the refused one counted while it was held"
+        );
+        assert_eq!(b.take_peak(0), 0, "a new period starts at the count given");
     }
 
     #[test]
