@@ -28,31 +28,27 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Mode {
-    Hold {
-        #[arg(long)]
-        from: IpAddr,
-        #[arg(long)]
-        count: usize,
-        /// Seconds to hold the sessions after the last attempt.
-        #[arg(long, default_value_t = 3600.0)]
-        hold: f64,
-        addr: SocketAddr,
-    },
-    Old {
-        #[arg(long)]
-        from: IpAddr,
-        #[arg(long)]
-        count: usize,
-        /// Seconds to keep echoing.
-        #[arg(long, default_value_t = 3600.0)]
-        hold: f64,
-        addr: SocketAddr,
-    },
+    /// Open sessions, then hold them.
+    Hold(Sessions),
+    /// Open sessions, then echo on each every second.
+    Old(Sessions),
     Probe {
         #[arg(long)]
         from: IpAddr,
         addr: SocketAddr,
     },
+}
+
+#[derive(clap::Args)]
+struct Sessions {
+    #[arg(long)]
+    from: IpAddr,
+    #[arg(long)]
+    count: usize,
+    /// Seconds to keep them, after the last one is opened.
+    #[arg(long, default_value_t = 3600.0)]
+    hold: f64,
+    addr: SocketAddr,
 }
 
 const LIMIT: Duration = Duration::from_secs(5);
@@ -233,18 +229,8 @@ fn main() {
         .expect("runtime");
     rt.block_on(async move {
         match args.mode {
-            Mode::Hold {
-                from,
-                count,
-                hold: h,
-                addr,
-            } => hold(from, count, h, addr).await,
-            Mode::Old {
-                from,
-                count,
-                hold: h,
-                addr,
-            } => old(from, count, h, addr).await,
+            Mode::Hold(s) => hold(s.from, s.count, s.hold, s.addr).await,
+            Mode::Old(s) => old(s.from, s.count, s.hold, s.addr).await,
             Mode::Probe { from, addr } => probe(from, addr).await,
         }
     });
