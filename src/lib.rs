@@ -27,7 +27,8 @@
 //! - [`service`]: the backend API ([`service::api`]), a mounted service
 //!   ([`service::hub`]), the built-in services ([`service::builtin`]) and
 //!   the `proxy` kind, one upstream WebSocket per session
-//!   ([`service::proxy`]: upstream choice, handshake, close codes).
+//!   ([`service::proxy`]: upstream choice, handshake, close codes); the
+//!   `stomp` kind being built ([`service::stomp`]: its frame codec so far).
 //! - [`limits`]: connection-level limits, whatever the transport, below
 //!   every other layer: the open-file budget, `max_connections` and the
 //!   derived `max_sessions` ([`limits::fds`]), the accept-error log rate

@@ -1,6 +1,7 @@
 //! Property tests (proptest) over the pure functions that read what clients
 //! send or write what they receive: the payload decoder, the SockJS escaper
-//! and frames, the form decoder, and the id and callback checks. Each runs
+//! and frames, the form decoder, the id and callback checks, and the STOMP
+//! frame codec. Each runs
 //! 256 random cases under `cargo test`; for a longer hunt:
 //! `PROPTEST_CASES=200000 cargo test --release --test properties`.
 use proptest::prelude::*;
@@ -10,7 +11,46 @@ use sockjs_gateway::protocol::ids::{is_valid_callback, is_valid_id, MAX_CALLBACK
 use sockjs_gateway::protocol::payload::{
     decode_messages, decode_ws_frame, form_field, PayloadError,
 };
+use sockjs_gateway::service::stomp::frame::{
+    Decoder, Frame as StompFrame, Item, Limits, Version, CLIENT_COMMANDS,
+};
 use std::sync::Arc;
+
+const STOMP_LIMITS: Limits = Limits {
+    max_frame_bytes: 1 << 20,
+    max_headers: 64,
+};
+
+/// A client frame whose headers survive `version`'s rules: under 1.2
+/// anything escapes; 1.0 and 1.1 cannot carry a line end in a header (nor
+/// a colon in a name), and CONNECT is never escaped.
+fn stomp_frame(version: Version) -> impl Strategy<Value = StompFrame> {
+    let command = prop::sample::select(CLIENT_COMMANDS.to_vec());
+    let headers = prop::collection::vec((tricky_string(), tricky_string()), 0..6);
+    (command, headers, tricky_string()).prop_map(move |(command, headers, body)| {
+        let escaped = version >= Version::V1_1 && !matches!(command, "CONNECT" | "STOMP");
+        let keep = |c: char, name: bool| match (escaped, version) {
+            (true, Version::V1_2) => true,
+            (true, _) => c != '\r',
+            (false, _) => c != '\n' && c != '\r' && !(name && c == ':'),
+        };
+        let clean =
+            |s: &str, name: bool| -> String { s.chars().filter(|&c| keep(c, name)).collect() };
+        let headers = headers
+            .iter()
+            .map(|(n, v)| (format!("h{}", clean(n, true)), clean(v, false)))
+            .collect();
+        StompFrame {
+            command: command.to_owned(),
+            headers,
+            body,
+        }
+    })
+}
+
+fn version() -> impl Strategy<Value = Version> {
+    prop::sample::select(vec![Version::V1_0, Version::V1_1, Version::V1_2])
+}
 
 /// Strings rich in what escaping and decoding must get right: quotes,
 /// backslashes, controls, `<`, the SockJS ranges, astral characters.
@@ -133,5 +173,53 @@ proptest! {
             && s.len() <= MAX_CALLBACK_LEN
             && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
         prop_assert_eq!(is_valid_callback(&s), cb_rule);
+    }
+
+    /// Anything fed to the STOMP decoder, in any pieces, ends in frames,
+    /// heart-beats, a wait for more, or a refusal; never a panic.
+    #[test]
+    fn any_stomp_input_decodes_or_is_refused(
+        pieces in prop::collection::vec(
+            prop_oneof![tricky_string(), "(SEND|CONNECT|SUBSCRIBE)\n[a-z:\\\\]{0,12}\n\n[a-z]{0,4}\u{0}"],
+            0..6,
+        ),
+        v in version(),
+    ) {
+        let mut d = Decoder::new(Limits { max_frame_bytes: 256, max_headers: 4 });
+        d.set_version(v);
+        for p in &pieces {
+            if d.feed(p).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// A frame encoded for a version decodes back to itself (plus the
+    /// `content-length` the encoder adds), however the text is split into
+    /// SockJS messages, with heart-beats around it.
+    #[test]
+    fn stomp_frames_round_trip_in_any_pieces(
+        (v, frame) in version().prop_flat_map(|v| (Just(v), stomp_frame(v))),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+    ) {
+        let text = format!("\n{}\r\n", frame.encode(v));
+        let mut bounds: Vec<usize> = cuts.iter().map(|i| i.index(text.len() + 1)).collect();
+        bounds.push(0);
+        bounds.push(text.len());
+        bounds.retain(|&b| text.is_char_boundary(b));
+        bounds.sort_unstable();
+        bounds.dedup();
+        let mut d = Decoder::new(STOMP_LIMITS);
+        d.set_version(v);
+        let mut items = Vec::new();
+        for w in bounds.windows(2) {
+            items.extend(d.feed(&text[w[0]..w[1]]).unwrap());
+        }
+        let mut want = frame.clone();
+        if !frame.body.is_empty() {
+            want.headers.push(("content-length".into(), frame.body.len().to_string()));
+        }
+        prop_assert_eq!(items, vec![Item::Heartbeat, Item::Frame(want), Item::Heartbeat]);
+        prop_assert!(!d.is_partial());
     }
 }

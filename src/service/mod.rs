@@ -4,3 +4,4 @@ pub mod api;
 pub mod builtin;
 pub mod hub;
 pub mod proxy;
+pub mod stomp;

@@ -1,0 +1,549 @@
+//! STOMP 1.0, 1.1 and 1.2 frames as pure functions: a decoder fed the text
+//! of SockJS messages, and an encoder.
+//!
+//! Over SockJS a STOMP frame is text, and one SockJS message may hold
+//! several frames, part of one (stompjs `splitLargeFrames`), or bare line
+//! ends, which are heart-beats. So the decoder keeps what it has not yet
+//! seen the end of, and bounds it: a frame past `max_frame_bytes` or
+//! `max_headers` is an error the caller answers with ERROR.
+//!
+//! Header escaping (`\\`, `\n`, `\c`, and `\r` under 1.2) applies to every
+//! frame of a 1.1 or 1.2 session but CONNECT, STOMP and CONNECTED; 1.0 has
+//! none. A body is read up to `content-length` bytes (and may then hold
+//! NUL), else up to the first NUL.
+
+use std::fmt::Write as _;
+
+/// A negotiated protocol version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Version {
+    V1_0,
+    V1_1,
+    V1_2,
+}
+
+impl Version {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::V1_0 => "1.0",
+            Version::V1_1 => "1.1",
+            Version::V1_2 => "1.2",
+        }
+    }
+
+    /// The highest version both sides speak, from a CONNECT's
+    /// `accept-version` (absent: 1.0, as the spec says).
+    pub fn negotiate(accept_version: Option<&str>) -> Option<Version> {
+        let Some(list) = accept_version else {
+            return Some(Version::V1_0);
+        };
+        list.split(',')
+            .filter_map(|v| match v.trim() {
+                "1.0" => Some(Version::V1_0),
+                "1.1" => Some(Version::V1_1),
+                "1.2" => Some(Version::V1_2),
+                _ => None,
+            })
+            .max()
+    }
+}
+
+/// One frame: a command, headers in the order given, and a body.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frame {
+    pub command: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Frame {
+    pub fn new(command: &str) -> Frame {
+        Frame {
+            command: command.to_owned(),
+            ..Frame::default()
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Frame {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<String>) -> Frame {
+        self.body = body.into();
+        self
+    }
+
+    /// The first value of header `name`: STOMP says a repeated header's
+    /// first entry counts.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether this frame's headers are escaped in `version`.
+    fn escaped(command: &str, version: Version) -> bool {
+        version >= Version::V1_1 && !matches!(command, "CONNECT" | "STOMP" | "CONNECTED")
+    }
+
+    /// The frame on the wire: headers escaped as `version` says, a
+    /// `content-length` added for a non-empty body unless one is given,
+    /// and the closing NUL.
+    pub fn encode(&self, version: Version) -> String {
+        let mut out = String::with_capacity(self.command.len() + 32 + self.body.len());
+        out.push_str(&self.command);
+        out.push('\n');
+        let escaped = Frame::escaped(&self.command, version);
+        for (name, value) in &self.headers {
+            push_header_part(&mut out, name, escaped, version);
+            out.push(':');
+            push_header_part(&mut out, value, escaped, version);
+            out.push('\n');
+        }
+        if !self.body.is_empty() && self.get("content-length").is_none() {
+            let _ = writeln!(out, "content-length:{}", self.body.len());
+        }
+        out.push('\n');
+        out.push_str(&self.body);
+        out.push('\0');
+        out
+    }
+}
+
+fn push_header_part(out: &mut String, s: &str, escaped: bool, version: Version) {
+    if !escaped {
+        out.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            ':' => out.push_str("\\c"),
+            '\r' if version == Version::V1_2 => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The commands a client may send.
+pub const CLIENT_COMMANDS: &[&str] = &[
+    "CONNECT",
+    "STOMP",
+    "SEND",
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
+    "ACK",
+    "NACK",
+    "BEGIN",
+    "COMMIT",
+    "ABORT",
+    "DISCONNECT",
+];
+
+/// What the decoder found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    Frame(Frame),
+    /// A bare line end between frames.
+    Heartbeat,
+}
+
+/// Why a frame was refused; the text is the ERROR frame's `message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameError(pub String);
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Limits on what one frame may be.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Bytes of one frame, from its command to its NUL.
+    pub max_frame_bytes: usize,
+    /// Header lines in one frame.
+    pub max_headers: usize,
+}
+
+/// Turns the text of successive SockJS messages into frames.
+#[derive(Debug)]
+pub struct Decoder {
+    buf: String,
+    limits: Limits,
+    version: Version,
+}
+
+impl Decoder {
+    /// A decoder for a session that has not negotiated yet (its CONNECT is
+    /// never escaped, so the version only matters later).
+    pub fn new(limits: Limits) -> Decoder {
+        Decoder {
+            buf: String::new(),
+            limits,
+            version: Version::V1_0,
+        }
+    }
+
+    /// The version agreed at CONNECT: from now on headers are unescaped as
+    /// it says.
+    pub fn set_version(&mut self, version: Version) {
+        self.version = version;
+    }
+
+    /// Whether part of a frame is waiting for the rest.
+    pub fn is_partial(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Feeds one SockJS message; returns the frames and heart-beats it
+    /// completes, in order. After an error the session is to be closed:
+    /// what was buffered is dropped.
+    pub fn feed(&mut self, text: &str) -> Result<Vec<Item>, FrameError> {
+        self.buf.push_str(text);
+        let mut items = Vec::new();
+        let mut at = 0;
+        let result = loop {
+            match decode_one(&self.buf[at..], self.limits, self.version) {
+                Ok(Some((item, used))) => {
+                    items.push(item);
+                    at += used;
+                }
+                Ok(None) => break Ok(items),
+                Err(e) => break Err(e),
+            }
+        };
+        match result {
+            Ok(items) => {
+                self.buf.drain(..at);
+                if self.buf.len() > self.limits.max_frame_bytes {
+                    self.buf.clear();
+                    return Err(too_large(self.limits));
+                }
+                Ok(items)
+            }
+            Err(e) => {
+                self.buf.clear();
+                Err(e)
+            }
+        }
+    }
+}
+
+fn too_large(limits: Limits) -> FrameError {
+    FrameError(format!(
+        "Frame too large: more than {} bytes (max_frame_bytes)",
+        limits.max_frame_bytes
+    ))
+}
+
+/// One item from the start of `s` and the bytes it used, or `None` if `s`
+/// holds only part of a frame.
+fn decode_one(
+    s: &str,
+    limits: Limits,
+    version: Version,
+) -> Result<Option<(Item, usize)>, FrameError> {
+    if s.starts_with('\n') {
+        return Ok(Some((Item::Heartbeat, 1)));
+    }
+    if s.starts_with("\r\n") {
+        return Ok(Some((Item::Heartbeat, 2)));
+    }
+    if s.is_empty() || s == "\r" {
+        return Ok(None);
+    }
+    // The head ends at the first blank line.
+    let Some(head_end) = find_head_end(s) else {
+        return Ok(None);
+    };
+    let (head, body_start) = head_end;
+    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let command = lines.next().unwrap_or_default();
+    if !CLIENT_COMMANDS.contains(&command) {
+        return Err(FrameError(format!(
+            "Unknown command {:?}",
+            truncate(command, 40)
+        )));
+    }
+    let escaped = Frame::escaped(command, version);
+    let mut headers = Vec::new();
+    for line in lines {
+        if headers.len() == limits.max_headers {
+            return Err(FrameError(format!(
+                "Too many headers: more than {} (max_headers)",
+                limits.max_headers
+            )));
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(FrameError(format!(
+                "Header without a colon: {:?}",
+                truncate(line, 40)
+            )));
+        };
+        let name = unescape(name, escaped, version)?;
+        let value = unescape(value, escaped, version)?;
+        headers.push((name, value));
+    }
+    let frame_len_so_far = body_start;
+    if frame_len_so_far > limits.max_frame_bytes {
+        return Err(too_large(limits));
+    }
+    let rest = &s[body_start..];
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map(|(_, v)| {
+            v.trim()
+                .parse::<usize>()
+                .map_err(|_| FrameError(format!("Invalid content-length {:?}", truncate(v, 20))))
+        })
+        .transpose()?;
+    let (body, used) = match length {
+        Some(n) => {
+            if body_start + n + 1 > limits.max_frame_bytes {
+                return Err(too_large(limits));
+            }
+            if rest.len() < n + 1 {
+                return Ok(None);
+            }
+            if !rest.is_char_boundary(n) || rest.as_bytes()[n] != 0 {
+                return Err(FrameError(
+                    "Body does not end with NUL where content-length says".into(),
+                ));
+            }
+            (rest[..n].to_owned(), n + 1)
+        }
+        None => match rest.find('\0') {
+            Some(n) => {
+                if body_start + n + 1 > limits.max_frame_bytes {
+                    return Err(too_large(limits));
+                }
+                (rest[..n].to_owned(), n + 1)
+            }
+            None => return Ok(None),
+        },
+    };
+    let frame = Frame {
+        command: command.to_owned(),
+        headers,
+        body,
+    };
+    Ok(Some((Item::Frame(frame), body_start + used)))
+}
+
+/// (the head without its blank line, where the body starts), once the head
+/// is complete: the first empty line, LF or CRLF.
+fn find_head_end(s: &str) -> Option<(&str, usize)> {
+    let mut from = 0;
+    while let Some(i) = s[from..].find('\n') {
+        let nl = from + i;
+        let next = &s[nl + 1..];
+        if next.starts_with('\n') {
+            return Some((&s[..nl], nl + 2));
+        }
+        if next.starts_with("\r\n") {
+            return Some((&s[..nl], nl + 3));
+        }
+        from = nl + 1;
+    }
+    None
+}
+
+/// Undoes header escaping; an escape STOMP does not define is an error.
+fn unescape(s: &str, escaped: bool, version: Version) -> Result<String, FrameError> {
+    if !escaped || !s.contains('\\') {
+        return Ok(s.to_owned());
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('n') => out.push('\n'),
+            Some('c') => out.push(':'),
+            Some('r') if version == Version::V1_2 => out.push('\r'),
+            other => {
+                return Err(FrameError(format!(
+                    "Undefined escape sequence \\{} in a header",
+                    other.map(String::from).unwrap_or_default()
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_frame_bytes: 1024,
+        max_headers: 8,
+    };
+
+    fn frames(items: Vec<Item>) -> Vec<Frame> {
+        items
+            .into_iter()
+            .filter_map(|i| match i {
+                Item::Frame(f) => Some(f),
+                Item::Heartbeat => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn negotiates_the_highest_common_version() {
+        assert_eq!(Version::negotiate(None), Some(Version::V1_0));
+        assert_eq!(Version::negotiate(Some("1.2,1.1,1.0")), Some(Version::V1_2));
+        assert_eq!(Version::negotiate(Some("1.0, 1.1")), Some(Version::V1_1));
+        assert_eq!(Version::negotiate(Some("2.0")), None);
+    }
+
+    #[test]
+    fn a_stompjs_connect_decodes() {
+        let mut d = Decoder::new(LIMITS);
+        let items = d
+            .feed("CONNECT\naccept-version:1.2,1.1,1.0\nheart-beat:10000,10000\npasscode:a:b\n\n\0")
+            .unwrap();
+        let f = &frames(items)[0];
+        assert_eq!(f.command, "CONNECT");
+        assert_eq!(f.get("heart-beat"), Some("10000,10000"));
+        // CONNECT is never escaped: the value keeps its colon.
+        assert_eq!(f.get("passcode"), Some("a:b"));
+    }
+
+    #[test]
+    fn several_frames_and_heartbeats_in_one_message() {
+        let mut d = Decoder::new(LIMITS);
+        let items = d
+            .feed("\nSEND\ndestination:/a\n\nx\0\r\nSUBSCRIBE\nid:1\ndestination:/b\n\n\0\n")
+            .unwrap();
+        assert_eq!(items.len(), 5);
+        assert_eq!(items[0], Item::Heartbeat);
+        assert_eq!(items[2], Item::Heartbeat);
+        assert_eq!(items[4], Item::Heartbeat);
+        let f = frames(items);
+        assert_eq!((f[0].command.as_str(), f[0].body.as_str()), ("SEND", "x"));
+        assert_eq!(f[1].get("destination"), Some("/b"));
+    }
+
+    #[test]
+    fn a_frame_split_over_messages_waits_for_its_end() {
+        let mut d = Decoder::new(LIMITS);
+        let whole = "SEND\ndestination:/a\ncontent-length:5\n\nab\0cd\0";
+        let (a, b) = whole.split_at(14);
+        assert!(d.feed(a).unwrap().is_empty());
+        assert!(d.is_partial());
+        let (b1, b2) = b.split_at(20);
+        assert!(d.feed(b1).unwrap().is_empty());
+        let f = frames(d.feed(b2).unwrap());
+        // content-length lets the body hold a NUL.
+        assert_eq!(f[0].body, "ab\0cd");
+        assert!(!d.is_partial());
+    }
+
+    #[test]
+    fn crlf_line_ends_are_accepted() {
+        let mut d = Decoder::new(LIMITS);
+        let f = frames(d.feed("SEND\r\ndestination:/a\r\n\r\nhi\0").unwrap());
+        assert_eq!(f[0].get("destination"), Some("/a"));
+        assert_eq!(f[0].body, "hi");
+    }
+
+    #[test]
+    fn headers_are_unescaped_after_negotiation() {
+        let mut d = Decoder::new(LIMITS);
+        d.set_version(Version::V1_2);
+        let f = frames(d.feed("SEND\nk\\cey:a\\nb\\\\c\\r\n\n\0").unwrap());
+        assert_eq!(
+            f[0].headers,
+            vec![("k:ey".to_owned(), "a\nb\\c\r".to_owned())]
+        );
+        // 1.1 has no \r escape; 1.0 no escaping at all.
+        d.set_version(Version::V1_1);
+        assert!(d.feed("SEND\nk:\\r\n\n\0").is_err());
+        d.set_version(Version::V1_0);
+        let f = frames(d.feed("SEND\nk:\\r\n\n\0").unwrap());
+        assert_eq!(f[0].get("k"), Some("\\r"));
+    }
+
+    #[test]
+    fn the_first_of_repeated_headers_counts() {
+        let f = frames(Decoder::new(LIMITS).feed("SEND\nd:1\nd:2\n\n\0").unwrap());
+        assert_eq!(f[0].get("d"), Some("1"));
+        assert_eq!(f[0].headers.len(), 2);
+    }
+
+    #[test]
+    fn bad_frames_are_refused_with_a_reason() {
+        let cases = [
+            ("HELLO\n\n\0", "Unknown command"),
+            ("SEND\nno colon\n\n\0", "Header without a colon"),
+            ("SEND\ncontent-length:x\n\n\0", "Invalid content-length"),
+            ("SEND\ncontent-length:1\n\nab\0", "does not end with NUL"),
+            ("SEND\nk:\\t\n\n\0", "Undefined escape"),
+        ];
+        for (text, why) in cases {
+            let mut d = Decoder::new(LIMITS);
+            d.set_version(Version::V1_2);
+            let e = d.feed(text).unwrap_err();
+            assert!(e.0.contains(why), "{text:?}: {e}");
+            assert!(!d.is_partial());
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced_even_before_a_frame_ends() {
+        let mut d = Decoder::new(LIMITS);
+        let headers: String = (0..9).map(|i| format!("h{i}:v\n")).collect();
+        let e = d.feed(&format!("SEND\n{headers}\n\0")).unwrap_err();
+        assert!(e.0.contains("max_headers"), "{e}");
+        // An unfinished frame that outgrows the limit is refused at once.
+        let mut d = Decoder::new(LIMITS);
+        assert!(d
+            .feed(&format!("SEND\n\n{}", "x".repeat(1000)))
+            .unwrap()
+            .is_empty());
+        let e = d.feed(&"x".repeat(100)).unwrap_err();
+        assert!(e.0.contains("max_frame_bytes"), "{e}");
+        // So is a declared length past it.
+        let e = Decoder::new(LIMITS)
+            .feed("SEND\ncontent-length:5000\n\n")
+            .unwrap_err();
+        assert!(e.0.contains("max_frame_bytes"), "{e}");
+    }
+
+    #[test]
+    fn encoding_escapes_and_measures_the_body() {
+        let f = Frame::new("MESSAGE")
+            .header("destination", "/topic/a:b")
+            .header("subscription", "0")
+            .body("héllo\0");
+        assert_eq!(
+            f.encode(Version::V1_2),
+            "MESSAGE\ndestination:/topic/a\\cb\nsubscription:0\ncontent-length:7\n\nhéllo\0\0"
+        );
+        assert!(f
+            .encode(Version::V1_0)
+            .starts_with("MESSAGE\ndestination:/topic/a:b\n"));
+        let c = Frame::new("CONNECTED").header("server", "a:b");
+        assert_eq!(c.encode(Version::V1_2), "CONNECTED\nserver:a:b\n\n\0");
+    }
+}
