@@ -147,16 +147,19 @@ pub enum ServiceKind {
     Broadcast,
     /// Each session proxied to an upstream WebSocket (`upstream`).
     Proxy,
+    /// STOMP over SockJS: topics (`subscribe`, `send`).
+    Stomp,
 }
 
 impl ServiceKind {
     /// Every kind, by its configuration name.
-    pub const ALL: [(&'static str, ServiceKind); 5] = [
+    pub const ALL: [(&'static str, ServiceKind); 6] = [
         ("echo", ServiceKind::Echo),
         ("close", ServiceKind::Close),
         ("amplify", ServiceKind::Amplify),
         ("broadcast", ServiceKind::Broadcast),
         ("proxy", ServiceKind::Proxy),
+        ("stomp", ServiceKind::Stomp),
     ];
 
     pub fn name(self) -> &'static str {
@@ -250,6 +253,25 @@ pub struct ServiceConfig {
     /// shorter ids get 404.
     #[serde(default = "default_min_session_id_length")]
     pub min_session_id_length: usize,
+    /// `kind = "stomp"`: destinations clients may SUBSCRIBE to (patterns:
+    /// `*` within a segment, `**` across segments).
+    #[serde(default = "default_subscribe", deserialize_with = "list::deserialize")]
+    pub subscribe: Vec<String>,
+    /// `kind = "stomp"`: destinations clients may SEND to.
+    #[serde(default, deserialize_with = "list::deserialize")]
+    pub send: Vec<String>,
+    /// `kind = "stomp"`: where SENDs to `/app/**` go (not available yet).
+    #[serde(default)]
+    pub app_webhook: Option<String>,
+    /// `kind = "stomp"`: bytes of one STOMP frame.
+    #[serde(default = "default_max_frame_bytes")]
+    pub max_frame_bytes: usize,
+    /// `kind = "stomp"`: header lines in one STOMP frame.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// `kind = "stomp"`: subscriptions one session may hold.
+    #[serde(default = "default_max_subscriptions")]
+    pub max_subscriptions: usize,
     /// `kind = "proxy"`: the upstream WebSocket URLs (`ws://`, `wss://`),
     /// tried round-robin.
     #[serde(default, deserialize_with = "list::deserialize")]
@@ -307,6 +329,18 @@ fn default_max_queued() -> usize {
 /// gateway never refuses a head the shipped proxy config accepted.
 fn default_max_header_bytes() -> usize {
     32 * 1024
+}
+fn default_subscribe() -> Vec<String> {
+    vec!["/topic/**".into()]
+}
+fn default_max_frame_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_headers() -> usize {
+    64
+}
+fn default_max_subscriptions() -> usize {
+    100
 }
 fn default_write_timeout() -> f64 {
     20.0
@@ -395,6 +429,9 @@ impl ServiceConfig {
             ("max_queued_bytes", self.max_queued_bytes),
             ("max_sessions", self.max_sessions.unwrap_or(1)),
             ("high_water_bytes", self.high_water_bytes.unwrap_or(1)),
+            ("max_frame_bytes", self.max_frame_bytes),
+            ("max_headers", self.max_headers),
+            ("max_subscriptions", self.max_subscriptions),
         ] {
             if v == 0 {
                 return Err(format!("{}: must be greater than 0", key(k)));
@@ -425,6 +462,18 @@ impl ServiceConfig {
                     key("forward_headers")
                 ));
             }
+        }
+        for (k, list) in [("subscribe", &self.subscribe), ("send", &self.send)] {
+            for (i, p) in list.iter().enumerate() {
+                crate::service::stomp::destination::check(p)
+                    .map_err(|e| format!("{}[{i}]: {e}", key(k)))?;
+            }
+        }
+        if self.app_webhook.is_some() {
+            return Err(format!(
+                "{}: not available yet (SEND to /topic/... works; /app webhooks are still being built)",
+                key("app_webhook")
+            ));
         }
         match (self.kind, self.upstream.is_empty()) {
             (ServiceKind::Proxy, true) => {

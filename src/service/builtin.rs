@@ -3,6 +3,7 @@
 use crate::config::{ServiceConfig, ServiceKind};
 use crate::service::api::{Handler, Service, SessionCtx, SessionInfo};
 use crate::service::proxy::ProxyService;
+use crate::service::stomp::StompService;
 use std::sync::Arc;
 
 /// The backend for a configured service's `kind`.
@@ -13,6 +14,7 @@ pub fn for_config(config: &ServiceConfig) -> Arc<dyn Service> {
         ServiceKind::Amplify => Arc::new(Amplify),
         ServiceKind::Broadcast => Arc::new(Broadcast),
         ServiceKind::Proxy => Arc::new(ProxyService::new(config)),
+        ServiceKind::Stomp => Arc::new(StompService::new(config)),
     }
 }
 

@@ -1,5 +1,57 @@
-//! The `stomp` service kind (issue 8), being built: so far its frame codec
-//! ([`frame`]), pure functions the session handler will drive. Not yet
-//! mountable by config.
+//! The `stomp` service kind (issue 8, being built): STOMP 1.0-1.2 over
+//! every SockJS transport. So far: the frame codec ([`frame`]), destination
+//! patterns ([`destination`]), topic subscriptions and their fan-out
+//! ([`topics`]), and the per-session protocol ([`session`]): CONNECT,
+//! SUBSCRIBE and UNSUBSCRIBE, SEND to `/topic/...`, receipts, ERROR,
+//! DISCONNECT. Users, `/app` webhooks, authentication and the HTTP API
+//! come next.
 
+pub mod destination;
 pub mod frame;
+pub mod session;
+pub mod topics;
+
+use crate::config::ServiceConfig;
+use crate::service::api::{Handler, Service, SessionInfo};
+use std::sync::Arc;
+
+/// A `stomp` service: its rules and subscriptions, shared by its sessions.
+pub struct StompService {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) subscribe: Vec<String>,
+    pub(crate) send: Vec<String>,
+    pub(crate) limits: frame::Limits,
+    pub(crate) max_subscriptions: usize,
+    pub(crate) topics: topics::Topics,
+}
+
+impl StompService {
+    pub fn new(config: &ServiceConfig) -> StompService {
+        StompService {
+            shared: Arc::new(Shared {
+                subscribe: config.subscribe.clone(),
+                send: config.send.clone(),
+                limits: frame::Limits {
+                    max_frame_bytes: config.max_frame_bytes,
+                    max_headers: config.max_headers,
+                },
+                max_subscriptions: config.max_subscriptions,
+                topics: topics::Topics::default(),
+            }),
+        }
+    }
+
+    /// Publishes to a topic's subscribers on this node; how many got it.
+    pub fn publish(&self, destination: &str, body: &str) -> usize {
+        self.shared.topics.publish(destination, &[], body)
+    }
+}
+
+impl Service for StompService {
+    fn new_session(&self, info: &SessionInfo) -> Box<dyn Handler> {
+        Box::new(session::StompSession::new(self.shared.clone(), info))
+    }
+}

@@ -1,0 +1,310 @@
+//! The `stomp` kind: STOMP over SockJS, spoken frame by frame over a
+//! SockJS WebSocket and over xhr-polling.
+mod common;
+use common::*;
+
+fn config(extra: &str) -> String {
+    format!(
+        "[services.stomp]\nprefix = \"/stomp\"\nkind = \"stomp\"\n\
+         subscribe = [\"/topic/**\"]\nsend = [\"/topic/chat/**\"]\n{extra}\n"
+    )
+}
+
+/// A STOMP client over a SockJS WebSocket.
+struct Client {
+    ws: Ws,
+}
+
+impl Client {
+    async fn open(gw: &Gateway) -> Client {
+        let mut ws = Ws::connect(&gw.ws_url(&format!("{}/websocket", session("/stomp")))).await;
+        assert_eq!(ws.recv().await, "o");
+        Client { ws }
+    }
+
+    /// Sends SockJS messages, each holding the given text.
+    async fn send(&mut self, texts: &[&str]) {
+        self.ws.send(&serde_json::to_string(texts).unwrap()).await;
+    }
+
+    async fn frame(&mut self, command: &str, headers: &[(&str, &str)], body: &str) {
+        let mut text = format!("{command}\n");
+        for (k, v) in headers {
+            text.push_str(&format!("{k}:{v}\n"));
+        }
+        text.push('\n');
+        text.push_str(body);
+        text.push('\0');
+        self.send(&[&text]).await;
+    }
+
+    /// The next STOMP frame the server sent: (command, headers, body).
+    async fn next(&mut self) -> (String, Vec<(String, String)>, String) {
+        loop {
+            let m = self.ws.recv().await;
+            if m == "h" {
+                continue;
+            }
+            let texts: Vec<String> =
+                serde_json::from_str(m.strip_prefix('a').expect("an a frame")).unwrap();
+            assert_eq!(texts.len(), 1, "{texts:?}");
+            let text = &texts[0];
+            let (head, body) = text.split_once("\n\n").expect("a head");
+            let mut lines = head.split('\n');
+            let command = lines.next().unwrap().to_owned();
+            let headers = lines
+                .map(|l| {
+                    let (k, v) = l.split_once(':').unwrap();
+                    (k.to_owned(), v.to_owned())
+                })
+                .collect();
+            let body = body.strip_suffix('\0').expect("ends with NUL").to_owned();
+            return (command, headers, body);
+        }
+    }
+
+    async fn connect(gw: &Gateway) -> Client {
+        let mut c = Client::open(gw).await;
+        c.frame(
+            "CONNECT",
+            &[
+                ("accept-version", "1.2,1.1,1.0"),
+                ("heart-beat", "10000,10000"),
+            ],
+            "",
+        )
+        .await;
+        let (cmd, headers, _) = c.next().await;
+        assert_eq!(cmd, "CONNECTED");
+        assert_eq!(header(&headers, "version"), Some("1.2"));
+        c
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[actix_rt::test]
+async fn connected_carries_version_heartbeat_server_and_session() {
+    let gw = Gateway::start(&config(""));
+    for (accept, want) in [
+        (Some("1.0,1.1"), "1.1"),
+        (None, "1.0"),
+        (Some("1.2"), "1.2"),
+    ] {
+        let mut c = Client::open(&gw).await;
+        let headers: Vec<(&str, &str)> =
+            accept.map(|a| ("accept-version", a)).into_iter().collect();
+        c.frame("STOMP", &headers, "").await;
+        let (cmd, h, _) = c.next().await;
+        assert_eq!(cmd, "CONNECTED");
+        assert_eq!(header(&h, "version"), Some(want));
+        assert_eq!(header(&h, "heart-beat"), Some("0,0"));
+        assert!(header(&h, "server").unwrap().starts_with("sockjs-gateway/"));
+        assert!(header(&h, "session").is_some());
+    }
+}
+
+#[actix_rt::test]
+async fn a_topic_send_reaches_every_subscriber_once() {
+    let gw = Gateway::start(&config(""));
+    let mut a = Client::connect(&gw).await;
+    let mut b = Client::connect(&gw).await;
+    a.frame(
+        "SUBSCRIBE",
+        &[
+            ("id", "s1"),
+            ("destination", "/topic/chat/room"),
+            ("receipt", "r1"),
+        ],
+        "",
+    )
+    .await;
+    let (cmd, h, _) = a.next().await;
+    assert_eq!(
+        (cmd.as_str(), header(&h, "receipt-id")),
+        ("RECEIPT", Some("r1"))
+    );
+    b.frame(
+        "SUBSCRIBE",
+        &[
+            ("id", "x"),
+            ("destination", "/topic/chat/room"),
+            ("receipt", "r2"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(b.next().await.0, "RECEIPT");
+    // A body with a NUL, carried by content-length.
+    b.frame(
+        "SEND",
+        &[
+            ("destination", "/topic/chat/room"),
+            ("content-type", "text/plain"),
+            ("content-length", "8"),
+        ],
+        "hi\0there",
+    )
+    .await;
+    for (c, sub) in [(&mut a, "s1"), (&mut b, "x")] {
+        let (cmd, h, body) = c.next().await;
+        assert_eq!(cmd, "MESSAGE");
+        assert_eq!(header(&h, "subscription"), Some(sub));
+        assert_eq!(header(&h, "destination"), Some("/topic/chat/room"));
+        assert_eq!(header(&h, "content-type"), Some("text/plain"));
+        assert_eq!(header(&h, "content-length"), Some("8"));
+        assert!(header(&h, "message-id").is_some());
+        assert_eq!(header(&h, "ack"), header(&h, "message-id"));
+        assert_eq!(body, "hi\0there");
+    }
+    // Once UNSUBSCRIBE is confirmed, a gets no more messages: its next
+    // frame is its DISCONNECT receipt.
+    a.frame("UNSUBSCRIBE", &[("id", "s1"), ("receipt", "u")], "")
+        .await;
+    assert_eq!(a.next().await.0, "RECEIPT");
+    b.frame("SEND", &[("destination", "/topic/chat/room")], "again")
+        .await;
+    assert_eq!(b.next().await.2, "again");
+    a.frame("DISCONNECT", &[("receipt", "bye")], "").await;
+    let (cmd, h, _) = a.next().await;
+    assert_eq!(
+        (cmd.as_str(), header(&h, "receipt-id")),
+        ("RECEIPT", Some("bye"))
+    );
+}
+
+#[actix_rt::test]
+async fn frames_split_over_messages_and_packed_together_are_read() {
+    let gw = Gateway::start(&config(""));
+    let mut c = Client::open(&gw).await;
+    // stompjs splitLargeFrames: one CONNECT over three SockJS messages,
+    // then two frames and heart-beats in one.
+    c.send(&["CONN", "ECT\naccept-version:1.2\n", "\n\0"]).await;
+    assert_eq!(c.next().await.0, "CONNECTED");
+    c.send(&["\nSUBSCRIBE\nid:1\ndestination:/topic/a\n\n\0\nSUBSCRIBE\nid:2\ndestination:/topic/b\nreceipt:both\n\n\0\n"])
+        .await;
+    let (cmd, h, _) = c.next().await;
+    assert_eq!(
+        (cmd.as_str(), header(&h, "receipt-id")),
+        ("RECEIPT", Some("both"))
+    );
+}
+
+#[actix_rt::test]
+async fn refusals_are_an_error_then_a_close() {
+    let gw = Gateway::start(&config("max_subscriptions = 1\nmax_frame_bytes = 200"));
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 5] = [
+        (
+            &[("id", "1"), ("destination", "/queue/x")],
+            "SUBSCRIBE",
+            "Forbidden subscription",
+        ),
+        (
+            &[("destination", "/topic/other")],
+            "SEND",
+            "Forbidden destination",
+        ),
+        (
+            &[("destination", "/topic/a")],
+            "SUBSCRIBE",
+            "Missing header id",
+        ),
+        (&[], "NOPE", "Unknown command"),
+        (
+            &[
+                ("id", "1"),
+                ("destination", "/topic/a"),
+                ("x", &"y".repeat(300)),
+            ],
+            "SUBSCRIBE",
+            "Frame too large",
+        ),
+    ];
+    for (headers, command, why) in cases {
+        let mut c = Client::connect(&gw).await;
+        let mut h = headers.to_vec();
+        h.push(("receipt", "r"));
+        c.frame(command, &h, "").await;
+        let (cmd, h, _) = c.next().await;
+        assert_eq!(cmd, "ERROR", "{command}");
+        assert!(header(&h, "message").unwrap().starts_with(why), "{h:?}");
+        assert_eq!(c.ws.recv().await, "c[4400,\"STOMP error\"]", "{command}");
+    }
+    // Past max_subscriptions; and anything before CONNECT.
+    let mut c = Client::connect(&gw).await;
+    c.frame("SUBSCRIBE", &[("id", "1"), ("destination", "/topic/a")], "")
+        .await;
+    c.frame("SUBSCRIBE", &[("id", "2"), ("destination", "/topic/b")], "")
+        .await;
+    let (cmd, h, _) = c.next().await;
+    assert_eq!(
+        (cmd.as_str(), header(&h, "message")),
+        ("ERROR", Some("Too many subscriptions"))
+    );
+    let mut c = Client::open(&gw).await;
+    c.frame("SEND", &[("destination", "/topic/chat/a")], "x")
+        .await;
+    assert_eq!(
+        header(&c.next().await.1, "message"),
+        Some("Expected CONNECT")
+    );
+}
+
+/// The same over xhr-polling: the protocol does not care which transport.
+#[actix_rt::test]
+async fn stomp_works_over_polling_and_reaches_websocket_subscribers() {
+    let gw = Gateway::start(&config(""));
+    let mut ws = Client::connect(&gw).await;
+    ws.frame(
+        "SUBSCRIBE",
+        &[
+            ("id", "w"),
+            ("destination", "/topic/chat/x"),
+            ("receipt", "ok"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(ws.next().await.0, "RECEIPT");
+    let s = gw.url(&session("/stomp"));
+    assert_eq!(post(&format!("{s}/xhr"), "").await.body, "o\n");
+    let send = |frame: &str| serde_json::to_string(&[frame]).unwrap();
+    post(
+        &format!("{s}/xhr_send"),
+        &send("CONNECT\naccept-version:1.2\n\n\0"),
+    )
+    .await;
+    assert!(post(&format!("{s}/xhr"), "")
+        .await
+        .body
+        .starts_with("a[\"CONNECTED\\nversion:1.2\\n"));
+    post(
+        &format!("{s}/xhr_send"),
+        &send("SEND\ndestination:/topic/chat/x\n\nfrom polling\0"),
+    )
+    .await;
+    let (cmd, _, body) = ws.next().await;
+    assert_eq!((cmd.as_str(), body.as_str()), ("MESSAGE", "from polling"));
+}
+
+#[test]
+fn bad_patterns_and_unbuilt_keys_stop_the_gateway() {
+    for (extra, key) in [
+        ("subscribe = [\"topic/**\"]", "services.stomp.subscribe[0]"),
+        (
+            "app_webhook = \"http://127.0.0.1:9/stomp\"",
+            "services.stomp.app_webhook",
+        ),
+        ("max_subscriptions = 0", "services.stomp.max_subscriptions"),
+    ] {
+        let toml = format!("[services.stomp]\nprefix = \"/stomp\"\nkind = \"stomp\"\n{extra}\n");
+        let err = sockjs_gateway::Config::from_toml(&toml).unwrap_err();
+        assert!(err.contains(key), "{extra}: {err}");
+    }
+}
