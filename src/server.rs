@@ -108,7 +108,7 @@ impl Gateway {
                 .backends
                 .get(name)
                 .cloned()
-                .unwrap_or_else(|| builtin::for_config(cfg));
+                .unwrap_or_else(|| builtin::for_config(cfg, &config.auth));
             let hub = ServiceHub::new(cfg.clone(), backend, config.trusted_proxies.clone());
             hub.start_heartbeat();
             services.insert(name.clone(), hub);

@@ -3,11 +3,30 @@
 mod common;
 use common::*;
 
+const SECRET: &str = "test-secret-for-stomp";
+
 fn config(extra: &str) -> String {
     format!(
-        "[services.stomp]\nprefix = \"/stomp\"\nkind = \"stomp\"\n\
-         subscribe = [\"/topic/**\"]\nsend = [\"/topic/chat/**\"]\n{extra}\n"
+        "[auth]\nanonymous = true\njwt_secret = \"{SECRET}\"\njwt_audience = \"gw\"\n\
+         [services.stomp]\nprefix = \"/stomp\"\nkind = \"stomp\"\n\
+         subscribe = [\"/topic/**\", \"/user/queue/**\"]\n\
+         send = [\"/topic/chat/**\", \"/user/*/queue/**\"]\n{extra}\n"
     )
+}
+
+/// A JWT for `sub` signed with `secret`, valid for `ttl` seconds.
+fn token(secret: &str, sub: &str, ttl: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = serde_json::json!({"sub": sub, "aud": "gw", "exp": now + ttl});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }
 
 /// A STOMP client over a SockJS WebSocket.
@@ -54,8 +73,9 @@ impl Client {
             let command = lines.next().unwrap().to_owned();
             let headers = lines
                 .map(|l| {
+                    // The only escape these tests meet (1.2, `:` in a value).
                     let (k, v) = l.split_once(':').unwrap();
-                    (k.to_owned(), v.to_owned())
+                    (k.to_owned(), v.replace("\\c", ":"))
                 })
                 .collect();
             let body = body.strip_suffix('\0').expect("ends with NUL").to_owned();
@@ -64,16 +84,17 @@ impl Client {
     }
 
     async fn connect(gw: &Gateway) -> Client {
+        Client::connect_with(gw, &[]).await
+    }
+
+    async fn connect_with(gw: &Gateway, extra: &[(&str, &str)]) -> Client {
         let mut c = Client::open(gw).await;
-        c.frame(
-            "CONNECT",
-            &[
-                ("accept-version", "1.2,1.1,1.0"),
-                ("heart-beat", "10000,10000"),
-            ],
-            "",
-        )
-        .await;
+        let mut headers = vec![
+            ("accept-version", "1.2,1.1,1.0"),
+            ("heart-beat", "10000,10000"),
+        ];
+        headers.extend_from_slice(extra);
+        c.frame("CONNECT", &headers, "").await;
         let (cmd, headers, _) = c.next().await;
         assert_eq!(cmd, "CONNECTED");
         assert_eq!(header(&headers, "version"), Some("1.2"));
@@ -307,4 +328,137 @@ fn bad_patterns_and_unbuilt_keys_stop_the_gateway() {
         let err = sockjs_gateway::Config::from_toml(&toml).unwrap_err();
         assert!(err.contains(key), "{extra}: {err}");
     }
+}
+
+/// A JWT in CONNECT names the user; `/user/NAME/queue/x` reaches every
+/// session of that user subscribed to `/user/queue/x`, and nobody else's.
+#[actix_rt::test]
+async fn user_destinations_reach_every_session_of_that_user_only() {
+    let gw = Gateway::start(&config(""));
+    let alice = format!("Bearer {}", token(SECRET, "alice", 60));
+    let bob = token(SECRET, "bob", 60);
+    let mut tabs = Vec::new();
+    for i in 0..2 {
+        let mut c = Client::connect_with(&gw, &[("Authorization", &alice)]).await;
+        let id = format!("a{i}");
+        c.frame(
+            "SUBSCRIBE",
+            &[
+                ("id", &id),
+                ("destination", "/user/queue/notes"),
+                ("receipt", "ok"),
+            ],
+            "",
+        )
+        .await;
+        assert_eq!(c.next().await.0, "RECEIPT");
+        tabs.push(c);
+    }
+    let mut b = Client::connect_with(&gw, &[("passcode", &bob)]).await;
+    b.frame(
+        "SUBSCRIBE",
+        &[
+            ("id", "b"),
+            ("destination", "/user/queue/notes"),
+            ("receipt", "ok"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(b.next().await.0, "RECEIPT");
+
+    let mut sender = Client::connect(&gw).await;
+    sender
+        .frame(
+            "SEND",
+            &[("destination", "/user/alice/queue/notes")],
+            "for alice",
+        )
+        .await;
+    for (i, c) in tabs.iter_mut().enumerate() {
+        let (cmd, h, body) = c.next().await;
+        assert_eq!(
+            (cmd.as_str(), body.as_str()),
+            ("MESSAGE", "for alice"),
+            "tab {i}"
+        );
+        assert_eq!(header(&h, "destination"), Some("/user/queue/notes"));
+        assert_eq!(header(&h, "subscription"), Some(format!("a{i}").as_str()));
+    }
+    // Bob's next frame answers his own later request, not alice's note.
+    b.frame("UNSUBSCRIBE", &[("id", "b"), ("receipt", "later")], "")
+        .await;
+    let (cmd, h, _) = b.next().await;
+    assert_eq!(
+        (cmd.as_str(), header(&h, "receipt-id")),
+        ("RECEIPT", Some("later"))
+    );
+}
+
+#[actix_rt::test]
+async fn bad_tokens_and_anonymous_user_queues_are_refused() {
+    let gw = Gateway::start(&config(""));
+    let cases = [
+        (
+            format!("Bearer {}", token("another-secret", "eve", 60)),
+            "Invalid token: bad signature",
+        ),
+        (
+            format!("Bearer {}", token(SECRET, "eve", -600)),
+            "Invalid token: expired",
+        ),
+        ("Bearer not-a-token".to_owned(), "Invalid token: malformed"),
+    ];
+    for (auth, why) in &cases {
+        let mut c = Client::open(&gw).await;
+        c.frame(
+            "CONNECT",
+            &[("accept-version", "1.2"), ("Authorization", auth)],
+            "",
+        )
+        .await;
+        let (cmd, h, _) = c.next().await;
+        assert_eq!((cmd.as_str(), header(&h, "message")), ("ERROR", Some(*why)));
+        assert_eq!(c.ws.recv().await, "c[4400,\"STOMP error\"]");
+    }
+    let mut anon = Client::connect(&gw).await;
+    anon.frame(
+        "SUBSCRIBE",
+        &[("id", "1"), ("destination", "/user/queue/notes")],
+        "",
+    )
+    .await;
+    let (_, h, _) = anon.next().await;
+    assert_eq!(
+        header(&h, "message"),
+        Some("User destinations need a signed-in user")
+    );
+    // Without `anonymous`, no token is no entry.
+    let strict = config("").replace("anonymous = true", "anonymous = false");
+    let gw = Gateway::start(&strict);
+    let mut c = Client::open(&gw).await;
+    c.frame("CONNECT", &[("accept-version", "1.2")], "").await;
+    assert_eq!(
+        header(&c.next().await.1, "message"),
+        Some("Authentication required")
+    );
+}
+
+/// The secret may come from the environment; a stomp service without any
+/// way to authenticate does not start.
+#[actix_rt::test]
+async fn the_jwt_secret_can_come_from_the_environment() {
+    let toml = "[services.stomp]\nprefix = \"/stomp\"\nkind = \"stomp\"\n";
+    let err = sockjs_gateway::Config::from_toml(toml).unwrap_err();
+    assert!(err.contains("auth"), "{err}");
+    let gw = Gateway::start_with_env(toml, &[("SOCKJS_GATEWAY__AUTH__JWT_SECRET", SECRET)]);
+    let t = format!("Bearer {}", token(SECRET, "carol", 60));
+    let mut c = Client::open(&gw).await;
+    c.frame(
+        "CONNECT",
+        &[("accept-version", "1.2"), ("Authorization", &t)],
+        "",
+    )
+    .await;
+    assert_eq!(c.next().await.0, "CONNECTED");
 }

@@ -63,6 +63,9 @@ pub struct Config {
     /// ([`crate::limits::trim`]).
     #[serde(default = "yes")]
     pub trim_memory: bool,
+    /// Who STOMP sessions are (`kind = "stomp"`): tokens in CONNECT.
+    #[serde(default)]
+    pub auth: AuthConfig,
     /// Mounted services by name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
@@ -124,6 +127,47 @@ fn default_static_dir() -> String {
 }
 fn default_sockjs_client_path() -> String {
     "node_modules/sockjs-client/dist/sockjs.min.js".into()
+}
+
+/// `[auth]`: how a STOMP CONNECT names its user. Secrets can come from the
+/// environment (`SOCKJS_GATEWAY__AUTH__JWT_SECRET`); `Debug` hides them.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret for JWTs.
+    #[serde(default)]
+    pub jwt_secret: Option<String>,
+    /// PEM file with the RS256 or ES256 public key for JWTs.
+    #[serde(default)]
+    pub jwt_public_key_file: Option<String>,
+    /// Required `aud`, if set.
+    #[serde(default)]
+    pub jwt_audience: Option<String>,
+    /// Required `iss`, if set.
+    #[serde(default)]
+    pub jwt_issuer: Option<String>,
+    /// A backend that names the user of a CONNECT (not available yet).
+    #[serde(default)]
+    pub connect_webhook: Option<String>,
+    /// Sessions without a token are let in, with no user.
+    #[serde(default)]
+    pub anonymous: bool,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("jwt_public_key_file", &self.jwt_public_key_file)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("connect_webhook", &self.connect_webhook)
+            .field("anonymous", &self.anonymous)
+            .finish()
+    }
 }
 
 /// Who may use an HTTP session's URLs (`session_binding`).
@@ -584,11 +628,20 @@ impl Config {
                 self.max_header_bytes
             ));
         }
+        if self.auth.connect_webhook.is_some() {
+            return Err(
+                "auth.connect_webhook: not available yet (use jwt_secret or jwt_public_key_file)"
+                    .into(),
+            );
+        }
         if self.services.is_empty() {
             return Err("services: no service is configured".into());
         }
         for (name, svc) in &self.services {
             svc.validate(name)?;
+        }
+        if self.services.values().any(|s| s.kind == ServiceKind::Stomp) {
+            crate::service::stomp::auth::Verifier::new(&self.auth)?;
         }
         // Each pair once; one prefix inside the other leaves a service unreachable.
         let all: Vec<(&String, &ServiceConfig)> = self.services.iter().collect();

@@ -22,7 +22,7 @@ pub fn check(url: &str) -> Result<(), String> {
     let uri: actix_web::http::Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
-    if uri.host().map_or(true, str::is_empty) {
+    if uri.host().is_none_or(str::is_empty) {
         return Err(format!("{url:?} has no host"));
     }
     if let Some(port) = authority.rsplit_once(':').map(|(_, p)| p) {

@@ -1,20 +1,20 @@
 //! The services that can be mounted from configuration alone.
 
-use crate::config::{ServiceConfig, ServiceKind};
+use crate::config::{AuthConfig, ServiceConfig, ServiceKind};
 use crate::service::api::{Handler, Service, SessionCtx, SessionInfo};
 use crate::service::proxy::ProxyService;
 use crate::service::stomp::StompService;
 use std::sync::Arc;
 
 /// The backend for a configured service's `kind`.
-pub fn for_config(config: &ServiceConfig) -> Arc<dyn Service> {
+pub fn for_config(config: &ServiceConfig, auth: &AuthConfig) -> Arc<dyn Service> {
     match config.kind {
         ServiceKind::Echo => Arc::new(Echo),
         ServiceKind::Close => Arc::new(CloseAtOnce),
         ServiceKind::Amplify => Arc::new(Amplify),
         ServiceKind::Broadcast => Arc::new(Broadcast),
         ServiceKind::Proxy => Arc::new(ProxyService::new(config)),
-        ServiceKind::Stomp => Arc::new(StompService::new(config)),
+        ServiceKind::Stomp => Arc::new(StompService::new(config, auth)),
     }
 }
 

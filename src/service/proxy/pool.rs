@@ -34,7 +34,7 @@ impl Pool {
         let down = self.down_until.lock().expect("pool lock");
         let up = (0..n)
             .map(|k| (start + k) % n)
-            .find(|&i| down[i].map_or(true, |t| t <= now));
+            .find(|&i| down[i].is_none_or(|t| t <= now));
         let i = up.unwrap_or_else(|| {
             (0..n)
                 .min_by_key(|&i| down[i].unwrap_or(now))

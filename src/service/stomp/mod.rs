@@ -2,16 +2,18 @@
 //! every SockJS transport. So far: the frame codec ([`frame`]), destination
 //! patterns ([`destination`]), topic subscriptions and their fan-out
 //! ([`topics`]), and the per-session protocol ([`session`]): CONNECT,
-//! SUBSCRIBE and UNSUBSCRIBE, SEND to `/topic/...`, receipts, ERROR,
-//! DISCONNECT. Users, `/app` webhooks, authentication and the HTTP API
-//! come next.
+//! SUBSCRIBE and UNSUBSCRIBE, SEND to `/topic/...` and to a user's
+//! `/user/{name}/queue/...`, receipts, ERROR, DISCONNECT; who the user is
+//! ([`auth`]: a JWT in CONNECT). `/app` webhooks, the connect webhook and
+//! the HTTP API come next.
 
+pub mod auth;
 pub mod destination;
 pub mod frame;
 pub mod session;
 pub mod topics;
 
-use crate::config::ServiceConfig;
+use crate::config::{AuthConfig, ServiceConfig};
 use crate::service::api::{Handler, Service, SessionInfo};
 use std::sync::Arc;
 
@@ -26,10 +28,17 @@ pub(crate) struct Shared {
     pub(crate) limits: frame::Limits,
     pub(crate) max_subscriptions: usize,
     pub(crate) topics: topics::Topics,
+    pub(crate) auth: auth::Verifier,
 }
 
 impl StompService {
-    pub fn new(config: &ServiceConfig) -> StompService {
+    pub fn new(config: &ServiceConfig, auth: &AuthConfig) -> StompService {
+        // Checked at start (`Config::validate`); a key file gone since then
+        // leaves a service that refuses every CONNECT, and says why.
+        let auth = auth::Verifier::new(auth).unwrap_or_else(|e| {
+            log::error!("service {}: {e}; every CONNECT is refused", config.prefix);
+            auth::Verifier::refusing_all()
+        });
         StompService {
             shared: Arc::new(Shared {
                 subscribe: config.subscribe.clone(),
@@ -40,13 +49,16 @@ impl StompService {
                 },
                 max_subscriptions: config.max_subscriptions,
                 topics: topics::Topics::default(),
+                auth,
             }),
         }
     }
 
     /// Publishes to a topic's subscribers on this node; how many got it.
     pub fn publish(&self, destination: &str, body: &str) -> usize {
-        self.shared.topics.publish(destination, &[], body)
+        self.shared
+            .topics
+            .publish(destination, destination, &[], body)
     }
 }
 

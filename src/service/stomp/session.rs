@@ -11,6 +11,7 @@
 
 use super::destination::any_matches;
 use super::frame::{Decoder, Frame, Item, Version};
+use super::topics::user_key;
 use super::Shared;
 use crate::service::api::{CloseReason, Handler, SessionCtx, SessionInfo};
 use std::collections::HashMap;
@@ -25,8 +26,10 @@ pub struct StompSession {
     decoder: Decoder,
     /// Set by CONNECT.
     version: Option<Version>,
-    /// Subscription id -> destination.
+    /// Subscription id -> subscription key (see `topics`).
     subscriptions: HashMap<String, String>,
+    /// Named at CONNECT; `None` for an anonymous session.
+    user: Option<String>,
     session: u64,
     handle: Option<crate::service::api::SessionHandle>,
     /// An ERROR or DISCONNECT ended it: ignore what follows.
@@ -53,6 +56,7 @@ impl StompSession {
             shared,
             version: None,
             subscriptions: HashMap::new(),
+            user: None,
             session: info.id,
             handle: None,
             done: false,
@@ -66,7 +70,8 @@ impl StompSession {
     /// Sends ERROR (with the receipt it refused, if any) and closes.
     fn error(&mut self, ctx: &mut SessionCtx<'_>, r: Refusal, receipt: Option<&str>) {
         let mut f = Frame::new("ERROR")
-            .header("message", r.message.replace(['\n', '\r', ':'], " "))
+            // Escaped as the version says; 1.0 has no escape for a line end.
+            .header("message", r.message.replace(['\n', '\r'], " "))
             .header("content-type", "text/plain");
         if let Some(id) = receipt {
             f = f.header("receipt-id", id);
@@ -89,7 +94,7 @@ impl StompSession {
             "UNSUBSCRIBE" => {
                 let id = required(f, "id")?;
                 match self.subscriptions.remove(id) {
-                    Some(dest) => self.shared.topics.unsubscribe(&dest, self.session, id),
+                    Some(key) => self.shared.topics.unsubscribe(&key, self.session, id),
                     None => return Err(refuse("Unknown subscription", format!("id {id:?}"))),
                 }
             }
@@ -128,6 +133,12 @@ impl StompSession {
                 format!("accept-version was {:?}", f.get("accept-version")),
             ));
         };
+        let authorization = f.get("Authorization").or_else(|| f.get("authorization"));
+        self.user = self
+            .shared
+            .auth
+            .user(authorization, f.get("passcode"))
+            .map_err(|why| refuse(why, "CONNECT was refused"))?;
         self.version = Some(version);
         self.decoder.set_version(version);
         self.handle = Some(ctx.handle());
@@ -171,12 +182,21 @@ impl StompSession {
                 ),
             ));
         }
+        let key = match (destination.starts_with("/user/"), &self.user) {
+            (false, _) => destination.to_owned(),
+            (true, Some(user)) => user_key(user, destination),
+            (true, None) => {
+                return Err(refuse(
+                    "User destinations need a signed-in user",
+                    format!("{destination}: this session is anonymous"),
+                ))
+            }
+        };
         let handle = self.handle.as_ref().expect("set at CONNECT");
         self.shared
             .topics
-            .subscribe(destination, self.session, id, self.version(), handle);
-        self.subscriptions
-            .insert(id.to_owned(), destination.to_owned());
+            .subscribe(&key, self.session, id, self.version(), handle);
+        self.subscriptions.insert(id.to_owned(), key);
         Ok(())
     }
 
@@ -188,19 +208,33 @@ impl StompSession {
                 format!("{destination} is not in the service's send list"),
             ));
         }
-        if !destination.starts_with("/topic/") {
-            return Err(refuse(
-                "Unsupported destination",
-                format!("{destination}: clients send to /topic/... here"),
-            ));
-        }
         let headers: Vec<(String, String)> = f
             .get("content-type")
             .filter(|v| !v.contains(['\n', '\r', ':', '\\']))
             .map(|v| vec![("content-type".to_owned(), v.to_owned())])
             .unwrap_or_default();
-        self.shared.topics.publish(destination, &headers, &f.body);
-        Ok(())
+        if destination.starts_with("/topic/") {
+            self.shared
+                .topics
+                .publish(destination, destination, &headers, &f.body);
+            return Ok(());
+        }
+        // `/user/{name}/queue/x` reaches every session of user `name`
+        // subscribed to `/user/queue/x`, as in Spring.
+        if let Some((user, rest)) = destination
+            .strip_prefix("/user/")
+            .and_then(|r| r.split_once('/'))
+        {
+            let shown = format!("/user/{rest}");
+            self.shared
+                .topics
+                .publish(&user_key(user, &shown), &shown, &headers, &f.body);
+            return Ok(());
+        }
+        Err(refuse(
+            "Unsupported destination",
+            format!("{destination}: clients send to /topic/... or /user/NAME/... here"),
+        ))
     }
 }
 
@@ -244,8 +278,8 @@ impl Handler for StompSession {
     }
 
     fn on_close(&mut self, _info: &SessionInfo, _reason: &CloseReason) {
-        for (id, dest) in self.subscriptions.drain() {
-            self.shared.topics.unsubscribe(&dest, self.session, &id);
+        for (id, key) in self.subscriptions.drain() {
+            self.shared.topics.unsubscribe(&key, self.session, &id);
         }
     }
 }

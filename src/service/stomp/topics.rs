@@ -1,5 +1,9 @@
 //! Who subscribes to what, across a `stomp` service's sessions, and the
 //! fan-out of a publication to them.
+//!
+//! Subscriptions are kept by key: a topic's key is its destination; a user
+//! destination's is [`user_key`], so `/user/queue/x` of one user is not
+//! another's.
 
 use super::frame::Version;
 use crate::service::api::SessionHandle;
@@ -16,7 +20,14 @@ struct Subscriber {
     handle: SessionHandle,
 }
 
-/// Subscriptions by exact destination.
+/// The key of user `user`'s subscriptions to `/user/queue/...`
+/// `destination`. NUL cannot occur in a destination or a user name taken
+/// from a header line, so keys of users and topics never collide.
+pub fn user_key(user: &str, destination: &str) -> String {
+    format!("\0{user}\0{destination}")
+}
+
+/// Subscriptions by key.
 #[derive(Default)]
 pub struct Topics {
     by_destination: Mutex<HashMap<String, Vec<Subscriber>>>,
@@ -26,39 +37,44 @@ pub struct Topics {
 impl Topics {
     pub fn subscribe(
         &self,
-        destination: &str,
+        key: &str,
         session: u64,
         id: &str,
         version: Version,
         handle: &SessionHandle,
     ) {
         let mut map = self.lock();
-        map.entry(destination.to_owned())
-            .or_default()
-            .push(Subscriber {
-                session,
-                id: id.to_owned(),
-                version,
-                handle: handle.clone(),
-            });
+        map.entry(key.to_owned()).or_default().push(Subscriber {
+            session,
+            id: id.to_owned(),
+            version,
+            handle: handle.clone(),
+        });
     }
 
-    pub fn unsubscribe(&self, destination: &str, session: u64, id: &str) {
+    pub fn unsubscribe(&self, key: &str, session: u64, id: &str) {
         let mut map = self.lock();
-        if let Some(subs) = map.get_mut(destination) {
+        if let Some(subs) = map.get_mut(key) {
             subs.retain(|s| !(s.session == session && s.id == id));
             if subs.is_empty() {
-                map.remove(destination);
+                map.remove(key);
             }
         }
     }
 
-    /// Sends a MESSAGE to every subscriber of `destination`; returns how
-    /// many got it. The headers and body after the per-subscriber ones
-    /// are written once and shared by every copy.
-    pub fn publish(&self, destination: &str, headers: &[(String, String)], body: &str) -> usize {
+    /// Sends a MESSAGE to every subscriber of `key`, showing `destination`
+    /// (what they subscribed to); returns how many got it. The headers and
+    /// body after the per-subscriber ones are written once and shared by
+    /// every copy.
+    pub fn publish(
+        &self,
+        key: &str,
+        destination: &str,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> usize {
         let map = self.lock();
-        let Some(subs) = map.get(destination) else {
+        let Some(subs) = map.get(key) else {
             return 0;
         };
         let mut tail = String::with_capacity(64 + body.len());
@@ -83,9 +99,9 @@ impl Topics {
         subs.len()
     }
 
-    /// Subscribers of `destination` now.
-    pub fn count(&self, destination: &str) -> usize {
-        self.lock().get(destination).map_or(0, Vec::len)
+    /// Subscribers of `key` now.
+    pub fn count(&self, key: &str) -> usize {
+        self.lock().get(key).map_or(0, Vec::len)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Subscriber>>> {

@@ -1,0 +1,241 @@
+//! Who a STOMP session's user is, from its CONNECT frame.
+//!
+//! Browsers cannot set headers on SockJS requests, so the credentials
+//! travel in CONNECT (stompjs `connectHeaders`): `Authorization: Bearer
+//! <JWT>`, or the JWT as `passcode`. It is verified with the `[auth]`
+//! HS256 secret or RS256/ES256 public key; `exp` is required, `nbf` checked
+//! when present, `aud` and `iss` when configured; `sub` is the user. No
+//! token: anonymous if `[auth] anonymous`, else refused.
+
+use crate::config::AuthConfig;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+/// How tokens are checked; built once per service from `[auth]`.
+pub struct Verifier {
+    keys: Vec<(DecodingKey, Validation)>,
+    anonymous: bool,
+}
+
+/// The user a CONNECT authenticates: `None` for an anonymous session.
+pub type User = Option<String>;
+
+#[derive(serde::Deserialize)]
+struct Claims {
+    sub: Option<String>,
+}
+
+impl Verifier {
+    /// Reads the key file, if any. Errors name the `[auth]` key at fault.
+    pub fn new(config: &AuthConfig) -> Result<Verifier, String> {
+        let validation = |alg: Algorithm| {
+            let mut v = Validation::new(alg);
+            v.validate_nbf = true;
+            v.leeway = 30;
+            match &config.jwt_audience {
+                Some(aud) => v.set_audience(&[aud]),
+                None => v.validate_aud = false,
+            }
+            if let Some(iss) = &config.jwt_issuer {
+                v.set_issuer(&[iss]);
+            }
+            v
+        };
+        let mut keys = Vec::new();
+        if let Some(secret) = config.jwt_secret.as_deref().filter(|s| !s.is_empty()) {
+            keys.push((
+                DecodingKey::from_secret(secret.as_bytes()),
+                validation(Algorithm::HS256),
+            ));
+        }
+        if let Some(path) = &config.jwt_public_key_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("auth.jwt_public_key_file: {path}: {e}"))?;
+            if let Ok(k) = DecodingKey::from_rsa_pem(&pem) {
+                keys.push((k, validation(Algorithm::RS256)));
+            } else if let Ok(k) = DecodingKey::from_ec_pem(&pem) {
+                keys.push((k, validation(Algorithm::ES256)));
+            } else {
+                return Err(format!(
+                    "auth.jwt_public_key_file: {path}: not an RSA or EC public key in PEM"
+                ));
+            }
+        }
+        if keys.is_empty() && !config.anonymous {
+            return Err(
+                "auth: a stomp service needs jwt_secret, jwt_public_key_file or anonymous = true"
+                    .into(),
+            );
+        }
+        Ok(Verifier {
+            keys,
+            anonymous: config.anonymous,
+        })
+    }
+
+    /// A verifier that lets nobody in.
+    pub fn refusing_all() -> Verifier {
+        Verifier {
+            keys: Vec::new(),
+            anonymous: false,
+        }
+    }
+
+    /// The user of a CONNECT with these credentials, or why not (the text
+    /// of the ERROR frame; never the token).
+    pub fn user(
+        &self,
+        authorization: Option<&str>,
+        passcode: Option<&str>,
+    ) -> Result<User, String> {
+        let bearer = authorization.and_then(|a| {
+            a.strip_prefix("Bearer ")
+                .or_else(|| a.strip_prefix("bearer "))
+        });
+        let Some(token) = bearer.or(passcode).map(str::trim).filter(|t| !t.is_empty()) else {
+            return if self.anonymous {
+                Ok(None)
+            } else {
+                Err("Authentication required".into())
+            };
+        };
+        if self.keys.is_empty() {
+            return Err("Tokens are not accepted here".into());
+        }
+        let mut why = String::from("Invalid token");
+        for (key, validation) in &self.keys {
+            match jsonwebtoken::decode::<Claims>(token, key, validation) {
+                Ok(data) => {
+                    return match data.claims.sub.filter(|s| !s.is_empty()) {
+                        Some(sub) => Ok(Some(sub)),
+                        None if self.anonymous => Ok(None),
+                        None => Err("Invalid token: no sub".into()),
+                    }
+                }
+                Err(e) => why = format!("Invalid token: {}", reason(&e)),
+            }
+        }
+        Err(why)
+    }
+}
+
+/// A short reason that tells the client what to fix, and nothing secret.
+fn reason(e: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::ExpiredSignature => "expired",
+        K::ImmatureSignature => "not valid yet (nbf)",
+        K::InvalidAudience => "wrong audience",
+        K::InvalidIssuer => "wrong issuer",
+        K::InvalidSignature => "bad signature",
+        K::InvalidAlgorithm => "wrong algorithm",
+        K::MissingRequiredClaim(_) => "a required claim is missing",
+        _ => "malformed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+
+    fn config(secret: Option<&str>, anonymous: bool) -> AuthConfig {
+        AuthConfig {
+            jwt_secret: secret.map(str::to_owned),
+            jwt_public_key_file: None,
+            jwt_audience: Some("gw".into()),
+            jwt_issuer: None,
+            connect_webhook: None,
+            anonymous,
+        }
+    }
+
+    fn token(secret: &str, claims: serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    #[test]
+    fn a_valid_token_names_the_user() {
+        let v = Verifier::new(&config(Some("s3cret"), false)).unwrap();
+        let t = token(
+            "s3cret",
+            serde_json::json!({"sub": "alice", "exp": now() + 60, "aud": "gw"}),
+        );
+        assert_eq!(
+            v.user(Some(&format!("Bearer {t}")), None),
+            Ok(Some("alice".into()))
+        );
+        assert_eq!(v.user(None, Some(&t)), Ok(Some("alice".into())));
+    }
+
+    #[test]
+    fn bad_tokens_say_why_without_the_token() {
+        let v = Verifier::new(&config(Some("s3cret"), false)).unwrap();
+        let cases = [
+            (
+                token(
+                    "other",
+                    serde_json::json!({"sub": "a", "exp": now() + 60, "aud": "gw"}),
+                ),
+                "bad signature",
+            ),
+            (
+                token(
+                    "s3cret",
+                    serde_json::json!({"sub": "a", "exp": now() - 600, "aud": "gw"}),
+                ),
+                "expired",
+            ),
+            (
+                token(
+                    "s3cret",
+                    serde_json::json!({"sub": "a", "exp": now() + 60, "aud": "x"}),
+                ),
+                "wrong audience",
+            ),
+            (
+                token(
+                    "s3cret",
+                    serde_json::json!({"sub": "a", "exp": now() + 900, "nbf": now() + 600, "aud": "gw"}),
+                ),
+                "not valid yet (nbf)",
+            ),
+            (
+                token("s3cret", serde_json::json!({"sub": "a", "aud": "gw"})),
+                "a required claim is missing",
+            ),
+            ("not.a.jwt".to_owned(), "malformed"),
+        ];
+        for (t, why) in cases {
+            let e = v.user(None, Some(&t)).unwrap_err();
+            assert_eq!(e, format!("Invalid token: {why}"));
+            assert!(!e.contains(&t));
+        }
+        assert_eq!(v.user(None, None), Err("Authentication required".into()));
+    }
+
+    #[test]
+    fn the_secret_never_shows_in_debug() {
+        let shown = format!("{:?}", config(Some("hunter2-secret"), false));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn anonymous_only_when_configured() {
+        let v = Verifier::new(&config(None, true)).unwrap();
+        assert_eq!(v.user(None, None), Ok(None));
+        assert!(Verifier::new(&config(None, false)).is_err());
+    }
+}
