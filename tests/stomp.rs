@@ -83,6 +83,15 @@ impl Client {
         }
     }
 
+    /// The next frame is the RECEIPT for `id`.
+    async fn expect_receipt(&mut self, id: &str) {
+        let (cmd, h, _) = self.next().await;
+        assert_eq!(
+            (cmd.as_str(), header(&h, "receipt-id")),
+            ("RECEIPT", Some(id))
+        );
+    }
+
     async fn connect(gw: &Gateway) -> Client {
         Client::connect_with(gw, &[]).await
     }
@@ -145,11 +154,7 @@ async fn a_topic_send_reaches_every_subscriber_once() {
         "",
     )
     .await;
-    let (cmd, h, _) = a.next().await;
-    assert_eq!(
-        (cmd.as_str(), header(&h, "receipt-id")),
-        ("RECEIPT", Some("r1"))
-    );
+    a.expect_receipt("r1").await;
     b.frame(
         "SUBSCRIBE",
         &[
@@ -192,11 +197,7 @@ async fn a_topic_send_reaches_every_subscriber_once() {
         .await;
     assert_eq!(b.next().await.2, "again");
     a.frame("DISCONNECT", &[("receipt", "bye")], "").await;
-    let (cmd, h, _) = a.next().await;
-    assert_eq!(
-        (cmd.as_str(), header(&h, "receipt-id")),
-        ("RECEIPT", Some("bye"))
-    );
+    a.expect_receipt("bye").await;
 }
 
 #[actix_rt::test]
@@ -209,11 +210,7 @@ async fn frames_split_over_messages_and_packed_together_are_read() {
     assert_eq!(c.next().await.0, "CONNECTED");
     c.send(&["\nSUBSCRIBE\nid:1\ndestination:/topic/a\n\n\0\nSUBSCRIBE\nid:2\ndestination:/topic/b\nreceipt:both\n\n\0\n"])
         .await;
-    let (cmd, h, _) = c.next().await;
-    assert_eq!(
-        (cmd.as_str(), header(&h, "receipt-id")),
-        ("RECEIPT", Some("both"))
-    );
+    c.expect_receipt("both").await;
 }
 
 #[actix_rt::test]
@@ -388,11 +385,7 @@ async fn user_destinations_reach_every_session_of_that_user_only() {
     // Bob's next frame answers his own later request, not alice's note.
     b.frame("UNSUBSCRIBE", &[("id", "b"), ("receipt", "later")], "")
         .await;
-    let (cmd, h, _) = b.next().await;
-    assert_eq!(
-        (cmd.as_str(), header(&h, "receipt-id")),
-        ("RECEIPT", Some("later"))
-    );
+    b.expect_receipt("later").await;
 }
 
 #[actix_rt::test]
