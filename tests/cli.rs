@@ -63,7 +63,7 @@ fn an_unknown_kind_lists_the_valid_kinds() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("services.x.kind"), "{err}");
     assert!(
-        err.contains("echo, close, amplify, broadcast, proxy"),
+        err.contains("echo, close, amplify, broadcast, proxy, stomp"),
         "{err}"
     );
     assert!(!err.contains("variant constructor"), "{err}");

@@ -91,7 +91,9 @@ fn logged(gw: &Gateway, key: &str) -> usize {
 
 #[actix_rt::test]
 async fn a_flood_past_the_fd_limit_is_refused_and_harms_no_session() {
-    let gw = Gateway::start_with_fd_limit(&echo_config(""), NOFILE);
+    // Polling sessions below poll between the phases, some seconds apart:
+    // a disconnect_delay that outlasts the phases keeps them alive.
+    let gw = Gateway::start_with_fd_limit(&echo_config("disconnect_delay = 60"), NOFILE);
     assert_eq!(logged(&gw, "open files: limit"), NOFILE as usize);
     let max_connections = logged(&gw, "max_connections");
     let max_sessions = logged(&gw, "service echo: max_sessions");

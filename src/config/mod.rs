@@ -773,14 +773,19 @@ mod tests {
     fn unknown_kind_lists_the_valid_ones() {
         let e = Config::from_toml("[services.x]\nprefix = \"/x\"\nkind = \"chat\"\n").unwrap_err();
         assert!(e.contains("services.x.kind"), "{e}");
-        assert!(e.contains("echo, close, amplify, broadcast, proxy"), "{e}");
+        assert!(
+            e.contains("echo, close, amplify, broadcast, proxy, stomp"),
+            "{e}"
+        );
         for (name, kind) in ServiceKind::ALL {
-            let upstream = match kind {
-                ServiceKind::Proxy => "upstream = \"ws://a\"\n",
-                _ => "",
+            // What each kind needs besides its name.
+            let (top, extra) = match kind {
+                ServiceKind::Proxy => ("", "upstream = \"ws://a\"\n"),
+                ServiceKind::Stomp => ("[auth]\nanonymous = true\n", ""),
+                _ => ("", ""),
             };
             let c = Config::from_toml(&format!(
-                "[services.x]\nprefix = \"/x\"\nkind = \"{name}\"\n{upstream}"
+                "{top}[services.x]\nprefix = \"/x\"\nkind = \"{name}\"\n{extra}"
             ))
             .unwrap();
             assert_eq!(c.services["x"].kind, kind);
