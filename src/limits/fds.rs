@@ -37,7 +37,8 @@ pub struct Budget {
     connections: AtomicUsize,
     /// Other counted descriptors: hang-up watches, upstream sockets.
     others: AtomicUsize,
-    /// The most connections held at once since [`Budget::take_peak`].
+    /// The most counted descriptors (connections and others) held at once
+    /// since [`Budget::take_peak`].
     peak: AtomicUsize,
     refused: AtomicUsize,
 }
@@ -146,21 +147,15 @@ pub fn hold_other() -> Option<Held> {
 /// wait in the backlog. actix drops the connection when its first read
 /// finds the socket shut.
 pub fn refuse(sock: &impl std::os::fd::AsRawFd) {
-    let fd = sock.as_raw_fd();
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,
     };
-    // SAFETY: a live socket fd and option values of the right sizes.
+    // Best effort: a socket that cannot be reset is still shut.
+    let _ = super::set_socket_option(sock, libc::SOL_SOCKET, libc::SO_LINGER, &linger);
+    // SAFETY: shutdown(2) on the live socket actix handed to on_connect.
     unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-        libc::shutdown(fd, libc::SHUT_RDWR);
+        libc::shutdown(sock.as_raw_fd(), libc::SHUT_RDWR);
     }
 }
 

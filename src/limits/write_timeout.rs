@@ -16,19 +16,5 @@ use std::time::Duration;
 /// Sets `TCP_USER_TIMEOUT` on an accepted socket.
 pub fn apply(sock: &impl AsRawFd, timeout: Duration) -> std::io::Result<()> {
     let ms = libc::c_uint::try_from(timeout.as_millis()).unwrap_or(libc::c_uint::MAX);
-    // SAFETY: a valid fd and a c_uint option value of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_USER_TIMEOUT,
-            (&ms as *const libc::c_uint).cast(),
-            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    super::set_socket_option(sock, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, &ms)
 }
