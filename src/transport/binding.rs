@@ -17,9 +17,9 @@ use std::borrow::Cow;
 pub fn registry_id<'a>(req: &HttpRequest, hub: &ServiceHub, sid: &'a str) -> Cow<'a, str> {
     match hub.config.session_binding {
         SessionBinding::None => Cow::Borrowed(sid),
-        SessionBinding::Ip => match client_addr(req, &hub.trusted_proxies) {
-            Some(ip) => Cow::Owned(format!("{sid}/{ip}")),
-            None => Cow::Owned(format!("{sid}/-")),
-        },
+        SessionBinding::Ip => {
+            let ip = client_addr(req, &hub.trusted_proxies).map_or("-".into(), |ip| ip.to_string());
+            Cow::Owned(format!("{sid}/{ip}"))
+        }
     }
 }

@@ -53,13 +53,6 @@ impl StompService {
             }),
         }
     }
-
-    /// Publishes to a topic's subscribers on this node; how many got it.
-    pub fn publish(&self, destination: &str, body: &str) -> usize {
-        self.shared
-            .topics
-            .publish(destination, destination, &[], body)
-    }
 }
 
 impl Service for StompService {

@@ -31,7 +31,6 @@ pub struct StompSession {
     /// Named at CONNECT; `None` for an anonymous session.
     user: Option<String>,
     session: u64,
-    handle: Option<crate::service::api::SessionHandle>,
     /// An ERROR or DISCONNECT ended it: ignore what follows.
     done: bool,
 }
@@ -58,7 +57,6 @@ impl StompSession {
             subscriptions: HashMap::new(),
             user: None,
             session: info.id,
-            handle: None,
             done: false,
         }
     }
@@ -141,7 +139,6 @@ impl StompSession {
             .map_err(|why| refuse(why, "CONNECT was refused"))?;
         self.version = Some(version);
         self.decoder.set_version(version);
-        self.handle = Some(ctx.handle());
         ctx.send(
             Frame::new("CONNECTED")
                 .header("version", version.as_str())
@@ -156,7 +153,7 @@ impl StompSession {
         Ok(())
     }
 
-    fn subscribe(&mut self, _ctx: &mut SessionCtx<'_>, f: &Frame) -> Result<(), Refusal> {
+    fn subscribe(&mut self, ctx: &mut SessionCtx<'_>, f: &Frame) -> Result<(), Refusal> {
         let destination = destination(f)?;
         // 1.0 makes the id optional; the destination then names it.
         let id = match (f.get("id"), self.version()) {
@@ -192,10 +189,9 @@ impl StompSession {
                 ))
             }
         };
-        let handle = self.handle.as_ref().expect("set at CONNECT");
         self.shared
             .topics
-            .subscribe(&key, self.session, id, self.version(), handle);
+            .subscribe(&key, self.session, id, self.version(), &ctx.handle());
         self.subscriptions.insert(id.to_owned(), key);
         Ok(())
     }

@@ -99,11 +99,6 @@ impl Topics {
         subs.len()
     }
 
-    /// Subscribers of `key` now.
-    pub fn count(&self, key: &str) -> usize {
-        self.lock().get(key).map_or(0, Vec::len)
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Subscriber>>> {
         self.by_destination
             .lock()
