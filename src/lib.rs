@@ -113,6 +113,7 @@
 // once per refused request, never copied in a loop.
 #![allow(clippy::result_large_err)]
 
+pub mod api;
 pub mod config;
 pub mod limits;
 pub mod protocol;

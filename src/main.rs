@@ -68,6 +68,10 @@ async fn main() {
         // Tests and scripts read this line to learn the bound port.
         println!("sockjs-gateway listening on http://{addr}");
     }
+    for addr in &running.api_addrs {
+        // After the line above, which scripts read first.
+        println!("sockjs-gateway api at http://{addr}");
+    }
     for (name, svc) in &config.services {
         log::info!("service {name}: {} ({})", svc.prefix, svc.kind.name());
     }

@@ -1,12 +1,14 @@
 //! Assembling services into an actix-web server: the SockJS services, the
 //! health endpoints, the demo pages, and graceful shutdown.
 
-use crate::config::{Config, SOCKJS_CLIENT_URL};
+use crate::api;
+use crate::config::{Config, ServiceKind, SOCKJS_CLIENT_URL};
 use crate::limits;
 use crate::protocol::CloseCode;
 use crate::service::api::Service;
 use crate::service::builtin;
 use crate::service::hub::ServiceHub;
+use crate::service::stomp::StompService;
 use crate::transport::{hangup, routes};
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
 use std::collections::HashMap;
@@ -33,6 +35,9 @@ pub struct Running {
     pub addrs: Vec<SocketAddr>,
     /// The mounted services, by name.
     pub services: HashMap<String, Arc<ServiceHub>>,
+    /// Where the HTTP API listens (empty when it is off).
+    pub api_addrs: Vec<SocketAddr>,
+    api: Option<actix_web::dev::ServerHandle>,
     config: Config,
     ready: Arc<Readiness>,
 }
@@ -88,6 +93,7 @@ impl Gateway {
             limits::trim::start(budget);
         }
         let mut services = HashMap::new();
+        let mut brokers = Vec::new();
         for (name, cfg) in &config.services {
             log::info!(
                 "service {name}: max_sessions {}{}",
@@ -104,11 +110,16 @@ impl Gateway {
                     cfg.prefix
                 );
             }
-            let backend = self
-                .backends
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| builtin::for_config(cfg, &config.auth));
+            let backend: Arc<dyn Service> = match self.backends.get(name) {
+                Some(b) => b.clone(),
+                // Kept typed as well, for the HTTP API to publish through.
+                None if cfg.kind == ServiceKind::Stomp => {
+                    let stomp = Arc::new(StompService::new(cfg, &config.auth));
+                    brokers.push((name.clone(), stomp.clone()));
+                    stomp
+                }
+                None => builtin::for_config(cfg, &config.auth),
+            };
             let hub = ServiceHub::new(cfg.clone(), backend, config.trusted_proxies.clone());
             hub.start_heartbeat();
             services.insert(name.clone(), hub);
@@ -185,10 +196,24 @@ impl Gateway {
         server = server.workers(workers).max_connections(per_worker);
         let server = server.bind(&config.listen)?;
         let addrs = server.addrs();
+        let (api, api_addrs) = match api::bind(
+            &config.api,
+            api::routes::Brokers(brokers),
+            config.access_log,
+        )? {
+            Some((api, addrs)) => {
+                let handle = api.handle();
+                actix_web::rt::spawn(api);
+                (Some(handle), addrs)
+            }
+            None => (None, Vec::new()),
+        };
         Ok(Running {
             server: server.run(),
             addrs,
             services,
+            api_addrs,
+            api,
             config,
             ready,
         })
@@ -221,6 +246,7 @@ async fn readyz(ready: web::Data<Readiness>) -> HttpResponse {
 #[derive(Clone)]
 pub struct Shutdown {
     server: actix_web::dev::ServerHandle,
+    api: Option<actix_web::dev::ServerHandle>,
     services: Vec<Arc<ServiceHub>>,
     close: CloseCode,
     ready: Arc<Readiness>,
@@ -236,6 +262,9 @@ impl Shutdown {
         for hub in &self.services {
             hub.close_all(&self.close);
         }
+        if let Some(api) = &self.api {
+            actix_web::rt::spawn(api.stop(true));
+        }
         self.server.stop(true)
     }
 }
@@ -245,6 +274,7 @@ impl Running {
         let s = &self.config.shutdown;
         Shutdown {
             server: self.server.handle(),
+            api: self.api.clone(),
             services: self.services.values().cloned().collect(),
             close: CloseCode::new(s.close_code, s.close_reason.clone()),
             ready: self.ready.clone(),

@@ -8,13 +8,13 @@ use proptest::prelude::*;
 use sockjs_gateway::protocol::escape::{json_string, push_eventsource_data, Context};
 use sockjs_gateway::protocol::frame::Frame;
 use sockjs_gateway::protocol::ids::{is_valid_callback, is_valid_id, MAX_CALLBACK_LEN, MAX_ID_LEN};
+use sockjs_gateway::protocol::message::{Message, Tail};
 use sockjs_gateway::protocol::payload::{
     decode_messages, decode_ws_frame, form_field, PayloadError,
 };
 use sockjs_gateway::service::stomp::frame::{
     Decoder, Frame as StompFrame, Item, Limits, Version, CLIENT_COMMANDS,
 };
-use std::sync::Arc;
 
 const STOMP_LIMITS: Limits = Limits {
     max_frame_bytes: 1 << 20,
@@ -126,10 +126,25 @@ proptest! {
     /// An `a` frame is `a` and a JSON array of the messages.
     #[test]
     fn message_frames_carry_the_messages(msgs in prop::collection::vec(tricky_string(), 1..6)) {
-        let shared: Vec<Arc<str>> = msgs.iter().map(|m| Arc::from(m.as_str())).collect();
+        let shared: Vec<Message> = msgs.iter().map(|m| Message::from(m.as_str())).collect();
         let frame = Frame::Messages(&shared).encode();
         prop_assert!(frame.starts_with('a'));
         prop_assert_eq!(serde_json::from_str::<Vec<String>>(&frame[1..]).unwrap(), msgs);
+    }
+
+    /// A fan-out's message (a head, then a tail escaped once for every
+    /// copy) is framed exactly as the same text in one piece.
+    #[test]
+    fn joined_messages_frame_as_their_whole_text(text in tricky_string(), cut in any::<prop::sample::Index>()) {
+        let cuts: Vec<usize> = (0..=text.len()).filter(|i| text.is_char_boundary(*i)).collect();
+        let at = cuts[cut.index(cuts.len())];
+        let joined = Message::Joined { head: text[..at].into(), tail: Tail::new(&text[at..]) };
+        let whole = Message::from(text.as_str());
+        prop_assert_eq!(
+            Frame::Messages(std::slice::from_ref(&joined)).encode(),
+            Frame::Messages(&[whole]).encode()
+        );
+        prop_assert_eq!(joined.text(), text.as_str());
     }
 
     /// EventSource data holds no line break or NUL, and the client's

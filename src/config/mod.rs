@@ -66,6 +66,9 @@ pub struct Config {
     /// Who STOMP sessions are (`kind = "stomp"`): tokens in CONNECT.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// The HTTP publish API for backends ([`crate::api`]).
+    #[serde(default)]
+    pub api: ApiConfig,
     /// Mounted services by name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
@@ -168,6 +171,60 @@ impl std::fmt::Debug for AuthConfig {
             .field("anonymous", &self.anonymous)
             .finish()
     }
+}
+
+/// `[api]`: the HTTP API backends publish through. It is served only when
+/// `key` is set (`SOCKJS_GATEWAY__API__KEY`); `Debug` hides the key.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address of its own listener, `HOST:PORT`; loopback by default.
+    #[serde(default = "default_api_listen")]
+    pub listen: String,
+    /// The key callers send as `Authorization: Bearer <key>`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Largest request body, in bytes; larger gets 413.
+    #[serde(default = "default_api_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+/// The shortest `[api] key` accepted: a guessable key opens publishing to
+/// every user.
+pub const MIN_API_KEY_LEN: usize = 16;
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: default_api_listen(),
+            key: None,
+            max_body_bytes: default_api_max_body_bytes(),
+        }
+    }
+}
+
+impl ApiConfig {
+    /// The key, when the API is on.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref().filter(|k| !k.is_empty())
+    }
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("listen", &self.listen)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+fn default_api_listen() -> String {
+    "127.0.0.1:8081".into()
+}
+fn default_api_max_body_bytes() -> usize {
+    1024 * 1024
 }
 
 /// Who may use an HTTP session's URLs (`session_binding`).
@@ -627,6 +684,25 @@ impl Config {
                 "max_header_bytes: must be from 1024 to {ceiling} (actix-http's own limit), got {}",
                 self.max_header_bytes
             ));
+        }
+        if let Some(key) = self.api.key() {
+            if key.len() < MIN_API_KEY_LEN {
+                return Err(format!(
+                    "api.key: must be at least {MIN_API_KEY_LEN} characters (it was {})",
+                    key.len()
+                ));
+            }
+            if self.api.listen.parse::<std::net::SocketAddr>().is_err()
+                && !self.api.listen.contains(':')
+            {
+                return Err(format!(
+                    "api.listen: expected HOST:PORT, got {:?}",
+                    self.api.listen
+                ));
+            }
+            if self.api.max_body_bytes == 0 {
+                return Err("api.max_body_bytes: must be greater than 0".into());
+            }
         }
         if self.auth.connect_webhook.is_some() {
             return Err(

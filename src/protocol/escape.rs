@@ -75,9 +75,17 @@ fn next_flagged(bytes: &[u8], i: usize) -> usize {
 
 /// Appends `s` as a quoted JSON string literal with SockJS escaping.
 pub fn push_json_string(out: &mut String, s: &str, ctx: Context) {
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
+    out.reserve(s.len() + 2);
     out.push('"');
+    push_json_escaped(out, s, ctx);
+    out.push('"');
+}
+
+/// Appends `s` escaped as the inside of a JSON string literal, without the
+/// quotes: pieces escaped apart can be joined into one literal.
+pub fn push_json_escaped(out: &mut String, s: &str, ctx: Context) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len());
     let mut start = 0;
     let mut i = 0;
     loop {
@@ -100,7 +108,6 @@ pub fn push_json_string(out: &mut String, s: &str, ctx: Context) {
         start = i;
     }
     out.push_str(&s[start..]);
-    out.push('"');
 }
 
 /// Convenience form of [`push_json_string`].

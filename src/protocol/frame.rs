@@ -1,14 +1,14 @@
 //! The four SockJS frames the server sends: `o`, `h`, `a[...]`, `c[code,"reason"]`.
 
 use super::escape::{push_json_string, Context};
-use std::sync::Arc;
+use super::message::Message;
 
 /// A frame before any transport wrapping.
 #[derive(Clone, Copy, Debug)]
 pub enum Frame<'a> {
     Open,
     Heartbeat,
-    Messages(&'a [Arc<str>]),
+    Messages(&'a [Message]),
     Close(u16, &'a str),
 }
 
@@ -21,14 +21,14 @@ impl Frame<'_> {
             Frame::Messages(msgs) => {
                 // Exact when nothing needs escaping: a buffer with no spare
                 // capacity becomes the socket's `Bytes` without another allocation.
-                let quoted: usize = msgs.iter().map(|m| m.len() + 2).sum();
+                let quoted: usize = msgs.iter().map(Message::quoted_len).sum();
                 let mut out = String::with_capacity(3 + quoted + msgs.len().saturating_sub(1));
                 out.push_str("a[");
                 for (i, m) in msgs.iter().enumerate() {
                     if i > 0 {
                         out.push(',');
                     }
-                    push_json_string(&mut out, m, Context::Script);
+                    m.push_json(&mut out);
                 }
                 out.push(']');
                 out
@@ -85,6 +85,7 @@ impl CloseCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn simple_frames() {
@@ -94,14 +95,14 @@ mod tests {
 
     #[test]
     fn message_frame_escapes_each_message() {
-        let msgs: Vec<Arc<str>> = vec!["a".into(), "b\"c".into(), "\u{2028}".into()];
+        let msgs: Vec<Message> = vec!["a".into(), "b\"c".into(), "\u{2028}".into()];
         assert_eq!(Frame::Messages(&msgs).encode(), r#"a["a","b\"c","\u2028"]"#);
     }
 
     #[test]
     fn plain_message_frames_fill_their_buffer_exactly() {
         for msgs in [vec!["abc".into()], vec!["a".into(), "bc".into(), "".into()]] {
-            let msgs: Vec<Arc<str>> = msgs;
+            let msgs: Vec<Message> = msgs.into_iter().map(|m: Arc<str>| m.into()).collect();
             let frame = Frame::Messages(&msgs).encode();
             assert_eq!(frame.capacity(), frame.len(), "{frame}");
         }

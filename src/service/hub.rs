@@ -1,7 +1,7 @@
 //! One mounted service: its configuration, its backend and its sessions.
 
 use crate::config::ServiceConfig;
-use crate::protocol::CloseCode;
+use crate::protocol::{CloseCode, Message};
 use crate::service::api::CloseReason;
 use crate::service::api::Service;
 use crate::session::actor::{CloseSession, Heartbeat, Push};
@@ -48,7 +48,7 @@ impl ServiceHub {
     pub fn broadcast(&self, message: impl Into<Arc<str>>) {
         let message = message.into();
         self.registry
-            .for_each(|addr| addr.do_send(Push(message.clone())));
+            .for_each(|addr| addr.do_send(Push(Message::Text(message.clone()))));
     }
 
     /// Starts the service's heartbeat: every `heartbeat_delay`, each session

@@ -8,7 +8,7 @@ use super::handler::{
     CloseReason, Handler as BackendHandler, Open, Requests, SessionCtx, SessionInfo,
 };
 use super::receiver::{Delivery, Receiver};
-use crate::protocol::{CloseCode, Frame};
+use crate::protocol::{CloseCode, Frame, Message};
 use crate::service::hub::ServiceHub;
 use actix::prelude::*;
 use std::sync::Arc;
@@ -35,10 +35,10 @@ pub struct SessionActor {
     client_held: bool,
     /// The close frame every later receiver gets, once closed.
     closed: Option<CloseCode>,
-    queue: Vec<Arc<str>>,
+    queue: Vec<Message>,
     queued_bytes: usize,
     /// What the handler sent during its current call (kept for its buffer).
-    sent: Vec<Arc<str>>,
+    sent: Vec<Message>,
     /// Client messages that raced ahead of the first receiver; handled
     /// right after `on_open` so none is lost.
     early: Vec<String>,
@@ -68,7 +68,7 @@ pub struct Incoming(pub Vec<String>);
 /// A message for the client.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Push(pub Arc<str>);
+pub struct Push(pub Message);
 
 /// Heartbeat time (sent by the service's one ticker to every session).
 #[derive(Message)]
@@ -270,7 +270,7 @@ impl SessionActor {
         }));
     }
 
-    fn enqueue(&mut self, msg: Arc<str>) {
+    fn enqueue(&mut self, msg: Message) {
         if self.closed.is_some() {
             return;
         }

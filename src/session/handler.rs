@@ -3,7 +3,7 @@
 //! learn ([`SessionInfo`], [`CloseReason`]). It sits below the actor, which
 //! calls it; `service::api` re-exports it for backends.
 
-use crate::protocol::CloseCode;
+use crate::protocol::{CloseCode, Message};
 use crate::service::hub::ServiceHub;
 use crate::session::actor::{CloseSession, Push, SessionActor};
 use actix::Addr;
@@ -131,7 +131,7 @@ impl std::fmt::Debug for SessionInfo {
 /// What a handler may do while it runs.
 pub struct SessionCtx<'a> {
     pub(crate) info: &'a Arc<SessionInfo>,
-    pub(crate) outbox: &'a mut Vec<Arc<str>>,
+    pub(crate) outbox: &'a mut Vec<Message>,
     pub(crate) requests: &'a mut Requests,
     pub(crate) backlog: usize,
     /// For `handle()`: an address is made only when one is asked for.
@@ -153,7 +153,7 @@ impl SessionCtx<'_> {
         self.info
     }
     /// Sends a message to this session's client.
-    pub fn send(&mut self, message: impl Into<Arc<str>>) {
+    pub fn send(&mut self, message: impl Into<Message>) {
         self.outbox.push(message.into());
     }
     /// Closes this session after what was sent so far is delivered.
@@ -208,7 +208,7 @@ impl SessionHandle {
         &self.info
     }
     /// Queues a message; dropped if the session has closed.
-    pub fn send(&self, message: impl Into<Arc<str>>) {
+    pub fn send(&self, message: impl Into<Message>) {
         self.addr.do_send(Push(message.into()));
     }
     /// Closes the session with a code (3000-4999 for applications) and reason.

@@ -132,7 +132,8 @@ impl Receiver {
             ReceiverKind::RawWebSocket => match frame {
                 Frame::Open | Frame::Heartbeat => (true, false),
                 Frame::Messages(msgs) => (
-                    msgs.iter().all(|m| self.push(ByteString::from(m.as_ref()))),
+                    msgs.iter()
+                        .all(|m| self.push(ByteString::from(m.text().as_ref()))),
                     false,
                 ),
                 Frame::Close(code, reason) => (
@@ -218,6 +219,7 @@ impl ReceiverRx {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Message;
 
     fn drain(rx: &mut ReceiverRx) -> Vec<String> {
         let mut out = Vec::new();
@@ -243,7 +245,7 @@ mod tests {
         let (mut r, mut rx) = channel(kind);
         assert_eq!(r.deliver(Frame::Open), Delivery::Kept); // 2 bytes
         assert_eq!(r.deliver(Frame::Heartbeat), Delivery::Kept); // 4
-        let msgs: Vec<Arc<str>> = vec!["abc".into()];
+        let msgs: Vec<Message> = vec!["abc".into()];
         assert_eq!(r.deliver(Frame::Messages(&msgs)), Delivery::Finished); // 4 + 8 >= 10
         assert_eq!(drain(&mut rx), vec!["o\n", "h\n", "a[\"abc\"]\n"]);
     }
@@ -270,7 +272,7 @@ mod tests {
     fn raw_websocket_sends_bare_messages_and_a_close() {
         let (mut r, mut rx) = channel(ReceiverKind::RawWebSocket);
         assert_eq!(r.deliver(Frame::Open), Delivery::Kept);
-        let msgs: Vec<Arc<str>> = vec!["a".into(), "b\"".into()];
+        let msgs: Vec<Message> = vec!["a".into(), "b\"".into()];
         assert_eq!(r.deliver(Frame::Messages(&msgs)), Delivery::Kept);
         assert_eq!(drain(&mut rx), vec!["a", "b\""]);
         assert_eq!(
@@ -311,7 +313,7 @@ mod tests {
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = std::task::Waker::from(count.clone());
         let (mut r, mut rx) = channel(ReceiverKind::WebSocket);
-        let msgs: Vec<Arc<str>> = vec!["0123456789".into()];
+        let msgs: Vec<Message> = vec!["0123456789".into()];
         for _ in 0..3 {
             r.deliver(Frame::Messages(&msgs)); // 16 bytes each
         }

@@ -2,6 +2,7 @@
 //! with a given config, and small clients for HTTP, streams and WebSockets.
 #![allow(dead_code)]
 
+pub mod stomp;
 pub mod upstream;
 
 use awc::ws;
@@ -16,6 +17,8 @@ use tokio::net::TcpStream;
 pub struct Gateway {
     child: Child,
     pub addr: String,
+    /// The HTTP API's address, when the config has an `[api]` key.
+    pub api_addr: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -76,9 +79,15 @@ impl Gateway {
         setup(&mut cmd, dir.path());
         let mut child = cmd.spawn().expect("gateway binary runs");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        let api_addr = toml.contains("[api]").then(|| {
+            let mut api = String::new();
+            stdout.read_line(&mut api).unwrap();
+            let addr = api.trim().rsplit("http://").next().unwrap_or_default();
+            assert!(addr.starts_with("127.0.0.1:"), "api did not start: {api:?}");
+            addr.to_owned()
+        });
         let addr = line
             .trim()
             .rsplit("http://")
@@ -92,8 +101,18 @@ impl Gateway {
         Gateway {
             child,
             addr,
+            api_addr,
             _dir: dir,
         }
+    }
+
+    /// A URL on the HTTP API's listener.
+    pub fn api_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{}",
+            self.api_addr.as_deref().expect("[api] configured"),
+            path
+        )
     }
 
     pub fn url(&self, path: &str) -> String {

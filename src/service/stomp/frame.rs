@@ -112,7 +112,8 @@ impl Frame {
     }
 }
 
-fn push_header_part(out: &mut String, s: &str, escaped: bool, version: Version) {
+/// Appends a header name or value, escaped if `escaped` (as `version` says).
+pub(crate) fn push_header_part(out: &mut String, s: &str, escaped: bool, version: Version) {
     if !escaped {
         out.push_str(s);
         return;

@@ -1,17 +1,19 @@
-//! The `stomp` service kind (issue 8, being built): STOMP 1.0-1.2 over
-//! every SockJS transport. So far: the frame codec ([`frame`]), destination
-//! patterns ([`destination`]), topic subscriptions and their fan-out
-//! ([`topics`]), and the per-session protocol ([`session`]): CONNECT,
+//! The `stomp` service kind: STOMP 1.0-1.2 over every SockJS transport.
+//! The frame codec ([`frame`]), destination patterns ([`destination`]),
+//! subscriptions and their fan-out ([`topics`]), each user's sessions
+//! ([`users`]), the per-session protocol ([`session`]): CONNECT,
 //! SUBSCRIBE and UNSUBSCRIBE, SEND to `/topic/...` and to a user's
 //! `/user/{name}/queue/...`, receipts, ERROR, DISCONNECT; who the user is
-//! ([`auth`]: a JWT in CONNECT). `/app` webhooks, the connect webhook and
-//! the HTTP API come next.
+//! ([`auth`]: a JWT in CONNECT). What the backend does from outside a
+//! session (publish, reach a user, end a user's sessions) is on
+//! [`StompService`], which the HTTP API calls.
 
 pub mod auth;
 pub mod destination;
 pub mod frame;
 pub mod session;
 pub mod topics;
+pub mod users;
 
 use crate::config::{AuthConfig, ServiceConfig};
 use crate::service::api::{Handler, Service, SessionInfo};
@@ -28,6 +30,7 @@ pub(crate) struct Shared {
     pub(crate) limits: frame::Limits,
     pub(crate) max_subscriptions: usize,
     pub(crate) topics: topics::Topics,
+    pub(crate) users: users::Users,
     pub(crate) auth: auth::Verifier,
 }
 
@@ -49,10 +52,128 @@ impl StompService {
                 },
                 max_subscriptions: config.max_subscriptions,
                 topics: topics::Topics::default(),
+                users: users::Users::default(),
                 auth,
             }),
         }
     }
+}
+
+/// Why the backend's publication was refused: the field at fault, and why.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub field: String,
+    pub why: String,
+}
+
+fn refused(field: impl Into<String>, why: impl Into<String>) -> Refused {
+    Refused {
+        field: field.into(),
+        why: why.into(),
+    }
+}
+
+/// What the backend publishes from outside a session (the HTTP API).
+impl StompService {
+    /// Sends `body` to every subscriber of `destination` (not a user's:
+    /// see [`StompService::send_to_user`]); returns how many got it.
+    pub fn publish(
+        &self,
+        destination: &str,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> Result<usize, Refused> {
+        check_destination(destination)?;
+        if destination.starts_with("/user/") {
+            return Err(refused(
+                "destination",
+                "user destinations are sent with POST /api/users/{user}/send",
+            ));
+        }
+        check_headers(headers)?;
+        Ok(self
+            .shared
+            .topics
+            .publish(destination, destination, headers, body))
+    }
+
+    /// Sends `body` to every session of `user` subscribed to
+    /// `destination` (`/user/queue/...`, as the sessions name it).
+    pub fn send_to_user(
+        &self,
+        user: &str,
+        destination: &str,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> Result<usize, Refused> {
+        check_destination(destination)?;
+        if !destination.starts_with("/user/") {
+            return Err(refused(
+                "destination",
+                "must start with /user/ (as the user's sessions subscribe to it, e.g. /user/queue/notifications)",
+            ));
+        }
+        check_headers(headers)?;
+        Ok(self.shared.topics.publish(
+            &topics::user_key(user, destination),
+            destination,
+            headers,
+            body,
+        ))
+    }
+
+    /// Ends every session of `user`; returns how many.
+    pub fn disconnect_user(&self, user: &str) -> usize {
+        self.shared
+            .users
+            .disconnect(user, "Disconnected by the server")
+    }
+
+    /// Open sessions of `user`.
+    pub fn user_sessions(&self, user: &str) -> usize {
+        self.shared.users.count(user)
+    }
+
+    /// Subscriber counts by destination, for destinations under `prefix`.
+    pub fn destinations(&self, prefix: &str) -> Vec<(String, usize)> {
+        self.shared.topics.destinations(prefix)
+    }
+}
+
+/// A destination is copied unescaped into every MESSAGE: a plain path.
+fn check_destination(d: &str) -> Result<(), Refused> {
+    if !d.starts_with('/') || d.contains(['\n', '\r', ':', '\\', '\0']) {
+        return Err(refused(
+            "destination",
+            "must be a path starting with / and without line breaks, NUL, : or \\",
+        ));
+    }
+    Ok(())
+}
+
+/// Headers the gateway writes itself cannot be given; names and values
+/// cannot break a header line in any STOMP version.
+fn check_headers(headers: &[(String, String)]) -> Result<(), Refused> {
+    const OWN: [&str; 5] = [
+        "subscription",
+        "message-id",
+        "destination",
+        "content-length",
+        "ack",
+    ];
+    for (name, value) in headers {
+        let field = format!("headers.{name}");
+        if name.is_empty() || name.contains([':', '\n', '\r', '\0']) {
+            return Err(refused(field, "not a STOMP header name"));
+        }
+        if OWN.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(refused(field, "set by the gateway"));
+        }
+        if value.contains(['\n', '\r', '\0']) {
+            return Err(refused(field, "a value cannot hold line breaks or NUL"));
+        }
+    }
+    Ok(())
 }
 
 impl Service for StompService {

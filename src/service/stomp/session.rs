@@ -139,6 +139,11 @@ impl StompSession {
             .map_err(|why| refuse(why, "CONNECT was refused"))?;
         self.version = Some(version);
         self.decoder.set_version(version);
+        if let Some(user) = &self.user {
+            self.shared
+                .users
+                .add(user, self.session, version, ctx.handle());
+        }
         ctx.send(
             Frame::new("CONNECTED")
                 .header("version", version.as_str())
@@ -276,6 +281,9 @@ impl Handler for StompSession {
     fn on_close(&mut self, _info: &SessionInfo, _reason: &CloseReason) {
         for (id, key) in self.subscriptions.drain() {
             self.shared.topics.unsubscribe(&key, self.session, &id);
+        }
+        if let (Some(user), Some(_)) = (&self.user, self.version) {
+            self.shared.users.remove(user, self.session);
         }
     }
 }

@@ -5,7 +5,8 @@
 //! destination's is [`user_key`], so `/user/queue/x` of one user is not
 //! another's.
 
-use super::frame::Version;
+use super::frame::{push_header_part, Version};
+use crate::protocol::message::{Message, Tail};
 use crate::service::api::SessionHandle;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -25,6 +26,18 @@ struct Subscriber {
 /// from a header line, so keys of users and topics never collide.
 pub fn user_key(user: &str, destination: &str) -> String {
     format!("\0{user}\0{destination}")
+}
+
+/// A key as a destination: a topic's is itself; a user's is
+/// `/user/{user}/...`.
+fn shown_key(key: &str) -> String {
+    match key.strip_prefix('\0').and_then(|k| k.split_once('\0')) {
+        Some((user, destination)) => {
+            let rest = destination.strip_prefix("/user").unwrap_or(destination);
+            format!("/user/{user}{rest}")
+        }
+        None => key.to_owned(),
+    }
 }
 
 /// Subscriptions by key.
@@ -63,9 +76,10 @@ impl Topics {
     }
 
     /// Sends a MESSAGE to every subscriber of `key`, showing `destination`
-    /// (what they subscribed to); returns how many got it. The headers and
-    /// body after the per-subscriber ones are written once and shared by
-    /// every copy.
+    /// (what they subscribed to); returns how many got it. Each copy is a
+    /// short head of its own (subscription, message id) and a tail written
+    /// and SockJS-escaped once for all of them: once per header escaping,
+    /// as 1.0 escapes nothing.
     pub fn publish(
         &self,
         key: &str,
@@ -77,26 +91,68 @@ impl Topics {
         let Some(subs) = map.get(key) else {
             return 0;
         };
-        let mut tail = String::with_capacity(64 + body.len());
-        for (name, value) in headers {
-            let _ = writeln!(tail, "{name}:{value}");
-        }
-        let _ = writeln!(tail, "destination:{destination}");
-        let _ = write!(tail, "content-length:{}\n\n{body}\0", body.len());
+        let tail = |version: Version| {
+            let escaped = version >= Version::V1_1;
+            let mut tail = String::with_capacity(64 + body.len());
+            for (name, value) in headers {
+                push_header_part(&mut tail, name, escaped, version);
+                tail.push(':');
+                push_header_part(&mut tail, value, escaped, version);
+                tail.push('\n');
+            }
+            let _ = write!(
+                tail,
+                "destination:{destination}\ncontent-length:{}\n\n{body}\0",
+                body.len()
+            );
+            Tail::new(tail)
+        };
+        let plain = tail(Version::V1_0);
+        let needs_escape = headers.iter().any(|(n, v)| {
+            n.contains(['\\', ':', '\n', '\r']) || v.contains(['\\', ':', '\n', '\r'])
+        });
+        let escaped = if needs_escape {
+            tail(Version::V1_2)
+        } else {
+            plain.clone()
+        };
         let first = self
             .next_message_id
             .fetch_add(subs.len() as u64, Ordering::Relaxed);
         for (i, s) in subs.iter().enumerate() {
             let id = first + i as u64;
-            let ack = if s.version == Version::V1_2 {
-                format!("ack:{id}\n")
+            let mut head = String::with_capacity(48 + s.id.len());
+            head.push_str("MESSAGE\nsubscription:");
+            push_header_part(&mut head, &s.id, s.version >= Version::V1_1, s.version);
+            let _ = write!(head, "\nmessage-id:{id}\n");
+            if s.version == Version::V1_2 {
+                let _ = writeln!(head, "ack:{id}");
+            }
+            let tail = if s.version == Version::V1_0 {
+                &plain
             } else {
-                String::new()
+                &escaped
             };
-            let head = format!("MESSAGE\nsubscription:{}\nmessage-id:{id}\n{ack}", s.id);
-            s.handle.send(head + &tail);
+            s.handle.send(Message::Joined {
+                head: head.into(),
+                tail: tail.clone(),
+            });
         }
         subs.len()
+    }
+
+    /// Subscriber counts of destinations that start with `prefix`, sorted;
+    /// a user's `/user/queue/x` is listed as `/user/{user}/queue/x`, the
+    /// address a SEND to it uses.
+    pub fn destinations(&self, prefix: &str) -> Vec<(String, usize)> {
+        let map = self.lock();
+        let mut out: Vec<(String, usize)> = map
+            .iter()
+            .map(|(key, subs)| (shown_key(key), subs.len()))
+            .filter(|(d, _)| d.starts_with(prefix))
+            .collect();
+        out.sort();
+        out
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Subscriber>>> {

@@ -1,0 +1,241 @@
+//! The API's endpoints and how their requests are read.
+
+use super::error::ApiError;
+use crate::service::stomp::{Refused, StompService};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use futures_util::StreamExt;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The `stomp` services the API reaches, by name.
+pub struct Brokers(pub Vec<(String, Arc<StompService>)>);
+
+/// The largest request body, from `[api] max_body_bytes`.
+pub struct MaxBody(pub usize);
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/publish").route(web::post().to(publish)))
+        .service(resource("/api/users/{user}/send").route(web::post().to(send_to_user)))
+        .service(resource("/api/users/{user}/disconnect").route(web::post().to(disconnect_user)))
+        .service(resource("/api/destinations").route(web::get().to(destinations)));
+}
+
+/// A resource whose other methods get 405 with a JSON body.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|req: actix_web::HttpRequest| async move {
+        Err::<HttpResponse, _>(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} is not allowed on {}", req.method(), req.path()),
+        ))
+    }))
+}
+
+/// `POST /api/publish`: `{"destination", "body", "headers"?, "service"?}`
+/// to every subscriber; answers `{"delivered": N}`.
+async fn publish(
+    brokers: web::Data<Brokers>,
+    max: web::Data<MaxBody>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let req = Publication::read(payload, max.0).await?;
+    let mut delivered = 0;
+    for b in brokers.pick(req.service.as_deref())? {
+        delivered += b
+            .publish(&req.destination, &req.headers, &req.body)
+            .map_err(bad)?;
+    }
+    Ok(HttpResponse::Ok().json(json!({ "delivered": delivered })))
+}
+
+/// `POST /api/users/{user}/send`: to every session of `user` subscribed to
+/// `destination` (`/user/queue/...`); answers `{"delivered": N}`.
+async fn send_to_user(
+    brokers: web::Data<Brokers>,
+    max: web::Data<MaxBody>,
+    user: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let req = Publication::read(payload, max.0).await?;
+    let mut delivered = 0;
+    for b in brokers.pick(req.service.as_deref())? {
+        delivered += b
+            .send_to_user(&user, &req.destination, &req.headers, &req.body)
+            .map_err(bad)?;
+    }
+    Ok(HttpResponse::Ok().json(json!({ "delivered": delivered })))
+}
+
+#[derive(serde::Deserialize)]
+struct ServiceQuery {
+    service: Option<String>,
+}
+
+/// `POST /api/users/{user}/disconnect`: ends every session of `user` (on
+/// logout, say); answers `{"disconnected": N}`.
+async fn disconnect_user(
+    brokers: web::Data<Brokers>,
+    user: web::Path<String>,
+    query: web::Query<ServiceQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let mut disconnected = 0;
+    for b in brokers.pick(query.service.as_deref())? {
+        disconnected += b.disconnect_user(&user);
+    }
+    Ok(HttpResponse::Ok().json(json!({ "disconnected": disconnected })))
+}
+
+#[derive(serde::Deserialize)]
+struct DestinationsQuery {
+    #[serde(default)]
+    prefix: String,
+    service: Option<String>,
+}
+
+/// `GET /api/destinations?prefix=/topic/`: subscriber counts,
+/// `{"destinations": [{"destination", "subscribers"}]}`.
+async fn destinations(
+    brokers: web::Data<Brokers>,
+    query: web::Query<DestinationsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for b in brokers.pick(query.service.as_deref())? {
+        for (d, n) in b.destinations(&query.prefix) {
+            *counts.entry(d).or_default() += n;
+        }
+    }
+    let list: Vec<Value> = counts
+        .into_iter()
+        .map(|(d, n)| json!({ "destination": d, "subscribers": n }))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "destinations": list })))
+}
+
+fn bad(r: Refused) -> ApiError {
+    ApiError::bad_field(r.field, r.why)
+}
+
+impl Brokers {
+    /// The service named `name`, or all of them.
+    fn pick(&self, name: Option<&str>) -> Result<Vec<&StompService>, ApiError> {
+        if self.0.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no service of kind \"stomp\" is configured",
+            ));
+        }
+        match name {
+            None => Ok(self.0.iter().map(|(_, b)| b.as_ref()).collect()),
+            Some(name) => match self.0.iter().find(|(n, _)| n == name) {
+                Some((_, b)) => Ok(vec![b.as_ref()]),
+                None => Err(ApiError {
+                    status: StatusCode::NOT_FOUND,
+                    message: format!("service: no stomp service is named {name:?}"),
+                    field: Some("service".into()),
+                }),
+            },
+        }
+    }
+}
+
+/// What a publishing request carries.
+struct Publication {
+    destination: String,
+    body: String,
+    headers: Vec<(String, String)>,
+    service: Option<String>,
+}
+
+impl Publication {
+    async fn read(payload: web::Payload, max: usize) -> Result<Publication, ApiError> {
+        let bytes = read_body(payload, max).await?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))?;
+        let Value::Object(mut fields) = value else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "the body must be a JSON object",
+            ));
+        };
+        let destination = match fields.remove("destination") {
+            Some(Value::String(d)) => d,
+            Some(_) => return Err(ApiError::bad_field("destination", "must be a string")),
+            None => return Err(ApiError::bad_field("destination", "is required")),
+        };
+        let mut headers = match fields.remove("headers") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Object(h)) => string_map(h)?,
+            Some(_) => return Err(ApiError::bad_field("headers", "must be an object")),
+        };
+        // A string is sent as it is; any other JSON value as JSON text.
+        let body = match fields.remove("body") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s,
+            Some(v) => {
+                if !headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+                {
+                    headers.push(("content-type".into(), "application/json".into()));
+                }
+                v.to_string()
+            }
+        };
+        let service = match fields.remove("service") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => return Err(ApiError::bad_field("service", "must be a string")),
+        };
+        if let Some(other) = fields.keys().next() {
+            return Err(ApiError::bad_field(
+                other.clone(),
+                "unknown field (known: destination, body, headers, service)",
+            ));
+        }
+        Ok(Publication {
+            destination,
+            body,
+            headers,
+            service,
+        })
+    }
+}
+
+fn string_map(h: Map<String, Value>) -> Result<Vec<(String, String)>, ApiError> {
+    h.into_iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k, s)),
+            _ => Err(ApiError::bad_field(
+                format!("headers.{k}"),
+                "must be a string",
+            )),
+        })
+        .collect()
+}
+
+/// The request body, refused with 413 past `max` bytes (before reading
+/// it, when `Content-Length` says so).
+async fn read_body(mut payload: web::Payload, max: usize) -> Result<web::BytesMut, ApiError> {
+    let too_big = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {max} bytes (api.max_body_bytes)"),
+        )
+    };
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            if matches!(e, actix_web::error::PayloadError::Overflow) {
+                too_big()
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, format!("reading the body: {e}"))
+            }
+        })?;
+        if body.len() + chunk.len() > max {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

@@ -1,0 +1,69 @@
+//! The sessions of each signed-in user of a `stomp` service, so that the
+//! backend can reach or end all of them (`POST /api/users/{user}/...`).
+
+use super::frame::{Frame, Version};
+use crate::service::api::SessionHandle;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The close code of a session ended by the backend
+/// (`POST /api/users/{user}/disconnect`), after an ERROR frame that says so.
+pub const CLOSE_DISCONNECTED: u16 = 4410;
+
+struct Member {
+    session: u64,
+    version: Version,
+    handle: SessionHandle,
+}
+
+#[derive(Default)]
+pub struct Users {
+    by_name: Mutex<HashMap<String, Vec<Member>>>,
+}
+
+impl Users {
+    pub fn add(&self, user: &str, session: u64, version: Version, handle: SessionHandle) {
+        self.lock()
+            .entry(user.to_owned())
+            .or_default()
+            .push(Member {
+                session,
+                version,
+                handle,
+            });
+    }
+
+    pub fn remove(&self, user: &str, session: u64) {
+        let mut map = self.lock();
+        if let Some(members) = map.get_mut(user) {
+            members.retain(|m| m.session != session);
+            if members.is_empty() {
+                map.remove(user);
+            }
+        }
+    }
+
+    /// Sessions of `user`.
+    pub fn count(&self, user: &str) -> usize {
+        self.lock().get(user).map_or(0, Vec::len)
+    }
+
+    /// Ends every session of `user`: an ERROR frame with `message`, then a
+    /// close with [`CLOSE_DISCONNECTED`]. Returns how many.
+    pub fn disconnect(&self, user: &str, message: &str) -> usize {
+        let members = self.lock().remove(user).unwrap_or_default();
+        for m in &members {
+            let error = Frame::new("ERROR")
+                .header("message", message)
+                .header("content-type", "text/plain")
+                .body("the backend ended this user's sessions");
+            m.handle.send(error.encode(m.version));
+            m.handle.close(CLOSE_DISCONNECTED, message);
+        }
+        members.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Member>>> {
+        self.by_name.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,119 @@
+//! A STOMP client over a SockJS WebSocket, and the config and tokens the
+//! STOMP tests share.
+
+use super::*;
+
+pub const SECRET: &str = "test-secret-for-stomp";
+
+pub fn config(extra: &str) -> String {
+    format!(
+        "[auth]\nanonymous = true\njwt_secret = \"{SECRET}\"\njwt_audience = \"gw\"\n\
+         [services.stomp]\nprefix = \"/stomp\"\nkind = \"stomp\"\n\
+         subscribe = [\"/topic/**\", \"/user/queue/**\"]\n\
+         send = [\"/topic/chat/**\", \"/user/*/queue/**\"]\n{extra}\n"
+    )
+}
+
+/// A JWT for `sub` signed with `secret`, valid for `ttl` seconds.
+pub fn token(secret: &str, sub: &str, ttl: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = serde_json::json!({"sub": sub, "aud": "gw", "exp": now + ttl});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A STOMP client over a SockJS WebSocket.
+pub struct Client {
+    pub ws: Ws,
+}
+
+impl Client {
+    pub async fn open(gw: &Gateway) -> Client {
+        let mut ws = Ws::connect(&gw.ws_url(&format!("{}/websocket", session("/stomp")))).await;
+        assert_eq!(ws.recv().await, "o");
+        Client { ws }
+    }
+
+    /// Sends SockJS messages, each holding the given text.
+    pub async fn send(&mut self, texts: &[&str]) {
+        self.ws.send(&serde_json::to_string(texts).unwrap()).await;
+    }
+
+    pub async fn frame(&mut self, command: &str, headers: &[(&str, &str)], body: &str) {
+        let mut text = format!("{command}\n");
+        for (k, v) in headers {
+            text.push_str(&format!("{k}:{v}\n"));
+        }
+        text.push('\n');
+        text.push_str(body);
+        text.push('\0');
+        self.send(&[&text]).await;
+    }
+
+    /// The next STOMP frame the server sent: (command, headers, body).
+    pub async fn next(&mut self) -> (String, Vec<(String, String)>, String) {
+        loop {
+            let m = self.ws.recv().await;
+            if m == "h" {
+                continue;
+            }
+            let texts: Vec<String> =
+                serde_json::from_str(m.strip_prefix('a').expect("an a frame")).unwrap();
+            assert_eq!(texts.len(), 1, "{texts:?}");
+            let text = &texts[0];
+            let (head, body) = text.split_once("\n\n").expect("a head");
+            let mut lines = head.split('\n');
+            let command = lines.next().unwrap().to_owned();
+            let headers = lines
+                .map(|l| {
+                    // The only escape these tests meet (1.2, `:` in a value).
+                    let (k, v) = l.split_once(':').unwrap();
+                    (k.to_owned(), v.replace("\\c", ":"))
+                })
+                .collect();
+            let body = body.strip_suffix('\0').expect("ends with NUL").to_owned();
+            return (command, headers, body);
+        }
+    }
+
+    /// The next frame is the RECEIPT for `id`.
+    pub async fn expect_receipt(&mut self, id: &str) {
+        let (cmd, h, _) = self.next().await;
+        assert_eq!(
+            (cmd.as_str(), header(&h, "receipt-id")),
+            ("RECEIPT", Some(id))
+        );
+    }
+
+    pub async fn connect(gw: &Gateway) -> Client {
+        Client::connect_with(gw, &[]).await
+    }
+
+    pub async fn connect_with(gw: &Gateway, extra: &[(&str, &str)]) -> Client {
+        let mut c = Client::open(gw).await;
+        let mut headers = vec![
+            ("accept-version", "1.2,1.1,1.0"),
+            ("heart-beat", "10000,10000"),
+        ];
+        headers.extend_from_slice(extra);
+        c.frame("CONNECT", &headers, "").await;
+        let (cmd, headers, _) = c.next().await;
+        assert_eq!(cmd, "CONNECTED");
+        assert_eq!(header(&headers, "version"), Some("1.2"));
+        c
+    }
+}
+
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
