@@ -120,7 +120,19 @@ impl Gateway {
                 }
                 None => builtin::for_config(cfg, &config.auth),
             };
-            let hub = ServiceHub::new(cfg.clone(), backend, config.trusted_proxies.clone());
+            let mut cfg = cfg.clone();
+            // The connect webhook gets the Cookie of the request that
+            // opened the session: keep it for the session.
+            if cfg.kind == ServiceKind::Stomp
+                && config.auth.connect_webhook.is_some()
+                && !cfg
+                    .forward_headers
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case("cookie"))
+            {
+                cfg.forward_headers.push("cookie".into());
+            }
+            let hub = ServiceHub::new(cfg, backend, config.trusted_proxies.clone());
             hub.start_heartbeat();
             services.insert(name.clone(), hub);
         }

@@ -14,12 +14,6 @@ fn proxy_config(upstreams: &[String], extra: &str) -> String {
     )
 }
 
-/// A loopback address that was free a moment ago: nothing listens there.
-fn dead_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
 /// A WebSocket session through the proxy; returns it after `o`.
 async fn ws_session(gw: &Gateway) -> Ws {
     let mut ws = Ws::connect(&gw.ws_url(&format!("{}/websocket", session("/app")))).await;

@@ -198,19 +198,29 @@ async fn stomp_works_over_polling_and_reaches_websocket_subscribers() {
 }
 
 #[test]
-fn bad_patterns_and_unbuilt_keys_stop_the_gateway() {
+fn bad_patterns_and_webhook_urls_stop_the_gateway() {
     for (extra, key) in [
         ("subscribe = [\"topic/**\"]", "services.stomp.subscribe[0]"),
         (
-            "app_webhook = \"http://127.0.0.1:9/stomp\"",
+            "app_webhook = \"ws://127.0.0.1:9/stomp\"",
             "services.stomp.app_webhook",
         ),
         ("max_subscriptions = 0", "services.stomp.max_subscriptions"),
+        ("webhook_timeout = 0", "services.stomp.webhook_timeout"),
     ] {
-        let toml = format!("[services.stomp]\nprefix = \"/stomp\"\nkind = \"stomp\"\n{extra}\n");
+        let toml = format!(
+            "[auth]\nanonymous = true\n[services.stomp]\nprefix = \"/stomp\"\nkind = \"stomp\"\n{extra}\n"
+        );
         let err = sockjs_gateway::Config::from_toml(&toml).unwrap_err();
         assert!(err.contains(key), "{extra}: {err}");
     }
+    let toml = "[auth]\nconnect_webhook = \"http://u:hunter2@127.0.0.1/c\"\n\
+                [services.stomp]\nprefix = \"/stomp\"\nkind = \"stomp\"\n";
+    let err = sockjs_gateway::Config::from_toml(toml).unwrap_err();
+    assert!(
+        err.contains("auth.connect_webhook") && !err.contains("hunter2"),
+        "{err}"
+    );
 }
 
 /// A JWT in CONNECT names the user; `/user/NAME/queue/x` reaches every

@@ -13,6 +13,7 @@ pub mod env;
 pub mod list;
 pub mod prefix;
 pub mod upstream_url;
+pub mod webhook_url;
 
 /// The embedded default configuration: the demo on 127.0.0.1:8080.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -149,7 +150,9 @@ pub struct AuthConfig {
     /// Required `iss`, if set.
     #[serde(default)]
     pub jwt_issuer: Option<String>,
-    /// A backend that names the user of a CONNECT (not available yet).
+    /// A backend that names the user of a CONNECT without a token (or with
+    /// one, when no JWT key is set): it gets the CONNECT headers and the
+    /// Cookie of the request that opened the session.
     #[serde(default)]
     pub connect_webhook: Option<String>,
     /// Sessions without a token are let in, with no user.
@@ -361,9 +364,16 @@ pub struct ServiceConfig {
     /// `kind = "stomp"`: destinations clients may SEND to.
     #[serde(default, deserialize_with = "list::deserialize")]
     pub send: Vec<String>,
-    /// `kind = "stomp"`: where SENDs to `/app/**` go (not available yet).
+    /// `kind = "stomp"`: where SENDs to `/app/**` go, as JSON POSTs.
     #[serde(default)]
     pub app_webhook: Option<String>,
+    /// `kind = "stomp"`: seconds a webhook (app or connect) has to answer.
+    #[serde(default = "default_webhook_timeout")]
+    pub webhook_timeout: f64,
+    /// `kind = "stomp"`: frames of one session that may wait behind a
+    /// webhook call; more get an ERROR.
+    #[serde(default = "default_max_pending_frames")]
+    pub max_pending_frames: usize,
     /// `kind = "stomp"`: bytes of one STOMP frame.
     #[serde(default = "default_max_frame_bytes")]
     pub max_frame_bytes: usize,
@@ -440,6 +450,12 @@ fn default_max_frame_bytes() -> usize {
 fn default_max_headers() -> usize {
     64
 }
+fn default_webhook_timeout() -> f64 {
+    5.0
+}
+fn default_max_pending_frames() -> usize {
+    100
+}
 fn default_max_subscriptions() -> usize {
     100
 }
@@ -474,6 +490,9 @@ impl ServiceConfig {
     }
     pub fn allows_any_origin(&self) -> bool {
         self.allowed_origins.iter().any(|o| o == "*")
+    }
+    pub fn webhook_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.webhook_timeout)
     }
     pub fn upstream_connect_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.upstream_connect_timeout)
@@ -516,6 +535,7 @@ impl ServiceConfig {
             ("upstream_connect_timeout", self.upstream_connect_timeout),
             ("upstream_retry_delay", self.upstream_retry_delay),
             ("upstream_ping_interval", self.upstream_ping_interval),
+            ("webhook_timeout", self.webhook_timeout),
         ] {
             if !(v.is_finite() && v > 0.0 && v < 1e7) {
                 return Err(format!(
@@ -533,6 +553,7 @@ impl ServiceConfig {
             ("max_frame_bytes", self.max_frame_bytes),
             ("max_headers", self.max_headers),
             ("max_subscriptions", self.max_subscriptions),
+            ("max_pending_frames", self.max_pending_frames),
         ] {
             if v == 0 {
                 return Err(format!("{}: must be greater than 0", key(k)));
@@ -570,11 +591,8 @@ impl ServiceConfig {
                     .map_err(|e| format!("{}[{i}]: {e}", key(k)))?;
             }
         }
-        if self.app_webhook.is_some() {
-            return Err(format!(
-                "{}: not available yet (SEND to /topic/... works; /app webhooks are still being built)",
-                key("app_webhook")
-            ));
+        if let Some(url) = &self.app_webhook {
+            webhook_url::check(url).map_err(|e| format!("{}: {e}", key("app_webhook")))?;
         }
         match (self.kind, self.upstream.is_empty()) {
             (ServiceKind::Proxy, true) => {
@@ -704,11 +722,8 @@ impl Config {
                 return Err("api.max_body_bytes: must be greater than 0".into());
             }
         }
-        if self.auth.connect_webhook.is_some() {
-            return Err(
-                "auth.connect_webhook: not available yet (use jwt_secret or jwt_public_key_file)"
-                    .into(),
-            );
+        if let Some(url) = &self.auth.connect_webhook {
+            webhook_url::check(url).map_err(|e| format!("auth.connect_webhook: {e}"))?;
         }
         if self.services.is_empty() {
             return Err("services: no service is configured".into());

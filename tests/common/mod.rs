@@ -170,6 +170,12 @@ pub async fn poll_after_abort(gw: &Gateway, s: &str) -> String {
 }
 
 /// A config with one echo service at `/echo` plus `extra` keys for it.
+/// A loopback address that was free a moment ago: nothing listens there.
+pub fn dead_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
 pub fn echo_config(extra: &str) -> String {
     format!("[services.echo]\nprefix = \"/echo\"\nkind = \"echo\"\n{extra}\n")
 }

@@ -32,13 +32,24 @@ pub fn token(secret: &str, sub: &str, ttl: i64) -> String {
 /// A STOMP client over a SockJS WebSocket.
 pub struct Client {
     pub ws: Ws,
+    /// Messages of an `a` frame not read yet.
+    pending: std::collections::VecDeque<String>,
 }
 
 impl Client {
     pub async fn open(gw: &Gateway) -> Client {
-        let mut ws = Ws::connect(&gw.ws_url(&format!("{}/websocket", session("/stomp")))).await;
+        Client::open_with(gw, &[]).await
+    }
+
+    /// Opens with these headers on the WebSocket handshake (a Cookie, say).
+    pub async fn open_with(gw: &Gateway, headers: &[(&str, &str)]) -> Client {
+        let url = gw.ws_url(&format!("{}/websocket", session("/stomp")));
+        let mut ws = Ws::connect_with(&url, headers).await.unwrap();
         assert_eq!(ws.recv().await, "o");
-        Client { ws }
+        Client {
+            ws,
+            pending: Default::default(),
+        }
     }
 
     /// Sends SockJS messages, each holding the given text.
@@ -60,14 +71,15 @@ impl Client {
     /// The next STOMP frame the server sent: (command, headers, body).
     pub async fn next(&mut self) -> (String, Vec<(String, String)>, String) {
         loop {
-            let m = self.ws.recv().await;
-            if m == "h" {
+            let Some(text) = self.pending.pop_front() else {
+                let m = self.ws.recv().await;
+                if m != "h" {
+                    let texts: Vec<String> =
+                        serde_json::from_str(m.strip_prefix('a').expect("an a frame")).unwrap();
+                    self.pending.extend(texts);
+                }
                 continue;
-            }
-            let texts: Vec<String> =
-                serde_json::from_str(m.strip_prefix('a').expect("an a frame")).unwrap();
-            assert_eq!(texts.len(), 1, "{texts:?}");
-            let text = &texts[0];
+            };
             let (head, body) = text.split_once("\n\n").expect("a head");
             let mut lines = head.split('\n');
             let command = lines.next().unwrap().to_owned();

@@ -60,9 +60,9 @@ impl Verifier {
                 ));
             }
         }
-        if keys.is_empty() && !config.anonymous {
+        if keys.is_empty() && !config.anonymous && config.connect_webhook.is_none() {
             return Err(
-                "auth: a stomp service needs jwt_secret, jwt_public_key_file or anonymous = true"
+                "auth: a stomp service needs jwt_secret, jwt_public_key_file, connect_webhook or anonymous = true"
                     .into(),
             );
         }
@@ -80,6 +80,16 @@ impl Verifier {
         }
     }
 
+    /// Whether a token can be checked here (a secret or a key is set).
+    pub fn has_keys(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Whether sessions without a user are let in.
+    pub fn anonymous(&self) -> bool {
+        self.anonymous
+    }
+
     /// The user of a CONNECT with these credentials, or why not (the text
     /// of the ERROR frame; never the token).
     pub fn user(
@@ -87,11 +97,7 @@ impl Verifier {
         authorization: Option<&str>,
         passcode: Option<&str>,
     ) -> Result<User, String> {
-        let bearer = authorization.and_then(|a| {
-            a.strip_prefix("Bearer ")
-                .or_else(|| a.strip_prefix("bearer "))
-        });
-        let Some(token) = bearer.or(passcode).map(str::trim).filter(|t| !t.is_empty()) else {
+        let Some(token) = token(authorization, passcode) else {
             return if self.anonymous {
                 Ok(None)
             } else {
@@ -116,6 +122,16 @@ impl Verifier {
         }
         Err(why)
     }
+}
+
+/// The token a CONNECT carries: `Authorization: Bearer <token>`, else the
+/// `passcode`.
+pub fn token<'a>(authorization: Option<&'a str>, passcode: Option<&'a str>) -> Option<&'a str> {
+    let bearer = authorization.and_then(|a| {
+        a.strip_prefix("Bearer ")
+            .or_else(|| a.strip_prefix("bearer "))
+    });
+    bearer.or(passcode).map(str::trim).filter(|t| !t.is_empty())
 }
 
 /// A short reason that tells the client what to fix, and nothing secret.

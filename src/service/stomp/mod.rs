@@ -14,6 +14,7 @@ pub mod frame;
 pub mod session;
 pub mod topics;
 pub mod users;
+pub mod webhook;
 
 use crate::config::{AuthConfig, ServiceConfig};
 use crate::service::api::{Handler, Service, SessionInfo};
@@ -32,13 +33,18 @@ pub(crate) struct Shared {
     pub(crate) topics: topics::Topics,
     pub(crate) users: users::Users,
     pub(crate) auth: auth::Verifier,
+    pub(crate) connect_webhook: Option<String>,
+    pub(crate) app_webhook: Option<String>,
+    /// Set when either webhook is.
+    pub(crate) webhooks: Option<webhook::Webhooks>,
+    pub(crate) max_pending_frames: usize,
 }
 
 impl StompService {
-    pub fn new(config: &ServiceConfig, auth: &AuthConfig) -> StompService {
+    pub fn new(config: &ServiceConfig, auth_config: &AuthConfig) -> StompService {
         // Checked at start (`Config::validate`); a key file gone since then
         // leaves a service that refuses every CONNECT, and says why.
-        let auth = auth::Verifier::new(auth).unwrap_or_else(|e| {
+        let auth = auth::Verifier::new(auth_config).unwrap_or_else(|e| {
             log::error!("service {}: {e}; every CONNECT is refused", config.prefix);
             auth::Verifier::refusing_all()
         });
@@ -54,6 +60,11 @@ impl StompService {
                 topics: topics::Topics::default(),
                 users: users::Users::default(),
                 auth,
+                connect_webhook: auth_config.connect_webhook.clone(),
+                app_webhook: config.app_webhook.clone(),
+                webhooks: (auth_config.connect_webhook.is_some() || config.app_webhook.is_some())
+                    .then(|| webhook::Webhooks::new(config.webhook_timeout())),
+                max_pending_frames: config.max_pending_frames,
             }),
         }
     }

@@ -1,5 +1,10 @@
 //! One STOMP session over one SockJS session: CONNECT, subscriptions,
-//! SEND to topics, receipts, errors, DISCONNECT.
+//! SEND to topics and to the app webhook, receipts, errors, DISCONNECT.
+//!
+//! Frames are handled one at a time, in order. A frame that calls the
+//! backend (CONNECT with the connect webhook, SEND to `/app/...`) holds
+//! the frames after it until the answer is in; meanwhile a WebSocket
+//! client is not read, and at most `max_pending_frames` wait.
 //!
 //! Heart-beats: CONNECTED always says `heart-beat:0,0`. SockJS already
 //! keeps the connection alive and finds dead peers (its `h` frames, and
@@ -12,10 +17,12 @@
 use super::destination::any_matches;
 use super::frame::{Decoder, Frame, Item, Version};
 use super::topics::user_key;
-use super::Shared;
+use super::webhook::{self, Call, Failure};
+use super::{auth, Shared};
 use crate::service::api::{CloseReason, Handler, SessionCtx, SessionInfo};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::task::Poll;
 
 /// The close code after an ERROR frame: the STOMP session is over, and
 /// the client should not fall back to another transport for it.
@@ -26,13 +33,40 @@ pub struct StompSession {
     decoder: Decoder,
     /// Set by CONNECT.
     version: Option<Version>,
-    /// Subscription id -> subscription key (see `topics`).
-    subscriptions: HashMap<String, String>,
+    /// Subscription id -> its key (see `topics`) and destination.
+    subscriptions: HashMap<String, (String, String)>,
     /// Named at CONNECT; `None` for an anonymous session.
     user: Option<String>,
     session: u64,
     /// An ERROR or DISCONNECT ended it: ignore what follows.
     done: bool,
+    /// Frames not handled yet: those after a frame waiting for a webhook.
+    waiting: VecDeque<Frame>,
+    /// The webhook call under way, and what to do with its answer.
+    call: Option<(Call, Pending)>,
+    /// The client's messages are held back (while a call is under way).
+    holding: bool,
+}
+
+/// A frame waiting for the backend's answer.
+enum Pending {
+    Connect {
+        version: Version,
+        receipt: Option<String>,
+    },
+    App {
+        receipt: Option<String>,
+    },
+}
+
+/// What became of a frame.
+enum Step {
+    /// Handled; its receipt, if it asked for one, goes out now.
+    Done,
+    /// Waiting for a webhook; the receipt goes out with the answer.
+    Calling,
+    /// It ended the session (DISCONNECT), receipt first.
+    Ended,
 }
 
 /// A frame the session refuses: the ERROR's `message`, and details.
@@ -58,6 +92,9 @@ impl StompSession {
             user: None,
             session: info.id,
             done: false,
+            waiting: VecDeque::new(),
+            call: None,
+            holding: false,
         }
     }
 
@@ -77,9 +114,30 @@ impl StompSession {
         ctx.send(f.body(r.detail).encode(self.version()));
         ctx.close(CLOSE_AFTER_ERROR, "STOMP error");
         self.done = true;
+        self.waiting.clear();
+        self.call = None;
     }
 
-    fn frame(&mut self, ctx: &mut SessionCtx<'_>, f: &Frame) -> Result<(), Refusal> {
+    /// Handles the frames that wait, in order, until one calls a webhook.
+    fn run(&mut self, ctx: &mut SessionCtx<'_>) {
+        while self.call.is_none() && !self.done {
+            let Some(f) = self.waiting.pop_front() else {
+                break;
+            };
+            match self.frame(ctx, &f) {
+                Ok(Step::Done) => self.receipt(ctx, f.get("receipt")),
+                Ok(Step::Calling | Step::Ended) => {}
+                Err(r) => self.error(ctx, r, f.get("receipt")),
+            }
+        }
+        let hold = self.call.is_some();
+        if hold != self.holding {
+            self.holding = hold;
+            ctx.hold_client(hold);
+        }
+    }
+
+    fn frame(&mut self, ctx: &mut SessionCtx<'_>, f: &Frame) -> Result<Step, Refusal> {
         if self.version.is_none() && !matches!(f.command.as_str(), "CONNECT" | "STOMP") {
             return Err(refuse(
                 "Expected CONNECT",
@@ -87,32 +145,31 @@ impl StompSession {
             ));
         }
         match f.command.as_str() {
-            "CONNECT" | "STOMP" => self.connect(ctx, f)?,
+            "CONNECT" | "STOMP" => return self.connect(ctx, f),
             "SUBSCRIBE" => self.subscribe(ctx, f)?,
             "UNSUBSCRIBE" => {
                 let id = required(f, "id")?;
                 match self.subscriptions.remove(id) {
-                    Some(key) => self.shared.topics.unsubscribe(&key, self.session, id),
+                    Some((key, _)) => self.shared.topics.unsubscribe(&key, self.session, id),
                     None => return Err(refuse("Unknown subscription", format!("id {id:?}"))),
                 }
             }
-            "SEND" => self.send(f)?,
+            "SEND" => return self.send(f),
             // Every MESSAGE is acknowledged as it is sent (auto).
             "ACK" | "NACK" | "BEGIN" | "COMMIT" | "ABORT" => {}
             "DISCONNECT" => {
-                self.receipt(ctx, f);
+                self.receipt(ctx, f.get("receipt"));
                 ctx.close(1000, "DISCONNECT");
                 self.done = true;
-                return Ok(());
+                return Ok(Step::Ended);
             }
             other => return Err(refuse("Unexpected frame", other.to_owned())),
         }
-        self.receipt(ctx, f);
-        Ok(())
+        Ok(Step::Done)
     }
 
-    fn receipt(&self, ctx: &mut SessionCtx<'_>, f: &Frame) {
-        if let Some(id) = f.get("receipt") {
+    fn receipt(&self, ctx: &mut SessionCtx<'_>, receipt: Option<&str>) {
+        if let Some(id) = receipt {
             ctx.send(
                 Frame::new("RECEIPT")
                     .header("receipt-id", id)
@@ -121,7 +178,7 @@ impl StompSession {
         }
     }
 
-    fn connect(&mut self, ctx: &mut SessionCtx<'_>, f: &Frame) -> Result<(), Refusal> {
+    fn connect(&mut self, ctx: &mut SessionCtx<'_>, f: &Frame) -> Result<Step, Refusal> {
         if self.version.is_some() {
             return Err(refuse("Already connected", "a second CONNECT"));
         }
@@ -132,11 +189,36 @@ impl StompSession {
             ));
         };
         let authorization = f.get("Authorization").or_else(|| f.get("authorization"));
-        self.user = self
+        let token = auth::token(authorization, f.get("passcode"));
+        // A token goes to the JWT check when one is configured; anything
+        // else to the connect webhook, when there is one.
+        if let (Some(url), Some(hooks)) = (&self.shared.connect_webhook, &self.shared.webhooks) {
+            if token.is_none() || !self.shared.auth.has_keys() {
+                let info = ctx.info();
+                let cookie = info
+                    .forwarded
+                    .iter()
+                    .find(|(k, _)| k.as_ref() == "cookie")
+                    .map(|(_, v)| v.as_str());
+                let body =
+                    webhook::connect_request(self.session, &f.headers, cookie, info.remote_addr);
+                let receipt = f.get("receipt").map(str::to_owned);
+                self.call = Some((hooks.call(url, body), Pending::Connect { version, receipt }));
+                return Ok(Step::Calling);
+            }
+        }
+        let user = self
             .shared
             .auth
             .user(authorization, f.get("passcode"))
             .map_err(|why| refuse(why, "CONNECT was refused"))?;
+        self.connected(ctx, version, user);
+        Ok(Step::Done)
+    }
+
+    /// The CONNECT was accepted for `user`.
+    fn connected(&mut self, ctx: &mut SessionCtx<'_>, version: Version, user: Option<String>) {
+        self.user = user;
         self.version = Some(version);
         self.decoder.set_version(version);
         if let Some(user) = &self.user {
@@ -155,7 +237,94 @@ impl StompSession {
                 .header("session", self.session.to_string())
                 .encode(version),
         );
-        Ok(())
+    }
+
+    /// The backend answered the call for a frame.
+    fn answered(
+        &mut self,
+        ctx: &mut SessionCtx<'_>,
+        pending: Pending,
+        answer: Result<serde_json::Value, Failure>,
+    ) {
+        match pending {
+            Pending::Connect { version, receipt } => {
+                let user = match answer {
+                    Ok(reply) => webhook::connect_user(&reply)
+                        .map_err(|why| self.webhook_failed("connect", &why)),
+                    Err(Failure::Refused(message)) => Err(refuse(
+                        "Authentication refused",
+                        message.unwrap_or_default(),
+                    )),
+                    Err(Failure::Failed(why)) => Err(self.webhook_failed("connect", &why)),
+                };
+                match user {
+                    Ok(None) if !self.shared.auth.anonymous() => self.error(
+                        ctx,
+                        refuse("Authentication refused", "the backend named no user"),
+                        receipt.as_deref(),
+                    ),
+                    Ok(user) => {
+                        self.connected(ctx, version, user);
+                        self.receipt(ctx, receipt.as_deref());
+                    }
+                    Err(r) => self.error(ctx, r, receipt.as_deref()),
+                }
+            }
+            Pending::App { receipt } => {
+                let replies = match answer {
+                    Ok(reply) => {
+                        webhook::app_replies(&reply).map_err(|why| self.webhook_failed("app", &why))
+                    }
+                    Err(Failure::Refused(message)) => {
+                        Err(refuse("SEND refused", message.unwrap_or_default()))
+                    }
+                    Err(Failure::Failed(why)) => Err(self.webhook_failed("app", &why)),
+                };
+                match replies {
+                    Ok(replies) => {
+                        for r in replies {
+                            self.reply(ctx, &r);
+                        }
+                        self.receipt(ctx, receipt.as_deref());
+                    }
+                    Err(r) => self.error(ctx, r, receipt.as_deref()),
+                }
+            }
+        }
+    }
+
+    /// Logs a failed webhook call (never its body) and says so to the client.
+    fn webhook_failed(&self, which: &str, why: &str) -> Refusal {
+        log::warn!("stomp session {}: {which} webhook: {why}", self.session);
+        refuse(
+            format!("The {which} webhook failed: {why}"),
+            "try again later",
+        )
+    }
+
+    /// A message from the app webhook's reply, to this session's own
+    /// subscriptions to its destination.
+    fn reply(&self, ctx: &mut SessionCtx<'_>, r: &webhook::Reply) {
+        let version = self.version();
+        for (id, (_, destination)) in &self.subscriptions {
+            if *destination != r.destination {
+                continue;
+            }
+            let message_id = self.shared.topics.next_message_id().to_string();
+            let mut f = Frame::new("MESSAGE")
+                .header("subscription", id.as_str())
+                .header("message-id", message_id.as_str());
+            if version == Version::V1_2 {
+                f = f.header("ack", message_id.as_str());
+            }
+            for (k, v) in &r.headers {
+                f = f.header(k, v.as_str());
+            }
+            f = f
+                .header("destination", destination.as_str())
+                .header("content-length", r.body.len().to_string());
+            ctx.send(f.body(r.body.as_str()).encode(version));
+        }
     }
 
     fn subscribe(&mut self, ctx: &mut SessionCtx<'_>, f: &Frame) -> Result<(), Refusal> {
@@ -197,17 +366,36 @@ impl StompSession {
         self.shared
             .topics
             .subscribe(&key, self.session, id, self.version(), &ctx.handle());
-        self.subscriptions.insert(id.to_owned(), key);
+        self.subscriptions
+            .insert(id.to_owned(), (key, destination.to_owned()));
         Ok(())
     }
 
-    fn send(&mut self, f: &Frame) -> Result<(), Refusal> {
+    fn send(&mut self, f: &Frame) -> Result<Step, Refusal> {
         let destination = destination(f)?;
         if !any_matches(&self.shared.send, destination) {
             return Err(refuse(
                 "Forbidden destination",
                 format!("{destination} is not in the service's send list"),
             ));
+        }
+        if destination == "/app" || destination.starts_with("/app/") {
+            let (Some(url), Some(hooks)) = (&self.shared.app_webhook, &self.shared.webhooks) else {
+                return Err(refuse(
+                    "No app webhook",
+                    format!("{destination}: this service has no app_webhook"),
+                ));
+            };
+            let body = webhook::app_request(
+                self.session,
+                self.user.as_deref(),
+                destination,
+                &f.headers,
+                &f.body,
+            );
+            let receipt = f.get("receipt").map(str::to_owned);
+            self.call = Some((hooks.call(url, body), Pending::App { receipt }));
+            return Ok(Step::Calling);
         }
         let headers: Vec<(String, String)> = f
             .get("content-type")
@@ -218,7 +406,7 @@ impl StompSession {
             self.shared
                 .topics
                 .publish(destination, destination, &headers, &f.body);
-            return Ok(());
+            return Ok(Step::Done);
         }
         // `/user/{name}/queue/x` reaches every session of user `name`
         // subscribed to `/user/queue/x`, as in Spring.
@@ -230,7 +418,7 @@ impl StompSession {
             self.shared
                 .topics
                 .publish(&user_key(user, &shown), &shown, &headers, &f.body);
-            return Ok(());
+            return Ok(Step::Done);
         }
         Err(refuse(
             "Unsupported destination",
@@ -267,19 +455,43 @@ impl Handler for StompSession {
             Ok(items) => items,
             Err(e) => return self.error(ctx, refuse(e.0, "malformed frame"), None),
         };
-        for item in items {
-            let Item::Frame(f) = item else { continue };
-            if let Err(r) = self.frame(ctx, &f) {
-                return self.error(ctx, r, f.get("receipt"));
-            }
-            if self.done {
-                return;
-            }
+        self.waiting
+            .extend(items.into_iter().filter_map(|item| match item {
+                Item::Frame(f) => Some(f),
+                _ => None,
+            }));
+        if self.waiting.len() > self.shared.max_pending_frames {
+            return self.error(
+                ctx,
+                refuse(
+                    "Too many frames waiting",
+                    format!(
+                        "at most {} frames wait for a webhook's answer (max_pending_frames)",
+                        self.shared.max_pending_frames
+                    ),
+                ),
+                None,
+            );
         }
+        self.run(ctx);
+    }
+
+    fn poll(&mut self, ctx: &mut SessionCtx<'_>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        // Each answer may let the next waiting frame start another call.
+        while let Some((call, _)) = self.call.as_mut() {
+            let Poll::Ready(answer) = call.as_mut().poll(cx) else {
+                break;
+            };
+            let (_, pending) = self.call.take().expect("a call under way");
+            self.answered(ctx, pending, answer);
+            self.run(ctx);
+        }
+        // More calls may come with later frames.
+        Poll::Pending
     }
 
     fn on_close(&mut self, _info: &SessionInfo, _reason: &CloseReason) {
-        for (id, key) in self.subscriptions.drain() {
+        for (id, (key, _)) in self.subscriptions.drain() {
             self.shared.topics.unsubscribe(&key, self.session, &id);
         }
         if let (Some(user), Some(_)) = (&self.user, self.version) {

@@ -141,6 +141,11 @@ impl Topics {
         subs.len()
     }
 
+    /// A message id for a MESSAGE sent outside [`Topics::publish`].
+    pub fn next_message_id(&self) -> u64 {
+        self.next_message_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Subscriber counts of destinations that start with `prefix`, sorted;
     /// a user's `/user/queue/x` is listed as `/user/{user}/queue/x`, the
     /// address a SEND to it uses.
