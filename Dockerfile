@@ -49,9 +49,11 @@ CMD ["--config", "/app/config/container.toml"]
 FROM base AS prebuilt
 COPY target/release/sockjs-gateway /usr/local/bin/sockjs-gateway
 COPY node_modules/sockjs-client/dist/ /app/node_modules/sockjs-client/dist/
+COPY node_modules/@stomp/stompjs/bundles/ /app/node_modules/@stomp/stompjs/bundles/
 USER 10001
 
 FROM base AS runtime
 COPY --from=build /src/target/release/sockjs-gateway /usr/local/bin/sockjs-gateway
 COPY --from=web /web/node_modules/sockjs-client/dist/ /app/node_modules/sockjs-client/dist/
+COPY --from=web /web/node_modules/@stomp/stompjs/bundles/ /app/node_modules/@stomp/stompjs/bundles/
 USER 10001

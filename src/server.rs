@@ -2,12 +2,13 @@
 //! health endpoints, the demo pages, and graceful shutdown.
 
 use crate::api;
-use crate::config::{Config, ServiceKind, SOCKJS_CLIENT_URL};
+use crate::config::{Config, ServiceKind, SOCKJS_CLIENT_URL, STOMP_CLIENT_URL};
 use crate::limits;
 use crate::protocol::CloseCode;
 use crate::service::api::Service;
 use crate::service::builtin;
 use crate::service::hub::ServiceHub;
+use crate::service::stomp::demo_login::{self, DemoLogin};
 use crate::service::stomp::StompService;
 use crate::transport::{hangup, routes};
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
@@ -61,10 +62,15 @@ impl Gateway {
     /// inside an actix system (e.g. under `#[actix_web::main]`). Signals are
     /// left to [`Running::serve_until_signal`].
     pub fn start(self) -> std::io::Result<Running> {
-        let config = self.config;
+        let mut config = self.config;
         config
             .validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        if config.auth.demo_login {
+            log::warn!("auth.demo_login: /demo/token signs anyone in as any user; for demos only");
+            config.auth.jwt_secret = Some(demo_login::random_secret());
+        }
+        let demo_login = DemoLogin::new(&config.auth);
         // A misspelled name would otherwise leave the built-in kind answering.
         if let Some(name) = self
             .backends
@@ -142,6 +148,16 @@ impl Gateway {
             "sockjs_client_path (run `npm ci`)",
         )
         .map(|p| routes::StaticFile(p.into()));
+        // Only where a page can use it: with a stomp service.
+        let stomp_client = (!brokers.is_empty())
+            .then(|| {
+                existing(
+                    &config.stomp_client_path,
+                    "stomp_client_path (run `npm ci`)",
+                )
+            })
+            .flatten()
+            .map(|p| routes::StaticFile(p.into()));
         let ready = Arc::new(Readiness(AtomicBool::new(true)));
         let hubs: Vec<Arc<ServiceHub>> = services.values().cloned().collect();
         let access_log = config.access_log;
@@ -153,6 +169,8 @@ impl Gateway {
             let ready = web::Data::from(app_ready.clone());
             let static_dir = static_dir.clone();
             let sockjs_client = sockjs_client.clone();
+            let stomp_client = stomp_client.clone();
+            let demo_login = demo_login.clone();
             App::new()
                 .wrap(middleware::from_fn(move |req, next| {
                     limits::head::check(max_header_bytes, req, next)
@@ -174,6 +192,12 @@ impl Gateway {
                     }
                     if let Some(client) = sockjs_client {
                         cfg.route(SOCKJS_CLIENT_URL, client.route());
+                    }
+                    if let Some(client) = stomp_client {
+                        cfg.route(STOMP_CLIENT_URL, client.route());
+                    }
+                    if let Some(login) = demo_login {
+                        cfg.route("/demo/token", login.route());
                     }
                     if let Some(dir) = static_dir {
                         cfg.service(actix_files::Files::new("/", dir).index_file("index.html"));

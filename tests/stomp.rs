@@ -351,3 +351,50 @@ async fn the_jwt_secret_can_come_from_the_environment() {
     .await;
     assert_eq!(c.next().await.0, "CONNECTED");
 }
+
+/// `[auth] demo_login`: the demo page's sign-in mints tokens the service
+/// accepts, signed with a secret nobody else has; never beside a real one.
+#[actix_rt::test]
+async fn demo_login_mints_tokens_for_the_demo_only() {
+    let toml = "[auth]\ndemo_login = true\n[services.stomp]\nprefix = \"/stomp\"\nkind = \"stomp\"\nsubscribe = [\"/user/queue/**\"]\n";
+    let gw = Gateway::start(toml);
+    let r = get(&gw.url("/demo/token?user=dora")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let reply: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let t = format!("Bearer {}", reply["token"].as_str().unwrap());
+    let mut c = Client::connect_with(&gw, &[("Authorization", &t)]).await;
+    c.frame(
+        "SUBSCRIBE",
+        &[
+            ("id", "1"),
+            ("destination", "/user/queue/x"),
+            ("receipt", "r"),
+        ],
+        "",
+    )
+    .await;
+    c.expect_receipt("r").await;
+    c.frame("SEND", &[("destination", "/user/dora/queue/x")], "")
+        .await;
+    // Not allowed to send, so an ERROR: but the user was dora, or the
+    // subscription above would have been refused as anonymous.
+    assert_eq!(c.next().await.0, "ERROR");
+    // A token signed with a secret the gateway does not have is refused.
+    let forged = format!("Bearer {}", token(SECRET, "dora", 60));
+    let mut c = Client::open(&gw).await;
+    c.frame(
+        "CONNECT",
+        &[("accept-version", "1.2"), ("Authorization", &forged)],
+        "",
+    )
+    .await;
+    let (cmd, h, _) = c.next().await;
+    assert_eq!(
+        (cmd.as_str(), header(&h, "message")),
+        ("ERROR", Some("Invalid token: bad signature"))
+    );
+    assert_eq!(get(&gw.url("/demo/token?user=a%2Fb")).await.status, 400);
+    let with_secret = toml.replace("[auth]\n", "[auth]\njwt_secret = \"x\"\n");
+    let err = sockjs_gateway::Config::from_toml(&with_secret).unwrap_err();
+    assert!(err.contains("auth.demo_login"), "{err}");
+}

@@ -8,14 +8,47 @@
 //                    says what the backend learned in the handshake.
 //   /private         the same, but refuses (HTTP 401) without a
 //                    `demo_user=` cookie: a backend that requires login.
+//   POST /stomp      the app webhook of a `kind = "stomp"` service: a SEND
+//                    to /app/echo is answered on /user/queue/replies,
+//                    /app/hello on /user/queue/notifications.
 import http from 'node:http';
 import { WebSocketServer } from 'ws';
 
 const [host, port] = (process.argv[2] || '127.0.0.1:9000').split(':');
 const server = http.createServer((req, res) => {
+  if (req.method === 'POST' && req.url === '/stomp') return appWebhook(req, res);
   res.writeHead(200, { 'content-type': 'text/plain' });
   res.end('node backend: connect with WebSocket to /socket or /private\n');
 });
+
+// The gateway POSTs {user, session, destination, headers, body} for each
+// SEND to /app/...; the reply's messages go back to that session.
+function appWebhook(req, res) {
+  let text = '';
+  req.setEncoding('utf8');
+  req.on('data', (chunk) => { text += chunk; });
+  req.on('end', () => {
+    let send;
+    try {
+      send = JSON.parse(text);
+    } catch {
+      res.writeHead(400).end();
+      return;
+    }
+    const reply = (destination, body) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ messages: [{ destination, body }] }));
+    };
+    if (send.destination === '/app/echo') {
+      reply('/user/queue/replies', `echo: ${send.body}`);
+    } else if (send.destination === '/app/hello') {
+      reply('/user/queue/notifications', `hello ${send.user || 'stranger'}, from the Node backend at ${new Date().toISOString()}`);
+    } else {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ message: `no handler for ${send.destination}` }));
+    }
+  });
+}
 const wss = new WebSocketServer({ noServer: true });
 
 server.on('upgrade', (req, socket, head) => {

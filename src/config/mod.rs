@@ -40,6 +40,10 @@ pub struct Config {
     /// from npm (`npm ci`); empty to serve none.
     #[serde(default = "default_sockjs_client_path")]
     pub sockjs_client_path: String,
+    /// The @stomp/stompjs build served at [`STOMP_CLIENT_URL`] for the
+    /// notifications demo, installed from npm; empty to serve none.
+    #[serde(default = "default_stomp_client_path")]
+    pub stomp_client_path: String,
     #[serde(default)]
     pub shutdown: ShutdownConfig,
     /// Peers whose `X-Forwarded-For` is believed (proxies such as nginx).
@@ -81,6 +85,9 @@ const FALLBACK_MAX_SESSIONS: usize = 10_000;
 
 /// Where the gateway serves its local copy of sockjs-client at the root.
 pub const SOCKJS_CLIENT_URL: &str = "/sockjs-client/sockjs.min.js";
+
+/// Where the gateway serves its local copy of @stomp/stompjs.
+pub const STOMP_CLIENT_URL: &str = "/stomp-client/stomp.umd.min.js";
 
 /// The same copy's name under every service prefix (`PREFIX/sockjs.min.js`).
 /// The iframe page's default `sockjs_url` is this name, relative to the
@@ -129,6 +136,9 @@ fn default_trusted_proxies() -> Vec<ipnet::IpNet> {
 fn default_static_dir() -> String {
     "static".into()
 }
+fn default_stomp_client_path() -> String {
+    "node_modules/@stomp/stompjs/bundles/stomp.umd.min.js".into()
+}
 fn default_sockjs_client_path() -> String {
     "node_modules/sockjs-client/dist/sockjs.min.js".into()
 }
@@ -158,6 +168,11 @@ pub struct AuthConfig {
     /// Sessions without a token are let in, with no user.
     #[serde(default)]
     pub anonymous: bool,
+    /// For demos only: `GET /demo/token?user=NAME` mints a token for any
+    /// user, signed with a secret made at start. Refused together with a
+    /// `jwt_secret` or key file, whose tokens would then be forgeable.
+    #[serde(default)]
+    pub demo_login: bool,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -172,6 +187,7 @@ impl std::fmt::Debug for AuthConfig {
             .field("jwt_issuer", &self.jwt_issuer)
             .field("connect_webhook", &self.connect_webhook)
             .field("anonymous", &self.anonymous)
+            .field("demo_login", &self.demo_login)
             .finish()
     }
 }
@@ -721,6 +737,14 @@ impl Config {
             if self.api.max_body_bytes == 0 {
                 return Err("api.max_body_bytes: must be greater than 0".into());
             }
+        }
+        if self.auth.demo_login
+            && (self.auth.jwt_secret.is_some() || self.auth.jwt_public_key_file.is_some())
+        {
+            return Err(
+                "auth.demo_login: anyone could mint tokens; it cannot be used with jwt_secret or jwt_public_key_file"
+                    .into(),
+            );
         }
         if let Some(url) = &self.auth.connect_webhook {
             webhook_url::check(url).map_err(|e| format!("auth.connect_webhook: {e}"))?;

@@ -60,7 +60,12 @@ impl Verifier {
                 ));
             }
         }
-        if keys.is_empty() && !config.anonymous && config.connect_webhook.is_none() {
+        // `demo_login` sets a secret at start, after this first check.
+        if keys.is_empty()
+            && !config.anonymous
+            && config.connect_webhook.is_none()
+            && !config.demo_login
+        {
             return Err(
                 "auth: a stomp service needs jwt_secret, jwt_public_key_file, connect_webhook or anonymous = true"
                     .into(),
@@ -162,6 +167,7 @@ mod tests {
             jwt_issuer: None,
             connect_webhook: None,
             anonymous,
+            demo_login: false,
         }
     }
 

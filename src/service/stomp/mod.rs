@@ -9,6 +9,7 @@
 //! [`StompService`], which the HTTP API calls.
 
 pub mod auth;
+pub mod demo_login;
 pub mod destination;
 pub mod frame;
 pub mod session;

@@ -1,0 +1,149 @@
+// Notifications demo: @stomp/stompjs over sockjs-client. `window.notify` is
+// also what the browser tests drive (tests/browser/stomp.test.mjs).
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const params = new URLSearchParams(location.search);
+  $('transport').value = params.get('transport') || '';
+
+  // One STOMP connection at a time. Every frame received is kept by
+  // destination, and errors and closes are kept in order, for the tests.
+  const notify = {
+    client: null,
+    sock: null,
+    received: {},
+    errors: [],
+    closes: [],
+
+    // Signs in as `user` through the demo's token endpoint.
+    async token(user) {
+      const r = await fetch('/demo/token?user=' + encodeURIComponent(user));
+      if (!r.ok) throw new Error((await r.json()).error);
+      return (await r.json()).token;
+    },
+
+    // Connects; resolves with the transport used once CONNECTED arrives,
+    // rejects with the ERROR's message or the close code otherwise.
+    connect({ url = location.origin + '/stomp', transport = '', token = null, headers = {} } = {}) {
+      this.disconnect();
+      const connectHeaders = { ...headers };
+      if (token) connectHeaders.Authorization = 'Bearer ' + token;
+      return new Promise((resolve, reject) => {
+        const client = new StompJs.Client({
+          webSocketFactory: () => {
+            this.sock = new SockJS(url, null, transport ? { transports: [transport] } : {});
+            return this.sock;
+          },
+          connectHeaders,
+          reconnectDelay: 0, // the page reconnects by hand
+          onConnect: () => resolve(this.sock.transport),
+          onStompError: (frame) => {
+            this.errors.push({ message: frame.headers.message, body: frame.body });
+            reject(new Error(frame.headers.message));
+          },
+          onWebSocketClose: (e) => {
+            this.closes.push({ code: e.code, reason: e.reason });
+            reject(new Error('closed ' + e.code));
+            status('closed (' + e.code + ')', false);
+          },
+        });
+        this.client = client;
+        client.activate();
+      });
+    },
+
+    // Resolves once the server confirms the subscription (a receipt).
+    subscribe(destination) {
+      this.received[destination] = this.received[destination] || [];
+      return new Promise((resolve) => {
+        const receipt = 's' + Math.random().toString(36).slice(2);
+        this.client.watchForReceipt(receipt, () => resolve());
+        this.client.subscribe(destination, (m) => {
+          this.received[destination].push({ body: m.body, headers: m.headers });
+          show(destination, m.body);
+        }, { receipt });
+      });
+    },
+
+    // A SEND; with a receipt, resolves once the server confirms it.
+    send(destination, body, headers = {}) {
+      return new Promise((resolve) => {
+        const receipt = 'r' + Math.random().toString(36).slice(2);
+        this.client.watchForReceipt(receipt, () => resolve());
+        this.client.publish({ destination, body, headers: { ...headers, receipt } });
+      });
+    },
+
+    // Resolves with the `n` messages of `destination` once they are in.
+    async waitFor(destination, n, ms = 10000) {
+      const until = Date.now() + ms;
+      while ((this.received[destination] || []).length < n) {
+        if (Date.now() > until) throw new Error(`only ${(this.received[destination] || []).length} of ${n} on ${destination}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return this.received[destination].slice(0, n);
+    },
+
+    // Resolves with the next close once it happened.
+    async waitForClose(ms = 10000) {
+      const until = Date.now() + ms;
+      while (this.closes.length === 0) {
+        if (Date.now() > until) throw new Error('no close');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return this.closes[0];
+    },
+
+    // Writes raw text to the connection, under STOMP (a broken frame).
+    raw(text) {
+      this.sock.send(text);
+    },
+
+    disconnect() {
+      if (this.client) this.client.deactivate();
+      this.client = null;
+      this.received = {};
+      this.errors = [];
+      this.closes = [];
+    },
+  };
+  window.notify = notify;
+
+  function status(text, open) {
+    $('status').textContent = text;
+    $('status').className = open ? 'status-open' : 'status-closed';
+    $('send').disabled = !open;
+  }
+
+  function show(destination, body) {
+    const target = destination.startsWith('/user/') ? $('mine') : $('feed');
+    const hint = target.querySelector('.hint');
+    if (hint) hint.remove();
+    const line = document.createElement('div');
+    line.textContent = new Date().toLocaleTimeString() + '  ' + destination + '  ' + body;
+    target.prepend(line);
+  }
+
+  $('signin').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const user = $('user').value.trim();
+    try {
+      status('connecting…', false);
+      const token = user ? await notify.token(user) : null;
+      const used = await notify.connect({ transport: $('transport').value, token });
+      await notify.subscribe('/topic/feed');
+      await notify.subscribe('/topic/news');
+      if (user) await notify.subscribe('/user/queue/notifications');
+      $('curl-user').textContent = user || 'alice';
+      status('connected over ' + used + (user ? ' as ' + user : ' (anonymous)'), true);
+    } catch (err) {
+      status(err.message, false);
+    }
+  });
+
+  $('post').addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (!$('text').value) return;
+    notify.send('/topic/feed', $('text').value);
+    $('text').value = '';
+  });
+})();

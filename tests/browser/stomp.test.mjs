@@ -1,0 +1,151 @@
+// STOMP over SockJS in Chromium: @stomp/stompjs and sockjs-client from npm,
+// driving the notifications page over every transport, against the
+// gateway's `stomp` service, its HTTP API and an app webhook in the Node
+// backend. Connect with a JWT; subscribe to a topic and a user queue; a
+// topic publish from the API; a notification to alice reaches both her
+// tabs and not bob; a SEND to /app through the webhook and its reply; a bad
+// token, an expired token, a forbidden subscription and a malformed frame
+// each get an ERROR, then a close.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { TRANSPORTS, startGateway, startNodeBackend, launchBrowser, wontPick, freePort } from './lib.mjs';
+
+const SECRET = 'browser-test-secret-0123456789';
+const KEY = 'browser-test-api-key-0123';
+let browser, gateway, backend, apiPort;
+
+// An HS256 JWT, as a login service would mint it.
+function jwt(sub, ttl, secret = SECRET) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, exp: now + ttl })}`;
+  return `${body}.${crypto.createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
+async function api(path, body) {
+  const r = await fetch(`http://127.0.0.1:${apiPort}${path}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  assert.equal(r.status, 200, await r.clone().text());
+  return r.json();
+}
+
+before(async () => {
+  apiPort = await freePort();
+  backend = await startNodeBackend();
+  gateway = await startGateway(`
+[api]
+listen = "127.0.0.1:${apiPort}"
+key = "${KEY}"
+[auth]
+jwt_secret = "${SECRET}"
+[services.stomp]
+prefix = "/stomp"
+kind = "stomp"
+subscribe = ["/topic/**", "/user/queue/**"]
+send = ["/app/**", "/topic/feed"]
+app_webhook = "http://127.0.0.1:${backend.port}/stomp"
+`);
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  for (const p of [gateway, backend]) await p?.stop();
+});
+
+// A tab on the notifications page, connected as `user` over `transport`.
+async function tab(context, transport, user) {
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${gateway.url}/notifications.html`);
+  const used = await page.evaluate(([tr, token]) => notify.connect({ transport: tr, token }).catch((e) => 'failed: ' + e.message),
+    [transport, jwt(user, 600)]);
+  return { page, used, errors };
+}
+
+// The ERROR a connection gets for `act`, and the close after it.
+async function refusal(context, transport, token, act) {
+  const page = await context.newPage();
+  await page.goto(`${gateway.url}/notifications.html`);
+  const connected = page.evaluate(([tr, t]) => notify.connect({ transport: tr, token: t }).then(() => 'connected', (e) => e.message),
+    [transport, token]);
+  if (act) {
+    assert.equal(await connected, 'connected');
+    await page.evaluate(act);
+  } else {
+    await connected;
+  }
+  const close = await page.evaluate(() => notify.waitForClose());
+  const errors = await page.evaluate(() => notify.errors);
+  await page.close();
+  return { message: errors[0]?.message, code: close.code };
+}
+
+for (const transport of TRANSPORTS) {
+  test(`stomp over ${transport}`, async (t) => {
+    const reason = wontPick(transport, false);
+    const context = await browser.newContext();
+    try {
+      const a1 = await tab(context, transport, 'alice');
+      if (a1.used !== transport) {
+        if (reason) return t.skip(reason);
+        assert.fail(`${transport} was not used: ${a1.used}`);
+      }
+      const a2 = await tab(context, transport, 'alice');
+      const b = await tab(context, transport, 'bob');
+      assert.equal(a2.used, transport);
+      assert.equal(b.used, transport);
+      const topic = `/topic/news/${transport}`;
+      for (const { page } of [a1, a2, b]) {
+        await page.evaluate((d) => notify.subscribe(d), topic);
+        await page.evaluate(() => notify.subscribe('/user/queue/notifications'));
+      }
+
+      // A topic publish from the HTTP API reaches all three.
+      assert.deepEqual(await api('/api/publish', { destination: topic, body: 'extra, extra' }), { delivered: 3 });
+      for (const { page } of [a1, a2, b]) {
+        const [m] = await page.evaluate((d) => notify.waitFor(d, 1), topic);
+        assert.equal(m.body, 'extra, extra');
+        assert.equal(m.headers.destination, topic);
+      }
+
+      // A notification to alice reaches both her tabs and not bob: his
+      // first notification is the one sent to him afterwards.
+      const note = { destination: '/user/queue/notifications', body: 'someone commented on your post' };
+      assert.deepEqual(await api('/api/users/alice/send', note), { delivered: 2 });
+      assert.deepEqual(await api('/api/users/bob/send', { ...note, body: 'for bob' }), { delivered: 1 });
+      for (const { page } of [a1, a2]) {
+        const [m] = await page.evaluate(() => notify.waitFor('/user/queue/notifications', 1));
+        assert.equal(m.body, 'someone commented on your post');
+      }
+      const [forBob] = await b.page.evaluate(() => notify.waitFor('/user/queue/notifications', 1));
+      assert.equal(forBob.body, 'for bob');
+
+      // A SEND to /app goes through the webhook; its reply comes back to
+      // the sender only.
+      await a1.page.evaluate(() => notify.subscribe('/user/queue/replies'));
+      await a1.page.evaluate(() => notify.send('/app/echo', 'ping ☃'));
+      const [reply] = await a1.page.evaluate(() => notify.waitFor('/user/queue/replies', 1));
+      assert.equal(reply.body, 'echo: ping ☃');
+
+      for (const p of [a1, a2, b]) assert.deepEqual(p.errors, []);
+
+      // Refusals: an ERROR with its message, then close 4400.
+      const bad = await refusal(context, transport, jwt('alice', 600, 'another-secret'));
+      assert.deepEqual(bad, { message: 'Invalid token: bad signature', code: 4400 });
+      const expired = await refusal(context, transport, jwt('alice', -600));
+      assert.deepEqual(expired, { message: 'Invalid token: expired', code: 4400 });
+      const forbidden = await refusal(context, transport, jwt('alice', 600), () => { notify.client.subscribe('/queue/secret', () => {}); });
+      assert.deepEqual(forbidden, { message: 'Forbidden subscription', code: 4400 });
+      const malformed = await refusal(context, transport, jwt('alice', 600), () => notify.raw('SEND\nno colon here\n\n\0'));
+      assert.deepEqual(malformed, { message: 'Header without a colon: "no colon here"', code: 4400 });
+    } finally {
+      await context.close();
+    }
+  });
+}
