@@ -1,0 +1,318 @@
+//! stomp-fanout: STOMP topic fan-out over WebSocket, against any broker
+//! that speaks STOMP over a WebSocket (the gateway's `stomp` kind,
+//! RabbitMQ's Web-STOMP). `subscribers` connections subscribe to one
+//! topic; a separate publisher SENDs `messages` to it, either paced (the
+//! next only once every subscriber has the previous one) or as a burst.
+//! Every subscriber must get every message once, in order; deliveries/s
+//! and latency (send to receipt) are printed as a `RESULT {json}` line.
+//!
+//!   stomp-fanout --url ws://127.0.0.1:8090/stomp/websocket --subscribers 1000 --mode paced
+//!   stomp-fanout --url ws://127.0.0.1:8090/stomp --framing sockjs ...
+//!   stomp-fanout --url ws://127.0.0.1:15674/ws --login guest ...
+
+// Shared with sockjs-bench; this tool uses part of it.
+#[allow(dead_code)]
+#[path = "../stats.rs"]
+mod stats;
+
+use clap::{Parser, ValueEnum};
+use futures_util::{SinkExt, StreamExt};
+use stats::{Report, Tally};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+enum Mode {
+    /// The next publish once every subscriber has the previous one.
+    Paced,
+    /// Every message published at once.
+    Burst,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+enum Framing {
+    /// STOMP frames as WebSocket text messages.
+    Plain,
+    /// STOMP frames inside SockJS frames at URL/000/<id>/websocket.
+    Sockjs,
+}
+
+#[derive(Parser, Debug, Clone)]
+struct Args {
+    /// WebSocket URL of the broker.
+    #[arg(long)]
+    url: String,
+    #[arg(long, value_enum, default_value = "plain")]
+    framing: Framing,
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    #[arg(long, default_value_t = 100)]
+    messages: usize,
+    #[arg(long, value_enum, default_value = "paced")]
+    mode: Mode,
+    /// Body bytes per message.
+    #[arg(long, default_value_t = 128)]
+    size: usize,
+    #[arg(long, default_value = "/topic/bench")]
+    destination: String,
+    /// CONNECT login and passcode (RabbitMQ: guest).
+    #[arg(long)]
+    login: Option<String>,
+    /// The broker's PID, for its CPU share.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    #[arg(long, default_value = "server")]
+    label: String,
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One connection's STOMP over its WebSocket.
+struct Conn {
+    ws: Ws,
+    framing: Framing,
+    /// STOMP frames received and not read yet.
+    frames: std::collections::VecDeque<String>,
+}
+
+impl Conn {
+    async fn open(args: &Args, n: usize) -> Result<Conn, String> {
+        let url = match args.framing {
+            Framing::Plain => args.url.clone(),
+            Framing::Sockjs => format!("{}/000/s{}x{n}/websocket", args.url, std::process::id()),
+        };
+        let config = WebSocketConfig::default().write_buffer_size(0);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(&url, Some(config), true)
+            .await
+            .map_err(|e| format!("connect {url}: {e}"))?;
+        let mut c = Conn {
+            ws,
+            framing: args.framing,
+            frames: Default::default(),
+        };
+        let login = args.login.as_deref().unwrap_or("");
+        c.send(&format!(
+            "CONNECT\naccept-version:1.2\nhost:/\nlogin:{login}\npasscode:{login}\nheart-beat:0,0\n\n\0"
+        ))
+        .await?;
+        c.expect("CONNECTED").await?;
+        Ok(c)
+    }
+
+    async fn send(&mut self, frame: &str) -> Result<(), String> {
+        let text = match self.framing {
+            Framing::Plain => frame.to_owned(),
+            Framing::Sockjs => serde_json::to_string(&[frame]).expect("a string"),
+        };
+        self.ws
+            .send(Message::text(text))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The next STOMP frame.
+    async fn next(&mut self) -> Result<String, String> {
+        loop {
+            if let Some(f) = self.frames.pop_front() {
+                return Ok(f);
+            }
+            let text = match tokio::time::timeout(Duration::from_secs(60), self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => t,
+                Ok(Some(Ok(_))) => continue,
+                other => return Err(format!("connection ended: {other:?}")),
+            };
+            let text = text.as_str();
+            match self.framing {
+                Framing::Plain => split_frames(text, &mut self.frames),
+                Framing::Sockjs => match text.as_bytes().first() {
+                    Some(b'o' | b'h') => {}
+                    Some(b'a') => {
+                        let msgs: Vec<String> = serde_json::from_str(&text[1..])
+                            .map_err(|e| format!("bad SockJS frame: {e}"))?;
+                        for m in msgs {
+                            split_frames(&m, &mut self.frames);
+                        }
+                    }
+                    _ => return Err(format!("unexpected SockJS frame {text:?}")),
+                },
+            }
+        }
+    }
+
+    async fn expect(&mut self, command: &str) -> Result<String, String> {
+        let f = self.next().await?;
+        if f.split('\n').next() != Some(command) {
+            return Err(format!("expected {command}, got {:?}", &f[..f.len().min(200)]));
+        }
+        Ok(f)
+    }
+}
+
+/// Splits NUL-ended frames (and bare-LF heart-beats) out of one message.
+fn split_frames(text: &str, out: &mut std::collections::VecDeque<String>) {
+    for f in text.split('\0') {
+        let f = f.trim_start_matches(['\n', '\r']);
+        if !f.is_empty() {
+            out.push_back(f.to_owned());
+        }
+    }
+}
+
+/// The body of a MESSAGE: `seq:sent_us:` padding.
+fn body(seq: usize, sent_us: u128, size: usize) -> String {
+    let mut b = format!("{seq}:{sent_us}:");
+    while b.len() < size {
+        b.push('x');
+    }
+    b
+}
+
+fn main() {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (tally, seconds, cpu, server_cpu) = rt.block_on(run(Arc::new(args.clone())));
+    let lost = (args.subscribers * args.messages) as u64 - tally.done.min((args.subscribers * args.messages) as u64);
+    let report = Report {
+        scenario: format!("stomp-{:?}", args.mode).to_lowercase(),
+        label: args.label.clone(),
+        sessions: args.subscribers,
+        tally,
+        seconds,
+        lost,
+        rss_per_session_kib: None,
+        client_cpu: cpu,
+        server_cpu,
+    };
+    report.print();
+    if report.tally.errors > 0 || report.lost > 0 {
+        std::process::exit(1);
+    }
+}
+
+/// Returns the deliveries, the seconds from the first publish to the last
+/// delivery, and the CPU seconds of this tool and of the server over them.
+async fn run(args: Arc<Args>) -> (Tally, f64, f64, Option<f64>) {
+    let epoch = Instant::now();
+    let n = args.subscribers;
+    // received[seq]: subscribers that have message seq (paced mode waits on it).
+    let received: Arc<Vec<AtomicUsize>> = Arc::new((0..args.messages).map(|_| AtomicUsize::new(0)).collect());
+    let progress = Arc::new(tokio::sync::Notify::new());
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
+    let sem = Arc::new(tokio::sync::Semaphore::new(128));
+    let mut tasks = Vec::new();
+    for s in 0..n {
+        let (args, received, progress, ready, sem) =
+            (args.clone(), received.clone(), progress.clone(), ready_tx.clone(), sem.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::new();
+            let permit = sem.acquire_owned().await.expect("semaphore");
+            let subscribed = async {
+                let mut c = Conn::open(&args, s).await?;
+                c.send(&format!("SUBSCRIBE\nid:0\ndestination:{}\nack:auto\nreceipt:s\n\n\0", args.destination))
+                    .await?;
+                c.expect("RECEIPT").await?;
+                Ok::<Conn, String>(c)
+            };
+            let mut c = match subscribed.await {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = ready.send(Err(e.clone()));
+                    tally.error(format!("subscriber {s}: {e}"));
+                    return (tally, epoch);
+                }
+            };
+            drop(permit);
+            let _ = ready.send(Ok(()));
+            let mut last = epoch;
+            for expected in 0..args.messages {
+                let f = match c.expect("MESSAGE").await {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tally.error(format!("subscriber {s} after {expected} messages: {e}"));
+                        break;
+                    }
+                };
+                let now = Instant::now();
+                let body = f.split_once("\n\n").map_or("", |(_, b)| b);
+                let mut parts = body.splitn(3, ':');
+                let seq: usize = parts.next().and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
+                let sent_us: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                if seq != expected {
+                    tally.error(format!("subscriber {s}: expected message {expected}, got {seq}"));
+                    break;
+                }
+                let lat = (now - epoch).as_micros() as u64;
+                tally.record(Duration::from_micros(lat.saturating_sub(sent_us)));
+                last = now;
+                if received[seq].fetch_add(1, Ordering::AcqRel) + 1 == n {
+                    progress.notify_one();
+                }
+            }
+            (tally, last)
+        }));
+    }
+    drop(ready_tx);
+    let mut ok = true;
+    for _ in 0..n {
+        match ready_rx.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                eprintln!("a subscriber failed: {e}");
+                ok = false;
+                break;
+            }
+            None => break,
+        }
+    }
+    let mut publisher = match Conn::open(&args, n).await {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("publisher: {e}");
+            None
+        }
+    };
+    let cpu0 = stats::cpu_seconds();
+    let server0 = args.server_pid.and_then(stats::process_cpu_seconds);
+    let started = Instant::now();
+    if let (true, Some(p)) = (ok, publisher.as_mut()) {
+        for seq in 0..args.messages {
+            let b = body(seq, epoch.elapsed().as_micros(), args.size);
+            let frame = format!("SEND\ndestination:{}\ncontent-type:text/plain\n\n{b}\0", args.destination);
+            if let Err(e) = p.send(&frame).await {
+                eprintln!("publisher: {e}");
+                break;
+            }
+            if args.mode == Mode::Paced {
+                while received[seq].load(Ordering::Acquire) < n {
+                    if tokio::time::timeout(Duration::from_secs(60), progress.notified()).await.is_err() {
+                        eprintln!("paced: message {seq} did not reach every subscriber in 60 s");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let mut tally = Tally::new();
+    let mut last = started;
+    for t in tasks {
+        let (t, l) = t.await.expect("subscriber task");
+        last = last.max(l);
+        tally.merge(t);
+    }
+    let seconds = (last.max(started) - started).as_secs_f64().max(1e-6);
+    let cpu = stats::cpu_seconds() - cpu0;
+    let server = match (args.server_pid.and_then(stats::process_cpu_seconds), server0) {
+        (Some(b), Some(a)) => Some(b - a),
+        _ => None,
+    };
+    // Shares over the measured seconds; the subscribers' wait after the
+    // last delivery is not counted.
+    let scale = seconds / started.elapsed().as_secs_f64().max(1e-6);
+    (tally, seconds, cpu * scale, server.map(|s| s * scale))
+}
