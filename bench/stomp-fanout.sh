@@ -5,8 +5,10 @@
 # the load tool (bench's stomp-fanout) to core 1. For each subscriber
 # count, paced (the next publish once all have the previous one) and burst
 # (all at once); deliveries/s and latency from publish to delivery, every
-# message checked (order, no loss). Medians of ROUNDS rounds, brokers
-# alternating order each round.
+# message checked (order, no loss). A fresh broker process per run (a
+# RabbitMQ left running would still be deleting its 5,000 queues on the
+# gateway's core), brokers alternating order each round, medians of ROUNDS
+# rounds; how busy the machine was just before each run is recorded.
 #   bash bench/stomp-fanout.sh            (ROUNDS=3, SUBSCRIBERS="1000 5000")
 #   ROUNDS=1 SUBSCRIBERS=200 DELIVERIES=4000 bash bench/stomp-fanout.sh   (smoke)
 # The gateway's subscribers use its raw WebSocket (STOMP frames as
@@ -84,25 +86,41 @@ stop_gateway() {
 }
 trap 'stop_gateway; stop_rabbit' EXIT
 
+# Percent of the whole machine busy over half a second: what else runs.
+machine_busy() {
+  local a b
+  read -r -a a < /proc/stat
+  sleep 0.5
+  read -r -a b < /proc/stat
+  python3 -c '
+import sys
+a, b = (list(map(int, x.split())) for x in sys.argv[1:3])
+total = sum(b) - sum(a)
+idle = (b[3] + b[4]) - (a[3] + a[4])
+print(round(100 * (total - idle) / total, 1) if total else 0)' "${a[*]:1}" "${b[*]:1}"
+}
+
 round=0
 run() { # label subscribers mode
   local label=$1 n=$2 mode=$3 messages=$(( DELIVERIES / $2 ))
   [ "$messages" -ge 10 ] || messages=10
   local args=(--subscribers "$n" --messages "$messages" --mode "$mode" --label "$label")
+  local background
+  background=$(machine_busy)
   case $label in
     gateway) start_gateway; args+=(--url ws://127.0.0.1:8090/stomp/websocket --server-pid "$gateway_pid") ;;
     gateway-sockjs) start_gateway; args+=(--url ws://127.0.0.1:8090/stomp --framing sockjs --server-pid "$gateway_pid") ;;
-    rabbitmq) args+=(--url ws://127.0.0.1:15674/ws --login guest --server-pid "$rabbit_pid") ;;
+    rabbitmq) start_rabbit; args+=(--url ws://127.0.0.1:15674/ws --login guest --server-pid "$rabbit_pid") ;;
   esac
   echo "-- $label $n subscribers, $messages messages, $mode" >&2
   local result
   result=$(taskset -c "$TOOL_CORE" "$tool" "${args[@]}" | sed -n 's/^RESULT //p') || true
-  [ "$label" = rabbitmq ] || stop_gateway
+  if [ "$label" = rabbitmq ]; then stop_rabbit; else stop_gateway; fi
   if [ -z "$result" ]; then
     echo "$label produced no result" >&2
     exit 1
   fi
-  echo "${result%\}},\"round\":$round,\"mode\":\"$mode\"}" >> "$out"
+  echo "${result%\}},\"round\":$round,\"mode\":\"$mode\",\"background_cpu_pct\":$background}" >> "$out"
 }
 
 labels=(gateway rabbitmq)
@@ -110,7 +128,6 @@ labels=(gateway rabbitmq)
 for r in $(seq 1 "$ROUNDS"); do
   round=$r
   echo "== round $r of $ROUNDS" >&2
-  start_rabbit
   order=("${labels[@]}")
   [ $((r % 2)) -eq 0 ] && order=($(printf '%s\n' "${labels[@]}" | tac))
   for n in $SUBSCRIBERS; do
@@ -118,7 +135,6 @@ for r in $(seq 1 "$ROUNDS"); do
       for label in "${order[@]}"; do run "$label" "$n" "$mode"; done
     done
   done
-  stop_rabbit
 done
 python3 bench/stomp_table.py "$out"
 echo "raw results: $out" >&2

@@ -30,5 +30,10 @@ for (n, mode, label) in sorted(runs, key=lambda k: (k[0], k[1] != "paced", k[2])
     cpu = med(rows, "server_cpu_pct")
     print(f"| {n:,} | {mode} | {label} | {med(rows, 'msgs_per_s'):,.0f} | {med(rows, 'p50_ms'):,.1f} "
           f"| {med(rows, 'p99_ms'):,.1f} | {lost} | {'–' if cpu is None else f'{cpu:.0f}%'} | {ratio} |")
-print(f"\n{len({r['round'] for rows in runs.values() for r in rows})} rounds; medians.")
+busy = [r["background_cpu_pct"] for rows in runs.values() for r in rows if r.get("background_cpu_pct") is not None]
+print(f"\n{len({r['round'] for rows in runs.values() for r in rows})} rounds; medians.", end="")
+if busy:
+    print(f" Machine busy before each run (% of all cores): median {statistics.median(busy):.1f}, max {max(busy):.1f}, over {len(busy)} runs.")
+else:
+    print()
 sys.exit(1 if failed else 0)

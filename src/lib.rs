@@ -8,8 +8,9 @@
 //!
 //! ## Layout
 //!
-//! - [`protocol`]: frames, SockJS JSON escaping, id and callback checks,
-//!   client payload decoding, transport wrapping. Pure functions.
+//! - [`protocol`]: frames, SockJS JSON escaping, messages (a fan-out's
+//!   shared, escaped-once tail), id and callback checks, client payload
+//!   decoding, transport wrapping. Pure functions.
 //! - [`session`]: the session actor ([`session::actor`]): queue, the one
 //!   receiver, heartbeat and disconnect timers, state; the seam it calls
 //!   the backend through ([`session::handler`]: `Handler`, `SessionCtx`,
@@ -25,10 +26,14 @@
 //!   hang-up detection ([`transport::hangup`]), URL routing
 //!   ([`transport::routes`]).
 //! - [`service`]: the backend API ([`service::api`]), a mounted service
-//!   ([`service::hub`]), the built-in services ([`service::builtin`]) and
-//!   the `proxy` kind, one upstream WebSocket per session
-//!   ([`service::proxy`]: upstream choice, handshake, close codes); the
-//!   `stomp` kind being built ([`service::stomp`]: its frame codec so far).
+//!   ([`service::hub`]), the built-in services ([`service::builtin`]), the
+//!   `proxy` kind, one upstream WebSocket per session
+//!   ([`service::proxy`]: upstream choice, handshake, close codes), and the
+//!   `stomp` kind ([`service::stomp`]: frame codec, destination patterns,
+//!   subscriptions and fan-out, users' sessions, the per-session protocol,
+//!   JWT auth, the connect and app webhooks, the demo's sign-in).
+//! - [`api`]: the HTTP API backends publish through, on its own listener
+//!   (endpoints, key check, JSON errors).
 //! - [`limits`]: connection-level limits, whatever the transport, below
 //!   every other layer: the open-file budget, `max_connections` and the
 //!   derived `max_sessions` ([`limits::fds`]), the accept-error log rate
@@ -38,9 +43,10 @@
 //! - [`config`]: configuration and its defaults, with comma-separated
 //!   lists from the environment ([`config::list`]), the rules for
 //!   routable prefixes ([`config::prefix`]), upstream URLs
-//!   ([`config::upstream_url`]) and near-miss variable names
-//!   ([`config::env`]); [`server`]: assembling it all into an actix-web
-//!   server.
+//!   ([`config::upstream_url`]), webhook URLs ([`config::webhook_url`])
+//!   and near-miss variable names ([`config::env`]); [`server`]:
+//!   assembling it all into an actix-web server, the API's listener and
+//!   the demo's sign-in included.
 //!
 //! ## A backend in Rust
 //!

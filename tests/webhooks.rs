@@ -271,3 +271,21 @@ async fn without_a_webhook_app_sends_and_unreachable_backends_are_errors() {
     c.frame("SEND", &[("destination", "/app/x")], "").await;
     expect_error(&mut c, "No app webhook").await;
 }
+
+/// Frames waiting behind a webhook call are bounded: past
+/// `max_pending_frames`, an ERROR that names the limit.
+#[actix_rt::test]
+async fn frames_waiting_behind_a_call_are_bounded() {
+    let backend = Backend::start();
+    let toml = webhook_config(&format!("http://{}", backend.addr), "") + "max_pending_frames = 2\n";
+    let gw = Gateway::start(&toml);
+    let mut c = connect_as(&gw, "alice", "sid=good").await;
+    assert_eq!(c.next().await.0, "CONNECTED");
+    let send = "SEND\ndestination:/topic/chat/a\n\n\0";
+    // A WebSocket is not read while a call is under way, so the frames that
+    // wait are those that came in the same read: here, one message.
+    c.send(&["SEND\ndestination:/app/slow\n\n\0", send, send, send])
+        .await;
+    let body = expect_error(&mut c, "Too many frames waiting").await;
+    assert!(body.contains("max_pending_frames"), "{body}");
+}

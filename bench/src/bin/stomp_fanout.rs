@@ -68,7 +68,8 @@ struct Args {
     label: String,
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// One connection's STOMP over its WebSocket.
 struct Conn {
@@ -145,7 +146,10 @@ impl Conn {
     async fn expect(&mut self, command: &str) -> Result<String, String> {
         let f = self.next().await?;
         if f.split('\n').next() != Some(command) {
-            return Err(format!("expected {command}, got {:?}", &f[..f.len().min(200)]));
+            return Err(format!(
+                "expected {command}, got {:?}",
+                &f[..f.len().min(200)]
+            ));
         }
         Ok(f)
     }
@@ -177,7 +181,8 @@ fn main() {
         .build()
         .expect("runtime");
     let (tally, seconds, cpu, server_cpu) = rt.block_on(run(Arc::new(args.clone())));
-    let lost = (args.subscribers * args.messages) as u64 - tally.done.min((args.subscribers * args.messages) as u64);
+    let lost = (args.subscribers * args.messages) as u64
+        - tally.done.min((args.subscribers * args.messages) as u64);
     let report = Report {
         scenario: format!("stomp-{:?}", args.mode).to_lowercase(),
         label: args.label.clone(),
@@ -201,21 +206,30 @@ async fn run(args: Arc<Args>) -> (Tally, f64, f64, Option<f64>) {
     let epoch = Instant::now();
     let n = args.subscribers;
     // received[seq]: subscribers that have message seq (paced mode waits on it).
-    let received: Arc<Vec<AtomicUsize>> = Arc::new((0..args.messages).map(|_| AtomicUsize::new(0)).collect());
+    let received: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..args.messages).map(|_| AtomicUsize::new(0)).collect());
     let progress = Arc::new(tokio::sync::Notify::new());
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
     let sem = Arc::new(tokio::sync::Semaphore::new(128));
     let mut tasks = Vec::new();
     for s in 0..n {
-        let (args, received, progress, ready, sem) =
-            (args.clone(), received.clone(), progress.clone(), ready_tx.clone(), sem.clone());
+        let (args, received, progress, ready, sem) = (
+            args.clone(),
+            received.clone(),
+            progress.clone(),
+            ready_tx.clone(),
+            sem.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new();
             let permit = sem.acquire_owned().await.expect("semaphore");
             let subscribed = async {
                 let mut c = Conn::open(&args, s).await?;
-                c.send(&format!("SUBSCRIBE\nid:0\ndestination:{}\nack:auto\nreceipt:s\n\n\0", args.destination))
-                    .await?;
+                c.send(&format!(
+                    "SUBSCRIBE\nid:0\ndestination:{}\nack:auto\nreceipt:s\n\n\0",
+                    args.destination
+                ))
+                .await?;
                 c.expect("RECEIPT").await?;
                 Ok::<Conn, String>(c)
             };
@@ -241,10 +255,15 @@ async fn run(args: Arc<Args>) -> (Tally, f64, f64, Option<f64>) {
                 let now = Instant::now();
                 let body = f.split_once("\n\n").map_or("", |(_, b)| b);
                 let mut parts = body.splitn(3, ':');
-                let seq: usize = parts.next().and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
+                let seq: usize = parts
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(usize::MAX);
                 let sent_us: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
                 if seq != expected {
-                    tally.error(format!("subscriber {s}: expected message {expected}, got {seq}"));
+                    tally.error(format!(
+                        "subscriber {s}: expected message {expected}, got {seq}"
+                    ));
                     break;
                 }
                 let lat = (now - epoch).as_micros() as u64;
@@ -283,14 +302,20 @@ async fn run(args: Arc<Args>) -> (Tally, f64, f64, Option<f64>) {
     if let (true, Some(p)) = (ok, publisher.as_mut()) {
         for seq in 0..args.messages {
             let b = body(seq, epoch.elapsed().as_micros(), args.size);
-            let frame = format!("SEND\ndestination:{}\ncontent-type:text/plain\n\n{b}\0", args.destination);
+            let frame = format!(
+                "SEND\ndestination:{}\ncontent-type:text/plain\n\n{b}\0",
+                args.destination
+            );
             if let Err(e) = p.send(&frame).await {
                 eprintln!("publisher: {e}");
                 break;
             }
             if args.mode == Mode::Paced {
                 while received[seq].load(Ordering::Acquire) < n {
-                    if tokio::time::timeout(Duration::from_secs(60), progress.notified()).await.is_err() {
+                    if tokio::time::timeout(Duration::from_secs(60), progress.notified())
+                        .await
+                        .is_err()
+                    {
                         eprintln!("paced: message {seq} did not reach every subscriber in 60 s");
                         break;
                     }
@@ -307,7 +332,10 @@ async fn run(args: Arc<Args>) -> (Tally, f64, f64, Option<f64>) {
     }
     let seconds = (last.max(started) - started).as_secs_f64().max(1e-6);
     let cpu = stats::cpu_seconds() - cpu0;
-    let server = match (args.server_pid.and_then(stats::process_cpu_seconds), server0) {
+    let server = match (
+        args.server_pid.and_then(stats::process_cpu_seconds),
+        server0,
+    ) {
         (Some(b), Some(a)) => Some(b - a),
         _ => None,
     };
