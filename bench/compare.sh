@@ -17,6 +17,7 @@
 # recorded with it (background_cpu_pct) and summarised under the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${ROUNDS:-3}
 HOLD=${HOLD:-60}
 DURATION=${DURATION:-5}
@@ -58,14 +59,6 @@ url() { # server, service
 # Labels whose load speaks a plain WebSocket rather than SockJS.
 raw() { [ "$1" = bare ] || [ "$1" = nginx ]; }
 
-wait_port() { # port, name
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "$2 did not start" >&2
-  exit 1
-}
 kill_wait() { # pid
   kill "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
@@ -112,20 +105,6 @@ stop() {
     pkill -f "node server.js 127.0.0.1:8091" 2>/dev/null || true
     sleep 0.05
   done
-}
-
-# Percent of the whole machine busy over half a second: what else runs.
-machine_busy() {
-  local a b
-  read -r -a a < /proc/stat
-  sleep 0.5
-  read -r -a b < /proc/stat
-  python3 -c '
-import sys
-a, b = (list(map(int, x.split())) for x in sys.argv[1:3])
-total = sum(b) - sum(a)
-idle = (b[3] + b[4]) - (a[3] + a[4])
-print(round(100 * (total - idle) / total, 1) if total else 0)' "${a[*]:1}" "${b[*]:1}"
 }
 
 round=0

@@ -17,6 +17,7 @@
 # misordered a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${ROUNDS:-3}
 SUBSCRIBERS=${SUBSCRIBERS:-1000 5000}
 # Messages per run: DELIVERIES / subscribers (at least 10).
@@ -31,15 +32,6 @@ cargo build --release >&2
 cargo build --release -p sockjs-bench >&2
 tool=target/release/stomp-fanout
 : > "$out"
-
-wait_port() { # port, name, tries (0.1 s each)
-  for _ in $(seq 1 "${3:-100}"); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "$2 did not start" >&2
-  exit 1
-}
 
 # RabbitMQ as a process of this script: its own node name, ports and
 # directories, as the rabbitmq user (it refuses to run as root). setpriv,
@@ -85,20 +77,6 @@ stop_gateway() {
   gateway_pid=""
 }
 trap 'stop_gateway; stop_rabbit' EXIT
-
-# Percent of the whole machine busy over half a second: what else runs.
-machine_busy() {
-  local a b
-  read -r -a a < /proc/stat
-  sleep 0.5
-  read -r -a b < /proc/stat
-  python3 -c '
-import sys
-a, b = (list(map(int, x.split())) for x in sys.argv[1:3])
-total = sum(b) - sum(a)
-idle = (b[3] + b[4]) - (a[3] + a[4])
-print(round(100 * (total - idle) / total, 1) if total else 0)' "${a[*]:1}" "${b[*]:1}"
-}
 
 round=0
 run() { # label subscribers mode

@@ -31,23 +31,13 @@ async fn api(gw: &Gateway, method: &str, path: &str, body: &str) -> (u16, serde_
     (r.status, json)
 }
 
-async fn subscribe(c: &mut Client, id: &str, destination: &str) {
-    c.frame(
-        "SUBSCRIBE",
-        &[("id", id), ("destination", destination), ("receipt", id)],
-        "",
-    )
-    .await;
-    c.expect_receipt(id).await;
-}
-
 #[actix_rt::test]
 async fn a_publication_reaches_every_subscriber_over_any_transport() {
     let gw = Gateway::start(&api_config(""));
     let mut ws = Client::connect(&gw).await;
-    subscribe(&mut ws, "w", "/topic/news").await;
+    ws.subscribe("w", "/topic/news").await;
     let mut other = Client::connect(&gw).await;
-    subscribe(&mut other, "o", "/topic/sport").await;
+    other.subscribe("o", "/topic/sport").await;
     // A 1.1 subscriber over xhr-polling: header values escaped as 1.1 says.
     let s = gw.url(&session("/stomp"));
     assert_eq!(post(&format!("{s}/xhr"), "").await.body, "o\n");
@@ -120,11 +110,12 @@ async fn alice_twice_and_bob(gw: &Gateway) -> (Vec<Client>, Client) {
     let mut tabs = Vec::new();
     for i in 0..2 {
         let mut c = Client::connect_with(gw, &[("Authorization", &alice)]).await;
-        subscribe(&mut c, &format!("a{i}"), "/user/queue/notifications").await;
+        c.subscribe(&format!("a{i}"), "/user/queue/notifications")
+            .await;
         tabs.push(c);
     }
     let mut bob = Client::connect_with(gw, &[("passcode", &token(SECRET, "bob", 60))]).await;
-    subscribe(&mut bob, "b", "/user/queue/notifications").await;
+    bob.subscribe("b", "/user/queue/notifications").await;
     (tabs, bob)
 }
 
@@ -208,10 +199,10 @@ async fn disconnecting_a_user_ends_all_their_sessions_and_no_one_else() {
 async fn destinations_lists_subscriber_counts_under_a_prefix() {
     let gw = Gateway::start(&api_config(""));
     let mut a = Client::connect(&gw).await;
-    subscribe(&mut a, "1", "/topic/news").await;
-    subscribe(&mut a, "2", "/topic/news/eu").await;
+    a.subscribe("1", "/topic/news").await;
+    a.subscribe("2", "/topic/news/eu").await;
     let mut b = Client::connect(&gw).await;
-    subscribe(&mut b, "1", "/topic/news").await;
+    b.subscribe("1", "/topic/news").await;
     let (status, body) = api(&gw, "GET", "/api/destinations?prefix=/topic/news", "").await;
     assert_eq!(status, 200);
     assert_eq!(

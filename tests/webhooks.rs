@@ -112,16 +112,6 @@ async fn connect_as(gw: &Gateway, login: &str, cookie: &str) -> Client {
     c
 }
 
-async fn subscribe(c: &mut Client, id: &str, destination: &str) {
-    c.frame(
-        "SUBSCRIBE",
-        &[("id", id), ("destination", destination), ("receipt", id)],
-        "",
-    )
-    .await;
-    c.expect_receipt(id).await;
-}
-
 /// An ERROR with `message`, then the close that follows every ERROR.
 async fn expect_error(c: &mut Client, message: &str) -> String {
     let (cmd, h, body) = c.next().await;
@@ -142,7 +132,7 @@ async fn the_connect_webhook_names_the_user_from_headers_and_cookie() {
     let (cmd, _, _) = c.next().await;
     assert_eq!(cmd, "CONNECTED");
     // The user is alice: a SEND to alice's queue comes back to this session.
-    subscribe(&mut c, "n", "/user/queue/notes").await;
+    c.subscribe("n", "/user/queue/notes").await;
     c.frame(
         "SEND",
         &[("destination", "/user/alice/queue/notes")],
@@ -196,8 +186,8 @@ async fn app_sends_reach_the_webhook_in_order_and_replies_come_back() {
     let gw = Gateway::start(&webhook_config(&format!("http://{}", backend.addr), ""));
     let mut c = connect_as(&gw, "alice", "sid=good").await;
     assert_eq!(c.next().await.0, "CONNECTED");
-    subscribe(&mut c, "r", "/user/queue/replies").await;
-    subscribe(&mut c, "t", "/topic/chat/mine").await;
+    c.subscribe("r", "/user/queue/replies").await;
+    c.subscribe("t", "/topic/chat/mine").await;
     c.frame(
         "SEND",
         &[

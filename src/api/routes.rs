@@ -40,13 +40,9 @@ async fn publish(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let req = Publication::read(payload, max.0).await?;
-    let mut delivered = 0;
-    for b in brokers.pick(req.service.as_deref())? {
-        delivered += b
-            .publish(&req.destination, &req.headers, &req.body)
-            .map_err(bad)?;
-    }
-    Ok(HttpResponse::Ok().json(json!({ "delivered": delivered })))
+    brokers.deliver(&req, |b| {
+        b.publish(&req.destination, &req.headers, &req.body)
+    })
 }
 
 /// `POST /api/users/{user}/send`: to every session of `user` subscribed to
@@ -58,13 +54,9 @@ async fn send_to_user(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let req = Publication::read(payload, max.0).await?;
-    let mut delivered = 0;
-    for b in brokers.pick(req.service.as_deref())? {
-        delivered += b
-            .send_to_user(&user, &req.destination, &req.headers, &req.body)
-            .map_err(bad)?;
-    }
-    Ok(HttpResponse::Ok().json(json!({ "delivered": delivered })))
+    brokers.deliver(&req, |b| {
+        b.send_to_user(&user, &req.destination, &req.headers, &req.body)
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -112,11 +104,21 @@ async fn destinations(
     Ok(HttpResponse::Ok().json(json!({ "destinations": list })))
 }
 
-fn bad(r: Refused) -> ApiError {
-    ApiError::bad_field(r.field, r.why)
-}
-
 impl Brokers {
+    /// `{"delivered": N}`: what `one` delivered through each service the
+    /// request names, summed.
+    fn deliver(
+        &self,
+        req: &Publication,
+        one: impl Fn(&StompService) -> Result<usize, Refused>,
+    ) -> Result<HttpResponse, ApiError> {
+        let mut delivered = 0;
+        for b in self.pick(req.service.as_deref())? {
+            delivered += one(b).map_err(|r| ApiError::bad_field(r.field, r.why))?;
+        }
+        Ok(HttpResponse::Ok().json(json!({ "delivered": delivered })))
+    }
+
     /// The service named `name`, or all of them.
     fn pick(&self, name: Option<&str>) -> Result<Vec<&StompService>, ApiError> {
         if self.0.is_empty() {

@@ -95,6 +95,17 @@ impl Client {
         }
     }
 
+    /// Subscribes with subscription id `id`, and waits for the receipt.
+    pub async fn subscribe(&mut self, id: &str, destination: &str) {
+        self.frame(
+            "SUBSCRIBE",
+            &[("id", id), ("destination", destination), ("receipt", id)],
+            "",
+        )
+        .await;
+        self.expect_receipt(id).await;
+    }
+
     /// The next frame is the RECEIPT for `id`.
     pub async fn expect_receipt(&mut self, id: &str) {
         let (cmd, h, _) = self.next().await;
