@@ -83,6 +83,9 @@ async fn app(seen: web::Data<Calls>, body: web::Json<Value>) -> HttpResponse {
             HttpResponse::Ok().json(json!({"messages": [{"destination": "/topic/chat/mine", "body": "slow reply"}]}))
         }
         "/app/quiet" => HttpResponse::NoContent().finish(),
+        "/app/huge" => HttpResponse::Ok().json(json!({"messages": [
+            {"destination": "/topic/chat/mine", "body": "x".repeat(20_000)}
+        ]})),
         _ => HttpResponse::InternalServerError().body("boom"),
     }
 }
@@ -262,12 +265,14 @@ async fn without_a_webhook_app_sends_and_unreachable_backends_are_errors() {
     expect_error(&mut c, "No app webhook").await;
 }
 
-/// Frames waiting behind a webhook call are bounded: past
-/// `max_pending_frames`, an ERROR that names the limit.
+/// What waits on a webhook is bounded: past `max_pending_frames` frames
+/// behind a call, or a reply past `max_queued_bytes`, an ERROR that names
+/// the limit.
 #[actix_rt::test]
-async fn frames_waiting_behind_a_call_are_bounded() {
+async fn what_waits_on_a_webhook_is_bounded() {
     let backend = Backend::start();
-    let toml = webhook_config(&format!("http://{}", backend.addr), "") + "max_pending_frames = 2\n";
+    let toml = webhook_config(&format!("http://{}", backend.addr), "")
+        + "max_pending_frames = 2\nmax_queued_bytes = 10000\n";
     let gw = Gateway::start(&toml);
     let mut c = connect_as(&gw, "alice", "sid=good").await;
     assert_eq!(c.next().await.0, "CONNECTED");
@@ -278,4 +283,12 @@ async fn frames_waiting_behind_a_call_are_bounded() {
         .await;
     let body = expect_error(&mut c, "Too many frames waiting").await;
     assert!(body.contains("max_pending_frames"), "{body}");
+    let mut c = connect_as(&gw, "alice", "sid=good").await;
+    assert_eq!(c.next().await.0, "CONNECTED");
+    c.frame("SEND", &[("destination", "/app/huge")], "").await;
+    expect_error(
+        &mut c,
+        "The app webhook failed: the reply is larger than 10000 bytes (max_queued_bytes)",
+    )
+    .await;
 }

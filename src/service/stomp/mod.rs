@@ -64,7 +64,9 @@ impl StompService {
                 connect_webhook: auth_config.connect_webhook.clone(),
                 app_webhook: config.app_webhook.clone(),
                 webhooks: (auth_config.connect_webhook.is_some() || config.app_webhook.is_some())
-                    .then(|| webhook::Webhooks::new(config.webhook_timeout())),
+                    .then(|| {
+                        webhook::Webhooks::new(config.webhook_timeout(), config.max_queued_bytes)
+                    }),
                 max_pending_frames: config.max_pending_frames,
             }),
         }

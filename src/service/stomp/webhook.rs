@@ -25,10 +25,14 @@ pub enum Failure {
 /// The HTTP client of one service's webhooks.
 pub struct Webhooks {
     client: reqwest::Client,
+    /// The largest reply read; a longer one is a failure.
+    max_reply_bytes: usize,
 }
 
 impl Webhooks {
-    pub fn new(timeout: Duration) -> Webhooks {
+    /// `max_reply_bytes`: the service's `max_queued_bytes`, as a reply's
+    /// messages must fit in the session's queue anyway.
+    pub fn new(timeout: Duration, max_reply_bytes: usize) -> Webhooks {
         // The one TLS provider this build has (the proxy uses it too).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
@@ -36,12 +40,16 @@ impl Webhooks {
             .connect_timeout(timeout)
             .build()
             .expect("an HTTP client with the ring TLS provider");
-        Webhooks { client }
+        Webhooks {
+            client,
+            max_reply_bytes,
+        }
     }
 
     /// POSTs `body` as JSON to `url`.
     pub fn call(&self, url: &str, body: Value) -> Call {
         let request = self.client.post(url).json(&body);
+        let max = self.max_reply_bytes;
         Box::pin(async move {
             let response = request.send().await.map_err(|e| {
                 Failure::Failed(if e.is_timeout() {
@@ -56,16 +64,27 @@ impl Webhooks {
             if !matches!(status, 200..=299 | 401 | 403) {
                 return Err(Failure::Failed(format!("status {status}")));
             }
-            let bytes = response.bytes().await.map_err(|e| {
-                Failure::Failed(
-                    if e.is_timeout() {
-                        "timed out"
-                    } else {
-                        "reply cut short"
-                    }
-                    .into(),
-                )
-            })?;
+            let mut response = response;
+            let mut bytes = Vec::new();
+            loop {
+                let chunk = response.chunk().await.map_err(|e| {
+                    Failure::Failed(
+                        if e.is_timeout() {
+                            "timed out"
+                        } else {
+                            "reply cut short"
+                        }
+                        .into(),
+                    )
+                })?;
+                let Some(chunk) = chunk else { break };
+                if bytes.len() + chunk.len() > max {
+                    return Err(Failure::Failed(format!(
+                        "the reply is larger than {max} bytes (max_queued_bytes)"
+                    )));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
             let value = if bytes.iter().all(u8::is_ascii_whitespace) {
                 Ok(Value::Null)
             } else {
