@@ -19,6 +19,13 @@ pub fn check(pattern: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `destination` is a plain path: it starts with `/` and holds
+/// nothing that a header line would escape or end on, as it is copied
+/// into MESSAGE frames unescaped.
+pub fn is_plain(destination: &str) -> bool {
+    destination.starts_with('/') && !destination.contains(['\n', '\r', ':', '\\', '\0'])
+}
+
 /// Whether `destination` matches `pattern`.
 pub fn matches(pattern: &str, destination: &str) -> bool {
     let pattern: Vec<&str> = pattern.split('/').collect();

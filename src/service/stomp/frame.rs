@@ -112,9 +112,18 @@ impl Frame {
     }
 }
 
+/// The characters [`push_header_part`] may escape.
+const ESCAPED: [char; 4] = ['\\', '\n', ':', '\r'];
+
+/// Whether escaping could change `s` (some version escapes one of its
+/// characters).
+pub(crate) fn may_escape(s: &str) -> bool {
+    s.contains(ESCAPED)
+}
+
 /// Appends a header name or value, escaped if `escaped` (as `version` says).
 pub(crate) fn push_header_part(out: &mut String, s: &str, escaped: bool, version: Version) {
-    if !escaped {
+    if !escaped || !may_escape(s) {
         out.push_str(s);
         return;
     }

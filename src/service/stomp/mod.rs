@@ -143,20 +143,14 @@ impl StompService {
             .disconnect(user, "Disconnected by the server")
     }
 
-    /// Open sessions of `user`.
-    pub fn user_sessions(&self, user: &str) -> usize {
-        self.shared.users.count(user)
-    }
-
     /// Subscriber counts by destination, for destinations under `prefix`.
     pub fn destinations(&self, prefix: &str) -> Vec<(String, usize)> {
         self.shared.topics.destinations(prefix)
     }
 }
 
-/// A destination is copied unescaped into every MESSAGE: a plain path.
 fn check_destination(d: &str) -> Result<(), Refused> {
-    if !d.starts_with('/') || d.contains(['\n', '\r', ':', '\\', '\0']) {
+    if !destination::is_plain(d) {
         return Err(refused(
             "destination",
             "must be a path starting with / and without line breaks, NUL, : or \\",
@@ -165,27 +159,9 @@ fn check_destination(d: &str) -> Result<(), Refused> {
     Ok(())
 }
 
-/// Headers the gateway writes itself cannot be given; names and values
-/// cannot break a header line in any STOMP version.
 fn check_headers(headers: &[(String, String)]) -> Result<(), Refused> {
-    const OWN: [&str; 5] = [
-        "subscription",
-        "message-id",
-        "destination",
-        "content-length",
-        "ack",
-    ];
     for (name, value) in headers {
-        let field = format!("headers.{name}");
-        if name.is_empty() || name.contains([':', '\n', '\r', '\0']) {
-            return Err(refused(field, "not a STOMP header name"));
-        }
-        if OWN.contains(&name.to_ascii_lowercase().as_str()) {
-            return Err(refused(field, "set by the gateway"));
-        }
-        if value.contains(['\n', '\r', '\0']) {
-            return Err(refused(field, "a value cannot hold line breaks or NUL"));
-        }
+        topics::check_header(name, value).map_err(|why| refused(format!("headers.{name}"), why))?;
     }
     Ok(())
 }

@@ -14,9 +14,9 @@
 //! misses them closes a healthy session. With `0,0` the client sends none
 //! and expects none. A client's bare line ends are still accepted.
 
-use super::destination::any_matches;
+use super::destination::{any_matches, is_plain};
 use super::frame::{Decoder, Frame, Item, Version};
-use super::topics::user_key;
+use super::topics::{message_head, message_tail, user_key};
 use super::webhook::{self, Call, Failure};
 use super::{auth, Shared};
 use crate::service::api::{CloseReason, Handler, SessionCtx, SessionInfo};
@@ -310,20 +310,9 @@ impl StompSession {
             if *destination != r.destination {
                 continue;
             }
-            let message_id = self.shared.topics.next_message_id().to_string();
-            let mut f = Frame::new("MESSAGE")
-                .header("subscription", id.as_str())
-                .header("message-id", message_id.as_str());
-            if version == Version::V1_2 {
-                f = f.header("ack", message_id.as_str());
-            }
-            for (k, v) in &r.headers {
-                f = f.header(k, v.as_str());
-            }
-            f = f
-                .header("destination", destination.as_str())
-                .header("content-length", r.body.len().to_string());
-            ctx.send(f.body(r.body.as_str()).encode(version));
+            let mut text = message_head(id, self.shared.topics.next_message_id(), version);
+            text.push_str(&message_tail(&r.headers, destination, &r.body, version));
+            ctx.send(text);
         }
     }
 
@@ -440,7 +429,7 @@ fn required<'f>(f: &'f Frame, name: &str) -> Result<&'f str, Refusal> {
 /// MESSAGE frames for every subscriber unescaped.
 fn destination(f: &Frame) -> Result<&str, Refusal> {
     let d = required(f, "destination")?;
-    if !d.starts_with('/') || d.contains(['\n', '\r', ':', '\\']) {
+    if !is_plain(d) {
         return Err(refuse("Invalid destination", format!("{d:?}")));
     }
     Ok(d)

@@ -5,7 +5,7 @@
 //! destination's is [`user_key`], so `/user/queue/x` of one user is not
 //! another's.
 
-use super::frame::{push_header_part, Version};
+use super::frame::{may_escape, push_header_part, Version};
 use crate::protocol::message::{Message, Tail};
 use crate::service::api::SessionHandle;
 use std::collections::HashMap;
@@ -38,6 +38,67 @@ fn shown_key(key: &str) -> String {
         }
         None => key.to_owned(),
     }
+}
+
+/// The lines of a MESSAGE that are its subscription's own: the command,
+/// `subscription`, `message-id`, and `ack` under 1.2.
+pub fn message_head(subscription: &str, message_id: u64, version: Version) -> String {
+    let mut head = String::with_capacity(48 + subscription.len());
+    head.push_str("MESSAGE\nsubscription:");
+    push_header_part(&mut head, subscription, version >= Version::V1_1, version);
+    let _ = write!(head, "\nmessage-id:{message_id}\n");
+    if version == Version::V1_2 {
+        let _ = writeln!(head, "ack:{message_id}");
+    }
+    head
+}
+
+/// The rest of a MESSAGE, the same for every subscription: `headers`
+/// (checked with [`check_header`]), `destination` (a plain path),
+/// `content-length`, the body and the closing NUL.
+pub fn message_tail(
+    headers: &[(String, String)],
+    destination: &str,
+    body: &str,
+    version: Version,
+) -> String {
+    let escaped = version >= Version::V1_1;
+    let mut tail = String::with_capacity(64 + body.len());
+    for (name, value) in headers {
+        push_header_part(&mut tail, name, escaped, version);
+        tail.push(':');
+        push_header_part(&mut tail, value, escaped, version);
+        tail.push('\n');
+    }
+    let _ = write!(
+        tail,
+        "destination:{destination}\ncontent-length:{}\n\n{body}\0",
+        body.len()
+    );
+    tail
+}
+
+/// Why a header from a backend (the HTTP API, an app webhook's reply)
+/// cannot be added to a MESSAGE: the gateway writes its own, and names and
+/// values must not break a header line in any STOMP version.
+pub fn check_header(name: &str, value: &str) -> Result<(), &'static str> {
+    const OWN: [&str; 5] = [
+        "subscription",
+        "message-id",
+        "destination",
+        "content-length",
+        "ack",
+    ];
+    if name.is_empty() || name.contains([':', '\n', '\r', '\0']) {
+        return Err("not a STOMP header name");
+    }
+    if OWN.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err("set by the gateway");
+    }
+    if value.contains(['\n', '\r', '\0']) {
+        return Err("a value cannot hold line breaks or NUL");
+    }
+    Ok(())
 }
 
 /// Subscriptions by key.
@@ -91,28 +152,10 @@ impl Topics {
         let Some(subs) = map.get(key) else {
             return 0;
         };
-        let tail = |version: Version| {
-            let escaped = version >= Version::V1_1;
-            let mut tail = String::with_capacity(64 + body.len());
-            for (name, value) in headers {
-                push_header_part(&mut tail, name, escaped, version);
-                tail.push(':');
-                push_header_part(&mut tail, value, escaped, version);
-                tail.push('\n');
-            }
-            let _ = write!(
-                tail,
-                "destination:{destination}\ncontent-length:{}\n\n{body}\0",
-                body.len()
-            );
-            Tail::new(tail)
-        };
-        let plain = tail(Version::V1_0);
-        let needs_escape = headers.iter().any(|(n, v)| {
-            n.contains(['\\', ':', '\n', '\r']) || v.contains(['\\', ':', '\n', '\r'])
-        });
-        let escaped = if needs_escape {
-            tail(Version::V1_2)
+        let plain = Tail::new(message_tail(headers, destination, body, Version::V1_0));
+        // 1.1 and 1.2 differ only on `\r`, which headers here never hold.
+        let escaped = if headers.iter().any(|(n, v)| may_escape(n) || may_escape(v)) {
+            Tail::new(message_tail(headers, destination, body, Version::V1_2))
         } else {
             plain.clone()
         };
@@ -120,21 +163,13 @@ impl Topics {
             .next_message_id
             .fetch_add(subs.len() as u64, Ordering::Relaxed);
         for (i, s) in subs.iter().enumerate() {
-            let id = first + i as u64;
-            let mut head = String::with_capacity(48 + s.id.len());
-            head.push_str("MESSAGE\nsubscription:");
-            push_header_part(&mut head, &s.id, s.version >= Version::V1_1, s.version);
-            let _ = write!(head, "\nmessage-id:{id}\n");
-            if s.version == Version::V1_2 {
-                let _ = writeln!(head, "ack:{id}");
-            }
             let tail = if s.version == Version::V1_0 {
                 &plain
             } else {
                 &escaped
             };
             s.handle.send(Message::Joined {
-                head: head.into(),
+                head: message_head(&s.id, first + i as u64, s.version).into(),
                 tail: tail.clone(),
             });
         }

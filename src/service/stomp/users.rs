@@ -43,11 +43,6 @@ impl Users {
         }
     }
 
-    /// Sessions of `user`.
-    pub fn count(&self, user: &str) -> usize {
-        self.lock().get(user).map_or(0, Vec::len)
-    }
-
     /// Ends every session of `user`: an ERROR frame with `message`, then a
     /// close with [`CLOSE_DISCONNECTED`]. Returns how many.
     pub fn disconnect(&self, user: &str, message: &str) -> usize {
