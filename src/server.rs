@@ -9,7 +9,6 @@ use crate::service::api::Service;
 use crate::service::builtin;
 use crate::service::hub::ServiceHub;
 use crate::service::stomp::demo_login::{self, DemoLogin};
-use crate::service::stomp::StompService;
 use crate::transport::{hangup, routes};
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
 use std::collections::HashMap;
@@ -116,15 +115,15 @@ impl Gateway {
                     cfg.prefix
                 );
             }
-            let backend: Arc<dyn Service> = match self.backends.get(name) {
+            let backend = match self.backends.get(name) {
                 Some(b) => b.clone(),
-                // Kept typed as well, for the HTTP API to publish through.
-                None if cfg.kind == ServiceKind::Stomp => {
-                    let stomp = Arc::new(StompService::new(cfg, &config.auth));
-                    brokers.push((name.clone(), stomp.clone()));
-                    stomp
+                None => {
+                    let built = builtin::for_config(cfg, &config.auth);
+                    if let Some(stomp) = built.stomp {
+                        brokers.push((name.clone(), stomp));
+                    }
+                    built.service
                 }
-                None => builtin::for_config(cfg, &config.auth),
             };
             let mut cfg = cfg.clone();
             // The connect webhook gets the Cookie of the request that

@@ -692,9 +692,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if self.listen.parse::<std::net::SocketAddr>().is_err() && !self.listen.contains(':') {
-            return Err(format!("listen: expected HOST:PORT, got {:?}", self.listen));
-        }
+        check_listen("listen", &self.listen)?;
         if !(self.shutdown.grace.is_finite() && self.shutdown.grace >= 0.0) {
             return Err(format!(
                 "shutdown.grace: must be a number of seconds >= 0, got {}",
@@ -726,14 +724,7 @@ impl Config {
                     key.len()
                 ));
             }
-            if self.api.listen.parse::<std::net::SocketAddr>().is_err()
-                && !self.api.listen.contains(':')
-            {
-                return Err(format!(
-                    "api.listen: expected HOST:PORT, got {:?}",
-                    self.api.listen
-                ));
-            }
+            check_listen("api.listen", &self.api.listen)?;
             if self.api.max_body_bytes == 0 {
                 return Err("api.max_body_bytes: must be greater than 0".into());
             }
@@ -783,6 +774,15 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A listen address: `HOST:PORT` (a socket address, or a host name and a
+/// port, which binding resolves).
+fn check_listen(key: &str, value: &str) -> Result<(), String> {
+    if value.parse::<std::net::SocketAddr>().is_err() && !value.contains(':') {
+        return Err(format!("{key}: expected HOST:PORT, got {value:?}"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The SockJS 0.3.3 wire protocol as pure functions: frames, escaping, ids,
-//! messages (shared fan-out tails), client payloads, transport wrapping, and the byte scanning they share.
+//! messages (shared fan-out tails), client payloads, transport wrapping,
+//! and the byte scanning they share.
 //! No I/O here.
 
 pub mod escape;

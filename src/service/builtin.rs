@@ -6,15 +6,33 @@ use crate::service::proxy::ProxyService;
 use crate::service::stomp::StompService;
 use std::sync::Arc;
 
+/// A built-in backend.
+pub struct Builtin {
+    pub service: Arc<dyn Service>,
+    /// The same backend, typed, for `kind = "stomp"`: what the HTTP API
+    /// publishes through.
+    pub stomp: Option<Arc<StompService>>,
+}
+
 /// The backend for a configured service's `kind`.
-pub fn for_config(config: &ServiceConfig, auth: &AuthConfig) -> Arc<dyn Service> {
-    match config.kind {
+pub fn for_config(config: &ServiceConfig, auth: &AuthConfig) -> Builtin {
+    let service: Arc<dyn Service> = match config.kind {
         ServiceKind::Echo => Arc::new(Echo),
         ServiceKind::Close => Arc::new(CloseAtOnce),
         ServiceKind::Amplify => Arc::new(Amplify),
         ServiceKind::Broadcast => Arc::new(Broadcast),
         ServiceKind::Proxy => Arc::new(ProxyService::new(config)),
-        ServiceKind::Stomp => Arc::new(StompService::new(config, auth)),
+        ServiceKind::Stomp => {
+            let stomp = Arc::new(StompService::new(config, auth));
+            return Builtin {
+                service: stomp.clone(),
+                stomp: Some(stomp),
+            };
+        }
+    };
+    Builtin {
+        service,
+        stomp: None,
     }
 }
 
