@@ -120,6 +120,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod limits;
 pub mod protocol;

@@ -2,16 +2,20 @@
 //! health endpoints, the demo pages, and graceful shutdown.
 
 use crate::api;
+use crate::cluster::owners::Owners;
+use crate::cluster::redis::RedisBus;
+use crate::cluster::Cluster;
 use crate::config::{Config, ServiceKind, SOCKJS_CLIENT_URL, STOMP_CLIENT_URL};
 use crate::limits;
 use crate::protocol::CloseCode;
 use crate::service::api::Service;
 use crate::service::builtin;
 use crate::service::hub::ServiceHub;
+use crate::service::inbox::Services;
 use crate::service::stomp::demo_login::{self, DemoLogin};
 use crate::transport::{hangup, routes};
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +44,8 @@ pub struct Running {
     api: Option<actix_web::dev::ServerHandle>,
     config: Config,
     ready: Arc<Readiness>,
+    /// This node's link to the others, with `[cluster]`.
+    pub redis: Option<Arc<RedisBus>>,
 }
 
 impl Gateway {
@@ -97,8 +103,21 @@ impl Gateway {
         if config.trim_memory {
             limits::trim::start(budget);
         }
+        let (cluster, redis) = match &config.cluster {
+            None => (Cluster::alone(), None),
+            Some(c) => {
+                let node = c.node_id.clone().unwrap_or_else(random_node_id);
+                let bus = RedisBus::new(c, &node)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                let cluster = Cluster {
+                    bus: bus.clone(),
+                    owners: Some(Arc::new(Owners::new(bus.clone()))),
+                };
+                (cluster, Some(bus))
+            }
+        };
         let mut services = HashMap::new();
-        let mut brokers = Vec::new();
+        let mut brokers = BTreeMap::new();
         for (name, cfg) in &config.services {
             log::info!(
                 "service {name}: max_sessions {}{}",
@@ -118,9 +137,9 @@ impl Gateway {
             let backend = match self.backends.get(name) {
                 Some(b) => b.clone(),
                 None => {
-                    let built = builtin::for_config(cfg, &config.auth);
+                    let built = builtin::for_config(name, cfg, &config.auth, &cluster.bus);
                     if let Some(stomp) = built.stomp {
-                        brokers.push((name.clone(), stomp));
+                        brokers.insert(name.clone(), stomp);
                     }
                     built.service
                 }
@@ -137,7 +156,13 @@ impl Gateway {
             {
                 cfg.forward_headers.push("cookie".into());
             }
-            let hub = ServiceHub::new(cfg, backend, config.trusted_proxies.clone());
+            let hub = ServiceHub::new(
+                name,
+                cfg,
+                backend,
+                config.trusted_proxies.clone(),
+                cluster.clone(),
+            );
             hub.start_heartbeat();
             services.insert(name.clone(), hub);
         }
@@ -231,11 +256,36 @@ impl Gateway {
         server = server.workers(workers).max_connections(per_worker);
         let server = server.bind(&config.listen)?;
         let addrs = server.addrs();
-        let (api, api_addrs) = match api::bind(
-            &config.api,
-            api::routes::Brokers(brokers),
-            config.access_log,
-        )? {
+        if let (Some(bus), Some(c)) = (&redis, &config.cluster) {
+            let advertise = match (&c.advertise, addrs.first()) {
+                (Some(a), _) => a.trim_end_matches('/').to_owned(),
+                (None, Some(a)) if !a.ip().is_unspecified() => format!("http://{a}"),
+                _ => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "cluster.advertise: needed when listening on every address (how other nodes reach this one)",
+                    ))
+                }
+            };
+            log::info!(
+                "cluster: node {} at {advertise}, Redis {}",
+                bus.node,
+                c.redis_url_shown()
+            );
+            let inbox = Services {
+                hubs: services
+                    .iter()
+                    .map(|(n, h)| (n.clone(), h.clone()))
+                    .collect(),
+                brokers: brokers.clone(),
+            };
+            bus.start(Arc::new(inbox), advertise);
+        }
+        let brokers = api::routes::Brokers {
+            list: brokers.into_iter().collect(),
+            bus: cluster.bus.clone(),
+        };
+        let (api, api_addrs) = match api::bind(&config.api, brokers, config.access_log)? {
             Some((api, addrs)) => {
                 let handle = api.handle();
                 actix_web::rt::spawn(api);
@@ -251,8 +301,14 @@ impl Gateway {
             api,
             config,
             ready,
+            redis,
         })
     }
+}
+
+/// A node id for a node not given one: `gw-` and 8 random hex digits.
+fn random_node_id() -> String {
+    format!("gw-{:08x}", rand::random::<u32>())
 }
 
 /// The configured path if it exists; a missing one is logged, not fatal.
@@ -285,6 +341,7 @@ pub struct Shutdown {
     services: Vec<Arc<ServiceHub>>,
     close: CloseCode,
     ready: Arc<Readiness>,
+    redis: Option<Arc<RedisBus>>,
 }
 
 impl Shutdown {
@@ -300,6 +357,9 @@ impl Shutdown {
         if let Some(api) = &self.api {
             actix_web::rt::spawn(api.stop(true));
         }
+        if let Some(bus) = self.redis.clone() {
+            actix_web::rt::spawn(async move { bus.leave().await });
+        }
         self.server.stop(true)
     }
 }
@@ -313,6 +373,7 @@ impl Running {
             services: self.services.values().cloned().collect(),
             close: CloseCode::new(s.close_code, s.close_reason.clone()),
             ready: self.ready.clone(),
+            redis: self.redis.clone(),
         }
     }
 

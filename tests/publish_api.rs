@@ -5,30 +5,11 @@ mod common;
 use common::stomp::*;
 use common::*;
 
-const KEY: &str = "api-key-for-tests-0123";
-
 fn api_config(extra_api: &str) -> String {
     format!(
         "[api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\n{extra_api}\n{}",
         config("")
     )
-}
-
-/// A request to the API with the key.
-async fn api(gw: &Gateway, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let auth = format!("Bearer {KEY}");
-    let r = request(
-        method,
-        &gw.api_url(path),
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        body,
-    )
-    .await;
-    let json = serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{e}: {:?}", r.body));
-    (r.status, json)
 }
 
 #[actix_rt::test]

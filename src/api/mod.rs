@@ -25,7 +25,7 @@ pub fn bind(
     access_log: bool,
 ) -> std::io::Result<Option<(actix_web::dev::Server, Vec<std::net::SocketAddr>)>> {
     let Some(key) = config.key() else {
-        if !brokers.0.is_empty() {
+        if !brokers.list.is_empty() {
             log::info!("api: off, as no [api] key is set (SOCKJS_GATEWAY__API__KEY)");
         }
         return Ok(None);

@@ -1,6 +1,7 @@
 //! The API's endpoints and how their requests are read.
 
 use super::error::ApiError;
+use crate::cluster::{Bus, Presence, State};
 use crate::service::stomp::{Refused, StompService};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -9,8 +10,11 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The `stomp` services the API reaches, by name.
-pub struct Brokers(pub Vec<(String, Arc<StompService>)>);
+/// The `stomp` services the API reaches, by name, and the other nodes.
+pub struct Brokers {
+    pub list: Vec<(String, Arc<StompService>)>,
+    pub bus: Arc<dyn Bus>,
+}
 
 /// The largest request body, from `[api] max_body_bytes`.
 pub struct MaxBody(pub usize);
@@ -19,7 +23,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/publish").route(web::post().to(publish)))
         .service(resource("/api/users/{user}/send").route(web::post().to(send_to_user)))
         .service(resource("/api/users/{user}/disconnect").route(web::post().to(disconnect_user)))
-        .service(resource("/api/destinations").route(web::get().to(destinations)));
+        .service(resource("/api/users/{user}").route(web::get().to(user)))
+        .service(resource("/api/destinations").route(web::get().to(destinations)))
+        .service(resource("/api/cluster").route(web::get().to(cluster)));
 }
 
 /// A resource whose other methods get 405 with a JSON body.
@@ -40,9 +46,11 @@ async fn publish(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let req = Publication::read(payload, max.0).await?;
-    brokers.deliver(&req, |b| {
-        b.publish(&req.destination, &req.headers, &req.body)
-    })
+    brokers.deliver(
+        &req,
+        |b| b.publish(&req.destination, &req.headers, &req.body),
+        |peer, service| peer.subscribers(service, &req.destination),
+    )
 }
 
 /// `POST /api/users/{user}/send`: to every session of `user` subscribed to
@@ -54,9 +62,16 @@ async fn send_to_user(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let req = Publication::read(payload, max.0).await?;
-    brokers.deliver(&req, |b| {
-        b.send_to_user(&user, &req.destination, &req.headers, &req.body)
-    })
+    // How the other nodes list this user's queue: /user/NAME/queue/...
+    let shown = format!(
+        "/user/{user}{}",
+        req.destination.strip_prefix("/user").unwrap_or("")
+    );
+    brokers.deliver(
+        &req,
+        |b| b.send_to_user(&user, &req.destination, &req.headers, &req.body),
+        |peer, service| peer.subscribers(service, &shown),
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -65,17 +80,59 @@ struct ServiceQuery {
 }
 
 /// `POST /api/users/{user}/disconnect`: ends every session of `user` (on
-/// logout, say); answers `{"disconnected": N}`.
+/// logout, say), on every node; answers `{"disconnected": N}`.
 async fn disconnect_user(
     brokers: web::Data<Brokers>,
     user: web::Path<String>,
     query: web::Query<ServiceQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let peers = brokers.bus.peers();
     let mut disconnected = 0;
-    for b in brokers.pick(query.service.as_deref())? {
+    for (name, b) in brokers.pick(query.service.as_deref())? {
         disconnected += b.disconnect_user(&user);
+        disconnected += peers
+            .iter()
+            .map(|p| p.user_sessions(name, &user))
+            .sum::<usize>();
     }
-    Ok(HttpResponse::Ok().json(json!({ "disconnected": disconnected })))
+    Ok(brokers.answer(json!({ "disconnected": disconnected })))
+}
+
+/// `GET /api/users/{user}`: how many sessions `user` has signed in, on
+/// every node: `{"user", "sessions"}`.
+async fn user(
+    brokers: web::Data<Brokers>,
+    user: web::Path<String>,
+    query: web::Query<ServiceQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let peers = brokers.bus.peers();
+    let mut sessions = 0;
+    for (name, b) in brokers.pick(query.service.as_deref())? {
+        sessions += b.user_sessions(&user);
+        sessions += peers
+            .iter()
+            .map(|p| p.user_sessions(name, &user))
+            .sum::<usize>();
+    }
+    Ok(brokers.answer(json!({ "user": user.as_str(), "sessions": sessions })))
+}
+
+/// `GET /api/cluster`: this node's link to the others and the live nodes:
+/// `{"state": "alone" | "up" | "degraded", "nodes": [...]}`.
+async fn cluster(brokers: web::Data<Brokers>) -> HttpResponse {
+    let nodes: Vec<Value> = brokers
+        .bus
+        .peers()
+        .iter()
+        .map(|p| {
+            let sessions: usize = p.services.values().map(|s| s.sessions).sum();
+            json!({ "node": p.node, "advertise": p.advertise, "sessions": sessions })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "state": brokers.bus.state().name(),
+        "other_nodes": nodes,
+    }))
 }
 
 #[derive(serde::Deserialize)]
@@ -91,46 +148,72 @@ async fn destinations(
     brokers: web::Data<Brokers>,
     query: web::Query<DestinationsQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let peers = brokers.bus.peers();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for b in brokers.pick(query.service.as_deref())? {
+    for (name, b) in brokers.pick(query.service.as_deref())? {
         for (d, n) in b.destinations(&query.prefix) {
             *counts.entry(d).or_default() += n;
+        }
+        for service in peers.iter().filter_map(|p| p.services.get(name)) {
+            for (d, n) in &service.destinations {
+                if d.starts_with(&query.prefix) {
+                    *counts.entry(d.clone()).or_default() += n;
+                }
+            }
         }
     }
     let list: Vec<Value> = counts
         .into_iter()
         .map(|(d, n)| json!({ "destination": d, "subscribers": n }))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "destinations": list })))
+    Ok(brokers.answer(json!({ "destinations": list })))
 }
 
 impl Brokers {
-    /// `{"delivered": N}`: what `one` delivered through each service the
-    /// request names, summed.
+    /// `{"delivered": N}`: what `one` delivered here through each service
+    /// the request names, plus the other nodes' subscribers as `there`
+    /// counts them in their last presence.
     fn deliver(
         &self,
         req: &Publication,
         one: impl Fn(&StompService) -> Result<usize, Refused>,
+        there: impl Fn(&Presence, &str) -> usize,
     ) -> Result<HttpResponse, ApiError> {
+        let peers = self.bus.peers();
         let mut delivered = 0;
-        for b in self.pick(req.service.as_deref())? {
+        for (name, b) in self.pick(req.service.as_deref())? {
             delivered += one(b).map_err(|r| ApiError::bad_field(r.field, r.why))?;
+            delivered += peers.iter().map(|p| there(p, name)).sum::<usize>();
         }
-        Ok(HttpResponse::Ok().json(json!({ "delivered": delivered })))
+        Ok(self.answer(json!({ "delivered": delivered })))
+    }
+
+    /// 200 with `body`, and the cluster's state when there is one: a
+    /// degraded cluster counted (and reached) this node only.
+    fn answer(&self, mut body: Value) -> HttpResponse {
+        let state = self.bus.state();
+        if state != State::Alone {
+            body["cluster"] = json!(state.name());
+        }
+        HttpResponse::Ok().json(body)
     }
 
     /// The service named `name`, or all of them.
-    fn pick(&self, name: Option<&str>) -> Result<Vec<&StompService>, ApiError> {
-        if self.0.is_empty() {
+    fn pick(&self, name: Option<&str>) -> Result<Vec<(&str, &StompService)>, ApiError> {
+        if self.list.is_empty() {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "no service of kind \"stomp\" is configured",
             ));
         }
         match name {
-            None => Ok(self.0.iter().map(|(_, b)| b.as_ref()).collect()),
-            Some(name) => match self.0.iter().find(|(n, _)| n == name) {
-                Some((_, b)) => Ok(vec![b.as_ref()]),
+            None => Ok(self
+                .list
+                .iter()
+                .map(|(n, b)| (n.as_str(), b.as_ref()))
+                .collect()),
+            Some(name) => match self.list.iter().find(|(n, _)| n == name) {
+                Some((n, b)) => Ok(vec![(n.as_str(), b.as_ref())]),
                 None => Err(ApiError {
                     status: StatusCode::NOT_FOUND,
                     message: format!("service: no stomp service is named {name:?}"),

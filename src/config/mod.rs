@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub mod cluster;
 pub mod env;
 pub mod list;
 pub mod prefix;
@@ -74,6 +75,10 @@ pub struct Config {
     /// The HTTP publish API for backends ([`crate::api`]).
     #[serde(default)]
     pub api: ApiConfig,
+    /// Many nodes on one Redis ([`crate::cluster`]); none: this process
+    /// alone.
+    #[serde(default)]
+    pub cluster: Option<cluster::ClusterConfig>,
     /// Mounted services by name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
@@ -739,6 +744,9 @@ impl Config {
         }
         if let Some(url) = &self.auth.connect_webhook {
             webhook_url::check(url).map_err(|e| format!("auth.connect_webhook: {e}"))?;
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
         }
         if self.services.is_empty() {
             return Err("services: no service is configured".into());

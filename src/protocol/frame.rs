@@ -77,6 +77,11 @@ impl CloseCode {
     pub fn message_too_big() -> Self {
         CloseCode::new(1009, "Message too big")
     }
+    /// An HTTP session whose node is gone (killed, or left the cluster):
+    /// what another node answers for it.
+    pub fn node_gone() -> Self {
+        CloseCode::new(4503, "The node holding this session is gone")
+    }
     pub fn frame(&self) -> String {
         Frame::Close(self.code, &self.reason).encode()
     }

@@ -1,5 +1,6 @@
 //! The services that can be mounted from configuration alone.
 
+use crate::cluster::Bus;
 use crate::config::{AuthConfig, ServiceConfig, ServiceKind};
 use crate::service::api::{Handler, Service, SessionCtx, SessionInfo};
 use crate::service::proxy::ProxyService;
@@ -14,8 +15,13 @@ pub struct Builtin {
     pub stomp: Option<Arc<StompService>>,
 }
 
-/// The backend for a configured service's `kind`.
-pub fn for_config(config: &ServiceConfig, auth: &AuthConfig) -> Builtin {
+/// The backend for service `name`'s `kind`.
+pub fn for_config(
+    name: &str,
+    config: &ServiceConfig,
+    auth: &AuthConfig,
+    bus: &Arc<dyn Bus>,
+) -> Builtin {
     let service: Arc<dyn Service> = match config.kind {
         ServiceKind::Echo => Arc::new(Echo),
         ServiceKind::Close => Arc::new(CloseAtOnce),
@@ -23,7 +29,7 @@ pub fn for_config(config: &ServiceConfig, auth: &AuthConfig) -> Builtin {
         ServiceKind::Broadcast => Arc::new(Broadcast),
         ServiceKind::Proxy => Arc::new(ProxyService::new(config)),
         ServiceKind::Stomp => {
-            let stomp = Arc::new(StompService::new(config, auth));
+            let stomp = Arc::new(StompService::new(name, config, auth, bus.clone()));
             return Builtin {
                 service: stomp.clone(),
                 stomp: Some(stomp),

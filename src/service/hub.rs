@@ -1,5 +1,6 @@
 //! One mounted service: its configuration, its backend and its sessions.
 
+use crate::cluster::{Cluster, Event};
 use crate::config::ServiceConfig;
 use crate::protocol::{CloseCode, Message};
 use crate::service::api::CloseReason;
@@ -9,6 +10,9 @@ use crate::session::registry::Registry;
 use std::sync::Arc;
 
 pub struct ServiceHub {
+    /// The service's name in the configuration (`[services.NAME]`): how
+    /// the nodes of a cluster name it to each other.
+    pub name: Arc<str>,
     pub config: ServiceConfig,
     /// `config.prefix`, shared with every session's info.
     pub prefix: Arc<str>,
@@ -18,13 +22,17 @@ pub struct ServiceHub {
     pub forward_headers: Vec<Arc<str>>,
     pub backend: Arc<dyn Service>,
     pub registry: Registry,
+    /// The other nodes, if any.
+    pub cluster: Cluster,
 }
 
 impl ServiceHub {
     pub fn new(
+        name: &str,
         config: ServiceConfig,
         backend: Arc<dyn Service>,
         trusted_proxies: Vec<ipnet::IpNet>,
+        cluster: Cluster,
     ) -> Arc<Self> {
         let registry = Registry::new(config.max_sessions());
         let prefix = config.prefix.as_str().into();
@@ -34,21 +42,42 @@ impl ServiceHub {
             .map(|h| h.to_ascii_lowercase().into())
             .collect();
         Arc::new(ServiceHub {
+            name: name.into(),
             config,
             prefix,
             trusted_proxies,
             forward_headers,
             backend,
             registry,
+            cluster,
         })
     }
 
-    /// Sends a message to every open session of this service, whatever
-    /// transport each uses. The message is shared, not copied, per session.
+    /// Sends a message to every open session of this service, on every
+    /// node, whatever transport each uses. The message is shared, not
+    /// copied, per session.
     pub fn broadcast(&self, message: impl Into<Arc<str>>) {
         let message = message.into();
+        self.deliver_broadcast(message.clone());
+        self.cluster.bus.publish(Event::Broadcast {
+            service: self.name.to_string(),
+            text: message.to_string(),
+        });
+    }
+
+    /// A broadcast to this node's sessions only (one from another node).
+    pub fn deliver_broadcast(&self, message: Arc<str>) {
         self.registry
             .for_each(|addr| addr.do_send(Push(Message::Text(message.clone()))));
+    }
+
+    /// Forgets a session that ended: here, and as its owner in the cluster.
+    pub fn forget(&self, sid: Option<&str>, key: u64) {
+        if self.registry.remove(sid, key) {
+            if let (Some(sid), Some(owners)) = (sid, &self.cluster.owners) {
+                owners.release(&self.name, sid);
+            }
+        }
     }
 
     /// Starts the service's heartbeat: every `heartbeat_delay`, each session

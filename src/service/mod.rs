@@ -3,5 +3,6 @@
 pub mod api;
 pub mod builtin;
 pub mod hub;
+pub mod inbox;
 pub mod proxy;
 pub mod stomp;

@@ -395,7 +395,7 @@ impl SessionActor {
         }
         self.expired = true;
         self.close_with(CloseReason::TimedOut);
-        self.hub.registry.remove(self.sid.as_deref(), self.key);
+        self.hub.forget(self.sid.as_deref(), self.key);
         ctx.stop();
     }
 }
@@ -413,7 +413,7 @@ impl Actor for SessionActor {
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         // Covers stops not initiated by `expire` (e.g. the system shutting down).
-        self.hub.registry.remove(self.sid.as_deref(), self.key);
+        self.hub.forget(self.sid.as_deref(), self.key);
         self.close_with(CloseReason::TimedOut);
     }
 }

@@ -93,12 +93,13 @@ impl Registry {
     }
 
     /// Forgets a session; only the entry that `key` owns is removed, so a newer
-    /// session that reused the SockJS id is left alone.
-    pub fn remove(&self, sid: Option<&str>, key: u64) {
-        if let Some(sid) = sid {
-            self.by_sid.remove_if(sid, |_, (k, _)| *k == key);
-        }
+    /// session that reused the SockJS id is left alone. Whether `sid` was
+    /// this session's until now.
+    pub fn remove(&self, sid: Option<&str>, key: u64) -> bool {
+        let had_sid =
+            sid.is_some_and(|sid| self.by_sid.remove_if(sid, |_, (k, _)| *k == key).is_some());
         self.all.remove(&key);
+        had_sid
     }
 
     /// Calls `f` for every live session.

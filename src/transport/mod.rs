@@ -3,6 +3,7 @@
 
 pub mod binding;
 pub mod client_addr;
+pub mod forward;
 pub mod hangup;
 pub mod headers;
 pub mod pages;

@@ -1,10 +1,13 @@
 //! Attaching an HTTP response (poll or stream) to a session as its receiver.
 
+use crate::cluster::owners::Owner;
+use crate::protocol::{CloseCode, Frame};
 use crate::service::api::{CloseReason, SessionInfo};
 use crate::service::hub::ServiceHub;
 use crate::session::actor::{Attach, Detach, SessionActor};
 use crate::session::receiver::{self, Outgoing, ReceiverKind, ReceiverRx};
 use crate::transport::client_addr::{client_addr, is_trusted};
+use crate::transport::forward;
 use crate::transport::hangup::{self, HangupGuard};
 use crate::transport::headers;
 use actix::{Actor, Addr};
@@ -70,7 +73,9 @@ pub fn start_session_with(
 }
 
 /// Finds or makes session `sid` and attaches a receiver of `kind` to it.
-/// The body ends when the session lets the receiver go.
+/// The body ends when the session lets the receiver go. In a cluster, a
+/// session another node holds is answered by that node (the `Err` answer),
+/// and one whose node is gone gets a close frame at once.
 pub async fn attach(
     req: &HttpRequest,
     hub: &Arc<ServiceHub>,
@@ -78,6 +83,23 @@ pub async fn attach(
     kind: impl Fn() -> ReceiverKind,
     prelude: Option<String>,
 ) -> Result<ReceiverBody, HttpResponse> {
+    if let Some(owners) = &hub.cluster.owners {
+        if hub.registry.get(sid).is_none() && !forward::is_forwarded(req) {
+            let gone = match owners.locate(&hub.name, sid, true).await {
+                Owner::Here | Owner::Unknown => false,
+                Owner::Gone => true,
+                Owner::Elsewhere(url) => {
+                    match forward::forward(req, hub, owners, &url, Bytes::new()).await {
+                        Ok(resp) => return Err(resp),
+                        Err(forward::Failed::Unreachable) => true,
+                    }
+                }
+            };
+            if gone {
+                return Ok(closed(kind(), prelude, &CloseCode::node_gone()));
+            }
+        }
+    }
     // A session that expires between lookup and attach has a closed mailbox;
     // the retry then finds the id free and makes a fresh session.
     for _ in 0..2 {
@@ -104,6 +126,18 @@ pub async fn attach(
         });
     }
     Err(headers::service_unavailable())
+}
+
+/// A body that says only `close` (after the prelude), for a session that
+/// cannot be reached.
+fn closed(kind: ReceiverKind, prelude: Option<String>, close: &CloseCode) -> ReceiverBody {
+    let (mut receiver, rx) = receiver::channel(kind);
+    receiver.deliver(Frame::Close(close.code, &close.reason));
+    ReceiverBody {
+        prelude: prelude.map(Bytes::from),
+        rx,
+        _hangup: None,
+    }
 }
 
 /// Request headers passed to backends: none that carry credentials.

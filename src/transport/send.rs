@@ -1,12 +1,14 @@
 //! Client-to-server sends of the HTTP transports: `xhr_send` (JSON array
 //! body) and `jsonp_send` (form field `d`, or a plain body).
 
+use crate::cluster::owners::Owner;
 use crate::protocol::payload::{decode_messages, form_field, PayloadError};
 use crate::service::hub::ServiceHub;
 use crate::session::actor::Incoming;
+use crate::transport::forward;
 use crate::transport::headers::{self, Origin, TEXT_PLAIN};
 use actix_web::http::header;
-use actix_web::web::{BytesMut, Payload};
+use actix_web::web::{Bytes, BytesMut, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -58,13 +60,14 @@ async fn send(
     reply: Reply,
     form: bool,
 ) -> HttpResponse {
-    let Some(addr) = hub.registry.get(sid) else {
-        return headers::not_found();
-    };
+    let local = hub.registry.get(sid);
     let limit = hub.config.max_message_bytes;
     let raw = match read_body(req, body, limit).await {
         Ok(b) => b,
         Err(resp) => return resp,
+    };
+    let Some(addr) = local else {
+        return elsewhere(req, hub, sid, raw.freeze()).await;
     };
     let payload: Vec<u8> = if form {
         form_field(&raw, "d").unwrap_or_default()
@@ -93,6 +96,21 @@ async fn send(
         Reply::NoContent => b.finish(),
         Reply::Ok => b.body("ok"),
     }
+}
+
+/// A send for a session not held here: to the node that holds it, in a
+/// cluster; else 404, as for any unknown session.
+async fn elsewhere(req: &HttpRequest, hub: &ServiceHub, sid: &str, body: Bytes) -> HttpResponse {
+    if let Some(owners) = &hub.cluster.owners {
+        if !forward::is_forwarded(req) {
+            if let Owner::Elsewhere(url) = owners.locate(&hub.name, sid, false).await {
+                if let Ok(resp) = forward::forward(req, hub, owners, &url, body).await {
+                    return resp;
+                }
+            }
+        }
+    }
+    headers::not_found()
 }
 
 /// Reads a request body of at most `limit` bytes, else answers 413.

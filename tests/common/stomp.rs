@@ -5,6 +5,26 @@ use super::*;
 
 pub const SECRET: &str = "test-secret-for-stomp";
 
+/// The HTTP API's key in tests.
+pub const KEY: &str = "api-key-for-tests-0123";
+
+/// A request to the API with the key.
+pub async fn api(gw: &Gateway, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let auth = format!("Bearer {KEY}");
+    let r = request(
+        method,
+        &gw.api_url(path),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    )
+    .await;
+    let json = serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{e}: {:?}", r.body));
+    (r.status, json)
+}
+
 pub fn config(extra: &str) -> String {
     format!(
         "[auth]\nanonymous = true\njwt_secret = \"{SECRET}\"\njwt_audience = \"gw\"\n\

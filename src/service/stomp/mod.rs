@@ -17,6 +17,7 @@ pub mod topics;
 pub mod users;
 pub mod webhook;
 
+use crate::cluster::{Bus, Event, State};
 use crate::config::{AuthConfig, ServiceConfig};
 use crate::service::api::{Handler, Service, SessionInfo};
 use std::sync::Arc;
@@ -27,6 +28,9 @@ pub struct StompService {
 }
 
 pub(crate) struct Shared {
+    /// The service's name, as the nodes of a cluster name it.
+    pub(crate) service: String,
+    pub(crate) bus: Arc<dyn Bus>,
     pub(crate) subscribe: Vec<String>,
     pub(crate) send: Vec<String>,
     pub(crate) limits: frame::Limits,
@@ -42,7 +46,12 @@ pub(crate) struct Shared {
 }
 
 impl StompService {
-    pub fn new(config: &ServiceConfig, auth_config: &AuthConfig) -> StompService {
+    pub fn new(
+        name: &str,
+        config: &ServiceConfig,
+        auth_config: &AuthConfig,
+        bus: Arc<dyn Bus>,
+    ) -> StompService {
         // Checked at start (`Config::validate`); a key file gone since then
         // leaves a service that refuses every CONNECT, and says why.
         let auth = auth::Verifier::new(auth_config).unwrap_or_else(|e| {
@@ -51,6 +60,8 @@ impl StompService {
         });
         StompService {
             shared: Arc::new(Shared {
+                service: name.to_owned(),
+                bus,
                 subscribe: config.subscribe.clone(),
                 send: config.send.clone(),
                 limits: frame::Limits {
@@ -105,10 +116,7 @@ impl StompService {
             ));
         }
         check_headers(headers)?;
-        Ok(self
-            .shared
-            .topics
-            .publish(destination, destination, headers, body))
+        Ok(self.shared.publish(destination, destination, headers, body))
     }
 
     /// Sends `body` to every session of `user` subscribed to
@@ -128,7 +136,7 @@ impl StompService {
             ));
         }
         check_headers(headers)?;
-        Ok(self.shared.topics.publish(
+        Ok(self.shared.publish(
             &topics::user_key(user, destination),
             destination,
             headers,
@@ -136,16 +144,82 @@ impl StompService {
         ))
     }
 
-    /// Ends every session of `user`; returns how many.
+    /// Ends every session of `user`, on every node; returns how many here.
     pub fn disconnect_user(&self, user: &str) -> usize {
-        self.shared
-            .users
-            .disconnect(user, "Disconnected by the server")
+        let message = "Disconnected by the server";
+        if self.shared.bus.state() != State::Alone {
+            self.shared.bus.publish(Event::DisconnectUser {
+                service: self.shared.service.clone(),
+                user: user.to_owned(),
+                message: message.to_owned(),
+            });
+        }
+        self.shared.users.disconnect(user, message)
     }
 
-    /// Subscriber counts by destination, for destinations under `prefix`.
+    /// Subscriber counts here by destination, for destinations under
+    /// `prefix`.
     pub fn destinations(&self, prefix: &str) -> Vec<(String, usize)> {
         self.shared.topics.destinations(prefix)
+    }
+
+    /// Sessions of `user` here.
+    pub fn user_sessions(&self, user: &str) -> usize {
+        self.shared.users.count(user)
+    }
+
+    /// What this node holds, for the other nodes' counts.
+    pub fn presence(&self, sessions: usize) -> crate::cluster::presence::ServicePresence {
+        crate::cluster::presence::ServicePresence {
+            sessions,
+            destinations: self.destinations("").into_iter().collect(),
+            users: self.shared.users.counts(),
+        }
+    }
+
+    /// Another node's publication, to this node's subscribers.
+    pub fn deliver(&self, event: Event) {
+        match event {
+            Event::Publish {
+                key,
+                destination,
+                headers,
+                body,
+                ..
+            } => {
+                self.shared
+                    .topics
+                    .publish(&key, &destination, &headers, &body);
+            }
+            Event::DisconnectUser { user, message, .. } => {
+                self.shared.users.disconnect(&user, &message);
+            }
+            Event::Broadcast { .. } => {}
+        }
+    }
+}
+
+impl Shared {
+    /// Sends a MESSAGE to the subscribers of `key` on every node; returns
+    /// how many here.
+    pub(crate) fn publish(
+        &self,
+        key: &str,
+        destination: &str,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> usize {
+        let here = self.topics.publish(key, destination, headers, body);
+        if self.bus.state() != State::Alone {
+            self.bus.publish(Event::Publish {
+                service: self.service.clone(),
+                key: key.to_owned(),
+                destination: destination.to_owned(),
+                headers: headers.to_vec(),
+                body: body.to_owned(),
+            });
+        }
+        here
     }
 }
 

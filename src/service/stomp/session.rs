@@ -393,7 +393,6 @@ impl StompSession {
             .unwrap_or_default();
         if destination.starts_with("/topic/") {
             self.shared
-                .topics
                 .publish(destination, destination, &headers, &f.body);
             return Ok(Step::Done);
         }
@@ -405,7 +404,6 @@ impl StompSession {
         {
             let shown = format!("/user/{rest}");
             self.shared
-                .topics
                 .publish(&user_key(user, &shown), &shown, &headers, &f.body);
             return Ok(Step::Done);
         }

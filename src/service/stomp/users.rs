@@ -58,6 +58,19 @@ impl Users {
         members.len()
     }
 
+    /// Sessions of `user`.
+    pub fn count(&self, user: &str) -> usize {
+        self.lock().get(user).map_or(0, Vec::len)
+    }
+
+    /// Sessions by user.
+    pub fn counts(&self) -> std::collections::BTreeMap<String, usize> {
+        self.lock()
+            .iter()
+            .map(|(user, members)| (user.clone(), members.len()))
+            .collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Member>>> {
         self.by_name.lock().unwrap_or_else(|e| e.into_inner())
     }

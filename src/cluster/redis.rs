@@ -1,0 +1,349 @@
+//! The Redis bus: events on one pub/sub channel, and one command connection
+//! for publishing, presence and session owners. Both are made again, with
+//! a growing pause, whenever either fails.
+//!
+//! Keys, under `namespace` (`sockjs-gateway` by default):
+//! - `NS:events`: the channel every node publishes to and reads;
+//! - `NS:nodes`: the set of node ids; `NS:node:ID`: that node's
+//!   [`Presence`] as JSON, expiring after three `presence_interval`s;
+//! - `NS:session:SERVICE:SID`: the node holding an HTTP session
+//!   ([`super::owners`]).
+
+use super::{event, Bus, Event, Inbox, Presence, State};
+use crate::config::cluster::ClusterConfig;
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Pauses between reconnection attempts: doubling from the first to the
+/// last, so a restarted Redis is found again within the last.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_LAST: Duration = Duration::from_secs(2);
+/// Events sent to Redis in one pipeline at most.
+const BATCH: usize = 256;
+
+/// Counts since start, for logs and metrics.
+#[derive(Default)]
+pub struct Counts {
+    /// Events handed to Redis.
+    pub published: AtomicU64,
+    /// Other nodes' events delivered here.
+    pub received: AtomicU64,
+    /// Events that reached this node's clients only: Redis was down, or
+    /// the queue to it was full.
+    pub dropped: AtomicU64,
+}
+
+pub struct RedisBus {
+    pub node: Arc<str>,
+    /// Set at [`RedisBus::start`], once the listener is bound.
+    advertise: std::sync::OnceLock<String>,
+    config: ClusterConfig,
+    client: redis::Client,
+    channel: String,
+    /// The command connection while Redis is up.
+    conn: RwLock<Option<MultiplexedConnection>>,
+    up: AtomicBool,
+    queue: mpsc::Sender<Event>,
+    queue_rx: Mutex<Option<mpsc::Receiver<Event>>>,
+    peers: RwLock<Arc<Vec<Presence>>>,
+    pub counts: Counts,
+}
+
+impl RedisBus {
+    /// A bus for `node`; nothing runs until [`RedisBus::start`].
+    pub fn new(config: &ClusterConfig, node: &str) -> Result<Arc<RedisBus>, String> {
+        let client = redis::Client::open(config.redis_url.as_str())
+            .map_err(|e| format!("cluster.redis_url {}: {e}", config.redis_url_shown()))?;
+        let (queue, rx) = mpsc::channel(config.max_pending_publishes);
+        Ok(Arc::new(RedisBus {
+            node: node.into(),
+            advertise: Default::default(),
+            channel: format!("{}:events", config.namespace),
+            config: config.clone(),
+            client,
+            conn: RwLock::new(None),
+            up: AtomicBool::new(false),
+            queue,
+            queue_rx: Mutex::new(Some(rx)),
+            peers: RwLock::default(),
+            counts: Counts::default(),
+        }))
+    }
+
+    /// Connects and keeps connecting, delivering the other nodes' events to
+    /// `inbox`; the others reach this node at `advertise`. Runs on the
+    /// current actix arbiter.
+    pub fn start(self: &Arc<Self>, inbox: Arc<dyn Inbox>, advertise: String) {
+        let _ = self.advertise.set(advertise);
+        let rx = self
+            .queue_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(rx) = rx {
+            actix_web::rt::spawn(self.clone().publisher(rx));
+            actix_web::rt::spawn(self.clone().link(inbox));
+        }
+    }
+
+    /// The command connection, while Redis is up.
+    pub fn connection(&self) -> Option<MultiplexedConnection> {
+        self.conn.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// `NS:rest`.
+    pub fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.config.namespace)
+    }
+
+    /// A live node's presence: from the last read, or from Redis for a node
+    /// that joined since.
+    pub async fn find_peer(&self, node: &str) -> Option<Presence> {
+        if let Some(p) = self.peers().iter().find(|p| p.node == node) {
+            return Some(p.clone());
+        }
+        let mut conn = self.connection()?;
+        let json: Option<String> = tokio::time::timeout(
+            self.config.request_timeout(),
+            redis::cmd("GET")
+                .arg(self.key(&format!("node:{node}")))
+                .query_async(&mut conn),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        serde_json::from_str(&json?).ok()
+    }
+
+    /// Leaves the cluster at shutdown: the others stop forwarding here at
+    /// once instead of after the presence expires.
+    pub async fn leave(&self) {
+        let Some(mut conn) = self.connection() else {
+            return;
+        };
+        let _ = tokio::time::timeout(
+            self.config.request_timeout(),
+            redis::pipe()
+                .cmd("DEL")
+                .arg(self.key(&format!("node:{}", self.node)))
+                .ignore()
+                .cmd("SREM")
+                .arg(self.key("nodes"))
+                .arg(&*self.node)
+                .ignore()
+                .query_async::<()>(&mut conn),
+        )
+        .await;
+    }
+
+    async fn link(self: Arc<Self>, inbox: Arc<dyn Inbox>) {
+        let mut pause = RETRY_FIRST;
+        let mut failing = false;
+        loop {
+            match tokio::time::timeout(self.config.request_timeout(), self.connect()).await {
+                Ok(Ok((conn, pubsub))) => {
+                    log::info!(
+                        "cluster: node {} connected to Redis at {}",
+                        self.node,
+                        self.config.redis_url_shown()
+                    );
+                    failing = false;
+                    pause = RETRY_FIRST;
+                    *self.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+                    self.up.store(true, Ordering::Release);
+                    let why = self.connected(conn, pubsub, &*inbox).await;
+                    self.up.store(false, Ordering::Release);
+                    *self.conn.write().unwrap_or_else(|e| e.into_inner()) = None;
+                    *self.peers.write().unwrap_or_else(|e| e.into_inner()) = Arc::default();
+                    log::warn!(
+                        "cluster: lost Redis ({why}); publications reach this node's clients only until it is back"
+                    );
+                }
+                Ok(Err(e)) if !failing => {
+                    log::warn!(
+                        "cluster: cannot reach Redis at {}: {e}; retrying",
+                        self.config.redis_url_shown()
+                    );
+                    failing = true;
+                }
+                Err(_) if !failing => {
+                    log::warn!(
+                        "cluster: Redis at {} did not answer within {:?}; retrying",
+                        self.config.redis_url_shown(),
+                        self.config.request_timeout()
+                    );
+                    failing = true;
+                }
+                _ => {}
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_LAST);
+        }
+    }
+
+    async fn connect(&self) -> redis::RedisResult<(MultiplexedConnection, redis::aio::PubSub)> {
+        let conn = self.client.get_multiplexed_async_connection().await?;
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(&self.channel).await?;
+        Ok((conn, pubsub))
+    }
+
+    /// Reads events and writes presence until the connection fails; returns
+    /// why.
+    async fn connected(
+        &self,
+        mut conn: MultiplexedConnection,
+        mut pubsub: redis::aio::PubSub,
+        inbox: &dyn Inbox,
+    ) -> String {
+        let mut messages = pubsub.on_message();
+        let mut tick = tokio::time::interval(self.config.presence_interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = messages.next() => match msg {
+                    None => return "the subscription ended".into(),
+                    Some(msg) => self.receive(msg.get_payload_bytes(), inbox),
+                },
+                _ = tick.tick() => {
+                    let write = self.exchange_presence(&mut conn, inbox);
+                    match tokio::time::timeout(self.config.request_timeout(), write).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return e.to_string(),
+                        Err(_) => return format!("no answer within {:?}", self.config.request_timeout()),
+                    }
+                }
+            }
+        }
+    }
+
+    fn receive(&self, payload: &[u8], inbox: &dyn Inbox) {
+        match event::decode(payload) {
+            Ok((node, _)) if *node == *self.node => {}
+            Ok((_, event)) => {
+                self.counts.received.fetch_add(1, Ordering::Relaxed);
+                inbox.deliver(event);
+            }
+            Err(e) => log::warn!(
+                "cluster: an event that is not ours on {}: {e}",
+                self.channel
+            ),
+        }
+    }
+
+    /// Writes this node's presence and reads every other live node's.
+    async fn exchange_presence(
+        &self,
+        conn: &mut MultiplexedConnection,
+        inbox: &dyn Inbox,
+    ) -> redis::RedisResult<()> {
+        let mut me = inbox.presence();
+        me.node = self.node.to_string();
+        me.advertise = self.advertise.get().cloned();
+        let json = serde_json::to_string(&me).expect("presence serializes");
+        let ttl_ms = (self.config.presence_interval * 3000.0).ceil() as u64;
+        let nodes_key = self.key("nodes");
+        let (members,): (Vec<String>,) = redis::pipe()
+            .cmd("SET")
+            .arg(self.key(&format!("node:{}", self.node)))
+            .arg(json)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore()
+            .cmd("SADD")
+            .arg(&nodes_key)
+            .arg(&*self.node)
+            .ignore()
+            .cmd("SMEMBERS")
+            .arg(&nodes_key)
+            .query_async(conn)
+            .await?;
+        let others: Vec<String> = members.into_iter().filter(|m| *m != *self.node).collect();
+        let mut peers = Vec::with_capacity(others.len());
+        if !others.is_empty() {
+            let keys: Vec<String> = others
+                .iter()
+                .map(|n| self.key(&format!("node:{n}")))
+                .collect();
+            let values: Vec<Option<String>> =
+                redis::cmd("MGET").arg(&keys).query_async(conn).await?;
+            let mut gone = Vec::new();
+            for (node, value) in others.iter().zip(values) {
+                match value.and_then(|v| serde_json::from_str::<Presence>(&v).ok()) {
+                    Some(p) => peers.push(p),
+                    None => gone.push(node.clone()),
+                }
+            }
+            if !gone.is_empty() {
+                redis::cmd("SREM")
+                    .arg(&nodes_key)
+                    .arg(&gone)
+                    .query_async::<()>(conn)
+                    .await?;
+            }
+        }
+        *self.peers.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(peers);
+        Ok(())
+    }
+
+    async fn publisher(self: Arc<Self>, mut rx: mpsc::Receiver<Event>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        while rx.recv_many(&mut batch, BATCH).await > 0 {
+            let n = batch.len() as u64;
+            let sent = match self.connection() {
+                Some(mut conn) => {
+                    let mut pipe = redis::pipe();
+                    for e in batch.drain(..) {
+                        pipe.cmd("PUBLISH")
+                            .arg(&self.channel)
+                            .arg(event::encode(&self.node, e))
+                            .ignore();
+                    }
+                    let send = pipe.query_async::<()>(&mut conn);
+                    matches!(
+                        tokio::time::timeout(self.config.request_timeout(), send).await,
+                        Ok(Ok(()))
+                    )
+                }
+                None => false,
+            };
+            batch.clear();
+            let count = if sent {
+                &self.counts.published
+            } else {
+                &self.counts.dropped
+            };
+            count.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Bus for RedisBus {
+    fn publish(&self, event: Event) {
+        // While Redis is down, events are not kept for later: a late copy
+        // after the outage would arrive out of order with newer ones.
+        if !self.up.load(Ordering::Acquire) || self.queue.try_send(event).is_err() {
+            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn state(&self) -> State {
+        if self.up.load(Ordering::Acquire) {
+            State::Up
+        } else {
+            State::Degraded
+        }
+    }
+
+    fn peers(&self) -> Arc<Vec<Presence>> {
+        self.peers.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

@@ -1,0 +1,53 @@
+//! This node's services as the other nodes see them: where their events
+//! are delivered, and what this node reports of itself (its presence).
+
+use crate::cluster::presence::ServicePresence;
+use crate::cluster::{Event, Inbox, Presence};
+use crate::service::hub::ServiceHub;
+use crate::service::stomp::StompService;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub struct Services {
+    pub hubs: BTreeMap<String, Arc<ServiceHub>>,
+    pub brokers: BTreeMap<String, Arc<StompService>>,
+}
+
+impl Inbox for Services {
+    fn deliver(&self, event: Event) {
+        match &event {
+            Event::Broadcast { service, text } => match self.hubs.get(service) {
+                Some(hub) => hub.deliver_broadcast(text.as_str().into()),
+                None => log::debug!("cluster: a broadcast for {service:?}, not mounted here"),
+            },
+            Event::Publish { service, .. } | Event::DisconnectUser { service, .. } => {
+                match self.brokers.get(service) {
+                    Some(broker) => broker.deliver(event),
+                    None => log::debug!("cluster: a STOMP event for {service:?}, not mounted here"),
+                }
+            }
+        }
+    }
+
+    fn presence(&self) -> Presence {
+        let services = self
+            .hubs
+            .iter()
+            .map(|(name, hub)| {
+                let sessions = hub.session_count();
+                let p = match self.brokers.get(name) {
+                    Some(b) => b.presence(sessions),
+                    None => ServicePresence {
+                        sessions,
+                        ..Default::default()
+                    },
+                };
+                (name.clone(), p)
+            })
+            .collect();
+        Presence {
+            services,
+            ..Default::default()
+        }
+    }
+}

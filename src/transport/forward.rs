@@ -1,0 +1,120 @@
+//! A request for an HTTP session that another node holds
+//! ([`crate::cluster::owners`]) goes to that node as it came, and the answer
+//! comes back as the owner writes it: a poll when it is answered, a stream
+//! frame by frame. The owner sees the client's address in
+//! `X-Forwarded-For`, so it must trust the nodes (`trusted_proxies`).
+//!
+//! A request that a node forwarded carries [`FORWARDED_BY`] and is never
+//! forwarded again: the owner answers it as a single node would.
+
+use crate::cluster::owners::Owners;
+use crate::service::hub::ServiceHub;
+use crate::transport::client_addr::client_addr;
+use actix_web::http::{header, StatusCode};
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse};
+use std::sync::OnceLock;
+
+/// The header a forwarded request carries: the forwarding node's id.
+pub const FORWARDED_BY: &str = "x-sockjs-gateway-forwarded-by";
+
+/// Hop-by-hop headers (RFC 9110 7.6.1), which a proxy does not pass on;
+/// `content-length` is set anew for the body as sent.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+pub fn is_forwarded(req: &HttpRequest) -> bool {
+    req.headers().contains_key(FORWARDED_BY)
+}
+
+/// Why a request could not be forwarded.
+#[derive(Debug)]
+pub enum Failed {
+    /// The owner did not answer: it is gone.
+    Unreachable,
+}
+
+/// One HTTP client for every forward: its pool keeps connections to the
+/// other nodes open.
+fn client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder()
+            // Forwarded as they are: the client follows redirects itself.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .expect("an HTTP client with the ring TLS provider")
+    })
+}
+
+/// Sends `req` (with `body`) to the node at `owner` and streams its answer
+/// back; fails only if the owner does not answer with a response head in
+/// time.
+pub async fn forward(
+    req: &HttpRequest,
+    hub: &ServiceHub,
+    owners: &Owners,
+    owner: &str,
+    body: Bytes,
+) -> Result<HttpResponse, Failed> {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    // actix and reqwest use different versions of the `http` crate.
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .map_err(|_| Failed::Unreachable)?;
+    let mut out = client().request(method, format!("{owner}{path}"));
+    for (name, value) in req.headers() {
+        if !HOP_BY_HOP.contains(&name.as_str()) && name != header::X_FORWARDED_FOR {
+            out = out.header(name.as_str(), value.as_bytes());
+        }
+    }
+    // The client as this node resolved it, so that the owner, trusting
+    // this node, resolves the same address.
+    if let Some(ip) = client_addr(req, &hub.trusted_proxies) {
+        out = out.header(header::X_FORWARDED_FOR.as_str(), ip.to_string());
+    }
+    out = out.header(FORWARDED_BY, owners.node()).body(body);
+    let answer = match tokio::time::timeout(owners.request_timeout(), out.send()).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => {
+            log::debug!("cluster: forwarding to {owner} failed: {e}");
+            return Err(Failed::Unreachable);
+        }
+        Err(_) => return Err(Failed::Unreachable),
+    };
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut resp = HttpResponse::build(status);
+    for (name, value) in answer.headers() {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            resp.append_header((name.as_str(), value.as_bytes()));
+        }
+    }
+    if matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) {
+        return Ok(resp.finish());
+    }
+    let chunks = futures_util::stream::unfold(Some(answer), |answer| async move {
+        let mut answer = answer?;
+        match answer.chunk().await {
+            Ok(Some(chunk)) => Some((Ok::<Bytes, reqwest::Error>(chunk), Some(answer))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    let mut resp = resp.streaming(chunks);
+    // HTTP/1.0 has no chunked encoding: the body runs until the close.
+    if req.version() < actix_web::http::Version::HTTP_11 {
+        resp.head_mut().no_chunking(true);
+        resp.head_mut()
+            .set_connection_type(actix_http::ConnectionType::Close);
+    }
+    Ok(resp)
+}

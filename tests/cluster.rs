@@ -1,0 +1,256 @@
+//! Many nodes on one Redis (`[cluster]`), against real `redis-server` and
+//! gateway processes: publications reach every node's clients once, an
+//! HTTP session is served through any node, a dead node's sessions close at
+//! once, and a Redis outage degrades to local delivery and recovers.
+mod common;
+use common::redis::Redis;
+use common::stomp::*;
+use common::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// A node named `id` with a broadcast service at `/chat`, echo at `/echo`,
+/// STOMP at `/stomp` and the API.
+fn node(redis: &Redis, id: &str) -> Gateway {
+    Gateway::start(&format!(
+        "[cluster]\nredis_url = \"{}\"\nnode_id = \"{id}\"\npresence_interval = 0.2\n\
+         [api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\n\
+         [services.chat]\nprefix = \"/chat\"\nkind = \"broadcast\"\n\
+         [services.echo]\nprefix = \"/echo\"\nkind = \"echo\"\n{}",
+        redis.url(),
+        config("")
+    ))
+}
+
+/// Waits until `check` holds for `gw`'s `GET path` on the API, within 10 s.
+async fn until_api(gw: &Gateway, path: &str, check: impl Fn(&serde_json::Value) -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = api(gw, "GET", path, "").await;
+        if check(&body) {
+            return;
+        }
+        assert!(Instant::now() < until, "{path} never matched: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until each node is connected and sees the others.
+async fn until_joined(nodes: &[&Gateway]) {
+    for gw in nodes {
+        until_api(gw, "/api/cluster", |b| {
+            b["state"] == "up" && b["other_nodes"].as_array().map(Vec::len) == Some(nodes.len() - 1)
+        })
+        .await;
+    }
+}
+
+async fn chat(gw: &Gateway) -> Ws {
+    let mut ws = Ws::connect(&gw.ws_url(&format!("{}/websocket", session("/chat")))).await;
+    assert_eq!(ws.recv().await, "o");
+    ws
+}
+
+#[actix_rt::test]
+async fn a_broadcast_reaches_every_node_exactly_once() {
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    let mut a = chat(&one).await;
+    let mut b = chat(&two).await;
+    // A polling client on node two too.
+    let p = two.url(&session("/chat"));
+    assert_eq!(post(&format!("{p}/xhr"), "").await.body, "o\n");
+
+    a.send(r#"["hello"]"#).await;
+    assert_eq!(a.recv().await, r#"a["hello"]"#);
+    assert_eq!(b.recv().await, r#"a["hello"]"#);
+    assert_eq!(post(&format!("{p}/xhr"), "").await.body, "a[\"hello\"]\n");
+    // The next frame everyone gets is the next message: nothing twice.
+    b.send(r#"["again"]"#).await;
+    assert_eq!(a.recv().await, r#"a["again"]"#);
+    assert_eq!(b.recv().await, r#"a["again"]"#);
+    assert_eq!(post(&format!("{p}/xhr"), "").await.body, "a[\"again\"]\n");
+}
+
+#[actix_rt::test]
+async fn stomp_publications_users_and_counts_span_the_nodes() {
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    let alice = format!("Bearer {}", token(SECRET, "alice", 60));
+    let mut tab = Client::connect_with(&two, &[("Authorization", &alice)]).await;
+    tab.subscribe("n", "/user/queue/notifications").await;
+    tab.subscribe("t", "/topic/news").await;
+    let mut here = Client::connect(&one).await;
+    here.subscribe("t", "/topic/news").await;
+    // Node one counts node two's subscribers once its presence is read.
+    until_api(&one, "/api/destinations?prefix=/topic/", |b| {
+        b["destinations"] == json!([{"destination": "/topic/news", "subscribers": 2}])
+    })
+    .await;
+    let (_, user) = api(&one, "GET", "/api/users/alice", "").await;
+    assert_eq!(
+        user,
+        json!({"user": "alice", "sessions": 1, "cluster": "up"})
+    );
+
+    let (status, body) = api(
+        &one,
+        "POST",
+        "/api/publish",
+        r#"{"destination": "/topic/news", "body": "extra"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"delivered": 2, "cluster": "up"}))
+    );
+    assert_eq!(tab.next().await.2, "extra");
+    assert_eq!(here.next().await.2, "extra");
+
+    // A client's SEND on node one reaches node two's subscribers.
+    here.frame(
+        "SEND",
+        &[("destination", "/user/alice/queue/notifications")],
+        "hi",
+    )
+    .await;
+    let (cmd, h, text) = tab.next().await;
+    assert_eq!((cmd.as_str(), text.as_str()), ("MESSAGE", "hi"));
+    assert_eq!(header(&h, "subscription"), Some("n"));
+
+    let (_, body) = api(
+        &one,
+        "POST",
+        "/api/users/alice/send",
+        r#"{"destination": "/user/queue/notifications", "body": "for alice"}"#,
+    )
+    .await;
+    assert_eq!(body["delivered"], 1);
+    assert_eq!(tab.next().await.2, "for alice");
+
+    let (_, body) = api(&one, "POST", "/api/users/alice/disconnect", "").await;
+    assert_eq!(body["disconnected"], 1);
+    assert_eq!(tab.next().await.0, "ERROR");
+    assert_eq!(
+        tab.ws.recv().await,
+        r#"c[4410,"Disconnected by the server"]"#
+    );
+}
+
+/// The messages of the `a` frames in `body`.
+fn messages(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix('a'))
+        .flat_map(|a| serde_json::from_str::<Vec<String>>(a).unwrap())
+        .collect()
+}
+
+#[actix_rt::test]
+async fn an_http_session_is_served_through_any_node() {
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    // Opened on node one; sends and polls alternate between the nodes, as
+    // a round-robin balancer would send them.
+    let s = session("/echo");
+    assert_eq!(post(&one.url(&format!("{s}/xhr")), "").await.body, "o\n");
+    let nodes = [&one, &two];
+    for i in 0..20 {
+        let r = post(
+            &nodes[i % 2].url(&format!("{s}/xhr_send")),
+            &format!("[\"m{i}\"]"),
+        )
+        .await;
+        assert_eq!(r.status, 204, "send {i}: {}", r.body);
+    }
+    let mut got = Vec::new();
+    let mut polls = 0;
+    while got.len() < 20 {
+        let r = post(&nodes[(polls + 1) % 2].url(&format!("{s}/xhr")), "").await;
+        assert_eq!(r.status, 200);
+        got.extend(messages(&r.body));
+        polls += 1;
+    }
+    let sent: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, sent);
+
+    // A stream through node two, fed by a send through node one.
+    let mut stream = Stream::open("POST", &two.url(&format!("{s}/xhr_streaming"))).await;
+    assert_eq!(stream.status, 200);
+    assert_eq!(
+        stream.read_exact(2049).await,
+        format!("{}\n", "h".repeat(2048))
+    );
+    post(&one.url(&format!("{s}/xhr_send")), r#"["streamed"]"#).await;
+    assert_eq!(
+        stream.next_line().await.as_deref(),
+        Some("a[\"streamed\"]\n")
+    );
+}
+
+#[actix_rt::test]
+async fn a_session_whose_node_died_closes_at_once() {
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    let s = session("/echo");
+    assert_eq!(post(&one.url(&format!("{s}/xhr")), "").await.body, "o\n");
+    drop(one); // SIGKILL
+    let started = Instant::now();
+    let r = post(&two.url(&format!("{s}/xhr")), "").await;
+    assert_eq!(
+        r.body,
+        "c[4503,\"The node holding this session is gone\"]\n"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // A send to it is a send to an unknown session.
+    assert_eq!(
+        post(&two.url(&format!("{s}/xhr_send")), r#"["x"]"#)
+            .await
+            .status,
+        404
+    );
+    // New sessions are served by the live node.
+    let fresh = session("/echo");
+    assert_eq!(
+        post(&two.url(&format!("{fresh}/xhr")), "").await.body,
+        "o\n"
+    );
+}
+
+#[actix_rt::test]
+async fn a_redis_outage_keeps_local_delivery_and_recovers() {
+    let mut redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    let mut a = chat(&one).await;
+    let mut b = chat(&two).await;
+
+    redis.kill();
+    until_api(&one, "/api/cluster", |b| b["state"] == "degraded").await;
+    let (_, body) = api(
+        &one,
+        "POST",
+        "/api/publish",
+        r#"{"destination": "/topic/x"}"#,
+    )
+    .await;
+    assert_eq!(body, json!({"delivered": 0, "cluster": "degraded"}));
+    a.send(r#"["while down"]"#).await;
+    assert_eq!(a.recv().await, r#"a["while down"]"#);
+
+    redis.restart();
+    until_joined(&[&one, &two]).await;
+    a.send(r#"["back"]"#).await;
+    assert_eq!(a.recv().await, r#"a["back"]"#);
+    // Node two never got the message from the outage, late or at all.
+    assert_eq!(b.recv().await, r#"a["back"]"#);
+    b.send(r#"["and back"]"#).await;
+    assert_eq!(a.recv().await, r#"a["and back"]"#);
+}
