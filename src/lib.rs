@@ -23,10 +23,12 @@
 //!   [`transport::websocket`], whose socket runs inside its session's
 //!   task), the fixed pages ([`transport::pages`]),
 //!   shared headers, CORS and origin policy ([`transport::headers`]),
+//!   requests for a session another node holds ([`transport::forward`]),
 //!   hang-up detection ([`transport::hangup`]), URL routing
 //!   ([`transport::routes`]).
 //! - [`service`]: the backend API ([`service::api`]), a mounted service
-//!   ([`service::hub`]), the built-in services ([`service::builtin`]), the
+//!   ([`service::hub`]), the built-in services ([`service::builtin`]),
+//!   other nodes' events delivered here ([`service::inbox`]), the
 //!   `proxy` kind, one upstream WebSocket per session
 //!   ([`service::proxy`]: upstream choice, handshake, close codes), and the
 //!   `stomp` kind ([`service::stomp`]: frame codec, destination patterns,
@@ -34,6 +36,13 @@
 //!   JWT auth, the connect and app webhooks, the demo's sign-in).
 //! - [`api`]: the HTTP API backends publish through, on its own listener
 //!   (endpoints, key check, JSON errors).
+//! - [`cluster`]: many nodes on one Redis: the bus services publish
+//!   through ([`cluster::Bus`]: alone, or [`cluster::redis`]), what travels
+//!   between nodes ([`cluster::event`]), what each node reports of itself
+//!   ([`cluster::presence`]), which node holds each HTTP session
+//!   ([`cluster::owners`]); the requests for another node's session are
+//!   forwarded by [`transport::forward`], and other nodes' events reach
+//!   this node's services through [`service::inbox`].
 //! - [`limits`]: connection-level limits, whatever the transport, below
 //!   every other layer: the open-file budget, `max_connections` and the
 //!   derived `max_sessions` ([`limits::fds`]), the accept-error log rate
@@ -41,7 +50,8 @@
 //!   stalled readers cut off ([`limits::write_timeout`]), memory handed
 //!   back after a load ([`limits::trim`]).
 //! - [`config`]: configuration and its defaults, with comma-separated
-//!   lists from the environment ([`config::list`]), the rules for
+//!   lists from the environment ([`config::list`]), `[cluster]`
+//!   ([`config::cluster`]), the rules for
 //!   routable prefixes ([`config::prefix`]), upstream URLs
 //!   ([`config::upstream_url`]), webhook URLs ([`config::webhook_url`])
 //!   and near-miss variable names ([`config::env`]); [`server`]:

@@ -155,14 +155,30 @@ pub async fn run(args: &Args, receiving: Receiving) -> (Tally, f64) {
         Some(i) => (base[..i].to_owned(), base[i..].to_owned()),
         None => (base.clone(), String::new()),
     };
+    let via = args.via.as_deref().map(|v| {
+        let v = v.trim_start_matches("http://");
+        v.split('/').next().unwrap_or(v).to_owned()
+    });
     let size = args.size;
     let total = stats::per_session(args.sessions, |s, mut tally| {
         let (host, path) = (
             host.clone(),
             format!("{prefix}/000/h{}x{s}", std::process::id()),
         );
+        let via = via.clone();
         async move {
-            let r = session(&host, &path, receiving, s, size, start, end, &mut tally).await;
+            let r = session(
+                &host,
+                via.as_deref(),
+                &path,
+                receiving,
+                s,
+                size,
+                start,
+                end,
+                &mut tally,
+            )
+            .await;
             (tally, r)
         }
     })
@@ -173,6 +189,7 @@ pub async fn run(args: &Args, receiving: Receiving) -> (Tally, f64) {
 #[allow(clippy::too_many_arguments)]
 async fn session(
     host: &str,
+    via: Option<&str>,
     path: &str,
     receiving: Receiving,
     s: usize,
@@ -192,6 +209,7 @@ async fn session(
                 return Err(format!("expected o, got {body:?}"));
             }
         }
+        _ if via.is_some() => return Err("--via is for xhr-polling".into()),
         _ => {
             let mut r = open_stream(&mut recv, path, receiving).await?;
             match r.next().await? {
@@ -200,6 +218,10 @@ async fn session(
             }
             stream = Some(r);
         }
+    }
+    if let Some(via) = via {
+        recv = Conn::open(via).await?;
+        send = Conn::open(via).await?;
     }
     let mut seq = 0u64;
     while Instant::now() < end {

@@ -43,6 +43,11 @@ pub struct Args {
     /// Service base URL, e.g. http://127.0.0.1:8080/echo.
     #[arg(long)]
     pub url: String,
+    /// xhr-polling: after a session opens at `--url`, its sends and polls
+    /// go to this node instead (the same service on another node of a
+    /// cluster, which forwards them), e.g. http://127.0.0.1:8082.
+    #[arg(long)]
+    pub via: Option<String>,
     #[arg(long, value_enum, default_value = "sockjs")]
     pub protocol: Protocol,
     #[arg(long, default_value_t = 100)]

@@ -8,7 +8,14 @@
 
 use super::redis::RedisBus;
 use super::Bus;
+use dashmap::DashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Other nodes' sessions remembered here, so that a session's every poll
+/// and send does not ask Redis again; bounded in count and age.
+const REMEMBERED: usize = 100_000;
+const REMEMBER_FOR: Duration = Duration::from_secs(30);
 
 /// Where a session lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,11 +35,21 @@ const DELETE_IF_MINE: &str =
 
 pub struct Owners {
     bus: Arc<RedisBus>,
+    /// `SERVICE:SID` of sessions other nodes hold: their node's URL.
+    remembered: DashMap<String, (String, Instant)>,
 }
 
 impl Owners {
     pub fn new(bus: Arc<RedisBus>) -> Owners {
-        Owners { bus }
+        Owners {
+            bus,
+            remembered: DashMap::new(),
+        }
+    }
+
+    /// Forgets where session `sid` was: its node did not answer.
+    pub fn forget(&self, service: &str, sid: &str) {
+        self.remembered.remove(&format!("{service}:{sid}"));
     }
 
     /// This node's id.
@@ -52,12 +69,25 @@ impl Owners {
     /// Where session `sid` of `service` lives. With `claim` (a request that
     /// may open it), an unrecorded session is recorded as this node's.
     pub async fn locate(&self, service: &str, sid: &str, claim: bool) -> Owner {
+        let remembered = format!("{service}:{sid}");
+        if let Some(e) = self.remembered.get(&remembered) {
+            if e.1.elapsed() < REMEMBER_FOR {
+                return Owner::Elsewhere(e.0.clone());
+            }
+        }
         let timeout = self.bus.config().request_timeout();
         match tokio::time::timeout(timeout, self.owner_of(service, sid, claim)).await {
             Ok(Ok(Some(node))) if *node == *self.bus.node => Owner::Here,
             Ok(Ok(Some(node))) => match self.bus.find_peer(&node).await {
                 Some(p) => match p.advertise {
-                    Some(url) => Owner::Elsewhere(url),
+                    Some(url) => {
+                        if self.remembered.len() >= REMEMBERED {
+                            self.remembered.clear();
+                        }
+                        self.remembered
+                            .insert(remembered, (url.clone(), Instant::now()));
+                        Owner::Elsewhere(url)
+                    }
                     None => {
                         log::warn!("cluster: node {node} holds a session but advertises no URL");
                         Owner::Gone

@@ -839,6 +839,32 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_comes_from_the_environment_and_its_password_stays_hidden() {
+        assert!(with_env(&[]).unwrap().cluster.is_none());
+        let url = "redis://:hunter2hunter2@127.0.0.1:6379/0";
+        let c = with_env(&[("SOCKJS_GATEWAY__CLUSTER__REDIS_URL", url)]).unwrap();
+        let cluster = c.cluster.as_ref().unwrap();
+        assert_eq!(cluster.redis_url, url);
+        assert_eq!(cluster.namespace, "sockjs-gateway");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        for (key, value, named) in [
+            ("REDIS_URL", "http://127.0.0.1:6379", "cluster.redis_url"),
+            ("NODE_ID", "gw 1", "cluster.node_id"),
+            ("ADVERTISE", "10.0.0.3:8080", "cluster.advertise"),
+            ("PRESENCE_INTERVAL", "0", "cluster.presence_interval"),
+        ] {
+            let var = format!("SOCKJS_GATEWAY__CLUSTER__{key}");
+            let mut vars = vec![(var.as_str(), value)];
+            if key != "REDIS_URL" {
+                vars.push(("SOCKJS_GATEWAY__CLUSTER__REDIS_URL", url));
+            }
+            let e = with_env(&vars).unwrap_err();
+            assert!(e.contains(named), "{key}: {e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let e = with_env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__WEBSOCKET", "maybe")]).unwrap_err();
         assert!(e.contains("services.echo.websocket"), "{e}");

@@ -91,7 +91,10 @@ pub async fn attach(
                 Owner::Elsewhere(url) => {
                     match forward::forward(req, hub, owners, &url, Bytes::new()).await {
                         Ok(resp) => return Err(resp),
-                        Err(forward::Failed::Unreachable) => true,
+                        Err(forward::Failed::Unreachable) => {
+                            owners.forget(&hub.name, sid);
+                            true
+                        }
                     }
                 }
             };

@@ -104,8 +104,9 @@ async fn elsewhere(req: &HttpRequest, hub: &ServiceHub, sid: &str, body: Bytes) 
     if let Some(owners) = &hub.cluster.owners {
         if !forward::is_forwarded(req) {
             if let Owner::Elsewhere(url) = owners.locate(&hub.name, sid, false).await {
-                if let Ok(resp) = forward::forward(req, hub, owners, &url, body).await {
-                    return resp;
+                match forward::forward(req, hub, owners, &url, body).await {
+                    Ok(resp) => return resp,
+                    Err(forward::Failed::Unreachable) => owners.forget(&hub.name, sid),
                 }
             }
         }
