@@ -86,15 +86,8 @@ async fn disconnect_user(
     user: web::Path<String>,
     query: web::Query<ServiceQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let peers = brokers.bus.peers();
-    let mut disconnected = 0;
-    for (name, b) in brokers.pick(query.service.as_deref())? {
-        disconnected += b.disconnect_user(&user);
-        disconnected += peers
-            .iter()
-            .map(|p| p.user_sessions(name, &user))
-            .sum::<usize>();
-    }
+    let service = query.service.as_deref();
+    let disconnected = brokers.per_user(service, &user, |b| b.disconnect_user(&user))?;
     Ok(brokers.answer(json!({ "disconnected": disconnected })))
 }
 
@@ -105,15 +98,8 @@ async fn user(
     user: web::Path<String>,
     query: web::Query<ServiceQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let peers = brokers.bus.peers();
-    let mut sessions = 0;
-    for (name, b) in brokers.pick(query.service.as_deref())? {
-        sessions += b.user_sessions(&user);
-        sessions += peers
-            .iter()
-            .map(|p| p.user_sessions(name, &user))
-            .sum::<usize>();
-    }
+    let service = query.service.as_deref();
+    let sessions = brokers.per_user(service, &user, |b| b.user_sessions(&user))?;
     Ok(brokers.answer(json!({ "user": user.as_str(), "sessions": sessions })))
 }
 
@@ -186,6 +172,26 @@ impl Brokers {
             delivered += peers.iter().map(|p| there(p, name)).sum::<usize>();
         }
         Ok(self.answer(json!({ "delivered": delivered })))
+    }
+
+    /// `here` of each service the request names, plus the sessions of
+    /// `user` the other nodes hold there.
+    fn per_user(
+        &self,
+        service: Option<&str>,
+        user: &str,
+        here: impl Fn(&StompService) -> usize,
+    ) -> Result<usize, ApiError> {
+        let peers = self.bus.peers();
+        let mut n = 0;
+        for (name, b) in self.pick(service)? {
+            n += here(b);
+            n += peers
+                .iter()
+                .map(|p| p.user_sessions(name, user))
+                .sum::<usize>();
+        }
+        Ok(n)
     }
 
     /// 200 with `body`, and the cluster's state when there is one: a
