@@ -43,6 +43,10 @@
 //!   ([`cluster::owners`]); the requests for another node's session are
 //!   forwarded by [`transport::forward`], and other nodes' events reach
 //!   this node's services through [`service::inbox`].
+//! - [`metrics`]: Prometheus metrics (sessions by transport and close
+//!   reason, messages, polls, rollovers, upstream connects, the cluster's
+//!   publications and forwards), served at `/metrics` on the API's
+//!   listener; each service holds its handles.
 //! - [`limits`]: connection-level limits, whatever the transport, below
 //!   every other layer: the open-file budget, `max_connections` and the
 //!   derived `max_sessions` ([`limits::fds`]), the accept-error log rate
@@ -133,6 +137,7 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod limits;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod service;

@@ -342,25 +342,39 @@ pub struct Shutdown {
     close: CloseCode,
     ready: Arc<Readiness>,
     redis: Option<Arc<RedisBus>>,
+    drain: Duration,
 }
 
 impl Shutdown {
-    /// `/readyz` turns 503, every open session gets the configured close
-    /// frame, the listener closes, and in-flight responses get
-    /// `shutdown.grace` seconds to finish. The future ends when the server
-    /// has stopped.
+    /// `/readyz` turns 503 at once; after `shutdown.drain_delay` seconds
+    /// of serving as before, every open session gets the configured close
+    /// frame, the node leaves the cluster, the listener closes, and
+    /// in-flight responses get `shutdown.grace` seconds to finish. The
+    /// future ends when the server has stopped.
     pub fn begin(&self) -> impl std::future::Future<Output = ()> {
         self.ready.0.store(false, Ordering::Relaxed);
-        for hub in &self.services {
-            hub.close_all(&self.close);
+        let this = self.clone();
+        async move {
+            if !this.drain.is_zero() {
+                log::info!(
+                    "draining: /readyz answers 503 for {:?} before sessions close",
+                    this.drain
+                );
+                tokio::time::sleep(this.drain).await;
+            }
+            for hub in &this.services {
+                hub.close_all(&this.close);
+            }
+            // After the closes: a node seen leaving has its sessions
+            // answered as gone by the others.
+            if let Some(bus) = this.redis.clone() {
+                actix_web::rt::spawn(async move { bus.leave().await });
+            }
+            if let Some(api) = &this.api {
+                actix_web::rt::spawn(api.stop(true));
+            }
+            this.server.stop(true).await
         }
-        if let Some(api) = &self.api {
-            actix_web::rt::spawn(api.stop(true));
-        }
-        if let Some(bus) = self.redis.clone() {
-            actix_web::rt::spawn(async move { bus.leave().await });
-        }
-        self.server.stop(true)
     }
 }
 
@@ -374,6 +388,7 @@ impl Running {
             close: CloseCode::new(s.close_code, s.close_reason.clone()),
             ready: self.ready.clone(),
             redis: self.redis.clone(),
+            drain: Duration::from_secs_f64(s.drain_delay),
         }
     }
 
@@ -387,7 +402,9 @@ impl Running {
         let grace = Duration::from_secs_f64(self.config.shutdown.grace);
         let watcher = actix_web::rt::spawn(async move {
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-            log::info!("shutting down: sessions closed, up to {grace:?} for in-flight responses");
+            log::info!(
+                "shutting down: sessions close, then up to {grace:?} for in-flight responses"
+            );
             actix_web::rt::spawn(shutdown.begin());
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
             log::warn!("second signal: exiting now");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 fn node(redis: &Redis, id: &str) -> Gateway {
     Gateway::start(&format!(
         "[cluster]\nredis_url = \"{}\"\nnode_id = \"{id}\"\npresence_interval = 0.2\n\
-         [api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\n\
+         [api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\nmetrics = true\n\
          [services.chat]\nprefix = \"/chat\"\nkind = \"broadcast\"\n\
          [services.echo]\nprefix = \"/echo\"\nkind = \"echo\"\n{}",
         redis.url(),
@@ -71,6 +71,23 @@ async fn a_broadcast_reaches_every_node_exactly_once() {
     assert_eq!(a.recv().await, r#"a["again"]"#);
     assert_eq!(b.recv().await, r#"a["again"]"#);
     assert_eq!(post(&format!("{p}/xhr"), "").await.body, "a[\"again\"]\n");
+    // One publication each way, counted by both ends.
+    for gw in [&one, &two] {
+        let text = get(&gw.api_url("/metrics")).await.body;
+        for (name, n) in [
+            ("sockjs_gateway_cluster_publishes_sent_total", 1.0),
+            ("sockjs_gateway_cluster_publishes_received_total", 1.0),
+            ("sockjs_gateway_cluster_redis_connected", 1.0),
+        ] {
+            assert_eq!(metric(&text, name), Some(n), "{name}:\n{text}");
+        }
+    }
+}
+
+/// The value of an unlabelled series.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[actix_rt::test]
@@ -175,6 +192,17 @@ async fn an_http_session_is_served_through_any_node() {
     }
     let sent: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
     assert_eq!(got, sent);
+    let forwarded = |gw: &Gateway| {
+        let url = gw.api_url("/metrics");
+        async move {
+            let text = get(&url).await.body;
+            metric(&text, "sockjs_gateway_cluster_forwarded_requests_total").unwrap()
+        }
+    };
+    // Node two forwarded its 10 sends and at least one poll; node one,
+    // which holds the session, nothing.
+    assert!(forwarded(&two).await >= 11.0);
+    assert_eq!(forwarded(&one).await, 0.0);
 
     // A stream through node two, fed by a send through node one.
     let mut stream = Stream::open("POST", &two.url(&format!("{s}/xhr_streaming"))).await;
@@ -234,6 +262,11 @@ async fn a_redis_outage_keeps_local_delivery_and_recovers() {
 
     redis.kill();
     until_api(&one, "/api/cluster", |b| b["state"] == "degraded").await;
+    let text = get(&one.api_url("/metrics")).await.body;
+    assert_eq!(
+        metric(&text, "sockjs_gateway_cluster_redis_connected"),
+        Some(0.0)
+    );
     let (_, body) = api(
         &one,
         "POST",

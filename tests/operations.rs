@@ -94,3 +94,37 @@ async fn in_flight_requests_hold_shutdown_until_a_second_signal() {
     assert_eq!(status.code(), Some(1));
     assert!(t.elapsed() < Duration::from_secs(2));
 }
+
+#[actix_rt::test]
+async fn sigterm_drains_first_readyz_503_while_sessions_go_on() {
+    let toml = "[shutdown]\ndrain_delay = 1\nclose_code = 4500\nclose_reason = \"bye now\"\n";
+    let mut gw = Gateway::start(&(toml.to_owned() + &echo_config("")));
+    let mut ws = Ws::connect(&gw.ws_url(&format!("{}/websocket", session("/echo")))).await;
+    assert_eq!(ws.recv().await, "o");
+    let t = Instant::now();
+    gw.signal(libc::SIGTERM);
+    // The balancer is told at once...
+    let mut readyz = get(&gw.url("/readyz")).await;
+    while readyz.status == 200 {
+        readyz = get(&gw.url("/readyz")).await;
+    }
+    assert_eq!((readyz.status, readyz.body.as_str()), (503, "draining\n"));
+    // ...while open sessions and new ones are served as before.
+    ws.send(r#"["still here"]"#).await;
+    assert_eq!(ws.recv().await, r#"a["still here"]"#);
+    let s = session("/echo");
+    assert_eq!(post(&gw.url(&format!("{s}/xhr")), "").await.body, "o\n");
+    let mut poll = Raw::connect(&gw.addr).await;
+    poll.send("POST", &format!("{s}/xhr"), "1.1", &[], "").await;
+    assert_eq!(poll.head().await.status, 200);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    // Then, the delay over, every session is closed and the process ends.
+    assert_eq!(ws.recv().await, r#"c[4500,"bye now"]"#);
+    assert!(t.elapsed() >= Duration::from_secs(1));
+    assert!(poll
+        .read_until("\r\n0\r\n\r\n")
+        .await
+        .contains("c[4500,\"bye now\"]\n"));
+    let status = gw.wait_exit(Duration::from_secs(10)).await.expect("exits");
+    assert_eq!(status.code(), Some(0));
+}

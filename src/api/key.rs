@@ -24,10 +24,22 @@ pub fn authorized(authorization: Option<&[u8]>, key: &str) -> bool {
 
 /// Middleware: 401 with a JSON body unless the request has the key.
 pub async fn check(
-    key: std::sync::Arc<str>,
+    key: Option<std::sync::Arc<str>>,
+    metrics: bool,
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    // Scrapers reach the metrics without the key, when they are on.
+    if metrics && req.path() == "/metrics" {
+        return next.call(req).await;
+    }
+    let Some(key) = key else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "the API is off: no [api] key is set (only /metrics is served)",
+        )
+        .into());
+    };
     let given = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -1,6 +1,7 @@
 //! The HTTP API backends call to reach STOMP clients, on a listener of its
 //! own (`[api] listen`, loopback by default) and only with the key
-//! (`[api] key`, as `Authorization: Bearer`).
+//! (`[api] key`, as `Authorization: Bearer`); Prometheus metrics at
+//! `GET /metrics` there too, without the key (`[api] metrics`).
 //!
 //! - [`routes`]: `POST /api/publish`, `POST /api/users/{user}/send`,
 //!   `POST /api/users/{user}/disconnect`, `GET /api/destinations`.
@@ -17,27 +18,29 @@ use error::ApiError;
 use routes::{Brokers, MaxBody};
 use std::sync::Arc;
 
-/// Binds the API's listener, if `[api] key` is set, and returns its server
+/// Binds the API's listener, if `[api] key` is set or `[api] metrics` is
+/// on, and returns its server
 /// (not yet awaited) and bound addresses.
 pub fn bind(
     config: &ApiConfig,
     brokers: Brokers,
     access_log: bool,
 ) -> std::io::Result<Option<(actix_web::dev::Server, Vec<std::net::SocketAddr>)>> {
-    let Some(key) = config.key() else {
-        if !brokers.list.is_empty() {
-            log::info!("api: off, as no [api] key is set (SOCKJS_GATEWAY__API__KEY)");
-        }
+    let key: Option<Arc<str>> = config.key().map(Into::into);
+    if key.is_none() && !brokers.list.is_empty() {
+        log::info!("api: off, as no [api] key is set (SOCKJS_GATEWAY__API__KEY)");
+    }
+    if key.is_none() && !config.metrics {
         return Ok(None);
-    };
-    let key: Arc<str> = key.into();
+    }
+    let metrics = config.metrics;
     let brokers = web::Data::new(brokers);
     let max = web::Data::new(MaxBody(config.max_body_bytes));
     let server = HttpServer::new(move || {
         let key = key.clone();
         App::new()
             .wrap(middleware::from_fn(move |req, next| {
-                key::check(key.clone(), req, next)
+                key::check(key.clone(), metrics, req, next)
             }))
             .wrap(middleware::Condition::new(
                 access_log,
@@ -50,6 +53,11 @@ pub fn bind(
                 ApiError::new(StatusCode::BAD_REQUEST, format!("query: {e}")).into()
             }))
             .configure(routes::configure)
+            .configure(|cfg| {
+                if metrics {
+                    cfg.route("/metrics", web::get().to(crate::metrics::Metrics::serve));
+                }
+            })
             .default_service(web::to(|req: actix_web::HttpRequest| async move {
                 Err::<actix_web::HttpResponse, _>(ApiError::new(
                     StatusCode::NOT_FOUND,

@@ -11,9 +11,10 @@
 
 use super::{event, Bus, Event, Inbox, Presence, State};
 use crate::config::cluster::ClusterConfig;
+use crate::metrics::ClusterMetrics;
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -24,18 +25,6 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_LAST: Duration = Duration::from_secs(2);
 /// Events sent to Redis in one pipeline at most.
 const BATCH: usize = 256;
-
-/// Counts since start, for logs and metrics.
-#[derive(Default)]
-pub struct Counts {
-    /// Events handed to Redis.
-    pub published: AtomicU64,
-    /// Other nodes' events delivered here.
-    pub received: AtomicU64,
-    /// Events that reached this node's clients only: Redis was down, or
-    /// the queue to it was full.
-    pub dropped: AtomicU64,
-}
 
 pub struct RedisBus {
     pub node: Arc<str>,
@@ -50,7 +39,7 @@ pub struct RedisBus {
     queue: mpsc::Sender<Event>,
     queue_rx: Mutex<Option<mpsc::Receiver<Event>>>,
     peers: RwLock<Arc<Vec<Presence>>>,
-    pub counts: Counts,
+    counts: ClusterMetrics,
 }
 
 impl RedisBus {
@@ -70,7 +59,7 @@ impl RedisBus {
             queue,
             queue_rx: Mutex::new(Some(rx)),
             peers: RwLock::default(),
-            counts: Counts::default(),
+            counts: crate::metrics::get().cluster.clone(),
         }))
     }
 
@@ -159,8 +148,10 @@ impl RedisBus {
                     pause = RETRY_FIRST;
                     *self.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
                     self.up.store(true, Ordering::Release);
+                    self.counts.redis_connected.set(1);
                     let why = self.connected(conn, pubsub, &*inbox).await;
                     self.up.store(false, Ordering::Release);
+                    self.counts.redis_connected.set(0);
                     *self.conn.write().unwrap_or_else(|e| e.into_inner()) = None;
                     *self.peers.write().unwrap_or_else(|e| e.into_inner()) = Arc::default();
                     log::warn!(
@@ -229,7 +220,7 @@ impl RedisBus {
         match event::decode(payload) {
             Ok((node, _)) if *node == *self.node => {}
             Ok((_, event)) => {
-                self.counts.received.fetch_add(1, Ordering::Relaxed);
+                self.counts.publishes_received.inc();
                 inbox.deliver(event);
             }
             Err(e) => log::warn!(
@@ -317,11 +308,11 @@ impl RedisBus {
             };
             batch.clear();
             let count = if sent {
-                &self.counts.published
+                &self.counts.publishes_sent
             } else {
-                &self.counts.dropped
+                &self.counts.publishes_dropped
             };
-            count.fetch_add(n, Ordering::Relaxed);
+            count.inc_by(n);
         }
     }
 }
@@ -331,7 +322,7 @@ impl Bus for RedisBus {
         // While Redis is down, events are not kept for later: a late copy
         // after the outage would arrive out of order with newer ones.
         if !self.up.load(Ordering::Acquire) || self.queue.try_send(event).is_err() {
-            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counts.publishes_dropped.inc();
         }
     }
 

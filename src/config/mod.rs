@@ -103,6 +103,11 @@ pub const CLIENT_SCRIPT: &str = "sockjs.min.js";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShutdownConfig {
+    /// Seconds between the signal and closing sessions, while `/readyz`
+    /// answers 503 and everything else is served as before: time for a
+    /// load balancer to stop sending new sessions here.
+    #[serde(default)]
+    pub drain_delay: f64,
     /// Seconds to wait for in-flight responses after sessions were closed.
     #[serde(default = "default_grace")]
     pub grace: f64,
@@ -116,6 +121,7 @@ pub struct ShutdownConfig {
 impl Default for ShutdownConfig {
     fn default() -> Self {
         ShutdownConfig {
+            drain_delay: 0.0,
             grace: default_grace(),
             close_code: default_shutdown_code(),
             close_reason: default_shutdown_reason(),
@@ -211,6 +217,10 @@ pub struct ApiConfig {
     /// Largest request body, in bytes; larger gets 413.
     #[serde(default = "default_api_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Serve Prometheus metrics at `GET /metrics` on this listener, with
+    /// no key (the listener then runs even without `key`).
+    #[serde(default)]
+    pub metrics: bool,
 }
 
 /// The shortest `[api] key` accepted: a guessable key opens publishing to
@@ -223,6 +233,7 @@ impl Default for ApiConfig {
             listen: default_api_listen(),
             key: None,
             max_body_bytes: default_api_max_body_bytes(),
+            metrics: false,
         }
     }
 }
@@ -240,6 +251,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("listen", &self.listen)
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }
@@ -698,11 +710,13 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         check_listen("listen", &self.listen)?;
-        if !(self.shutdown.grace.is_finite() && self.shutdown.grace >= 0.0) {
-            return Err(format!(
-                "shutdown.grace: must be a number of seconds >= 0, got {}",
-                self.shutdown.grace
-            ));
+        for (key, v) in [
+            ("shutdown.grace", self.shutdown.grace),
+            ("shutdown.drain_delay", self.shutdown.drain_delay),
+        ] {
+            if !(v.is_finite() && (0.0..=86_400.0).contains(&v)) {
+                return Err(format!("{key}: must be from 0 to 86400 seconds, got {v}"));
+            }
         }
         // TCP_USER_TIMEOUT counts milliseconds; below one second a slow but
         // healthy network could be cut off.
@@ -729,10 +743,12 @@ impl Config {
                     key.len()
                 ));
             }
-            check_listen("api.listen", &self.api.listen)?;
             if self.api.max_body_bytes == 0 {
                 return Err("api.max_body_bytes: must be greater than 0".into());
             }
+        }
+        if self.api.key().is_some() || self.api.metrics {
+            check_listen("api.listen", &self.api.listen)?;
         }
         if self.auth.demo_login
             && (self.auth.jwt_secret.is_some() || self.auth.jwt_public_key_file.is_some())

@@ -1,7 +1,8 @@
 //! One mounted service: its configuration, its backend and its sessions.
 
-use crate::cluster::{Cluster, Event};
+use crate::cluster::{Cluster, Event, State};
 use crate::config::ServiceConfig;
+use crate::metrics::ServiceMetrics;
 use crate::protocol::{CloseCode, Message};
 use crate::service::api::CloseReason;
 use crate::service::api::Service;
@@ -24,6 +25,7 @@ pub struct ServiceHub {
     pub registry: Registry,
     /// The other nodes, if any.
     pub cluster: Cluster,
+    pub metrics: ServiceMetrics,
 }
 
 impl ServiceHub {
@@ -50,6 +52,7 @@ impl ServiceHub {
             backend,
             registry,
             cluster,
+            metrics: crate::metrics::get().service(name),
         })
     }
 
@@ -59,10 +62,12 @@ impl ServiceHub {
     pub fn broadcast(&self, message: impl Into<Arc<str>>) {
         let message = message.into();
         self.deliver_broadcast(message.clone());
-        self.cluster.bus.publish(Event::Broadcast {
-            service: self.name.to_string(),
-            text: message.to_string(),
-        });
+        if self.cluster.bus.state() != State::Alone {
+            self.cluster.bus.publish(Event::Broadcast {
+                service: self.name.to_string(),
+                text: message.to_string(),
+            });
+        }
     }
 
     /// A broadcast to this node's sessions only (one from another node).

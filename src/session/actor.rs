@@ -45,6 +45,9 @@ pub struct SessionActor {
     receiver: Option<Receiver>,
     disconnect_timer: Option<SpawnHandle>,
     expired: bool,
+    /// The transport that opened it, for the open-sessions gauge
+    /// ([`crate::metrics::TRANSPORTS`]).
+    transport: Option<u8>,
 }
 
 /// Attach a receiver (a poll, a stream or a WebSocket).
@@ -102,6 +105,7 @@ impl SessionActor {
             receiver: None,
             disconnect_timer: None,
             expired: false,
+            transport: None,
         }
     }
 
@@ -119,6 +123,12 @@ impl SessionActor {
         }
         if let Some(t) = self.disconnect_timer.take() {
             ctx.cancel_future(t);
+        }
+        if self.transport.is_none() {
+            let t = r.transport();
+            self.transport = Some(t as u8);
+            self.hub.metrics.sessions_opened[t].inc();
+            self.hub.metrics.sessions_open[t].inc();
         }
         self.receiver = Some(r);
         if !self.opened && !self.opening {
@@ -235,7 +245,14 @@ impl SessionActor {
     fn handle_outcome(&mut self, outcome: Delivery, ctx: &mut Context<Self>) {
         match outcome {
             Delivery::Kept => {}
-            Delivery::Finished => self.release_receiver(ctx),
+            Delivery::Finished => {
+                if self.closed.is_none()
+                    && self.receiver.as_ref().is_some_and(Receiver::is_streaming)
+                {
+                    self.hub.metrics.stream_rollovers.inc();
+                }
+                self.release_receiver(ctx)
+            }
             Delivery::Gone => {
                 // The connection vanished under us: what was just written may be
                 // lost, so the session cannot go on as if it were delivered.
@@ -275,6 +292,8 @@ impl SessionActor {
             return;
         }
         self.queued_bytes += msg.len();
+        self.hub.metrics.messages_out.inc();
+        self.hub.metrics.bytes_out.inc_by(msg.len() as u64);
         self.queue.push(msg);
         let in_flight = self.receiver.as_ref().map_or(0, Receiver::in_flight);
         if self.queued_bytes + in_flight > self.hub.config.max_queued_bytes {
@@ -290,6 +309,11 @@ impl SessionActor {
             return;
         }
         self.closed = Some(reason.close_code());
+        let m = &self.hub.metrics;
+        m.sessions_closed[reason.metric_index()].inc();
+        if matches!(reason, CloseReason::QueueOverflow) {
+            m.queue_overflow_closes.inc();
+        }
         if let Some(mut h) = self.handler.take() {
             if self.opened {
                 h.on_close(&self.info, &reason);
@@ -352,6 +376,8 @@ impl SessionActor {
             if self.closed.is_some() {
                 return;
             }
+            self.hub.metrics.messages_in.inc();
+            self.hub.metrics.bytes_in.inc_by(m.len() as u64);
             self.run_handler(ctx, |h, sctx| h.on_message(sctx, m));
         }
         // A handler with asynchronous work may have something new to do.
@@ -415,6 +441,9 @@ impl Actor for SessionActor {
         // Covers stops not initiated by `expire` (e.g. the system shutting down).
         self.hub.forget(self.sid.as_deref(), self.key);
         self.close_with(CloseReason::TimedOut);
+        if let Some(t) = self.transport.take() {
+            self.hub.metrics.sessions_open[t as usize].dec();
+        }
     }
 }
 

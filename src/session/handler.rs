@@ -65,6 +65,18 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// The reason as an index into [`crate::metrics::CLOSE_REASONS`].
+    pub fn metric_index(&self) -> usize {
+        match self {
+            CloseReason::Server(_) => 0,
+            CloseReason::Interrupted => 1,
+            CloseReason::TimedOut => 2,
+            CloseReason::ClientClosed => 3,
+            CloseReason::QueueOverflow => 4,
+            CloseReason::ProtocolError(_) => 5,
+        }
+    }
+
     /// The close frame the client gets for this reason.
     pub fn close_code(&self) -> CloseCode {
         match self {

@@ -96,6 +96,25 @@ pub fn channel(kind: ReceiverKind) -> (Receiver, ReceiverRx) {
 }
 
 impl Receiver {
+    /// The transport, as an index into [`crate::metrics::TRANSPORTS`].
+    pub fn transport(&self) -> usize {
+        match &self.kind {
+            ReceiverKind::WebSocket => 0,
+            ReceiverKind::RawWebSocket => 1,
+            ReceiverKind::Polling(Wrapping::Jsonp(_)) => 3,
+            ReceiverKind::Polling(_) => 2,
+            ReceiverKind::Streaming { wrapping, .. } => match wrapping {
+                Wrapping::EventSource => 5,
+                Wrapping::HtmlFile => 6,
+                _ => 4,
+            },
+        }
+    }
+
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.kind, ReceiverKind::Streaming { .. })
+    }
+
     pub fn id(&self) -> u64 {
         self.id
     }

@@ -91,6 +91,7 @@ pub async fn forward(
         }
         Err(_) => return Err(Failed::Unreachable),
     };
+    crate::metrics::get().cluster.forwarded_requests.inc();
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut resp = HttpResponse::build(status);
     for (name, value) in answer.headers() {

@@ -10,6 +10,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use std::sync::Arc;
 
 pub async fn xhr(req: &HttpRequest, hub: &Arc<ServiceHub>, sid: &str) -> HttpResponse {
+    hub.metrics.polls.inc();
     let origin = match Origin::check(req, &hub.config) {
         Ok(o) => o,
         Err(resp) => return resp,
@@ -21,6 +22,7 @@ pub async fn xhr(req: &HttpRequest, hub: &Arc<ServiceHub>, sid: &str) -> HttpRes
 }
 
 pub async fn jsonp(req: &HttpRequest, hub: &Arc<ServiceHub>, sid: &str) -> HttpResponse {
+    hub.metrics.polls.inc();
     let callback = match callback_param(req) {
         Ok(cb) => cb,
         Err(resp) => return resp,

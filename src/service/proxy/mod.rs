@@ -17,6 +17,7 @@ pub mod handshake;
 pub mod pool;
 
 use crate::config::ServiceConfig;
+use crate::metrics::UpstreamConnect;
 use crate::protocol::CloseCode;
 use crate::service::api::{CloseReason, Handler, Open, Service, SessionCtx, SessionInfo};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -192,6 +193,8 @@ impl Handler for ProxySession {
         let (index, url) = shared.pool.pick(Instant::now());
         let url = url.to_owned();
         let request = handshake::request(&url, ctx.info());
+        let connects = ctx.service().metrics.upstream_connects.clone();
+        let counted = move |r: UpstreamConnect| connects[r as usize].inc();
         self.state = State::Connecting(Box::pin(async move {
             let request = request.map_err(|_| close_codes::unreachable())?;
             // tungstenite zero-fills its whole read buffer: a small one
@@ -208,16 +211,19 @@ impl Handler for ProxySession {
             {
                 Ok(Ok(ws)) => {
                     shared.pool.succeeded(index);
+                    counted(UpstreamConnect::Accepted);
                     return Ok(ws);
                 }
                 // An answer, not a failure: the upstream is up and said no.
                 Ok(Err(WsError::Http(resp))) => {
-                    return Err(close_codes::refused(resp.status().as_u16()))
+                    counted(UpstreamConnect::Refused);
+                    return Err(close_codes::refused(resp.status().as_u16()));
                 }
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => format!("no handshake within {:?}", shared.connect_timeout),
             };
             log::warn!("upstream {url} unreachable: {why}");
+            counted(UpstreamConnect::Unreachable);
             shared.pool.failed(index, Instant::now());
             Err(close_codes::unreachable())
         }));

@@ -1,0 +1,293 @@
+//! Prometheus metrics, served as OpenMetrics text at `GET /metrics` on the
+//! API's listener, with the official client (`prometheus-client`).
+//!
+//! One registry per process. Each service takes its handles once
+//! ([`ServiceMetrics`]), so counting on the hot path is one atomic add and
+//! never a label lookup.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::OnceLock;
+
+/// Transports as metrics name them; [`ServiceMetrics`] arrays follow this
+/// order.
+pub const TRANSPORTS: [&str; 7] = [
+    "websocket",
+    "raw_websocket",
+    "xhr_polling",
+    "jsonp_polling",
+    "xhr_streaming",
+    "eventsource",
+    "htmlfile",
+];
+
+/// Why sessions close, as metrics name it; [`ServiceMetrics::sessions_closed`]
+/// follows this order.
+pub const CLOSE_REASONS: [&str; 6] = [
+    "server",
+    "interrupted",
+    "timed_out",
+    "client_closed",
+    "queue_overflow",
+    "protocol_error",
+];
+
+/// How an upstream connect (`kind = "proxy"`) ended.
+#[derive(Debug, Clone, Copy)]
+pub enum UpstreamConnect {
+    Accepted = 0,
+    Refused = 1,
+    Unreachable = 2,
+}
+const UPSTREAM_RESULTS: [&str; 3] = ["accepted", "refused", "unreachable"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabel {
+    service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabels {
+    service: String,
+    transport: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    service: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    service: String,
+    result: &'static str,
+}
+
+/// The cluster's own figures ([`crate::cluster::redis`]).
+#[derive(Default, Clone)]
+pub struct ClusterMetrics {
+    /// Events handed to Redis.
+    pub publishes_sent: Counter,
+    /// Other nodes' events delivered here.
+    pub publishes_received: Counter,
+    /// Events that reached this node's clients only (Redis down, or its
+    /// queue full).
+    pub publishes_dropped: Counter,
+    /// Requests for another node's session, forwarded to it.
+    pub forwarded_requests: Counter,
+    /// 1 while connected to Redis.
+    pub redis_connected: Gauge,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    sessions_open: Family<TransportLabels, Gauge>,
+    sessions_opened: Family<TransportLabels, Counter>,
+    sessions_closed: Family<ReasonLabels, Counter>,
+    messages_in: Family<ServiceLabel, Counter>,
+    messages_out: Family<ServiceLabel, Counter>,
+    bytes_in: Family<ServiceLabel, Counter>,
+    bytes_out: Family<ServiceLabel, Counter>,
+    polls: Family<ServiceLabel, Counter>,
+    stream_rollovers: Family<ServiceLabel, Counter>,
+    queue_overflow_closes: Family<ServiceLabel, Counter>,
+    upstream_connects: Family<ResultLabels, Counter>,
+    pub cluster: ClusterMetrics,
+}
+
+/// A service's handles, taken once.
+#[derive(Default, Clone)]
+pub struct ServiceMetrics {
+    /// By [`TRANSPORTS`]: the transport that opened the session.
+    pub sessions_open: [Gauge; 7],
+    pub sessions_opened: [Counter; 7],
+    /// By [`CLOSE_REASONS`].
+    pub sessions_closed: [Counter; 6],
+    pub messages_in: Counter,
+    pub messages_out: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    /// Poll requests (xhr and jsonp).
+    pub polls: Counter,
+    /// Streaming responses ended by `response_limit` (the client opens
+    /// the next).
+    pub stream_rollovers: Counter,
+    pub queue_overflow_closes: Counter,
+    /// By [`UpstreamConnect`].
+    pub upstream_connects: [Counter; 3],
+}
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("sockjs_gateway");
+        let m = Metrics {
+            sessions_open: Family::default(),
+            sessions_opened: Family::default(),
+            sessions_closed: Family::default(),
+            messages_in: Family::default(),
+            messages_out: Family::default(),
+            bytes_in: Family::default(),
+            bytes_out: Family::default(),
+            polls: Family::default(),
+            stream_rollovers: Family::default(),
+            queue_overflow_closes: Family::default(),
+            upstream_connects: Family::default(),
+            cluster: ClusterMetrics::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "sessions_open",
+            "Open sessions, by the transport that opened them",
+            m.sessions_open.clone(),
+        );
+        r.register(
+            "sessions_opened",
+            "Sessions opened",
+            m.sessions_opened.clone(),
+        );
+        r.register(
+            "sessions_closed",
+            "Sessions closed, by reason",
+            m.sessions_closed.clone(),
+        );
+        r.register(
+            "messages_in",
+            "Messages from clients",
+            m.messages_in.clone(),
+        );
+        r.register(
+            "messages_out",
+            "Messages queued to clients",
+            m.messages_out.clone(),
+        );
+        r.register(
+            "bytes_in",
+            "Bytes of messages from clients",
+            m.bytes_in.clone(),
+        );
+        r.register(
+            "bytes_out",
+            "Bytes of messages queued to clients",
+            m.bytes_out.clone(),
+        );
+        r.register("polls", "Poll requests", m.polls.clone());
+        r.register(
+            "stream_rollovers",
+            "Streaming responses ended by response_limit",
+            m.stream_rollovers.clone(),
+        );
+        r.register(
+            "queue_overflow_closes",
+            "Sessions closed as their queue passed max_queued_bytes",
+            m.queue_overflow_closes.clone(),
+        );
+        r.register(
+            "upstream_connects",
+            "Upstream WebSocket connects (kind = proxy), by result",
+            m.upstream_connects.clone(),
+        );
+        let c = r.sub_registry_with_prefix("cluster");
+        c.register(
+            "publishes_sent",
+            "Publications handed to Redis",
+            m.cluster.publishes_sent.clone(),
+        );
+        c.register(
+            "publishes_received",
+            "Other nodes' publications delivered here",
+            m.cluster.publishes_received.clone(),
+        );
+        c.register(
+            "publishes_dropped",
+            "Publications that reached this node's clients only",
+            m.cluster.publishes_dropped.clone(),
+        );
+        c.register(
+            "forwarded_requests",
+            "Requests for another node's session forwarded to it",
+            m.cluster.forwarded_requests.clone(),
+        );
+        c.register(
+            "redis_connected",
+            "1 while connected to Redis",
+            m.cluster.redis_connected.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The handles of service `name`; its series appear (at zero) at once.
+    pub fn service(&self, name: &str) -> ServiceMetrics {
+        let service = || name.to_owned();
+        let one = |f: &Family<ServiceLabel, Counter>| {
+            f.get_or_create(&ServiceLabel { service: service() })
+                .clone()
+        };
+        ServiceMetrics {
+            sessions_open: TRANSPORTS.map(|transport| {
+                self.sessions_open
+                    .get_or_create(&TransportLabels {
+                        service: service(),
+                        transport,
+                    })
+                    .clone()
+            }),
+            sessions_opened: TRANSPORTS.map(|transport| {
+                self.sessions_opened
+                    .get_or_create(&TransportLabels {
+                        service: service(),
+                        transport,
+                    })
+                    .clone()
+            }),
+            sessions_closed: CLOSE_REASONS.map(|reason| {
+                self.sessions_closed
+                    .get_or_create(&ReasonLabels {
+                        service: service(),
+                        reason,
+                    })
+                    .clone()
+            }),
+            messages_in: one(&self.messages_in),
+            messages_out: one(&self.messages_out),
+            bytes_in: one(&self.bytes_in),
+            bytes_out: one(&self.bytes_out),
+            polls: one(&self.polls),
+            stream_rollovers: one(&self.stream_rollovers),
+            queue_overflow_closes: one(&self.queue_overflow_closes),
+            upstream_connects: UPSTREAM_RESULTS.map(|result| {
+                self.upstream_connects
+                    .get_or_create(&ResultLabels {
+                        service: service(),
+                        result,
+                    })
+                    .clone()
+            }),
+        }
+    }
+
+    /// `GET /metrics`.
+    pub async fn serve() -> actix_web::HttpResponse {
+        actix_web::HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(get().encode())
+    }
+
+    /// Every metric as OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}
