@@ -10,9 +10,11 @@
 use crate::cluster::owners::Owners;
 use crate::service::hub::ServiceHub;
 use crate::transport::client_addr::client_addr;
+use crate::transport::hangup;
 use actix_web::http::{header, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// The header a forwarded request carries: the forwarding node's id.
@@ -55,6 +57,17 @@ fn client() -> &'static reqwest::Client {
             .build()
             .expect("an HTTP client with the ring TLS provider")
     })
+}
+
+/// Tokens of forwarded requests' hang-up watches: from the middle of the
+/// range, so never a local receiver's id (those count up from 1).
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(u64::MAX / 2);
+
+/// An owner's answer on its way to the client.
+struct Relay {
+    answer: reqwest::Response,
+    hung_up: tokio::sync::oneshot::Receiver<()>,
+    _guard: Option<hangup::HangupGuard>,
 }
 
 /// Sends `req` (with `body`) to the node at `owner` and streams its answer
@@ -102,12 +115,28 @@ pub async fn forward(
     if matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) {
         return Ok(resp.finish());
     }
-    let chunks = futures_util::stream::unfold(Some(answer), |answer| async move {
-        let mut answer = answer?;
-        match answer.chunk().await {
-            Ok(Some(chunk)) => Some((Ok::<Bytes, reqwest::Error>(chunk), Some(answer))),
-            Ok(None) => None,
-            Err(e) => Some((Err(e), None)),
+    // A client that leaves is noticed here (actix alone would notice only
+    // at its next write); dropping the answer then closes the connection
+    // to the owner, which sees its receiver go, as if the client were its.
+    let (gone, hung_up) = tokio::sync::oneshot::channel::<()>();
+    let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+    let guard = hangup::watch(req, token, move || {
+        let _ = gone.send(());
+    });
+    let relay = Relay {
+        answer,
+        hung_up,
+        _guard: guard,
+    };
+    let chunks = futures_util::stream::unfold(Some(relay), |relay| async move {
+        let mut relay = relay?;
+        tokio::select! {
+            chunk = relay.answer.chunk() => match chunk {
+                Ok(Some(chunk)) => Some((Ok::<Bytes, reqwest::Error>(chunk), Some(relay))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            },
+            _ = &mut relay.hung_up => None,
         }
     });
     let mut resp = resp.streaming(chunks);

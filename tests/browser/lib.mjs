@@ -149,6 +149,19 @@ export function substitute(text, from, to) {
   return text.split(from).join(to);
 }
 
+// The shipped nginx.conf, pointed at this test's ports and paths.
+export function shippedNginxConfig(port, upstreams, dir) {
+  let conf = fs.readFileSync(path.join(ROOT, 'config/nginx/nginx.conf'), 'utf8');
+  conf = substitute(conf, 'include /etc/nginx/sockjs/', `include ${ROOT}/config/nginx/`);
+  conf = substitute(conf, 'listen 8080;', `listen 127.0.0.1:${port};`);
+  conf = substitute(conf, 'server gateway1:8080;', `server 127.0.0.1:${upstreams[0]};`);
+  conf = substitute(conf, 'server gateway2:8080;', `server 127.0.0.1:${upstreams[1]};`);
+  conf = substitute(conf, 'server gateway3:8080;', `server 127.0.0.1:${upstreams[2]};`);
+  conf = substitute(conf, 'pid /tmp/nginx.pid;', `pid ${dir}/nginx.pid;`);
+  conf = substitute(conf, 'access_log /dev/stdout sockjs;', `access_log ${dir}/access.log sockjs;`);
+  return conf;
+}
+
 // Runs nginx in the foreground with `conf`; resolves once it accepts.
 export async function startNginx(conf) {
   const dir = fs.mkdtempSync(path.join(tmp, 'nginx-'));
@@ -169,6 +182,50 @@ export async function startNginx(conf) {
     await new Promise((r) => setTimeout(r, 50));
   }
   return { url: `http://127.0.0.1:${port}`, port, dir, proc, stop: () => stopProcess(proc) };
+}
+
+// Runs a redis-server of its own on a free port; resolves with
+// { url, port, command(text), stop() } once it answers.
+export async function startRedis() {
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(tmp, 'redis-'));
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const command = (text) => redisCommand(port, text);
+  for (let i = 0; (await command('PING').catch(() => '')) !== '+PONG'; i++) {
+    if (proc.exitCode !== null || i > 200) throw new Error('redis-server did not start (apt-get install redis-server)');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { url: `redis://127.0.0.1:${port}/0`, port, command, stop: () => stopProcess(proc) };
+}
+
+// One inline command to Redis; resolves with its first reply line.
+async function redisCommand(port, text) {
+  const net = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write(`${text}\r\n`));
+    let data = '';
+    s.on('data', (d) => {
+      data += d;
+      if (data.includes('\r\n')) { s.end(); resolve(data.split('\r\n')[0]); }
+    });
+    s.once('error', reject);
+  });
+}
+
+// `[cluster]` for node `id` on `redis`.
+export function clusterSection(redis, id) {
+  return `[cluster]\nredis_url = "${redis.url}"\nnode_id = "${id}"\npresence_interval = 0.2\n`;
+}
+
+// Waits until nodes `ids` have all written their presence to `redis`.
+export async function untilJoined(redis, ids) {
+  const keys = ids.map((id) => `sockjs-gateway:node:${id}`).join(' ');
+  for (let i = 0; (await redis.command(`EXISTS ${keys}`)) !== `:${ids.length}`; i++) {
+    if (i > 200) throw new Error(`nodes ${ids} did not join`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 // Runs the example Node.js backend (examples/node-backend) on `port` (0: a
