@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The compose demo's topology with local processes: nginx (the shipped
-# config/nginx/ files) in front of two gateways (config/container.toml), and
-# the Node.js backend (examples/node-backend) behind their /app proxy
-# service, on loopback ports. Without arguments it smoke-tests the topology and stops;
+# config/nginx/ files, plain round-robin) in front of three gateways
+# (config/container.toml) clustered on Debian's redis-server, and the
+# Node.js backend (examples/node-backend) behind their /app proxy service,
+# on loopback ports. Without arguments it smoke-tests the topology and stops;
 # with --keep it stays up until Ctrl-C (open the printed URL).
 #   cargo build --release && npm ci && bash tests/e2e/local-topology.sh --keep
 set -euo pipefail
@@ -18,38 +19,48 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-for p in "$port" $((port + 1)) $((port + 2)) $((port + 3)); do
+for p in "$port" $((port + 1)) $((port + 2)) $((port + 3)) $((port + 4)) $((port + 5)); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     echo "port $p is already in use; set PORT to a free base port" >&2
     exit 1
   fi
 done
 
-backend=127.0.0.1:$((port + 3))
+backend=127.0.0.1:$((port + 4))
+redis_port=$((port + 5))
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" > "$work/redis.out" &
+pids+=($!)
 [ -d examples/node-backend/node_modules/ws ] || npm ci --prefix examples/node-backend --no-audit --no-fund >&2
 node examples/node-backend/server.mjs "$backend" > "$work/backend.out" &
 pids+=($!)
 
 start_gateway() {
-  local listen=$1
-  # The image's config, with the paths of this checkout and local addresses.
+  local listen=$1 node=$2
+  # The image's config, with the paths of this checkout and local addresses,
+  # and the compose file's cluster settings.
+  SOCKJS_GATEWAY__CLUSTER__REDIS_URL="redis://127.0.0.1:$redis_port/0" \
+  SOCKJS_GATEWAY__CLUSTER__NODE_ID="$node" \
+  SOCKJS_GATEWAY__CLUSTER__ADVERTISE="http://$listen" \
+  SOCKJS_GATEWAY__SHUTDOWN__DRAIN_DELAY=5 \
   SOCKJS_GATEWAY__STATIC_DIR="$root/static" \
   SOCKJS_GATEWAY__SOCKJS_CLIENT_PATH="$root/node_modules/sockjs-client/dist/sockjs.min.js" \
   SOCKJS_GATEWAY__SERVICES__APP__UPSTREAM="ws://$backend/socket" \
     "$bin" --config "$root/config/container.toml" --listen "$listen" > "$work/gw-${listen##*:}.out" &
   pids+=($!)
 }
-start_gateway 127.0.0.1:$((port + 1))
-start_gateway 127.0.0.1:$((port + 2))
+start_gateway 127.0.0.1:$((port + 1)) gateway1
+start_gateway 127.0.0.1:$((port + 2)) gateway2
+start_gateway 127.0.0.1:$((port + 3)) gateway3
 
 sed -e "s|include /etc/nginx/sockjs/|include $root/config/nginx/|" \
     -e "s|listen 8080;|listen 127.0.0.1:$port;|" \
     -e "s|server gateway1:8080;|server 127.0.0.1:$((port + 1));|" \
     -e "s|server gateway2:8080;|server 127.0.0.1:$((port + 2));|" \
+    -e "s|server gateway3:8080;|server 127.0.0.1:$((port + 3));|" \
     -e "s|pid /tmp/nginx.pid;|pid $work/nginx.pid;|" \
     -e "s|access_log /dev/stdout sockjs;|access_log $work/access.log sockjs;|" \
     config/nginx/nginx.conf > "$work/nginx.conf"
-for line in "include $root/config/nginx/" "listen 127.0.0.1:$port;" "server 127.0.0.1:$((port + 2));" "pid $work/nginx.pid;"; do
+for line in "include $root/config/nginx/" "listen 127.0.0.1:$port;" "server 127.0.0.1:$((port + 3));" "pid $work/nginx.pid;"; do
   grep -qF "$line" "$work/nginx.conf" || { echo "nginx.conf substitution failed: $line" >&2; exit 1; }
 done
 nginx -p "$work" -c "$work/nginx.conf" -e stderr -g 'daemon off;' &
@@ -67,9 +78,15 @@ wait_up() { # url, process id
   exit 1
 }
 wait_up "http://$backend" "${pids[0]}"
-wait_up "http://127.0.0.1:$((port + 1))" "${pids[1]}"
-wait_up "http://127.0.0.1:$((port + 2))" "${pids[2]}"
+wait_up "http://127.0.0.1:$((port + 1))" "${pids[2]}"
+wait_up "http://127.0.0.1:$((port + 2))" "${pids[3]}"
+wait_up "http://127.0.0.1:$((port + 3))" "${pids[4]}"
 wait_up "$url" "$nginx_pid"
+# Each node in Redis (its presence), so that the others can forward to it.
+for _ in $(seq 1 100); do
+  [ "$(redis-cli -p "$redis_port" EXISTS sockjs-gateway:node:gateway1 sockjs-gateway:node:gateway2 sockjs-gateway:node:gateway3)" = 3 ] && break
+  sleep 0.1
+done
 
 check() { # name, expected, actual
   if [ "$2" = "$3" ]; then echo "ok   $1"; else echo "FAIL $1: expected [$2], got [$3]"; failed=1; fi
@@ -95,7 +112,26 @@ check "websocket upgrade" "101" "$(curl -s -o /dev/null -w '%{http_code}' --max-
   -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \
   -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' "$url/echo/000/ws$RANDOM/websocket" || true)"
 upstreams=$(grep -o 'upstream=[0-9.:]*' "$work/access.log" | sort -u | wc -l)
-check "both gateways served" "2" "$upstreams"
+check "all three gateways served" "3" "$upstreams"
+spread=$(grep -o 'session=e2e[0-9]* upstream=[0-9.:]*' "$work/access.log" | sort -u | cut -d' ' -f1 | uniq -d | wc -l)
+check "round-robin sent a session's requests to several gateways" "true" "$([ "$spread" -ge 1 ] && echo true || echo "$spread")"
+# A chat message from one session reaches another, wherever each lives.
+a="chatA$RANDOM" b="chatB$RANDOM"
+curl -fsS -X POST "$url/chat/000/$a/xhr" >/dev/null
+curl -fsS -X POST "$url/chat/000/$b/xhr" >/dev/null
+curl -fsS -o /dev/null -X POST -d '["across nodes"]' "$url/chat/000/$a/xhr_send"
+check "chat across nodes" 'a["across nodes"]' "$(curl -fsS -X POST "$url/chat/000/$b/xhr")"
+# A node lost: its sessions answer 4503 at once through the others, and
+# new sessions work on the live ones.
+owned="lost$RANDOM"
+check "a session opened on gateway3" "o" "$(curl -fsS -X POST "http://127.0.0.1:$((port + 3))/echo/000/$owned/xhr")"
+kill -9 "${pids[4]}"
+check "a dead node's session closes at once" 'c[4503,"The node holding this session is gone"]' \
+  "$(curl -fsS -X POST "$url/echo/000/$owned/xhr")"
+for i in 1 2 3; do
+  sid="after$RANDOM$i"
+  check "session $i after the loss opens" "o" "$(curl -fsS -X POST "$url/echo/000/$sid/xhr")"
+done
 
 if [ "${1:-}" = "--keep" ]; then
   echo "topology up: $url (gateways on $((port + 1)) and $((port + 2))); Ctrl-C stops it"
