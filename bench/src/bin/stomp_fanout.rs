@@ -9,6 +9,13 @@
 //!   stomp-fanout --url ws://127.0.0.1:8090/stomp/websocket --subscribers 1000 --mode paced
 //!   stomp-fanout --url ws://127.0.0.1:8090/stomp --framing sockjs ...
 //!   stomp-fanout --url ws://127.0.0.1:15674/ws --login guest ...
+//!   stomp-fanout --url ws://A/stomp/websocket,ws://B/stomp/websocket \
+//!     --api http://A-api --api-key KEY --server-pid PA,PB,PREDIS
+//!
+//! With several URLs (nodes of a cluster), subscriber `s` connects to URL
+//! `s mod n`; the publisher to the first, or with `--api` through the HTTP
+//! API's `POST /api/publish`. With several PIDs, the server CPU is their
+//! sum, and a `CPU {json}` line gives each one's seconds.
 
 // Shared with sockjs-bench; this tool uses part of it.
 #[allow(dead_code)]
@@ -42,9 +49,15 @@ enum Framing {
 
 #[derive(Parser, Debug, Clone)]
 struct Args {
-    /// WebSocket URL of the broker.
+    /// WebSocket URL of the broker; comma-separated for several nodes.
+    #[arg(long, value_delimiter = ',', required = true)]
+    url: Vec<String>,
+    /// Publish through this HTTP API (`POST /api/publish`) instead of a
+    /// STOMP SEND.
     #[arg(long)]
-    url: String,
+    api: Option<String>,
+    #[arg(long, default_value = "")]
+    api_key: String,
     #[arg(long, value_enum, default_value = "plain")]
     framing: Framing,
     #[arg(long, default_value_t = 1000)]
@@ -61,9 +74,9 @@ struct Args {
     /// CONNECT login and passcode (RabbitMQ: guest).
     #[arg(long)]
     login: Option<String>,
-    /// The broker's PID, for its CPU share.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The broker's PIDs, for their CPU share; comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     #[arg(long, default_value = "server")]
     label: String,
 }
@@ -80,10 +93,15 @@ struct Conn {
 }
 
 impl Conn {
+    /// Connection `n`, to URL `n mod` the number of URLs.
     async fn open(args: &Args, n: usize) -> Result<Conn, String> {
+        Conn::open_at(args, n, &args.url[n % args.url.len()]).await
+    }
+
+    async fn open_at(args: &Args, n: usize, base: &str) -> Result<Conn, String> {
         let url = match args.framing {
-            Framing::Plain => args.url.clone(),
-            Framing::Sockjs => format!("{}/000/s{}x{n}/websocket", args.url, std::process::id()),
+            Framing::Plain => base.to_owned(),
+            Framing::Sockjs => format!("{base}/000/s{}x{n}/websocket", std::process::id()),
         };
         let config = WebSocketConfig::default().write_buffer_size(0);
         let (ws, _) = tokio_tungstenite::connect_async_with_config(&url, Some(config), true)
@@ -200,6 +218,68 @@ fn main() {
     }
 }
 
+/// Who publishes: a STOMP client on the first URL, or the HTTP API.
+enum Publisher {
+    Stomp(Conn),
+    Api {
+        send: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+        host: String,
+        key: String,
+    },
+}
+
+impl Publisher {
+    async fn open(args: &Args, n: usize) -> Result<Publisher, String> {
+        let Some(api) = &args.api else {
+            return Ok(Publisher::Stomp(Conn::open_at(args, n, &args.url[0]).await?));
+        };
+        let host = api.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let tcp = tokio::net::TcpStream::connect(&host)
+            .await
+            .map_err(|e| format!("connect {host}: {e}"))?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(Publisher::Api {
+            send,
+            host,
+            key: args.api_key.clone(),
+        })
+    }
+
+    async fn publish(&mut self, destination: &str, body: &str) -> Result<(), String> {
+        match self {
+            Publisher::Stomp(c) => {
+                c.send(&format!(
+                    "SEND\ndestination:{destination}\ncontent-type:text/plain\n\n{body}\0"
+                ))
+                .await
+            }
+            Publisher::Api { send, host, key } => {
+                use http_body_util::BodyExt;
+                let json = serde_json::json!({ "destination": destination, "body": body });
+                let req = hyper::Request::post("/api/publish")
+                    .header("host", host.as_str())
+                    .header("authorization", format!("Bearer {key}"))
+                    .header("content-type", "application/json")
+                    .body(http_body_util::Full::new(bytes::Bytes::from(json.to_string())))
+                    .map_err(|e| e.to_string())?;
+                send.ready().await.map_err(|e| e.to_string())?;
+                let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+                let status = resp.status();
+                let text = resp.into_body().collect().await.map_err(|e| e.to_string())?;
+                if status != 200 {
+                    return Err(format!("publish: {status} {:?}", text.to_bytes()));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Returns the deliveries, the seconds from the first publish to the last
 /// delivery, and the CPU seconds of this tool and of the server over them.
 async fn run(args: Arc<Args>) -> (Tally, f64, f64, Option<f64>) {
@@ -289,7 +369,7 @@ async fn run(args: Arc<Args>) -> (Tally, f64, f64, Option<f64>) {
             None => break,
         }
     }
-    let mut publisher = match Conn::open(&args, n).await {
+    let mut publisher = match Publisher::open(&args, n).await {
         Ok(p) => Some(p),
         Err(e) => {
             eprintln!("publisher: {e}");
@@ -297,16 +377,16 @@ async fn run(args: Arc<Args>) -> (Tally, f64, f64, Option<f64>) {
         }
     };
     let cpu0 = stats::cpu_seconds();
-    let server0 = args.server_pid.and_then(stats::process_cpu_seconds);
+    let server0: Vec<Option<f64>> = args
+        .server_pid
+        .iter()
+        .map(|&p| stats::process_cpu_seconds(p))
+        .collect();
     let started = Instant::now();
     if let (true, Some(p)) = (ok, publisher.as_mut()) {
         for seq in 0..args.messages {
             let b = body(seq, epoch.elapsed().as_micros(), args.size);
-            let frame = format!(
-                "SEND\ndestination:{}\ncontent-type:text/plain\n\n{b}\0",
-                args.destination
-            );
-            if let Err(e) = p.send(&frame).await {
+            if let Err(e) = p.publish(&args.destination, &b).await {
                 eprintln!("publisher: {e}");
                 break;
             }
@@ -332,15 +412,25 @@ async fn run(args: Arc<Args>) -> (Tally, f64, f64, Option<f64>) {
     }
     let seconds = (last.max(started) - started).as_secs_f64().max(1e-6);
     let cpu = stats::cpu_seconds() - cpu0;
-    let server = match (
-        args.server_pid.and_then(stats::process_cpu_seconds),
-        server0,
-    ) {
-        (Some(b), Some(a)) => Some(b - a),
-        _ => None,
-    };
+    let by_pid: Vec<Option<f64>> = args
+        .server_pid
+        .iter()
+        .zip(server0)
+        .map(|(&p, before)| Some(stats::process_cpu_seconds(p)? - before?))
+        .collect();
+    let server = (!by_pid.is_empty() && by_pid.iter().all(Option::is_some))
+        .then(|| by_pid.iter().flatten().sum::<f64>());
     // Shares over the measured seconds; the subscribers' wait after the
     // last delivery is not counted.
     let scale = seconds / started.elapsed().as_secs_f64().max(1e-6);
+    if args.server_pid.len() > 1 {
+        let each: serde_json::Map<String, serde_json::Value> = args
+            .server_pid
+            .iter()
+            .zip(&by_pid)
+            .map(|(p, c)| (p.to_string(), serde_json::json!(c.map(|c| c * scale))))
+            .collect();
+        println!("CPU {}", serde_json::Value::Object(each));
+    }
     (tally, seconds, cpu * scale, server.map(|s| s * scale))
 }

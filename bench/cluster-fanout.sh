@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Fan-out across nodes (issue 9): publications from the HTTP API to
+# SUBSCRIBERS STOMP clients (default 3,000), on one gateway against three
+# gateways clustered on Redis with the subscribers spread over them, in one
+# run. Every process under test (the gateways and Redis) shares core 0,
+# where more nodes cannot mean more CPU; the load tool (stomp-fanout) has
+# core 1. Burst (every message published at once; throughput) and paced
+# (the next once all have the previous one; latency). Every delivery is
+# checked (order, none lost or twice). Reported: deliveries/s, p99, and the
+# CPU per delivered message over all those processes, with Redis's share.
+# Target: three nodes at most 1.3x the CPU per delivery of one.
+#   bash bench/cluster-fanout.sh      (SUBSCRIBERS=3000 MESSAGES=100 ROUNDS=3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+SUBSCRIBERS=${SUBSCRIBERS:-3000}
+MESSAGES=${MESSAGES:-100}
+ROUNDS=${ROUNDS:-3}
+BASE=${BASE:-18180}
+REDIS_PORT=$((BASE + 9))
+KEY=bench-api-key-0123456789
+out=${OUT:-target/cluster-fanout-$(date +%Y%m%d-%H%M%S).jsonl}
+cargo build --release >&2
+cargo build --release -p sockjs-bench >&2
+: > "$out"
+dir=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+
+node_config() { # index, cluster?
+  cat <<TOML
+listen = "127.0.0.1:$((BASE + $1))"
+access_log = false
+static_dir = ""
+sockjs_client_path = ""
+[api]
+listen = "127.0.0.1:$((BASE + 4 + $1))"
+key = "$KEY"
+[auth]
+anonymous = true
+[services.stomp]
+prefix = "/stomp"
+kind = "stomp"
+max_sessions = 25000
+TOML
+  if [ "$2" = yes ]; then
+    printf '[cluster]\nredis_url = "redis://127.0.0.1:%s/0"\nnode_id = "n%s"\n' "$REDIS_PORT" "$1"
+  fi
+}
+
+start_node() { # index, cluster?
+  node_config "$1" "$2" > "$dir/n$1.toml"
+  RUST_LOG=warn taskset -c 0 target/release/sockjs-gateway --config "$dir/n$1.toml" >/dev/null &
+  pids+=($!)
+  node_pids+=($!)
+  wait_port $((BASE + $1)) "gateway $1"
+}
+
+run() { # setup, mode, nodes
+  local setup=$1 mode=$2 nodes=$3 urls="" server
+  node_pids=()
+  local redis_pid=""
+  if [ "$nodes" -gt 1 ]; then
+    taskset -c 0 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >/dev/null &
+    redis_pid=$!
+    pids+=("$redis_pid")
+    wait_port "$REDIS_PORT" redis-server
+  fi
+  for i in $(seq 1 "$nodes"); do
+    start_node "$i" "$([ "$nodes" -gt 1 ] && echo yes || echo no)"
+    urls="$urls${urls:+,}ws://127.0.0.1:$((BASE + i))/stomp/websocket"
+  done
+  if [ "$nodes" -gt 1 ]; then
+    for _ in $(seq 100); do
+      [ "$(redis-cli -p "$REDIS_PORT" SCARD sockjs-gateway:nodes)" = "$nodes" ] && break
+      sleep 0.1
+    done
+  fi
+  server=$(IFS=,; echo "${node_pids[*]}${redis_pid:+,$redis_pid}")
+  local busy
+  busy=$(machine_busy)
+  local result
+  result=$(taskset -c 1 target/release/stomp-fanout --url "$urls" --api "http://127.0.0.1:$((BASE + 5))" \
+    --api-key "$KEY" --subscribers "$SUBSCRIBERS" --messages "$MESSAGES" --mode "$mode" \
+    --server-pid "$server" --label "$setup")
+  echo "$result" | grep -v '^RESULT\|^CPU' >&2 || true
+  python3 - "$setup" "$mode" "$busy" "$redis_pid" <<PY >> "$out"
+import json, sys
+setup, mode, busy, redis = sys.argv[1:5]
+lines = """$result""".splitlines()
+r = json.loads(next(l for l in lines if l.startswith("RESULT "))[7:])
+cpu = next((json.loads(l[4:]) for l in lines if l.startswith("CPU ")), {})
+deliveries = r["msgs_per_s"] * r["seconds"]
+server_seconds = r["server_cpu_pct"] / 100 * r["seconds"]
+row = {"setup": setup, "mode": mode, "subscribers": r["sessions"], "deliveries_per_s": r["msgs_per_s"],
+       "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "lost": r["lost"], "errors": r["errors"],
+       "cpu_us_per_delivery": 1e6 * server_seconds / deliveries if deliveries else None,
+       "redis_share": (cpu.get(redis) or 0) / server_seconds if redis and server_seconds else None,
+       "machine_busy_pct": float(busy)}
+print(json.dumps(row))
+PY
+  tail -n 1 "$out" >&2
+  for p in "${node_pids[@]}" $redis_pid; do kill "$p"; wait "$p" 2>/dev/null || true; done
+  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(1 if r["lost"] or r["errors"] else 0)' "$(tail -n 1 "$out")"
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+  echo "== round $round of $ROUNDS" >&2
+  for mode in burst paced; do
+    run one-node "$mode" 1
+    run three-nodes "$mode" 3
+  done
+done
+python3 - "$out" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print("| mode | setup | deliveries/s | p99 ms | CPU µs per delivery | Redis share |")
+print("|---|---|---|---|---|---|")
+med = {}
+for mode in ("burst", "paced"):
+    for setup in ("one-node", "three-nodes"):
+        rs = [r for r in rows if r["mode"] == mode and r["setup"] == setup]
+        m = lambda k: statistics.median(r[k] for r in rs)
+        med[mode, setup] = m("cpu_us_per_delivery")
+        share = [r["redis_share"] for r in rs if r["redis_share"] is not None]
+        print(f"| {mode} | {setup} | {m('deliveries_per_s'):,.0f} | {m('p99_ms'):.1f} | {med[mode, setup]:.2f} | "
+              f"{(f'{100 * statistics.median(share):.1f} %') if share else '-'} |")
+for mode in ("burst", "paced"):
+    ratio = med[mode, "three-nodes"] / med[mode, "one-node"]
+    print(f"{mode}: CPU per delivery, three nodes / one node = {ratio:.2f}x (target <= 1.3x)")
+PY
