@@ -287,3 +287,23 @@ async fn a_redis_outage_keeps_local_delivery_and_recovers() {
     b.send(r#"["and back"]"#).await;
     assert_eq!(a.recv().await, r#"a["and back"]"#);
 }
+
+#[actix_rt::test]
+async fn a_restarted_redis_learns_again_who_holds_each_session() {
+    let mut redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    let s = session("/echo");
+    assert_eq!(post(&one.url(&format!("{s}/xhr")), "").await.body, "o\n");
+    // Restarted empty: the session's record is gone with it...
+    redis.restart();
+    until_joined(&[&one, &two]).await;
+    // ...and node one wrote it again when it reconnected, so node two
+    // still forwards to it.
+    let r = post(&two.url(&format!("{s}/xhr_send")), r#"["still mine"]"#).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        post(&two.url(&format!("{s}/xhr")), "").await.body,
+        "a[\"still mine\"]\n"
+    );
+}

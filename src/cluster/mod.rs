@@ -60,6 +60,10 @@ pub trait Inbox: Send + Sync {
     fn deliver(&self, event: Event);
     /// This node's sessions, subscriptions and users.
     fn presence(&self) -> Presence;
+    /// The HTTP sessions this node holds, as (service, session id): their
+    /// owner records are written again when Redis comes back (it may have
+    /// lost them).
+    fn held_sessions(&self) -> Vec<(String, Box<str>)>;
 }
 
 /// A single gateway process.

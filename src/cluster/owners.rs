@@ -63,7 +63,7 @@ impl Owners {
     }
 
     fn key(&self, service: &str, sid: &str) -> String {
-        self.bus.key(&format!("session:{service}:{sid}"))
+        self.bus.session_key(service, sid)
     }
 
     /// Where session `sid` of `service` lives. With `claim` (a request that

@@ -93,6 +93,11 @@ impl RedisBus {
         format!("{}:{rest}", self.config.namespace)
     }
 
+    /// The key of the record of session `sid` of `service`: its node.
+    pub fn session_key(&self, service: &str, sid: &str) -> String {
+        self.key(&format!("session:{service}:{sid}"))
+    }
+
     /// A live node's presence: from the last read, or from Redis for a node
     /// that joined since.
     pub async fn find_peer(&self, node: &str) -> Option<Presence> {
@@ -138,12 +143,23 @@ impl RedisBus {
         let mut failing = false;
         loop {
             match tokio::time::timeout(self.config.request_timeout(), self.connect()).await {
-                Ok(Ok((conn, pubsub))) => {
+                Ok(Ok((mut conn, pubsub))) => {
                     log::info!(
                         "cluster: node {} connected to Redis at {}",
                         self.node,
                         self.config.redis_url_shown()
                     );
+                    // Before the others can look them up: a restarted Redis
+                    // has lost the records of this node's sessions.
+                    let reclaim = self.reclaim(&mut conn, &*inbox);
+                    if let Ok(Err(e)) | Err(e) =
+                        tokio::time::timeout(self.config.request_timeout(), reclaim)
+                            .await
+                            .map_err(|_| "no answer in time".to_owned())
+                            .map(|r| r.map_err(|e| e.to_string()))
+                    {
+                        log::warn!("cluster: could not record this node's sessions again: {e}");
+                    }
                     failing = false;
                     pause = RETRY_FIRST;
                     *self.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
@@ -185,6 +201,29 @@ impl RedisBus {
         let mut pubsub = self.client.get_async_pubsub().await?;
         pubsub.subscribe(&self.channel).await?;
         Ok((conn, pubsub))
+    }
+
+    /// Records this node as the owner of each HTTP session it holds (where
+    /// no other node is recorded).
+    async fn reclaim(
+        &self,
+        conn: &mut MultiplexedConnection,
+        inbox: &dyn Inbox,
+    ) -> redis::RedisResult<()> {
+        for chunk in inbox.held_sessions().chunks(1000) {
+            let mut pipe = redis::pipe();
+            for (service, sid) in chunk {
+                pipe.cmd("SET")
+                    .arg(self.session_key(service, sid))
+                    .arg(&*self.node)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(self.config.session_record_ttl)
+                    .ignore();
+            }
+            pipe.query_async::<()>(conn).await?;
+        }
+        Ok(())
     }
 
     /// Reads events and writes presence until the connection fails; returns

@@ -29,6 +29,18 @@ impl Inbox for Services {
         }
     }
 
+    fn held_sessions(&self) -> Vec<(String, Box<str>)> {
+        self.hubs
+            .iter()
+            .flat_map(|(name, hub)| {
+                hub.registry
+                    .sids()
+                    .into_iter()
+                    .map(|sid| (name.clone(), sid))
+            })
+            .collect()
+    }
+
     fn presence(&self) -> Presence {
         let services = self
             .hubs

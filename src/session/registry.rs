@@ -102,6 +102,11 @@ impl Registry {
         had_sid
     }
 
+    /// The ids of the live HTTP sessions.
+    pub fn sids(&self) -> Vec<Box<str>> {
+        self.by_sid.iter().map(|e| e.key().clone()).collect()
+    }
+
     /// Calls `f` for every live session.
     pub fn for_each(&self, mut f: impl FnMut(&Addr<SessionActor>)) {
         for entry in self.all.iter() {

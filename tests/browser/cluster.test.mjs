@@ -3,7 +3,8 @@
 // spread over the nodes and subscribed to one topic, each get every
 // publication from the HTTP API exactly once and in order. Then one node is
 // killed mid-stream: clients left open keep receiving, each exactly once,
-// and those that saw a close reconnect through nginx to a live node.
+// and those that saw a close reconnect through nginx to a live node. Then
+// Redis is restarted: the nodes rejoin, and publications cross them again.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -165,4 +166,25 @@ test('a node killed mid-stream: the others go on, and the cut-off clients reconn
     assert.equal(bodies.filter((b) => b === 'again').length, 1, `${transport}: ${bodies}`);
   }
   assert.ok(cut < tabs.length, 'every client was cut off');
+});
+
+test('Redis restarted: the nodes rejoin and every client gets what follows once', async () => {
+  const live = nodes.slice(0, 2);
+  await redis.restart();
+  // Both nodes connected again (and have written their presence).
+  for (const g of live) {
+    await until(async () => (await api(g, 'GET', '/api/cluster')).state, (s) => s === 'up');
+  }
+  await until(() => api(live[1], 'GET', `/api/destinations?prefix=${TOPIC}`), (b) => b.destinations[0]?.subscribers === tabs.length);
+  await publish(live[0], ['after redis']);
+  for (const { transport, page } of tabs) {
+    const bodies = await page.evaluate(async (d) => {
+      for (let i = 0; i < 500 && !notify.received[d].some((m) => m.body === 'after redis'); i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return notify.received[d].map((m) => m.body);
+    }, TOPIC);
+    assert.equal(bodies.filter((b) => b === 'after redis').length, 1, `${transport}: ${bodies}`);
+    assert.equal(bodies.at(-1), 'after redis', transport);
+  }
 });

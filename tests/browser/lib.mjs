@@ -189,15 +189,27 @@ export async function startNginx(conf) {
 export async function startRedis() {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(tmp, 'redis-'));
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
   const command = (text) => redisCommand(port, text);
-  for (let i = 0; (await command('PING').catch(() => '')) !== '+PONG'; i++) {
-    if (proc.exitCode !== null || i > 200) throw new Error('redis-server did not start (apt-get install redis-server)');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { url: `redis://127.0.0.1:${port}/0`, port, command, stop: () => stopProcess(proc) };
+  const start = async () => {
+    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    for (let i = 0; (await command('PING').catch(() => '')) !== '+PONG'; i++) {
+      if (proc.exitCode !== null || i > 200) throw new Error('redis-server did not start (apt-get install redis-server)');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return proc;
+  };
+  const redis = { url: `redis://127.0.0.1:${port}/0`, port, command, proc: await start() };
+  redis.stop = () => stopProcess(redis.proc);
+  // Killed outright (SIGKILL), then started again on the same port, empty.
+  redis.restart = async () => {
+    const exited = new Promise((r) => redis.proc.once('exit', r));
+    redis.proc.kill('SIGKILL');
+    await exited;
+    redis.proc = await start();
+  };
+  return redis;
 }
 
 // One inline command to Redis; resolves with its first reply line.

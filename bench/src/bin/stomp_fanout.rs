@@ -231,17 +231,21 @@ enum Publisher {
 impl Publisher {
     async fn open(args: &Args, n: usize) -> Result<Publisher, String> {
         let Some(api) = &args.api else {
-            return Ok(Publisher::Stomp(Conn::open_at(args, n, &args.url[0]).await?));
+            return Ok(Publisher::Stomp(
+                Conn::open_at(args, n, &args.url[0]).await?,
+            ));
         };
-        let host = api.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let host = api
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
         let tcp = tokio::net::TcpStream::connect(&host)
             .await
             .map_err(|e| format!("connect {host}: {e}"))?;
         tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-        let (send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .map_err(|e| e.to_string())?;
+        let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         Ok(Publisher::Api {
             send,
@@ -265,12 +269,18 @@ impl Publisher {
                     .header("host", host.as_str())
                     .header("authorization", format!("Bearer {key}"))
                     .header("content-type", "application/json")
-                    .body(http_body_util::Full::new(bytes::Bytes::from(json.to_string())))
+                    .body(http_body_util::Full::new(bytes::Bytes::from(
+                        json.to_string(),
+                    )))
                     .map_err(|e| e.to_string())?;
                 send.ready().await.map_err(|e| e.to_string())?;
                 let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
                 let status = resp.status();
-                let text = resp.into_body().collect().await.map_err(|e| e.to_string())?;
+                let text = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if status != 200 {
                     return Err(format!("publish: {status} {:?}", text.to_bytes()));
                 }
