@@ -220,7 +220,7 @@ fn main() {
 
 /// Who publishes: a STOMP client on the first URL, or the HTTP API.
 enum Publisher {
-    Stomp(Conn),
+    Stomp(Box<Conn>),
     Api {
         send: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
         host: String,
@@ -231,9 +231,8 @@ enum Publisher {
 impl Publisher {
     async fn open(args: &Args, n: usize) -> Result<Publisher, String> {
         let Some(api) = &args.api else {
-            return Ok(Publisher::Stomp(
-                Conn::open_at(args, n, &args.url[0]).await?,
-            ));
+            let conn = Conn::open_at(args, n, &args.url[0]).await?;
+            return Ok(Publisher::Stomp(Box::new(conn)));
         };
         let host = api
             .trim_start_matches("http://")
