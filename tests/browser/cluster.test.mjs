@@ -94,6 +94,20 @@ async function publish(via, bodies) {
   for (const body of bodies) await api(via, 'POST', '/api/publish', { destination: TOPIC, body });
 }
 
+// Every tab gets `body` (just published), once, as its latest message.
+async function everyTabGetsOnce(body) {
+  for (const { transport, page } of tabs) {
+    const bodies = await page.evaluate(async ([d, b]) => {
+      for (let i = 0; i < 500 && !notify.received[d].some((m) => m.body === b); i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return notify.received[d].map((m) => m.body);
+    }, [TOPIC, body]);
+    assert.equal(bodies.filter((b) => b === body).length, 1, `${transport}: ${bodies}`);
+    assert.equal(bodies.at(-1), body, transport);
+  }
+}
+
 const usable = TRANSPORTS.filter((t) => !wontPick(t, false) && (!process.env.ONLY || t === process.env.ONLY));
 const tabs = [];
 
@@ -156,15 +170,7 @@ test('a node killed mid-stream: the others go on, and the cut-off clients reconn
   // Everyone, reconnected or not, gets the next publication once.
   await until(() => api(live[1], 'GET', `/api/destinations?prefix=${TOPIC}`), (b) => b.destinations[0]?.subscribers === tabs.length);
   await publish(live[1], ['again']);
-  for (const { transport, page } of tabs) {
-    const bodies = await page.evaluate(async (d) => {
-      for (let i = 0; i < 500 && !notify.received[d].some((m) => m.body === 'again'); i++) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      return notify.received[d].map((m) => m.body);
-    }, TOPIC);
-    assert.equal(bodies.filter((b) => b === 'again').length, 1, `${transport}: ${bodies}`);
-  }
+  await everyTabGetsOnce('again');
   assert.ok(cut < tabs.length, 'every client was cut off');
 });
 
@@ -177,14 +183,5 @@ test('Redis restarted: the nodes rejoin and every client gets what follows once'
   }
   await until(() => api(live[1], 'GET', `/api/destinations?prefix=${TOPIC}`), (b) => b.destinations[0]?.subscribers === tabs.length);
   await publish(live[0], ['after redis']);
-  for (const { transport, page } of tabs) {
-    const bodies = await page.evaluate(async (d) => {
-      for (let i = 0; i < 500 && !notify.received[d].some((m) => m.body === 'after redis'); i++) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      return notify.received[d].map((m) => m.body);
-    }, TOPIC);
-    assert.equal(bodies.filter((b) => b === 'after redis').length, 1, `${transport}: ${bodies}`);
-    assert.equal(bodies.at(-1), 'after redis', transport);
-  }
+  await everyTabGetsOnce('after redis');
 });
