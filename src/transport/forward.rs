@@ -8,6 +8,7 @@
 //! forwarded again: the owner answers it as a single node would.
 
 use crate::cluster::owners::Owners;
+use crate::protocol::{CloseCode, Wrapping};
 use crate::service::hub::ServiceHub;
 use crate::transport::client_addr::client_addr;
 use crate::transport::hangup;
@@ -68,6 +69,24 @@ struct Relay {
     answer: reqwest::Response,
     hung_up: tokio::sync::oneshot::Receiver<()>,
     _guard: Option<hangup::HangupGuard>,
+    /// For a poll or stream: the close frame, wrapped for its transport.
+    ending: Option<Bytes>,
+}
+
+/// How the receiver this request asks for wraps frames; `None` for sends.
+fn receiver_wrapping(req: &HttpRequest) -> Option<Wrapping> {
+    let callback = || {
+        form_urlencoded::parse(req.query_string().as_bytes())
+            .find(|(k, _)| k == "c")
+            .map(|(_, v)| v.into_owned())
+    };
+    match req.path().rsplit('/').next()? {
+        "xhr" | "xhr_streaming" => Some(Wrapping::Xhr),
+        "eventsource" => Some(Wrapping::EventSource),
+        "htmlfile" => callback().map(|_| Wrapping::HtmlFile),
+        "jsonp" => callback().map(Wrapping::Jsonp),
+        _ => None,
+    }
 }
 
 /// Sends `req` (with `body`) to the node at `owner` and streams its answer
@@ -127,6 +146,8 @@ pub async fn forward(
         answer,
         hung_up,
         _guard: guard,
+        ending: receiver_wrapping(req)
+            .map(|w| Bytes::from(w.wrap(&CloseCode::node_gone().frame()))),
     };
     let chunks = futures_util::stream::unfold(Some(relay), |relay| async move {
         let mut relay = relay?;
@@ -134,7 +155,16 @@ pub async fn forward(
             chunk = relay.answer.chunk() => match chunk {
                 Ok(Some(chunk)) => Some((Ok::<Bytes, reqwest::Error>(chunk), Some(relay))),
                 Ok(None) => None,
-                Err(e) => Some((Err(e), None)),
+                // The owner died mid-answer: a poll or stream ends with the
+                // close frame its client understands, not a cut connection
+                // (which some receivers, htmlfile's, never notice).
+                Err(e) => match relay.ending.take() {
+                    Some(close) => {
+                        log::debug!("cluster: the owner's answer broke off: {e}");
+                        Some((Ok(close), None))
+                    }
+                    None => Some((Err(e), None)),
+                },
             },
             _ = &mut relay.hung_up => None,
         }
