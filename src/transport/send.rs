@@ -8,7 +8,7 @@ use crate::session::actor::Incoming;
 use crate::transport::forward;
 use crate::transport::headers::{self, Origin, TEXT_PLAIN};
 use actix_web::http::header;
-use actix_web::web::{Bytes, BytesMut, Payload};
+use actix_web::web::{BytesMut, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -60,14 +60,13 @@ async fn send(
     reply: Reply,
     form: bool,
 ) -> HttpResponse {
-    let local = hub.registry.get(sid);
+    let Some(addr) = hub.registry.get(sid) else {
+        return elsewhere(req, hub, sid, body).await;
+    };
     let limit = hub.config.max_message_bytes;
     let raw = match read_body(req, body, limit).await {
         Ok(b) => b,
         Err(resp) => return resp,
-    };
-    let Some(addr) = local else {
-        return elsewhere(req, hub, sid, raw.freeze()).await;
     };
     let payload: Vec<u8> = if form {
         form_field(&raw, "d").unwrap_or_default()
@@ -99,11 +98,16 @@ async fn send(
 }
 
 /// A send for a session not held here: to the node that holds it, in a
-/// cluster; else 404, as for any unknown session.
-async fn elsewhere(req: &HttpRequest, hub: &ServiceHub, sid: &str, body: Bytes) -> HttpResponse {
+/// cluster (its body read, within the same limit, only then); else 404, as
+/// for any unknown session.
+async fn elsewhere(req: &HttpRequest, hub: &ServiceHub, sid: &str, body: Payload) -> HttpResponse {
     if let Some(owners) = &hub.cluster.owners {
         if !forward::is_forwarded(req) {
             if let Owner::Elsewhere(url) = owners.locate(&hub.name, sid, false).await {
+                let body = match read_body(req, body, hub.config.max_message_bytes).await {
+                    Ok(b) => b.freeze(),
+                    Err(resp) => return resp,
+                };
                 match forward::forward(req, hub, owners, &url, body).await {
                     Ok(resp) => return resp,
                     Err(forward::Failed::Unreachable) => owners.forget(&hub.name, sid),
