@@ -12,6 +12,7 @@ use crate::protocol::{CloseCode, Wrapping};
 use crate::service::hub::ServiceHub;
 use crate::transport::client_addr::client_addr;
 use crate::transport::hangup;
+use crate::transport::receive::callback_param;
 use actix_web::http::{header, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
@@ -75,16 +76,11 @@ struct Relay {
 
 /// How the receiver this request asks for wraps frames; `None` for sends.
 fn receiver_wrapping(req: &HttpRequest) -> Option<Wrapping> {
-    let callback = || {
-        form_urlencoded::parse(req.query_string().as_bytes())
-            .find(|(k, _)| k == "c")
-            .map(|(_, v)| v.into_owned())
-    };
     match req.path().rsplit('/').next()? {
         "xhr" | "xhr_streaming" => Some(Wrapping::Xhr),
         "eventsource" => Some(Wrapping::EventSource),
-        "htmlfile" => callback().map(|_| Wrapping::HtmlFile),
-        "jsonp" => callback().map(Wrapping::Jsonp),
+        "htmlfile" => Some(Wrapping::HtmlFile),
+        "jsonp" => callback_param(req).ok().map(Wrapping::Jsonp),
         _ => None,
     }
 }
