@@ -54,6 +54,16 @@ pub trait Bus: Send + Sync {
     fn peers(&self) -> Arc<Vec<Presence>>;
 }
 
+impl dyn Bus {
+    /// Publishes the event `make` builds, built only when there are other
+    /// nodes to tell (a single process allocates nothing).
+    pub fn publish_with(&self, make: impl FnOnce() -> Event) {
+        if self.state() != State::Alone {
+            self.publish(make());
+        }
+    }
+}
+
 /// What a node does with the other nodes' events, and what it reports of
 /// itself: implemented by the layer that holds the services.
 pub trait Inbox: Send + Sync {

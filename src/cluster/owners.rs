@@ -7,7 +7,6 @@
 //! WebSocket sessions need none of this: one connection is the session.
 
 use super::redis::RedisBus;
-use super::Bus;
 use dashmap::DashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +34,7 @@ const DELETE_IF_MINE: &str =
 
 pub struct Owners {
     bus: Arc<RedisBus>,
-    /// `SERVICE:SID` of sessions other nodes hold: their node's URL.
+    /// Sessions other nodes hold, by their record's key: their node's URL.
     remembered: DashMap<String, (String, Instant)>,
 }
 
@@ -49,7 +48,7 @@ impl Owners {
 
     /// Forgets where session `sid` was: its node did not answer.
     pub fn forget(&self, service: &str, sid: &str) {
-        self.remembered.remove(&format!("{service}:{sid}"));
+        self.remembered.remove(&self.key(service, sid));
     }
 
     /// This node's id.
@@ -69,14 +68,13 @@ impl Owners {
     /// Where session `sid` of `service` lives. With `claim` (a request that
     /// may open it), an unrecorded session is recorded as this node's.
     pub async fn locate(&self, service: &str, sid: &str, claim: bool) -> Owner {
-        let remembered = format!("{service}:{sid}");
-        if let Some(e) = self.remembered.get(&remembered) {
+        let key = self.key(service, sid);
+        if let Some(e) = self.remembered.get(&key) {
             if e.1.elapsed() < REMEMBER_FOR {
                 return Owner::Elsewhere(e.0.clone());
             }
         }
-        let timeout = self.bus.config().request_timeout();
-        match tokio::time::timeout(timeout, self.owner_of(service, sid, claim)).await {
+        match tokio::time::timeout(self.request_timeout(), self.owner_of(&key, claim)).await {
             Ok(Ok(Some(node))) if *node == *self.bus.node => Owner::Here,
             Ok(Ok(Some(node))) => match self.bus.find_peer(&node).await {
                 Some(p) => match p.advertise {
@@ -84,8 +82,7 @@ impl Owners {
                         if self.remembered.len() >= REMEMBERED {
                             self.remembered.clear();
                         }
-                        self.remembered
-                            .insert(remembered, (url.clone(), Instant::now()));
+                        self.remembered.insert(key, (url.clone(), Instant::now()));
                         Owner::Elsewhere(url)
                     }
                     None => {
@@ -102,45 +99,37 @@ impl Owners {
 
     /// The recorded owner; with `claim`, this node becomes it when there is
     /// none (one round trip either way).
-    async fn owner_of(
-        &self,
-        service: &str,
-        sid: &str,
-        claim: bool,
-    ) -> redis::RedisResult<Option<String>> {
+    async fn owner_of(&self, key: &str, claim: bool) -> redis::RedisResult<Option<String>> {
         let Some(mut conn) = self.bus.connection() else {
             return Err((redis::ErrorKind::Io, "Redis is down").into());
         };
-        let key = self.key(service, sid);
         if !claim {
-            return redis::cmd("GET").arg(&key).query_async(&mut conn).await;
+            return redis::cmd("GET").arg(key).query_async(&mut conn).await;
         }
         let (owner,): (Option<String>,) = redis::pipe()
             .cmd("SET")
-            .arg(&key)
+            .arg(key)
             .arg(&*self.bus.node)
             .arg("NX")
             .arg("EX")
             .arg(self.bus.config().session_record_ttl)
             .ignore()
             .cmd("GET")
-            .arg(&key)
+            .arg(key)
             .query_async(&mut conn)
             .await?;
         Ok(owner)
     }
 
-    /// Forgets this node's session `sid` (it closed).
+    /// Forgets this node's session `sid` (it closed); nothing to do while
+    /// Redis is down.
     pub fn release(&self, service: &str, sid: &str) {
-        if self.bus.state() != super::State::Up {
-            return;
-        }
         let Some(mut conn) = self.bus.connection() else {
             return;
         };
         let key = self.key(service, sid);
         let node = self.bus.node.clone();
-        let timeout = self.bus.config().request_timeout();
+        let timeout = self.request_timeout();
         actix_web::rt::spawn(async move {
             // Only this node's record: a session served while Redis was
             // down has none, and its id may be another node's by now.

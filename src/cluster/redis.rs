@@ -93,6 +93,11 @@ impl RedisBus {
         format!("{}:{rest}", self.config.namespace)
     }
 
+    /// The key of node `node`'s presence.
+    fn node_key(&self, node: &str) -> String {
+        self.key(&format!("node:{node}"))
+    }
+
     /// The key of the record of session `sid` of `service`: its node.
     pub fn session_key(&self, service: &str, sid: &str) -> String {
         self.key(&format!("session:{service}:{sid}"))
@@ -108,7 +113,7 @@ impl RedisBus {
         let json: Option<String> = tokio::time::timeout(
             self.config.request_timeout(),
             redis::cmd("GET")
-                .arg(self.key(&format!("node:{node}")))
+                .arg(self.node_key(node))
                 .query_async(&mut conn),
         )
         .await
@@ -127,7 +132,7 @@ impl RedisBus {
             self.config.request_timeout(),
             redis::pipe()
                 .cmd("DEL")
-                .arg(self.key(&format!("node:{}", self.node)))
+                .arg(self.node_key(&self.node))
                 .ignore()
                 .cmd("SREM")
                 .arg(self.key("nodes"))
@@ -152,13 +157,14 @@ impl RedisBus {
                     // Before the others can look them up: a restarted Redis
                     // has lost the records of this node's sessions.
                     let reclaim = self.reclaim(&mut conn, &*inbox);
-                    if let Ok(Err(e)) | Err(e) =
-                        tokio::time::timeout(self.config.request_timeout(), reclaim)
-                            .await
-                            .map_err(|_| "no answer in time".to_owned())
-                            .map(|r| r.map_err(|e| e.to_string()))
-                    {
-                        log::warn!("cluster: could not record this node's sessions again: {e}");
+                    let why =
+                        match tokio::time::timeout(self.config.request_timeout(), reclaim).await {
+                            Ok(Ok(())) => None,
+                            Ok(Err(e)) => Some(e.to_string()),
+                            Err(_) => Some("no answer in time".to_owned()),
+                        };
+                    if let Some(why) = why {
+                        log::warn!("cluster: could not record this node's sessions again: {why}");
                     }
                     failing = false;
                     pause = RETRY_FIRST;
@@ -283,7 +289,7 @@ impl RedisBus {
         let nodes_key = self.key("nodes");
         let (members,): (Vec<String>,) = redis::pipe()
             .cmd("SET")
-            .arg(self.key(&format!("node:{}", self.node)))
+            .arg(self.node_key(&self.node))
             .arg(json)
             .arg("PX")
             .arg(ttl_ms)
@@ -299,10 +305,7 @@ impl RedisBus {
         let others: Vec<String> = members.into_iter().filter(|m| *m != *self.node).collect();
         let mut peers = Vec::with_capacity(others.len());
         if !others.is_empty() {
-            let keys: Vec<String> = others
-                .iter()
-                .map(|n| self.key(&format!("node:{n}")))
-                .collect();
+            let keys: Vec<String> = others.iter().map(|n| self.node_key(n)).collect();
             let values: Vec<Option<String>> =
                 redis::cmd("MGET").arg(&keys).query_async(conn).await?;
             let mut gone = Vec::new();

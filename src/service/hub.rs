@@ -1,6 +1,6 @@
 //! One mounted service: its configuration, its backend and its sessions.
 
-use crate::cluster::{Cluster, Event, State};
+use crate::cluster::{Cluster, Event};
 use crate::config::ServiceConfig;
 use crate::metrics::ServiceMetrics;
 use crate::protocol::{CloseCode, Message};
@@ -62,12 +62,10 @@ impl ServiceHub {
     pub fn broadcast(&self, message: impl Into<Arc<str>>) {
         let message = message.into();
         self.deliver_broadcast(message.clone());
-        if self.cluster.bus.state() != State::Alone {
-            self.cluster.bus.publish(Event::Broadcast {
-                service: self.name.to_string(),
-                text: message.to_string(),
-            });
-        }
+        self.cluster.bus.publish_with(|| Event::Broadcast {
+            service: self.name.to_string(),
+            text: message.to_string(),
+        });
     }
 
     /// A broadcast to this node's sessions only (one from another node).

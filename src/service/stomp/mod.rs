@@ -17,7 +17,7 @@ pub mod topics;
 pub mod users;
 pub mod webhook;
 
-use crate::cluster::{Bus, Event, State};
+use crate::cluster::{Bus, Event};
 use crate::config::{AuthConfig, ServiceConfig};
 use crate::service::api::{Handler, Service, SessionInfo};
 use std::sync::Arc;
@@ -147,13 +147,11 @@ impl StompService {
     /// Ends every session of `user`, on every node; returns how many here.
     pub fn disconnect_user(&self, user: &str) -> usize {
         let message = "Disconnected by the server";
-        if self.shared.bus.state() != State::Alone {
-            self.shared.bus.publish(Event::DisconnectUser {
-                service: self.shared.service.clone(),
-                user: user.to_owned(),
-                message: message.to_owned(),
-            });
-        }
+        self.shared.bus.publish_with(|| Event::DisconnectUser {
+            service: self.shared.service.clone(),
+            user: user.to_owned(),
+            message: message.to_owned(),
+        });
         self.shared.users.disconnect(user, message)
     }
 
@@ -210,15 +208,13 @@ impl Shared {
         body: &str,
     ) -> usize {
         let here = self.topics.publish(key, destination, headers, body);
-        if self.bus.state() != State::Alone {
-            self.bus.publish(Event::Publish {
-                service: self.service.clone(),
-                key: key.to_owned(),
-                destination: destination.to_owned(),
-                headers: headers.to_vec(),
-                body: body.to_owned(),
-            });
-        }
+        self.bus.publish_with(|| Event::Publish {
+            service: self.service.clone(),
+            key: key.to_owned(),
+            destination: destination.to_owned(),
+            headers: headers.to_vec(),
+            body: body.to_owned(),
+        });
         here
     }
 }
