@@ -104,7 +104,7 @@ async fn user(
 }
 
 /// `GET /api/cluster`: this node's link to the others and the live nodes:
-/// `{"state": "alone" | "up" | "degraded", "nodes": [...]}`.
+/// `{"state": "alone" | "up" | "degraded", "other_nodes": [...]}`.
 async fn cluster(brokers: web::Data<Brokers>) -> HttpResponse {
     let nodes: Vec<Value> = brokers
         .bus
@@ -165,12 +165,8 @@ impl Brokers {
         one: impl Fn(&StompService) -> Result<usize, Refused>,
         there: impl Fn(&Presence, &str) -> usize,
     ) -> Result<HttpResponse, ApiError> {
-        let peers = self.bus.peers();
-        let mut delivered = 0;
-        for (name, b) in self.pick(req.service.as_deref())? {
-            delivered += one(b).map_err(|r| ApiError::bad_field(r.field, r.why))?;
-            delivered += peers.iter().map(|p| there(p, name)).sum::<usize>();
-        }
+        let here = |b: &StompService| one(b).map_err(|r| ApiError::bad_field(r.field, r.why));
+        let delivered = self.across(req.service.as_deref(), here, there)?;
         Ok(self.answer(json!({ "delivered": delivered })))
     }
 
@@ -182,14 +178,26 @@ impl Brokers {
         user: &str,
         here: impl Fn(&StompService) -> usize,
     ) -> Result<usize, ApiError> {
+        self.across(
+            service,
+            |b| Ok(here(b)),
+            |peer, name| peer.user_sessions(name, user),
+        )
+    }
+
+    /// For each service named (or all): `here`, plus `there` of each other
+    /// node's last presence; summed.
+    fn across(
+        &self,
+        service: Option<&str>,
+        here: impl Fn(&StompService) -> Result<usize, ApiError>,
+        there: impl Fn(&Presence, &str) -> usize,
+    ) -> Result<usize, ApiError> {
         let peers = self.bus.peers();
         let mut n = 0;
         for (name, b) in self.pick(service)? {
-            n += here(b);
-            n += peers
-                .iter()
-                .map(|p| p.user_sessions(name, user))
-                .sum::<usize>();
+            n += here(b)?;
+            n += peers.iter().map(|p| there(p, name)).sum::<usize>();
         }
         Ok(n)
     }
