@@ -121,6 +121,15 @@ pub struct ServiceMetrics {
     pub upstream_connects: [Counter; 3],
 }
 
+/// One handle of `family` per name in `names`, labelled by `label(name)`.
+fn each<S: Clone + std::hash::Hash + Eq, M: Clone + Default, const N: usize>(
+    family: &Family<S, M>,
+    names: [&'static str; N],
+    label: impl Fn(&'static str) -> S,
+) -> [M; N] {
+    names.map(|n| family.get_or_create(&label(n)).clone())
+}
+
 /// The process's metrics.
 pub fn get() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -233,30 +242,18 @@ impl Metrics {
             f.get_or_create(&ServiceLabel { service: service() })
                 .clone()
         };
+        let by_transport = |transport| TransportLabels {
+            service: service(),
+            transport,
+        };
         ServiceMetrics {
-            sessions_open: TRANSPORTS.map(|transport| {
-                self.sessions_open
-                    .get_or_create(&TransportLabels {
-                        service: service(),
-                        transport,
-                    })
-                    .clone()
-            }),
-            sessions_opened: TRANSPORTS.map(|transport| {
-                self.sessions_opened
-                    .get_or_create(&TransportLabels {
-                        service: service(),
-                        transport,
-                    })
-                    .clone()
-            }),
-            sessions_closed: CLOSE_REASONS.map(|reason| {
-                self.sessions_closed
-                    .get_or_create(&ReasonLabels {
-                        service: service(),
-                        reason,
-                    })
-                    .clone()
+            sessions_open: each(&self.sessions_open, TRANSPORTS, by_transport),
+            sessions_opened: each(&self.sessions_opened, TRANSPORTS, by_transport),
+            sessions_closed: each(&self.sessions_closed, CLOSE_REASONS, |reason| {
+                ReasonLabels {
+                    service: service(),
+                    reason,
+                }
             }),
             messages_in: one(&self.messages_in),
             messages_out: one(&self.messages_out),
@@ -265,13 +262,11 @@ impl Metrics {
             polls: one(&self.polls),
             stream_rollovers: one(&self.stream_rollovers),
             queue_overflow_closes: one(&self.queue_overflow_closes),
-            upstream_connects: UPSTREAM_RESULTS.map(|result| {
-                self.upstream_connects
-                    .get_or_create(&ResultLabels {
-                        service: service(),
-                        result,
-                    })
-                    .clone()
+            upstream_connects: each(&self.upstream_connects, UPSTREAM_RESULTS, |result| {
+                ResultLabels {
+                    service: service(),
+                    result,
+                }
             }),
         }
     }
