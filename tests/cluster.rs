@@ -156,6 +156,66 @@ async fn stomp_publications_users_and_counts_span_the_nodes() {
     );
 }
 
+/// A backend publishing through a load balancer reaches a different node
+/// each time: its publications, each sent once the last was answered, keep
+/// their order on every node (each node delivers its own publications in
+/// the order Redis gives them too, not before the others' it answered).
+#[actix_rt::test]
+async fn publications_through_different_nodes_keep_their_order_everywhere() {
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    let mut clients = Vec::new();
+    for gw in [&one, &two, &one, &two] {
+        let mut c = Client::connect(gw).await;
+        c.subscribe("t", "/topic/order").await;
+        clients.push(c);
+    }
+    until_api(&one, "/api/destinations?prefix=/topic/", |b| {
+        b["destinations"] == json!([{"destination": "/topic/order", "subscribers": 4}])
+    })
+    .await;
+    let sent: Vec<String> = (0..200).map(|i| format!("m{i}")).collect();
+    for (i, body) in sent.iter().enumerate() {
+        let via = if i % 2 == 0 { &one } else { &two };
+        let publication = json!({"destination": "/topic/order", "body": body}).to_string();
+        let (status, answer) = api(via, "POST", "/api/publish", &publication).await;
+        assert_eq!((status, &answer["delivered"]), (200, &json!(4)), "{answer}");
+    }
+    for c in &mut clients {
+        let mut got = Vec::new();
+        for _ in &sent {
+            got.push(c.next().await.2);
+        }
+        assert_eq!(got, sent);
+    }
+}
+
+/// A node delivers its own publications when Redis echoes them; one sent
+/// to a Redis that hangs and dies without echoing it still reaches the
+/// node's clients, once, when the link is found lost.
+#[actix_rt::test]
+async fn a_publication_redis_never_echoed_is_delivered_here_once() {
+    let mut redis = Redis::start();
+    let one = node(&redis, "one");
+    until_joined(&[&one]).await;
+    let mut c = Client::connect(&one).await;
+    c.subscribe("t", "/topic/x").await;
+    redis.pause();
+    let stuck = r#"{"destination": "/topic/x", "body": "stuck"}"#;
+    // Answered once the publication was sent (and not acknowledged).
+    let (status, body) = api(&one, "POST", "/api/publish", stuck).await;
+    assert_eq!((status, &body["delivered"]), (200, &json!(1)), "{body}");
+    redis.kill();
+    assert_eq!(c.next().await.2, "stuck");
+    redis.restart();
+    until_joined(&[&one]).await;
+    let next = r#"{"destination": "/topic/x", "body": "next"}"#;
+    api(&one, "POST", "/api/publish", next).await;
+    // The next message is the next publication: nothing twice.
+    assert_eq!(c.next().await.2, "next");
+}
+
 /// The messages of the `a` frames in `body`.
 fn messages(body: &str) -> Vec<String> {
     body.lines()

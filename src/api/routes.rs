@@ -46,11 +46,13 @@ async fn publish(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let req = Publication::read(payload, max.0).await?;
-    brokers.deliver(
-        &req,
-        |b| b.publish(&req.destination, &req.headers, &req.body),
-        |peer, service| peer.subscribers(service, &req.destination),
-    )
+    brokers
+        .deliver(
+            &req,
+            |b| b.publish(&req.destination, &req.headers, &req.body),
+            |peer, service| peer.subscribers(service, &req.destination),
+        )
+        .await
 }
 
 /// `POST /api/users/{user}/send`: to every session of `user` subscribed to
@@ -67,11 +69,13 @@ async fn send_to_user(
         "/user/{user}{}",
         req.destination.strip_prefix("/user").unwrap_or("")
     );
-    brokers.deliver(
-        &req,
-        |b| b.send_to_user(&user, &req.destination, &req.headers, &req.body),
-        |peer, service| peer.subscribers(service, &shown),
-    )
+    brokers
+        .deliver(
+            &req,
+            |b| b.send_to_user(&user, &req.destination, &req.headers, &req.body),
+            |peer, service| peer.subscribers(service, &shown),
+        )
+        .await
 }
 
 #[derive(serde::Deserialize)]
@@ -88,6 +92,7 @@ async fn disconnect_user(
 ) -> Result<HttpResponse, ApiError> {
     let service = query.service.as_deref();
     let disconnected = brokers.per_user(service, &user, |b| b.disconnect_user(&user))?;
+    brokers.bus.flushed().await;
     Ok(brokers.answer(json!({ "disconnected": disconnected })))
 }
 
@@ -156,10 +161,12 @@ async fn destinations(
 }
 
 impl Brokers {
-    /// `{"delivered": N}`: what `one` delivered here through each service
-    /// the request names, plus the other nodes' subscribers as `there`
-    /// counts them in their last presence.
-    fn deliver(
+    /// `{"delivered": N}`: the subscribers `one` publishes to here through
+    /// each service the request names, plus the other nodes' as `there`
+    /// counts them in their last presence. Answers once the publication is
+    /// on its way to every node: one published after the answer, through
+    /// any node, arrives after it everywhere.
+    async fn deliver(
         &self,
         req: &Publication,
         one: impl Fn(&StompService) -> Result<usize, Refused>,
@@ -167,6 +174,7 @@ impl Brokers {
     ) -> Result<HttpResponse, ApiError> {
         let here = |b: &StompService| one(b).map_err(|r| ApiError::bad_field(r.field, r.why));
         let delivered = self.across(req.service.as_deref(), here, there)?;
+        self.bus.flushed().await;
         Ok(self.answer(json!({ "delivered": delivered })))
     }
 

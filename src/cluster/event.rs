@@ -1,5 +1,6 @@
-//! What one node tells the others: a publication to deliver to their own
-//! clients. Pure data and its wire form (JSON on one Redis channel).
+//! What a node publishes to every node (itself included): something each
+//! delivers to its own clients. Pure data and its wire form (JSON on one
+//! Redis channel).
 
 use serde::{Deserialize, Serialize};
 
@@ -27,23 +28,37 @@ pub enum Event {
     },
 }
 
-/// An event and the node it comes from: a node skips its own, which it
-/// delivered before publishing.
+/// An event, the node it comes from and its number there: the sending node
+/// keeps its own events until Redis echoes them, and knows each echo by
+/// its number.
 #[derive(Debug, Serialize, Deserialize)]
-struct Envelope<'a> {
+struct Envelope<'a, E> {
     node: &'a str,
+    seq: u64,
     #[serde(flatten)]
-    event: Event,
+    event: E,
 }
 
-pub fn encode(node: &str, event: Event) -> String {
-    serde_json::to_string(&Envelope { node, event }).expect("events serialize")
+/// An event as read: who sent it, its number there, and what it says.
+#[derive(Debug, PartialEq)]
+pub struct Received {
+    pub node: String,
+    pub seq: u64,
+    pub event: Event,
 }
 
-/// The sending node and the event, or why the text is not one.
-pub fn decode(text: &[u8]) -> Result<(String, Event), serde_json::Error> {
-    let e: Envelope<'_> = serde_json::from_slice(text)?;
-    Ok((e.node.to_owned(), e.event))
+pub fn encode(node: &str, seq: u64, event: &Event) -> String {
+    serde_json::to_string(&Envelope { node, seq, event }).expect("events serialize")
+}
+
+/// The event in `text`, or why the text is not one.
+pub fn decode(text: &[u8]) -> Result<Received, serde_json::Error> {
+    let e: Envelope<'_, Event> = serde_json::from_slice(text)?;
+    Ok(Received {
+        node: e.node.to_owned(),
+        seq: e.seq,
+        event: e.event,
+    })
 }
 
 #[cfg(test)]
@@ -70,15 +85,20 @@ mod tests {
                 message: "bye".into(),
             },
         ];
-        for e in events {
-            let text = encode("gw-1", e.clone());
-            assert_eq!(decode(text.as_bytes()).unwrap(), ("gw-1".to_owned(), e));
+        for (seq, event) in events.into_iter().enumerate() {
+            let text = encode("gw-1", seq as u64, &event);
+            let want = Received {
+                node: "gw-1".into(),
+                seq: seq as u64,
+                event,
+            };
+            assert_eq!(decode(text.as_bytes()).unwrap(), want);
         }
     }
 
     #[test]
     fn garbage_is_an_error() {
-        assert!(decode(b"{\"node\":\"x\",\"type\":\"nope\"}").is_err());
+        assert!(decode(b"{\"node\":\"x\",\"seq\":1,\"type\":\"nope\"}").is_err());
         assert!(decode(b"\xff").is_err());
     }
 }

@@ -10,10 +10,12 @@
 //! - [`owners`]: which node holds each HTTP session, so that a poll or a
 //!   send reaching another node is forwarded to it.
 //!
-//! A node delivers its own publications to its own clients before handing
-//! them to the bus, and skips them when Redis echoes them back: each client
-//! gets each publication once, and a node cut off from Redis still serves
-//! its own clients.
+//! A node delivers its own publications to its own clients when Redis
+//! echoes them back, as every other node does: every client sees the
+//! publications of every node in the one order Redis gave them. While Redis
+//! is unreachable a node delivers its own publications itself, so its own
+//! clients are still served; and one whose echo the link lost on the way
+//! is delivered then, so none is lost or delivered twice here.
 
 pub mod event;
 pub mod owners;
@@ -21,6 +23,7 @@ pub mod presence;
 pub mod redis;
 
 pub use event::Event;
+use futures_util::future::BoxFuture;
 pub use presence::Presence;
 use std::sync::Arc;
 
@@ -45,21 +48,42 @@ impl State {
     }
 }
 
-/// Where services publish what the other nodes must deliver too.
+/// Where services publish what every node delivers to its clients.
 pub trait Bus: Send + Sync {
-    /// Hands `event` to every other node; the caller has delivered it here.
-    fn publish(&self, event: Event);
+    /// Delivers `event` on every node, this one included (through its
+    /// [`Inbox`]), in the order every node sees. Gives it back when it
+    /// cannot take it (no other nodes, or too many waiting): the caller
+    /// then delivers it here.
+    fn publish(&self, event: Event) -> Result<(), Event>;
+    /// Resolves once everything published before has reached Redis (or
+    /// failed to): what anyone publishes after that, on any node, comes
+    /// after it everywhere.
+    fn flushed(&self) -> BoxFuture<'static, ()>;
     fn state(&self) -> State;
     /// The other live nodes, as of their last presence write.
     fn peers(&self) -> Arc<Vec<Presence>>;
 }
 
+/// Who delivers a publication to this node's clients.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The caller, now: there are no other nodes, or the bus is full.
+    Here,
+    /// The bus, when the publication comes back in the cluster's order.
+    Bus,
+}
+
 impl dyn Bus {
     /// Publishes the event `make` builds, built only when there are other
-    /// nodes to tell (a single process allocates nothing).
-    pub fn publish_with(&self, make: impl FnOnce() -> Event) {
-        if self.state() != State::Alone {
-            self.publish(make());
+    /// nodes (a single process allocates nothing).
+    pub fn publish_with(&self, make: impl FnOnce() -> Event) -> Delivery {
+        if self.state() == State::Alone {
+            return Delivery::Here;
+        }
+        match self.publish(make()) {
+            Ok(()) => Delivery::Bus,
+            Err(_) => Delivery::Here,
         }
     }
 }
@@ -80,7 +104,12 @@ pub trait Inbox: Send + Sync {
 pub struct Alone;
 
 impl Bus for Alone {
-    fn publish(&self, _: Event) {}
+    fn publish(&self, event: Event) -> Result<(), Event> {
+        Err(event)
+    }
+    fn flushed(&self) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::ready(()))
+    }
     fn state(&self) -> State {
         State::Alone
     }

@@ -12,12 +12,14 @@
 use super::{event, Bus, Event, Inbox, Presence, State};
 use crate::config::cluster::ClusterConfig;
 use crate::metrics::ClusterMetrics;
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Pauses between reconnection attempts: doubling from the first to the
 /// last, so a restarted Redis is found again within the last.
@@ -25,6 +27,13 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_LAST: Duration = Duration::from_secs(2);
 /// Events sent to Redis in one pipeline at most.
 const BATCH: usize = 256;
+
+/// What the publisher task takes from its queue, in order.
+enum Job {
+    Event(Event),
+    /// Answered once the events queued before it have been sent (or not).
+    Flushed(oneshot::Sender<()>),
+}
 
 pub struct RedisBus {
     pub node: Arc<str>,
@@ -36,8 +45,14 @@ pub struct RedisBus {
     /// The command connection while Redis is up.
     conn: RwLock<Option<MultiplexedConnection>>,
     up: AtomicBool,
-    queue: mpsc::Sender<Event>,
-    queue_rx: Mutex<Option<mpsc::Receiver<Event>>>,
+    queue: mpsc::Sender<Job>,
+    queue_rx: Mutex<Option<mpsc::Receiver<Job>>>,
+    /// This node's events sent to Redis and not yet echoed back, oldest
+    /// first, by number: delivered here when their echo comes.
+    unechoed: Mutex<VecDeque<(u64, Event)>>,
+    /// How many times the link was lost: what was sent on a lost link is
+    /// never echoed.
+    links_lost: AtomicU64,
     peers: RwLock<Arc<Vec<Presence>>>,
     counts: ClusterMetrics,
 }
@@ -58,6 +73,8 @@ impl RedisBus {
             up: AtomicBool::new(false),
             queue,
             queue_rx: Mutex::new(Some(rx)),
+            unechoed: Mutex::default(),
+            links_lost: AtomicU64::new(0),
             peers: RwLock::default(),
             counts: crate::metrics::get().cluster.clone(),
         }))
@@ -74,7 +91,7 @@ impl RedisBus {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(rx) = rx {
-            actix_web::rt::spawn(self.clone().publisher(rx));
+            actix_web::rt::spawn(self.clone().publisher(rx, inbox.clone()));
             actix_web::rt::spawn(self.clone().link(inbox));
         }
     }
@@ -175,6 +192,9 @@ impl RedisBus {
                     self.up.store(false, Ordering::Release);
                     self.counts.redis_connected.set(0);
                     *self.conn.write().unwrap_or_else(|e| e.into_inner()) = None;
+                    self.links_lost.fetch_add(1, Ordering::AcqRel);
+                    // Their echoes went with the subscription.
+                    self.deliver_unechoed(u64::MAX, &*inbox);
                     *self.peers.write().unwrap_or_else(|e| e.into_inner()) = Arc::default();
                     log::warn!(
                         "cluster: lost Redis ({why}); publications reach this node's clients only until it is back"
@@ -263,10 +283,10 @@ impl RedisBus {
 
     fn receive(&self, payload: &[u8], inbox: &dyn Inbox) {
         match event::decode(payload) {
-            Ok((node, _)) if *node == *self.node => {}
-            Ok((_, event)) => {
+            Ok(got) if *got.node == *self.node => self.deliver_unechoed(got.seq, inbox),
+            Ok(got) => {
                 self.counts.publishes_received.inc();
-                inbox.deliver(event);
+                inbox.deliver(got.event);
             }
             Err(e) => log::warn!(
                 "cluster: an event that is not ours on {}: {e}",
@@ -327,45 +347,112 @@ impl RedisBus {
         Ok(())
     }
 
-    async fn publisher(self: Arc<Self>, mut rx: mpsc::Receiver<Event>) {
-        let mut batch = Vec::with_capacity(BATCH);
-        while rx.recv_many(&mut batch, BATCH).await > 0 {
-            let n = batch.len() as u64;
-            let sent = match self.connection() {
-                Some(mut conn) => {
-                    let mut pipe = redis::pipe();
-                    for e in batch.drain(..) {
-                        pipe.cmd("PUBLISH")
-                            .arg(&self.channel)
-                            .arg(event::encode(&self.node, e))
-                            .ignore();
-                    }
-                    let send = pipe.query_async::<()>(&mut conn);
-                    matches!(
-                        tokio::time::timeout(self.config.request_timeout(), send).await,
-                        Ok(Ok(()))
-                    )
+    /// Sends what is published here to Redis, in order, in pipelines.
+    async fn publisher(self: Arc<Self>, mut rx: mpsc::Receiver<Job>, inbox: Arc<dyn Inbox>) {
+        let mut jobs = Vec::with_capacity(BATCH);
+        let mut seq = 0;
+        while rx.recv_many(&mut jobs, BATCH).await > 0 {
+            let mut events = Vec::with_capacity(jobs.len());
+            let mut waiting = Vec::new();
+            for job in jobs.drain(..) {
+                match job {
+                    Job::Event(e) => events.push(e),
+                    Job::Flushed(tx) => waiting.push(tx),
                 }
-                None => false,
-            };
-            batch.clear();
-            let count = if sent {
-                &self.counts.publishes_sent
-            } else {
-                &self.counts.publishes_dropped
-            };
-            count.inc_by(n);
+            }
+            if !events.is_empty() {
+                self.send(events, &mut seq, &*inbox).await;
+            }
+            for tx in waiting {
+                let _ = tx.send(());
+            }
         }
+    }
+
+    /// Sends `events` to every node, to be delivered here when Redis echoes
+    /// them; delivers them here at once while Redis is unreachable. `seq`
+    /// is the number of the last event sent.
+    async fn send(&self, events: Vec<Event>, seq: &mut u64, inbox: &dyn Inbox) {
+        let n = events.len() as u64;
+        let Some(mut conn) = self.connection() else {
+            // Not kept for later: a late copy after the outage would reach
+            // the other nodes out of order with newer ones.
+            self.counts.publishes_dropped.inc_by(n);
+            for e in events {
+                inbox.deliver(e);
+            }
+            return;
+        };
+        let link = self.links_lost.load(Ordering::Acquire);
+        let mut pipe = redis::pipe();
+        {
+            let mut unechoed = self.unechoed();
+            for e in events {
+                *seq += 1;
+                pipe.cmd("PUBLISH")
+                    .arg(&self.channel)
+                    .arg(event::encode(&self.node, *seq, &e))
+                    .ignore();
+                unechoed.push_back((*seq, e));
+            }
+        }
+        let send = pipe.query_async::<()>(&mut conn);
+        let sent = matches!(
+            tokio::time::timeout(self.config.request_timeout(), send).await,
+            Ok(Ok(()))
+        );
+        let count = if sent {
+            &self.counts.publishes_sent
+        } else {
+            &self.counts.publishes_dropped
+        };
+        count.inc_by(n);
+        if self.links_lost.load(Ordering::Acquire) != link {
+            // Sent on a link lost meanwhile: no echo will come.
+            self.deliver_unechoed(*seq, inbox);
+        }
+    }
+
+    /// Delivers here this node's unechoed events numbered up to `seq`: the
+    /// one Redis just echoed, and older ones whose echo will never come
+    /// (Redis echoes one connection's publications in order).
+    fn deliver_unechoed(&self, seq: u64, inbox: &dyn Inbox) {
+        let due: Vec<Event> = {
+            let mut unechoed = self.unechoed();
+            let n = unechoed.iter().take_while(|(s, _)| *s <= seq).count();
+            unechoed.drain(..n).map(|(_, e)| e).collect()
+        };
+        for e in due {
+            inbox.deliver(e);
+        }
+    }
+
+    fn unechoed(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, Event)>> {
+        self.unechoed.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Bus for RedisBus {
-    fn publish(&self, event: Event) {
-        // While Redis is down, events are not kept for later: a late copy
-        // after the outage would arrive out of order with newer ones.
-        if !self.up.load(Ordering::Acquire) || self.queue.try_send(event).is_err() {
+    fn publish(&self, event: Event) -> Result<(), Event> {
+        // Queued even while Redis is down: the publisher then delivers it
+        // here, after what was queued before.
+        self.queue.try_send(Job::Event(event)).map_err(|full| {
             self.counts.publishes_dropped.inc();
+            match full.into_inner() {
+                Job::Event(event) => event,
+                Job::Flushed(_) => unreachable!("an event was sent"),
+            }
+        })
+    }
+
+    fn flushed(&self) -> BoxFuture<'static, ()> {
+        let (tx, rx) = oneshot::channel();
+        if self.queue.try_send(Job::Flushed(tx)).is_err() {
+            return Box::pin(std::future::ready(()));
         }
+        Box::pin(async move {
+            let _ = rx.await;
+        })
     }
 
     fn state(&self) -> State {

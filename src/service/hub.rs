@@ -1,6 +1,6 @@
 //! One mounted service: its configuration, its backend and its sessions.
 
-use crate::cluster::{Cluster, Event};
+use crate::cluster::{Cluster, Delivery, Event};
 use crate::config::ServiceConfig;
 use crate::metrics::ServiceMetrics;
 use crate::protocol::{CloseCode, Message};
@@ -61,14 +61,16 @@ impl ServiceHub {
     /// copied, per session.
     pub fn broadcast(&self, message: impl Into<Arc<str>>) {
         let message = message.into();
-        self.deliver_broadcast(message.clone());
-        self.cluster.bus.publish_with(|| Event::Broadcast {
+        let by = self.cluster.bus.publish_with(|| Event::Broadcast {
             service: self.name.to_string(),
             text: message.to_string(),
         });
+        if by == Delivery::Here {
+            self.deliver_broadcast(message);
+        }
     }
 
-    /// A broadcast to this node's sessions only (one from another node).
+    /// A broadcast to this node's sessions only (as the bus delivers it).
     pub fn deliver_broadcast(&self, message: Arc<str>) {
         self.registry
             .for_each(|addr| addr.do_send(Push(Message::Text(message.clone()))));

@@ -39,6 +39,17 @@ impl Redis {
         }
     }
 
+    /// Stops it answering (SIGSTOP) with its connections left open, as a
+    /// hung server.
+    pub fn pause(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// Starts it (again) on the same port and waits until it answers.
     pub fn restart(&mut self) {
         self.kill();

@@ -17,7 +17,7 @@ pub mod topics;
 pub mod users;
 pub mod webhook;
 
-use crate::cluster::{Bus, Event};
+use crate::cluster::{Bus, Delivery, Event};
 use crate::config::{AuthConfig, ServiceConfig};
 use crate::service::api::{Handler, Service, SessionInfo};
 use std::sync::Arc;
@@ -147,12 +147,15 @@ impl StompService {
     /// Ends every session of `user`, on every node; returns how many here.
     pub fn disconnect_user(&self, user: &str) -> usize {
         let message = "Disconnected by the server";
-        self.shared.bus.publish_with(|| Event::DisconnectUser {
+        let by = self.shared.bus.publish_with(|| Event::DisconnectUser {
             service: self.shared.service.clone(),
             user: user.to_owned(),
             message: message.to_owned(),
         });
-        self.shared.users.disconnect(user, message)
+        match by {
+            Delivery::Here => self.shared.users.disconnect(user, message),
+            Delivery::Bus => self.shared.users.count(user),
+        }
     }
 
     /// Subscriber counts here by destination, for destinations under
@@ -175,7 +178,7 @@ impl StompService {
         }
     }
 
-    /// Another node's publication, to this node's subscribers.
+    /// A publication from the bus (any node's), to this node's subscribers.
     pub fn deliver(&self, event: Event) {
         match event {
             Event::Publish {
@@ -207,15 +210,17 @@ impl Shared {
         headers: &[(String, String)],
         body: &str,
     ) -> usize {
-        let here = self.topics.publish(key, destination, headers, body);
-        self.bus.publish_with(|| Event::Publish {
+        let by = self.bus.publish_with(|| Event::Publish {
             service: self.service.clone(),
             key: key.to_owned(),
             destination: destination.to_owned(),
             headers: headers.to_vec(),
             body: body.to_owned(),
         });
-        here
+        match by {
+            Delivery::Here => self.topics.publish(key, destination, headers, body),
+            Delivery::Bus => self.topics.subscribers(key),
+        }
     }
 }
 

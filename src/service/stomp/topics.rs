@@ -176,6 +176,11 @@ impl Topics {
         subs.len()
     }
 
+    /// How many subscribe to `key`.
+    pub fn subscribers(&self, key: &str) -> usize {
+        self.lock().get(key).map_or(0, Vec::len)
+    }
+
     /// A message id for a MESSAGE sent outside [`Topics::publish`].
     pub fn next_message_id(&self) -> u64 {
         self.next_message_id.fetch_add(1, Ordering::Relaxed)
