@@ -73,7 +73,8 @@ impl Gateway {
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         if config.auth.demo_login {
             log::warn!("auth.demo_login: /demo/token signs anyone in as any user; for demos only");
-            config.auth.jwt_secret = Some(demo_login::random_secret());
+            let shared = config.auth.demo_login_secret.clone();
+            config.auth.jwt_secret = Some(shared.unwrap_or_else(demo_login::random_secret));
         }
         let demo_login = DemoLogin::new(&config.auth);
         // A misspelled name would otherwise leave the built-in kind answering.

@@ -398,3 +398,58 @@ async fn demo_login_mints_tokens_for_the_demo_only() {
     let err = sockjs_gateway::Config::from_toml(&with_secret).unwrap_err();
     assert!(err.contains("auth.demo_login"), "{err}");
 }
+
+/// `[auth] demo_login_secret`: nodes given the same one accept each other's
+/// demo tokens (the compose demo, behind a round-robin balancer); it is
+/// never shown, needs demo_login, and is long enough for HS256.
+#[actix_rt::test]
+async fn demo_tokens_from_one_node_sign_in_on_another_with_a_shared_secret() {
+    let shared = "compose-demo-secret-0123456789-abcdef";
+    let toml = format!(
+        "[auth]\ndemo_login = true\ndemo_login_secret = \"{shared}\"\n\
+         [services.stomp]\nprefix = \"/stomp\"\nkind = \"stomp\"\nsubscribe = [\"/user/queue/**\"]\n"
+    );
+    let (one, two) = (Gateway::start(&toml), Gateway::start(&toml));
+    let reply: serde_json::Value =
+        serde_json::from_str(&get(&one.url("/demo/token?user=dora")).await.body).unwrap();
+    let t = format!("Bearer {}", reply["token"].as_str().unwrap());
+    let mut c = Client::connect_with(&two, &[("Authorization", &t)]).await;
+    c.frame(
+        "SUBSCRIBE",
+        &[
+            ("id", "1"),
+            ("destination", "/user/queue/x"),
+            ("receipt", "r"),
+        ],
+        "",
+    )
+    .await;
+    // Anonymous sessions may not subscribe to user queues: this is dora.
+    c.expect_receipt("r").await;
+    // A node with a secret of its own refuses that token.
+    let alone = Gateway::start(&toml.replace(shared, "another-secret-0123456789-abcdefghij"));
+    let mut c = Client::open(&alone).await;
+    c.frame(
+        "CONNECT",
+        &[("accept-version", "1.2"), ("Authorization", &t)],
+        "",
+    )
+    .await;
+    assert_eq!(c.next().await.0, "ERROR");
+
+    let config = sockjs_gateway::Config::from_toml(&toml).unwrap();
+    assert!(!format!("{config:?}").contains(shared));
+    for (bad, why) in [
+        (
+            toml.replace("demo_login = true\n", ""),
+            "used only with demo_login",
+        ),
+        (toml.replace(shared, "short"), "at least 32 characters"),
+    ] {
+        let err = sockjs_gateway::Config::from_toml(&bad).unwrap_err();
+        assert!(
+            err.contains("auth.demo_login_secret") && err.contains(why),
+            "{err}"
+        );
+    }
+}

@@ -184,6 +184,11 @@ pub struct AuthConfig {
     /// `jwt_secret` or key file, whose tokens would then be forgeable.
     #[serde(default)]
     pub demo_login: bool,
+    /// The secret `demo_login` signs with instead of one made at start, so
+    /// that several nodes accept each other's demo tokens (the compose
+    /// demo). It guards nothing, since anyone can get a token.
+    #[serde(default)]
+    pub demo_login_secret: Option<String>,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -199,6 +204,10 @@ impl std::fmt::Debug for AuthConfig {
             .field("connect_webhook", &self.connect_webhook)
             .field("anonymous", &self.anonymous)
             .field("demo_login", &self.demo_login)
+            .field(
+                "demo_login_secret",
+                &self.demo_login_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -226,6 +235,8 @@ pub struct ApiConfig {
 /// The shortest `[api] key` accepted: a guessable key opens publishing to
 /// every user.
 pub const MIN_API_KEY_LEN: usize = 16;
+/// HS256 wants a key as long as its hash (32 bytes).
+pub const MIN_DEMO_LOGIN_SECRET_LEN: usize = 32;
 
 impl Default for ApiConfig {
     fn default() -> Self {
@@ -757,6 +768,17 @@ impl Config {
                 "auth.demo_login: anyone could mint tokens; it cannot be used with jwt_secret or jwt_public_key_file"
                     .into(),
             );
+        }
+        if let Some(secret) = &self.auth.demo_login_secret {
+            if !self.auth.demo_login {
+                return Err("auth.demo_login_secret: used only with demo_login = true".into());
+            }
+            if secret.len() < MIN_DEMO_LOGIN_SECRET_LEN {
+                return Err(format!(
+                    "auth.demo_login_secret: must be at least {MIN_DEMO_LOGIN_SECRET_LEN} characters (it was {})",
+                    secret.len()
+                ));
+            }
         }
         if let Some(url) = &self.auth.connect_webhook {
             webhook_url::check(url).map_err(|e| format!("auth.connect_webhook: {e}"))?;

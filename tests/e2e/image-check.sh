@@ -111,6 +111,9 @@ sid="img$RANDOM"
 check "xhr-polling opens" "o" "$(curl -fsS -X POST "$url/echo/000/$sid/xhr")"
 check "xhr-polling send" "204" "$(curl -s -o /dev/null -w '%{http_code}' -X POST -d '["über"]' "$url/echo/000/$sid/xhr_send")"
 check "xhr-polling echo" 'a["über"]' "$(curl -fsS -X POST "$url/echo/000/$sid/xhr")"
+# The notifications demo: its STOMP client and its sign-in are in the image.
+check "stomp client" "200" "$(curl -s -o /dev/null -w '%{http_code}' "$url/stomp-client/stomp.umd.min.js")"
+check "demo sign-in" "200" "$(curl -s -o /dev/null -w '%{http_code}' "$url/demo/token?user=ann")"
 check "websocket echo" 'o a["hello from the image"]' "$(python3 - "$port" <<'EOF'
 # One SockJS WebSocket session by hand: handshake, a masked text frame,
 # then the first two frames back.

@@ -34,16 +34,21 @@ pids+=($!)
 node examples/node-backend/server.mjs "$backend" > "$work/backend.out" &
 pids+=($!)
 
+# The compose file's demo sign-in secret, shared by the gateways.
+demo_secret=$(sed -n 's/^ *SOCKJS_GATEWAY__AUTH__DEMO_LOGIN_SECRET: "\(.*\)"$/\1/p' docker-compose.yml)
+[ -n "$demo_secret" ] || { echo "docker-compose.yml sets no demo_login_secret" >&2; exit 1; }
 start_gateway() {
   local listen=$1 node=$2
   # The image's config, with the paths of this checkout and local addresses,
-  # and the compose file's cluster settings.
+  # and the compose file's cluster and sign-in settings.
   SOCKJS_GATEWAY__CLUSTER__REDIS_URL="redis://127.0.0.1:$redis_port/0" \
   SOCKJS_GATEWAY__CLUSTER__NODE_ID="$node" \
   SOCKJS_GATEWAY__CLUSTER__ADVERTISE="http://$listen" \
   SOCKJS_GATEWAY__SHUTDOWN__DRAIN_DELAY=5 \
+  SOCKJS_GATEWAY__AUTH__DEMO_LOGIN_SECRET="$demo_secret" \
   SOCKJS_GATEWAY__STATIC_DIR="$root/static" \
   SOCKJS_GATEWAY__SOCKJS_CLIENT_PATH="$root/node_modules/sockjs-client/dist/sockjs.min.js" \
+  SOCKJS_GATEWAY__STOMP_CLIENT_PATH="$root/node_modules/@stomp/stompjs/bundles/stomp.umd.min.js" \
   SOCKJS_GATEWAY__SERVICES__APP__UPSTREAM="ws://$backend/socket" \
     "$bin" --config "$root/config/container.toml" --listen "$listen" > "$work/gw-${listen##*:}.out" &
   pids+=($!)
@@ -121,6 +126,27 @@ curl -fsS -X POST "$url/chat/000/$a/xhr" >/dev/null
 curl -fsS -X POST "$url/chat/000/$b/xhr" >/dev/null
 curl -fsS -o /dev/null -X POST -d '["across nodes"]' "$url/chat/000/$a/xhr_send"
 check "chat across nodes" 'a["across nodes"]' "$(curl -fsS -X POST "$url/chat/000/$b/xhr")"
+# The notifications demo: its page and client, and a demo token from one
+# gateway signing in on another (a user queue is refused to anonymous
+# sessions, so a RECEIPT for one means the token was accepted).
+check "notifications page" "200" "$(curl -s -o /dev/null -w '%{http_code}' "$url/notifications.html")"
+check "stomp client" "200" "$(curl -s -o /dev/null -w '%{http_code}' "$url/stomp-client/stomp.umd.min.js")"
+stomp_send() { # session url, frame with \n for line breaks
+  local body
+  body=$(python3 -c 'import json,sys; print(json.dumps([sys.argv[1].replace("\\n", "\n") + "\0"]))' "$2")
+  curl -fsS -o /dev/null -X POST -d "$body" "$1/xhr_send"
+}
+token=$(curl -fsS "http://127.0.0.1:$((port + 1))/demo/token?user=ann" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+on2="http://127.0.0.1:$((port + 2))/stomp/000/stomp$RANDOM"
+curl -fsS -o /dev/null -X POST "$on2/xhr"
+stomp_send "$on2" "CONNECT\naccept-version:1.2\nAuthorization:Bearer $token\n\n"
+stomp_send "$on2" "SUBSCRIBE\nid:1\ndestination:/user/queue/x\nreceipt:r1\n\n"
+answer=""
+for _ in 1 2 3; do
+  answer+=$(curl -fsS --max-time 10 -X POST "$on2/xhr")
+  grep -qE 'RECEIPT|ERROR' <<< "$answer" && break
+done
+check "a demo token from gateway1 signs in on gateway2" "RECEIPT" "$(grep -oE 'RECEIPT|ERROR' <<< "$answer" | head -n 1)"
 # A node lost: its sessions answer 4503 at once through the others, and
 # new sessions work on the live ones.
 owned="lost$RANDOM"

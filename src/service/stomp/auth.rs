@@ -168,6 +168,7 @@ mod tests {
             connect_webhook: None,
             anonymous,
             demo_login: false,
+            demo_login_secret: None,
         }
     }
 
