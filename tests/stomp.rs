@@ -352,28 +352,45 @@ async fn the_jwt_secret_can_come_from_the_environment() {
     assert_eq!(c.next().await.0, "CONNECTED");
 }
 
+/// `Bearer` and a demo token for `user` from `gw`'s `/demo/token`.
+async fn demo_token(gw: &Gateway, user: &str) -> String {
+    let r = get(&gw.url(&format!("/demo/token?user={user}"))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let reply: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    format!("Bearer {}", reply["token"].as_str().unwrap())
+}
+
+/// A client on `on` signed in as `user` with a demo token from `from`: it
+/// subscribes to a user queue, which anonymous sessions may not.
+async fn demo_user(from: &Gateway, on: &Gateway, user: &str) -> Client {
+    let t = demo_token(from, user).await;
+    let mut c = Client::connect_with(on, &[("Authorization", &t)]).await;
+    c.subscribe("1", "/user/queue/x").await;
+    c
+}
+
+/// The first frame `gw` answers a CONNECT sending `authorization` with.
+async fn connect_answer(
+    gw: &Gateway,
+    authorization: &str,
+) -> (String, Vec<(String, String)>, String) {
+    let mut c = Client::open(gw).await;
+    c.frame(
+        "CONNECT",
+        &[("accept-version", "1.2"), ("Authorization", authorization)],
+        "",
+    )
+    .await;
+    c.next().await
+}
+
 /// `[auth] demo_login`: the demo page's sign-in mints tokens the service
 /// accepts, signed with a secret nobody else has; never beside a real one.
 #[actix_rt::test]
 async fn demo_login_mints_tokens_for_the_demo_only() {
     let toml = "[auth]\ndemo_login = true\n[services.stomp]\nprefix = \"/stomp\"\nkind = \"stomp\"\nsubscribe = [\"/user/queue/**\"]\n";
     let gw = Gateway::start(toml);
-    let r = get(&gw.url("/demo/token?user=dora")).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let reply: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-    let t = format!("Bearer {}", reply["token"].as_str().unwrap());
-    let mut c = Client::connect_with(&gw, &[("Authorization", &t)]).await;
-    c.frame(
-        "SUBSCRIBE",
-        &[
-            ("id", "1"),
-            ("destination", "/user/queue/x"),
-            ("receipt", "r"),
-        ],
-        "",
-    )
-    .await;
-    c.expect_receipt("r").await;
+    let mut c = demo_user(&gw, &gw, "dora").await;
     c.frame("SEND", &[("destination", "/user/dora/queue/x")], "")
         .await;
     // Not allowed to send, so an ERROR: but the user was dora, or the
@@ -381,14 +398,7 @@ async fn demo_login_mints_tokens_for_the_demo_only() {
     assert_eq!(c.next().await.0, "ERROR");
     // A token signed with a secret the gateway does not have is refused.
     let forged = format!("Bearer {}", token(SECRET, "dora", 60));
-    let mut c = Client::open(&gw).await;
-    c.frame(
-        "CONNECT",
-        &[("accept-version", "1.2"), ("Authorization", &forged)],
-        "",
-    )
-    .await;
-    let (cmd, h, _) = c.next().await;
+    let (cmd, h, _) = connect_answer(&gw, &forged).await;
     assert_eq!(
         (cmd.as_str(), header(&h, "message")),
         ("ERROR", Some("Invalid token: bad signature"))
@@ -410,32 +420,11 @@ async fn demo_tokens_from_one_node_sign_in_on_another_with_a_shared_secret() {
          [services.stomp]\nprefix = \"/stomp\"\nkind = \"stomp\"\nsubscribe = [\"/user/queue/**\"]\n"
     );
     let (one, two) = (Gateway::start(&toml), Gateway::start(&toml));
-    let reply: serde_json::Value =
-        serde_json::from_str(&get(&one.url("/demo/token?user=dora")).await.body).unwrap();
-    let t = format!("Bearer {}", reply["token"].as_str().unwrap());
-    let mut c = Client::connect_with(&two, &[("Authorization", &t)]).await;
-    c.frame(
-        "SUBSCRIBE",
-        &[
-            ("id", "1"),
-            ("destination", "/user/queue/x"),
-            ("receipt", "r"),
-        ],
-        "",
-    )
-    .await;
-    // Anonymous sessions may not subscribe to user queues: this is dora.
-    c.expect_receipt("r").await;
-    // A node with a secret of its own refuses that token.
+    demo_user(&one, &two, "dora").await;
+    // A node with a secret of its own refuses one's tokens.
     let alone = Gateway::start(&toml.replace(shared, "another-secret-0123456789-abcdefghij"));
-    let mut c = Client::open(&alone).await;
-    c.frame(
-        "CONNECT",
-        &[("accept-version", "1.2"), ("Authorization", &t)],
-        "",
-    )
-    .await;
-    assert_eq!(c.next().await.0, "ERROR");
+    let t = demo_token(&one, "dora").await;
+    assert_eq!(connect_answer(&alone, &t).await.0, "ERROR");
 
     let config = sockjs_gateway::Config::from_toml(&toml).unwrap();
     assert!(!format!("{config:?}").contains(shared));
