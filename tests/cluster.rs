@@ -12,8 +12,13 @@ use std::time::{Duration, Instant};
 /// A node named `id` with a broadcast service at `/chat`, echo at `/echo`,
 /// STOMP at `/stomp` and the API.
 fn node(redis: &Redis, id: &str) -> Gateway {
+    node_with(redis, id, "")
+}
+
+/// [`node`] with more `[cluster]` keys.
+fn node_with(redis: &Redis, id: &str, cluster: &str) -> Gateway {
     Gateway::start(&format!(
-        "[cluster]\nredis_url = \"{}\"\nnode_id = \"{id}\"\npresence_interval = 0.2\n\
+        "[cluster]\nredis_url = \"{}\"\nnode_id = \"{id}\"\npresence_interval = 0.2\n{cluster}\n\
          [api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\nmetrics = true\n\
          [services.chat]\nprefix = \"/chat\"\nkind = \"broadcast\"\n\
          [services.echo]\nprefix = \"/echo\"\nkind = \"echo\"\n{}",
@@ -193,19 +198,26 @@ async fn publications_through_different_nodes_keep_their_order_everywhere() {
 
 /// A node delivers its own publications when Redis echoes them; one sent
 /// to a Redis that hangs and dies without echoing it still reaches the
-/// node's clients, once, when the link is found lost.
+/// node's clients, once, when the link is found lost. The API waits for
+/// Redis as long as `request_timeout` says.
 #[actix_rt::test]
 async fn a_publication_redis_never_echoed_is_delivered_here_once() {
     let mut redis = Redis::start();
-    let one = node(&redis, "one");
+    let one = node_with(&redis, "one", "request_timeout = 1");
     until_joined(&[&one]).await;
     let mut c = Client::connect(&one).await;
     c.subscribe("t", "/topic/x").await;
     redis.pause();
     let stuck = r#"{"destination": "/topic/x", "body": "stuck"}"#;
-    // Answered once the publication was sent (and not acknowledged).
+    // Answered once the publication was sent and not acknowledged in time.
+    let asked = Instant::now();
     let (status, body) = api(&one, "POST", "/api/publish", stuck).await;
     assert_eq!((status, &body["delivered"]), (200, &json!(1)), "{body}");
+    assert!(
+        asked.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
     redis.kill();
     assert_eq!(c.next().await.2, "stuck");
     redis.restart();

@@ -223,7 +223,15 @@ impl RedisBus {
     }
 
     async fn connect(&self) -> redis::RedisResult<(MultiplexedConnection, redis::aio::PubSub)> {
-        let conn = self.client.get_multiplexed_async_connection().await?;
+        // The crate's own default (0.5 s) would override request_timeout.
+        let wait = Some(self.config.request_timeout());
+        let options = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(wait)
+            .set_response_timeout(wait);
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&options)
+            .await?;
         let mut pubsub = self.client.get_async_pubsub().await?;
         pubsub.subscribe(&self.channel).await?;
         Ok((conn, pubsub))
