@@ -51,10 +51,10 @@ impl State {
 /// Where services publish what every node delivers to its clients.
 pub trait Bus: Send + Sync {
     /// Delivers `event` on every node, this one included (through its
-    /// [`Inbox`]), in the order every node sees. Gives it back when it
-    /// cannot take it (no other nodes, or too many waiting): the caller
-    /// then delivers it here.
-    fn publish(&self, event: Event) -> Result<(), Event>;
+    /// [`Inbox`]), in the order every node sees; or, when it cannot take
+    /// it (no other nodes, or too many waiting), tells the caller to
+    /// deliver it here.
+    fn publish(&self, event: Event) -> Delivery;
     /// Resolves once everything published before has reached Redis (or
     /// failed to): what anyone publishes after that, on any node, comes
     /// after it everywhere.
@@ -81,10 +81,7 @@ impl dyn Bus {
         if self.state() == State::Alone {
             return Delivery::Here;
         }
-        match self.publish(make()) {
-            Ok(()) => Delivery::Bus,
-            Err(_) => Delivery::Here,
-        }
+        self.publish(make())
     }
 }
 
@@ -104,8 +101,8 @@ pub trait Inbox: Send + Sync {
 pub struct Alone;
 
 impl Bus for Alone {
-    fn publish(&self, event: Event) -> Result<(), Event> {
-        Err(event)
+    fn publish(&self, _: Event) -> Delivery {
+        Delivery::Here
     }
     fn flushed(&self) -> BoxFuture<'static, ()> {
         Box::pin(std::future::ready(()))

@@ -9,14 +9,14 @@
 //! - `NS:session:SERVICE:SID`: the node holding an HTTP session
 //!   ([`super::owners`]).
 
-use super::{event, Bus, Event, Inbox, Presence, State};
+use super::{event, Bus, Delivery, Event, Inbox, Presence, State};
 use crate::config::cluster::ClusterConfig;
 use crate::metrics::ClusterMetrics;
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -48,11 +48,9 @@ pub struct RedisBus {
     queue: mpsc::Sender<Job>,
     queue_rx: Mutex<Option<mpsc::Receiver<Job>>>,
     /// This node's events sent to Redis and not yet echoed back, oldest
-    /// first, by number: delivered here when their echo comes.
+    /// first, by number: delivered here when their echo comes, or all at
+    /// once when the link is lost.
     unechoed: Mutex<VecDeque<(u64, Event)>>,
-    /// How many times the link was lost: what was sent on a lost link is
-    /// never echoed.
-    links_lost: AtomicU64,
     peers: RwLock<Arc<Vec<Presence>>>,
     counts: ClusterMetrics,
 }
@@ -74,7 +72,6 @@ impl RedisBus {
             queue,
             queue_rx: Mutex::new(Some(rx)),
             unechoed: Mutex::default(),
-            links_lost: AtomicU64::new(0),
             peers: RwLock::default(),
             counts: crate::metrics::get().cluster.clone(),
         }))
@@ -192,8 +189,10 @@ impl RedisBus {
                     self.up.store(false, Ordering::Release);
                     self.counts.redis_connected.set(0);
                     *self.conn.write().unwrap_or_else(|e| e.into_inner()) = None;
-                    self.links_lost.fetch_add(1, Ordering::AcqRel);
-                    // Their echoes went with the subscription.
+                    // Their echoes went with the subscription. The publisher
+                    // takes the connection and records what it sends under
+                    // one lock, so each event is in here or sees no
+                    // connection and is delivered by the publisher.
                     self.deliver_unechoed(u64::MAX, &*inbox);
                     *self.peers.write().unwrap_or_else(|e| e.into_inner()) = Arc::default();
                     log::warn!(
@@ -382,19 +381,19 @@ impl RedisBus {
     /// is the number of the last event sent.
     async fn send(&self, events: Vec<Event>, seq: &mut u64, inbox: &dyn Inbox) {
         let n = events.len() as u64;
-        let Some(mut conn) = self.connection() else {
-            // Not kept for later: a late copy after the outage would reach
-            // the other nodes out of order with newer ones.
-            self.counts.publishes_dropped.inc_by(n);
-            for e in events {
-                inbox.deliver(e);
-            }
-            return;
-        };
-        let link = self.links_lost.load(Ordering::Acquire);
         let mut pipe = redis::pipe();
-        {
+        let mut conn = {
             let mut unechoed = self.unechoed();
+            let Some(conn) = self.connection() else {
+                drop(unechoed);
+                // Not kept for later: a late copy after the outage would
+                // reach the other nodes out of order with newer ones.
+                self.counts.publishes_dropped.inc_by(n);
+                for e in events {
+                    inbox.deliver(e);
+                }
+                return;
+            };
             for e in events {
                 *seq += 1;
                 pipe.cmd("PUBLISH")
@@ -403,7 +402,8 @@ impl RedisBus {
                     .ignore();
                 unechoed.push_back((*seq, e));
             }
-        }
+            conn
+        };
         let send = pipe.query_async::<()>(&mut conn);
         let sent = matches!(
             tokio::time::timeout(self.config.request_timeout(), send).await,
@@ -415,10 +415,6 @@ impl RedisBus {
             &self.counts.publishes_dropped
         };
         count.inc_by(n);
-        if self.links_lost.load(Ordering::Acquire) != link {
-            // Sent on a link lost meanwhile: no echo will come.
-            self.deliver_unechoed(*seq, inbox);
-        }
     }
 
     /// Delivers here this node's unechoed events numbered up to `seq`: the
@@ -441,16 +437,15 @@ impl RedisBus {
 }
 
 impl Bus for RedisBus {
-    fn publish(&self, event: Event) -> Result<(), Event> {
+    fn publish(&self, event: Event) -> Delivery {
         // Queued even while Redis is down: the publisher then delivers it
         // here, after what was queued before.
-        self.queue.try_send(Job::Event(event)).map_err(|full| {
+        if self.queue.try_send(Job::Event(event)).is_ok() {
+            Delivery::Bus
+        } else {
             self.counts.publishes_dropped.inc();
-            match full.into_inner() {
-                Job::Event(event) => event,
-                Job::Flushed(_) => unreachable!("an event was sent"),
-            }
-        })
+            Delivery::Here
+        }
     }
 
     fn flushed(&self) -> BoxFuture<'static, ()> {
