@@ -171,7 +171,8 @@ async fn iframe_page_is_cached_with_an_etag() {
         assert!(r.header("last-modified").is_none());
         assert!(r.header("set-cookie").is_none());
         assert!(
-            r.body.contains("<script src=\"sockjs.min.js\"></script>"),
+            r.body
+                .contains("<script src=\"/echo/sockjs.min.js\"></script>"),
             "{}",
             r.body
         );
@@ -315,11 +316,50 @@ async fn client_script_and_static_files_answer_get_and_head() {
         assert_eq!(h.header("etag").map(str::to_owned), etag, "HEAD {path}");
         assert_eq!(post(&gw.url(path), "").await.status, 405, "POST {path}");
     }
-    // The iframe page's relative default resolves under its own prefix.
+    // The iframe page's default is the copy under its own prefix.
     let page = get(&gw.url("/a/deep/iframe.html")).await.body;
     assert!(
-        page.contains("<script src=\"sockjs.min.js\"></script>"),
+        page.contains("<script src=\"/a/deep/sockjs.min.js\"></script>"),
         "{page}"
     );
     assert_eq!(get(&gw.url("/nope.html")).await.status, 404);
+}
+
+/// The protocol suite's `IframePage` tests: the page loads sockjs-client
+/// from an absolute path or URL, never one relative to the page. Checked on
+/// every service of the suite's own config, where the default applies.
+#[actix_rt::test]
+async fn iframe_page_loads_the_client_from_an_absolute_url() {
+    let toml = include_str!("../config/protocol-test.toml");
+    let parsed = sockjs_gateway::Config::from_toml(toml).unwrap();
+    let gw = Gateway::start(toml);
+    assert!(!parsed.services.is_empty());
+    for svc in parsed.services.values() {
+        for page in ["iframe.html", "iframe-1.6.1.html", "iframe.html?t=1"] {
+            let body = get(&gw.url(&format!("{}/{page}", svc.prefix))).await.body;
+            let src = body
+                .split("<script src=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_else(|| panic!("no script in {page}: {body}"));
+            assert!(
+                src.starts_with('/') || src.starts_with("http"),
+                "{}/{page} loads {src:?}",
+                svc.prefix
+            );
+            assert_eq!(src, format!("{}/sockjs.min.js", svc.prefix));
+        }
+    }
+    // A configured URL is used as it is; a relative one is refused at start.
+    let cdn = "https://cdn.example/sockjs-client@1.6.1/sockjs.min.js";
+    let gw = Gateway::start(&format!(
+        "[services.e]\nprefix = \"/e\"\nsockjs_url = {cdn:?}\n"
+    ));
+    let body = get(&gw.url("/e/iframe.html")).await.body;
+    assert!(body.contains(&format!("<script src=\"{cdn}\">")), "{body}");
+    let e = sockjs_gateway::Config::from_toml(
+        "[services.e]\nprefix = \"/e\"\nsockjs_url = \"sockjs.min.js\"\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("services.e.sockjs_url"), "{e}");
 }

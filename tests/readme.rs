@@ -33,7 +33,11 @@ fn readme_defaults_match_the_code() {
             .to_owned()
     };
     let svc = sockjs_gateway::ServiceConfig::new("/x");
-    assert_eq!(default_of("sockjs_url"), svc.sockjs_url);
+    assert_eq!(svc.sockjs_url, None);
+    assert_eq!(
+        default_of("sockjs_url").replace("PREFIX", "/x"),
+        svc.sockjs_url()
+    );
     assert_eq!(
         default_of("heartbeat_delay"),
         svc.heartbeat_delay.to_string()

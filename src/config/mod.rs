@@ -95,8 +95,9 @@ pub const SOCKJS_CLIENT_URL: &str = "/sockjs-client/sockjs.min.js";
 pub const STOMP_CLIENT_URL: &str = "/stomp-client/stomp.umd.min.js";
 
 /// The same copy's name under every service prefix (`PREFIX/sockjs.min.js`).
-/// The iframe page's default `sockjs_url` is this name, relative to the
-/// page, so whatever routes the prefix also routes the script.
+/// The iframe page's default `sockjs_url` is the absolute path of this name
+/// under the prefix, so whatever routes the prefix also routes the script,
+/// and the URL stays absolute as the SockJS protocol asks.
 pub const CLIENT_SCRIPT: &str = "sockjs.min.js";
 
 /// What happens on SIGTERM or SIGINT.
@@ -346,10 +347,11 @@ pub struct ServiceConfig {
     /// Built-in backend; services mounted from Rust code ignore it.
     #[serde(default = "default_kind")]
     pub kind: ServiceKind,
-    /// sockjs-client URL loaded by the iframe page; by default the local
-    /// copy under the prefix, as a URL relative to the page.
-    #[serde(default = "default_sockjs_url")]
-    pub sockjs_url: String,
+    /// sockjs-client URL loaded by the iframe page: an absolute path or an
+    /// http(s) URL. Unset, the local copy under the prefix
+    /// (`PREFIX/sockjs.min.js`); see [`ServiceConfig::sockjs_url`].
+    #[serde(default)]
+    pub sockjs_url: Option<String>,
     /// SockJS WebSocket transport (`/{server}/{session}/websocket`).
     #[serde(default = "yes")]
     pub websocket: bool,
@@ -462,9 +464,6 @@ fn default_listen() -> String {
 fn default_kind() -> ServiceKind {
     ServiceKind::Echo
 }
-fn default_sockjs_url() -> String {
-    CLIENT_SCRIPT.into()
-}
 fn default_heartbeat() -> f64 {
     25.0
 }
@@ -526,6 +525,15 @@ impl ServiceConfig {
         c
     }
 
+    /// The script the iframe page loads: `sockjs_url`, or the local copy
+    /// under this service's prefix.
+    pub fn sockjs_url(&self) -> String {
+        match &self.sockjs_url {
+            Some(url) => url.clone(),
+            None => format!("{}/{CLIENT_SCRIPT}", self.prefix),
+        }
+    }
+
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs_f64(self.heartbeat_delay)
     }
@@ -573,6 +581,17 @@ impl ServiceConfig {
     fn validate(&self, name: &str) -> Result<(), String> {
         let key = |k: &str| format!("services.{name}.{k}");
         prefix::check(&self.prefix).map_err(|e| format!("{}: {e}", key("prefix")))?;
+        if let Some(url) = &self.sockjs_url {
+            // The protocol asks for an absolute path or URL: a relative one
+            // resolves against wherever the iframe page was served from.
+            if !(url.starts_with('/') || url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(format!(
+                    "{}: must be an absolute path (\"/...\") or an http(s) URL, got {url:?}",
+                    key("sockjs_url")
+                ));
+            }
+        }
         for (k, v) in [
             ("heartbeat_delay", self.heartbeat_delay),
             ("disconnect_delay", self.disconnect_delay),

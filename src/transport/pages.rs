@@ -50,7 +50,7 @@ pub fn is_iframe_name(file: &str) -> bool {
 
 /// The iframe page, strongly cached with an ETag.
 pub fn iframe(req: &HttpRequest, hub: &ServiceHub) -> HttpResponse {
-    let page = crate::protocol::wrap::iframe_page(&hub.config.sockjs_url);
+    let page = crate::protocol::wrap::iframe_page(&hub.config.sockjs_url());
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     page.hash(&mut hasher);
     let etag = format!("\"{:016x}\"", hasher.finish());
