@@ -181,12 +181,43 @@ pub struct Limits {
 }
 
 /// Turns the text of successive SockJS messages into frames.
+///
+/// The work is linear in the bytes fed, however they are split: where the
+/// scan for a frame's end stopped is kept between messages, and header lines
+/// are counted while the head is still open, so an endless head of short
+/// lines is refused at `max_headers`, not rescanned on every message.
 #[derive(Debug)]
 pub struct Decoder {
+    /// The unfinished frame, from its first byte.
     buf: String,
+    state: State,
     limits: Limits,
     version: Version,
+    /// Bytes examined so far, for the tests that bound the work.
+    work: u64,
 }
+
+/// How far the unfinished frame in the buffer has been read.
+#[derive(Debug)]
+enum State {
+    /// Looking for the blank line that ends the head: `scanned` bytes hold
+    /// `lines` line ends, none of them the head's end.
+    Head { scanned: usize, lines: usize },
+    /// The head is read; the body starts at `body_start` and `scanned`
+    /// bytes of the frame hold no NUL that ends it.
+    Body {
+        command: String,
+        headers: Vec<(String, String)>,
+        body_start: usize,
+        length: Option<usize>,
+        scanned: usize,
+    },
+}
+
+const FRESH: State = State::Head {
+    scanned: 0,
+    lines: 0,
+};
 
 impl Decoder {
     /// A decoder for a session that has not negotiated yet (its CONNECT is
@@ -194,8 +225,10 @@ impl Decoder {
     pub fn new(limits: Limits) -> Decoder {
         Decoder {
             buf: String::new(),
+            state: FRESH,
             limits,
             version: Version::V1_0,
+            work: 0,
         }
     }
 
@@ -210,38 +243,193 @@ impl Decoder {
         !self.buf.is_empty()
     }
 
+    /// Bytes the decoder has examined since it was made: at most a small
+    /// multiple of the bytes fed, whatever the pieces.
+    pub fn work(&self) -> u64 {
+        self.work
+    }
+
     /// Feeds one SockJS message; returns the frames and heart-beats it
     /// completes, in order. After an error the session is to be closed:
     /// what was buffered is dropped.
     pub fn feed(&mut self, text: &str) -> Result<Vec<Item>, FrameError> {
         self.buf.push_str(text);
         let mut items = Vec::new();
+        // Where the unfinished frame starts; state positions count from it.
         let mut at = 0;
-        let result = loop {
-            match decode_one(&self.buf[at..], self.limits, self.version) {
+        loop {
+            match self.step(at) {
                 Ok(Some((item, used))) => {
                     items.push(item);
                     at += used;
+                    self.state = FRESH;
                 }
-                Ok(None) => break Ok(items),
-                Err(e) => break Err(e),
-            }
-        };
-        match result {
-            Ok(items) => {
-                self.buf.drain(..at);
-                if self.buf.len() > self.limits.max_frame_bytes {
+                Ok(None) => break,
+                Err(e) => {
                     self.buf.clear();
-                    return Err(too_large(self.limits));
+                    self.state = FRESH;
+                    return Err(e);
                 }
-                Ok(items)
-            }
-            Err(e) => {
-                self.buf.clear();
-                Err(e)
             }
         }
+        // Whatever follows a completed frame came in this message, so this
+        // moves no more than was fed.
+        self.buf.drain(..at);
+        if self.buf.len() > self.limits.max_frame_bytes {
+            self.buf.clear();
+            self.state = FRESH;
+            return Err(too_large(self.limits));
+        }
+        Ok(items)
     }
+
+    /// Reads on in the frame at `at`: an item and the bytes it used, or
+    /// `None` until more arrives.
+    fn step(&mut self, at: usize) -> Result<Option<(Item, usize)>, FrameError> {
+        let s = &self.buf[at..];
+        if let State::Head { scanned, lines } = &mut self.state {
+            if *scanned == 0 {
+                if s.starts_with('\n') {
+                    return Ok(Some((Item::Heartbeat, 1)));
+                }
+                if s.starts_with("\r\n") {
+                    return Ok(Some((Item::Heartbeat, 2)));
+                }
+                if s.is_empty() || s == "\r" {
+                    return Ok(None);
+                }
+            }
+            let bytes = s.as_bytes();
+            let head_end = loop {
+                let Some(i) = memchr(b'\n', &bytes[*scanned..]) else {
+                    self.work += (bytes.len() - *scanned) as u64;
+                    *scanned = bytes.len();
+                    return Ok(None);
+                };
+                let nl = *scanned + i;
+                self.work += (i + 1) as u64;
+                // The head ends at the first empty line, LF or CRLF; a line
+                // end whose next bytes have not arrived is looked at again.
+                match &bytes[nl + 1..] {
+                    [b'\n', ..] => break (nl, nl + 2),
+                    [b'\r', b'\n', ..] => break (nl, nl + 3),
+                    [] | [b'\r'] => {
+                        *scanned = nl;
+                        return Ok(None);
+                    }
+                    _ => {}
+                }
+                *lines += 1;
+                if *lines == 1 {
+                    check_command(line(&s[..nl]))?;
+                }
+                // Every line after the command is a header line.
+                if *lines > self.limits.max_headers {
+                    return Err(too_many_headers(self.limits));
+                }
+                *scanned = nl + 1;
+            };
+            let (head, body_start) = (&s[..head_end.0], head_end.1);
+            self.work += head.len() as u64;
+            let (command, headers) = parse_head(head, self.limits, self.version)?;
+            if body_start > self.limits.max_frame_bytes {
+                return Err(too_large(self.limits));
+            }
+            let length = content_length(&headers)?;
+            if let Some(n) = length {
+                if body_start + n + 1 > self.limits.max_frame_bytes {
+                    return Err(too_large(self.limits));
+                }
+            }
+            self.state = State::Body {
+                command,
+                headers,
+                body_start,
+                length,
+                scanned: body_start,
+            };
+        }
+        let State::Body {
+            body_start,
+            length,
+            scanned,
+            ..
+        } = &mut self.state
+        else {
+            unreachable!("the head was read above");
+        };
+        let body_start = *body_start;
+        let end = match *length {
+            Some(n) => {
+                if s.len() < body_start + n + 1 {
+                    return Ok(None);
+                }
+                let rest = &s[body_start..];
+                if !rest.is_char_boundary(n) || rest.as_bytes()[n] != 0 {
+                    return Err(FrameError(
+                        "Body does not end with NUL where content-length says".into(),
+                    ));
+                }
+                self.work += n as u64 + 1;
+                body_start + n
+            }
+            None => match memchr(0, &s.as_bytes()[*scanned..]) {
+                Some(i) => {
+                    self.work += i as u64 + 1;
+                    *scanned + i
+                }
+                None => {
+                    self.work += (s.len() - *scanned) as u64;
+                    *scanned = s.len();
+                    return Ok(None);
+                }
+            },
+        };
+        if end + 1 > self.limits.max_frame_bytes {
+            return Err(too_large(self.limits));
+        }
+        let body = s[body_start..end].to_owned();
+        let State::Body {
+            command, headers, ..
+        } = std::mem::replace(&mut self.state, FRESH)
+        else {
+            unreachable!("the head was read above");
+        };
+        let frame = Frame {
+            command,
+            headers,
+            body,
+        };
+        Ok(Some((Item::Frame(frame), end + 1)))
+    }
+}
+
+/// The first index of `byte` in `s` (the standard library's search).
+fn memchr(byte: u8, s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == byte)
+}
+
+/// A head line without its CR.
+fn line(l: &str) -> &str {
+    l.strip_suffix('\r').unwrap_or(l)
+}
+
+fn check_command(command: &str) -> Result<(), FrameError> {
+    if CLIENT_COMMANDS.contains(&command) {
+        Ok(())
+    } else {
+        Err(FrameError(format!(
+            "Unknown command {:?}",
+            truncate(command, 40)
+        )))
+    }
+}
+
+fn too_many_headers(limits: Limits) -> FrameError {
+    FrameError(format!(
+        "Too many headers: more than {} (max_headers)",
+        limits.max_headers
+    ))
 }
 
 fn too_large(limits: Limits) -> FrameError {
@@ -251,43 +439,20 @@ fn too_large(limits: Limits) -> FrameError {
     ))
 }
 
-/// One item from the start of `s` and the bytes it used, or `None` if `s`
-/// holds only part of a frame.
-fn decode_one(
-    s: &str,
+/// The command and headers of a complete head (without its blank line).
+fn parse_head(
+    head: &str,
     limits: Limits,
     version: Version,
-) -> Result<Option<(Item, usize)>, FrameError> {
-    if s.starts_with('\n') {
-        return Ok(Some((Item::Heartbeat, 1)));
-    }
-    if s.starts_with("\r\n") {
-        return Ok(Some((Item::Heartbeat, 2)));
-    }
-    if s.is_empty() || s == "\r" {
-        return Ok(None);
-    }
-    // The head ends at the first blank line.
-    let Some(head_end) = find_head_end(s) else {
-        return Ok(None);
-    };
-    let (head, body_start) = head_end;
-    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+) -> Result<(String, Vec<(String, String)>), FrameError> {
+    let mut lines = head.split('\n').map(line);
     let command = lines.next().unwrap_or_default();
-    if !CLIENT_COMMANDS.contains(&command) {
-        return Err(FrameError(format!(
-            "Unknown command {:?}",
-            truncate(command, 40)
-        )));
-    }
+    check_command(command)?;
     let escaped = Frame::escaped(command, version);
     let mut headers = Vec::new();
     for line in lines {
         if headers.len() == limits.max_headers {
-            return Err(FrameError(format!(
-                "Too many headers: more than {} (max_headers)",
-                limits.max_headers
-            )));
+            return Err(too_many_headers(limits));
         }
         let Some((name, value)) = line.split_once(':') else {
             return Err(FrameError(format!(
@@ -299,12 +464,12 @@ fn decode_one(
         let value = unescape(value, escaped, version)?;
         headers.push((name, value));
     }
-    let frame_len_so_far = body_start;
-    if frame_len_so_far > limits.max_frame_bytes {
-        return Err(too_large(limits));
-    }
-    let rest = &s[body_start..];
-    let length = headers
+    Ok((command.to_owned(), headers))
+}
+
+/// The first `content-length`, if any.
+fn content_length(headers: &[(String, String)]) -> Result<Option<usize>, FrameError> {
+    headers
         .iter()
         .find(|(n, _)| n == "content-length")
         .map(|(_, v)| {
@@ -312,56 +477,7 @@ fn decode_one(
                 .parse::<usize>()
                 .map_err(|_| FrameError(format!("Invalid content-length {:?}", truncate(v, 20))))
         })
-        .transpose()?;
-    let (body, used) = match length {
-        Some(n) => {
-            if body_start + n + 1 > limits.max_frame_bytes {
-                return Err(too_large(limits));
-            }
-            if rest.len() < n + 1 {
-                return Ok(None);
-            }
-            if !rest.is_char_boundary(n) || rest.as_bytes()[n] != 0 {
-                return Err(FrameError(
-                    "Body does not end with NUL where content-length says".into(),
-                ));
-            }
-            (rest[..n].to_owned(), n + 1)
-        }
-        None => match rest.find('\0') {
-            Some(n) => {
-                if body_start + n + 1 > limits.max_frame_bytes {
-                    return Err(too_large(limits));
-                }
-                (rest[..n].to_owned(), n + 1)
-            }
-            None => return Ok(None),
-        },
-    };
-    let frame = Frame {
-        command: command.to_owned(),
-        headers,
-        body,
-    };
-    Ok(Some((Item::Frame(frame), body_start + used)))
-}
-
-/// (the head without its blank line, where the body starts), once the head
-/// is complete: the first empty line, LF or CRLF.
-fn find_head_end(s: &str) -> Option<(&str, usize)> {
-    let mut from = 0;
-    while let Some(i) = s[from..].find('\n') {
-        let nl = from + i;
-        let next = &s[nl + 1..];
-        if next.starts_with('\n') {
-            return Some((&s[..nl], nl + 2));
-        }
-        if next.starts_with("\r\n") {
-            return Some((&s[..nl], nl + 3));
-        }
-        from = nl + 1;
-    }
-    None
+        .transpose()
 }
 
 /// Undoes header escaping; an escape STOMP does not define is an error.
@@ -538,6 +654,45 @@ mod tests {
             .feed("SEND\ncontent-length:5000\n\n")
             .unwrap_err();
         assert!(e.0.contains("max_frame_bytes"), "{e}");
+    }
+
+    /// Issue 18's attack: an unfinished head of many short lines, one SockJS
+    /// message a line. It is refused at `max_headers`, and even where the
+    /// limits let it grow, the work stays linear in the bytes fed.
+    #[test]
+    fn a_head_fed_a_line_at_a_time_costs_linear_work() {
+        let mut d = Decoder::new(LIMITS);
+        d.feed("SEND\n").unwrap();
+        let e = (0..100)
+            .find_map(|_| d.feed("a:b\n").err())
+            .expect("refused");
+        assert!(e.0.contains("max_headers"), "{e}");
+        assert!(!d.is_partial());
+
+        let wide = Limits {
+            max_frame_bytes: 1 << 20,
+            max_headers: 1 << 20,
+        };
+        for n in [1_000usize, 32_000] {
+            let mut d = Decoder::new(wide);
+            assert!(d.feed("SEND\n").unwrap().is_empty());
+            let mut fed = 5;
+            for _ in 0..n {
+                assert!(d.feed("a:b\n").unwrap().is_empty());
+                fed += 4;
+            }
+            // The blank line, then the body too, a byte at a time.
+            assert!(d.feed("\n").unwrap().is_empty());
+            fed += 1;
+            for _ in 0..n {
+                assert!(d.feed("x").unwrap().is_empty());
+                fed += 1;
+            }
+            let f = frames(d.feed("\0").unwrap());
+            fed += 1;
+            assert_eq!((f[0].headers.len(), f[0].body.len()), (n, n));
+            assert!(d.work() <= 2 * fed as u64, "{n}: {} for {fed}", d.work());
+        }
     }
 
     #[test]
