@@ -45,7 +45,7 @@ kind = "stomp"
 max_sessions = 25000
 TOML
   if [ "$2" = yes ]; then
-    printf '[cluster]\nredis_url = "redis://127.0.0.1:%s/0"\nnode_id = "n%s"\n' "$REDIS_PORT" "$1"
+    printf '[cluster]\nredis_url = "redis://127.0.0.1:%s/0"\nsecret = "bench-cluster-secret-0123456789abcdef"\nnode_id = "n%s"\n' "$REDIS_PORT" "$1"
   fi
 }
 

@@ -27,6 +27,7 @@ listen = "127.0.0.1:1808$n"
 access_log = false
 [cluster]
 redis_url = "redis://127.0.0.1:$REDIS_PORT/0"
+secret = "bench-cluster-secret-0123456789abcdef"
 node_id = "n$n"
 presence_interval = 0.5
 [services.echo]

@@ -13,6 +13,7 @@ use crate::service::builtin;
 use crate::service::hub::ServiceHub;
 use crate::service::inbox::Services;
 use crate::service::stomp::demo_login::{self, DemoLogin};
+use crate::transport::client_addr::Trust;
 use crate::transport::{hangup, routes};
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
 use std::collections::{BTreeMap, HashMap};
@@ -186,6 +187,8 @@ impl Gateway {
         let ready = Arc::new(Readiness(AtomicBool::new(true)));
         let hubs: Vec<Arc<ServiceHub>> = services.values().cloned().collect();
         let access_log = config.access_log;
+        let trusted_proxies = config.trusted_proxies.clone();
+        let nodes = cluster.owners.clone();
         let max_header_bytes = config.max_header_bytes;
         let write_timeout = Duration::from_secs_f64(config.write_timeout);
         let app_ready = ready.clone();
@@ -196,13 +199,25 @@ impl Gateway {
             let sockjs_client = sockjs_client.clone();
             let stomp_client = stomp_client.clone();
             let demo_login = demo_login.clone();
+            let (trusted_proxies, nodes) = (trusted_proxies.clone(), nodes.clone());
             App::new()
                 .wrap(middleware::from_fn(move |req, next| {
                     limits::head::check(max_header_bytes, req, next)
                 }))
                 .wrap(middleware::Condition::new(
                     access_log,
-                    middleware::Logger::new("%{r}a \"%r\" %s %b %Dms \"%{User-Agent}i\"")
+                    // The client as resolved through trusted_proxies, not
+                    // whatever Forwarded header any client sends.
+                    middleware::Logger::new("%{client}xi \"%r\" %s %b %Dms \"%{User-Agent}i\"")
+                        .custom_request_replace("client", move |req| {
+                            let trust = Trust {
+                                proxies: &trusted_proxies,
+                                nodes: nodes.as_deref(),
+                            };
+                            trust
+                                .client_addr(req.request())
+                                .map_or_else(|| "-".to_owned(), |ip| ip.to_string())
+                        })
                         .log_target("sockjs_gateway::access"),
                 ))
                 .app_data(ready)

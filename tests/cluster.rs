@@ -18,7 +18,7 @@ fn node(redis: &Redis, id: &str) -> Gateway {
 /// [`node`] with more `[cluster]` keys.
 fn node_with(redis: &Redis, id: &str, cluster: &str) -> Gateway {
     Gateway::start(&format!(
-        "[cluster]\nredis_url = \"{}\"\nnode_id = \"{id}\"\npresence_interval = 0.2\n{cluster}\n\
+        "[cluster]\nredis_url = \"{}\"\nsecret = \"test-cluster-secret-0123456789abcdef\"\nnode_id = \"{id}\"\npresence_interval = 0.2\n{cluster}\n\
          [api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\nmetrics = true\n\
          [services.chat]\nprefix = \"/chat\"\nkind = \"broadcast\"\n\
          [services.echo]\nprefix = \"/echo\"\nkind = \"echo\"\n{}",
@@ -378,4 +378,147 @@ async fn a_restarted_redis_learns_again_who_holds_each_session() {
         post(&two.url(&format!("{s}/xhr")), "").await.body,
         "a[\"still mine\"]\n"
     );
+}
+
+/// The cluster's secret in these tests.
+const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789abcdef";
+
+/// Issue 18, findings 5 and 7. Nodes that trust only 127.0.0.1 as a proxy,
+/// clients on 127.0.0.2 and .3: a node passes on the client as it resolved
+/// it and none of the forwarding headers the client wrote; the "forwarded"
+/// marker means something only with the cluster's secret.
+#[actix_rt::test]
+async fn only_a_node_that_proves_the_secret_speaks_for_the_client() {
+    let redis = Redis::start();
+    let upstream = common::upstream::Upstream::start();
+    let config = |id: &str| {
+        format!(
+            "trusted_proxies = [\"127.0.0.1/32\"]\n\
+             [cluster]\nredis_url = \"{}\"\nsecret = \"{CLUSTER_SECRET}\"\nnode_id = \"{id}\"\n\
+             presence_interval = 0.2\n\
+             [api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\n\
+             [services.bound]\nprefix = \"/bound\"\nkind = \"echo\"\nsession_binding = \"ip\"\n\
+             [services.echo]\nprefix = \"/echo\"\nkind = \"echo\"\n\
+             [services.app]\nprefix = \"/app\"\nkind = \"proxy\"\nupstream = \"ws://{}/echo\"\n",
+            redis.url(),
+            upstream.addr
+        )
+    };
+    let (one, two) = (
+        Gateway::start(&config("one")),
+        Gateway::start(&config("two")),
+    );
+    until_joined(&[&one, &two]).await;
+    let (client, attacker) = ("127.0.0.2", "127.0.0.3");
+
+    // A bound session opened on node one is reached through node two by
+    // its own client: node one believes node two about the address.
+    let s = session("/bound");
+    let on = |gw: &Gateway, what: &str| gw.url(&format!("{s}/{what}"));
+    let r = request_from(client, "POST", &on(&one, "xhr"), &[], "").await;
+    assert_eq!(r.body, "o\n");
+    let r = request_from(client, "POST", &on(&one, "xhr_send"), &[], r#"["hi"]"#).await;
+    assert_eq!(r.status, 204);
+    let r = request_from(client, "POST", &on(&two, "xhr"), &[], "").await;
+    assert_eq!(r.body, "a[\"hi\"]\n");
+    // Another client that poses as node two, without the secret or with a
+    // wrong one, is not believed: it gets a session of its own.
+    request_from(client, "POST", &on(&one, "xhr_send"), &[], r#"["again"]"#).await;
+    let wrong = "a-wrong-secret-a-wrong-secret-a-wrong";
+    for (secret, from) in [(None, attacker), (Some(wrong), "127.0.0.4")] {
+        let mut headers = vec![
+            ("X-Sockjs-Gateway-Forwarded-By", "two"),
+            ("X-Forwarded-For", client),
+        ];
+        headers.extend(secret.map(|s| ("X-Sockjs-Gateway-Secret", s)));
+        let r = request_from(from, "POST", &on(&one, "xhr"), &headers, "").await;
+        assert_eq!(r.body, "o\n", "{secret:?}");
+    }
+    let r = request_from(client, "POST", &on(&one, "xhr"), &[], "").await;
+    assert_eq!(r.body, "a[\"again\"]\n");
+
+    // The marker alone does not make node two answer for a session node
+    // one holds (with a copy of its own): the request is forwarded.
+    let s = session("/echo");
+    assert_eq!(post(&one.url(&format!("{s}/xhr")), "").await.body, "o\n");
+    post(&one.url(&format!("{s}/xhr_send")), r#"["held by one"]"#).await;
+    let r = request_from(
+        attacker,
+        "POST",
+        &two.url(&format!("{s}/xhr")),
+        &[("X-Sockjs-Gateway-Forwarded-By", "one")],
+        "",
+    )
+    .await;
+    assert_eq!(r.body, "a[\"held by one\"]\n");
+
+    // A session that node one makes for a request node two forwarded (its
+    // record names node one): the upstream learns the client as node two
+    // resolved it, not the forwarding headers the client wrote.
+    let sid = format!("planted{}", rand_id());
+    redis.command(&format!("SET sockjs-gateway:session:app:{sid} one"));
+    let r = request_from(
+        attacker,
+        "POST",
+        &two.url(&format!("/app/000/{sid}/xhr")),
+        &[
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-For", "198.51.100.1"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(r.body, "o\n");
+    let seen = upstream
+        .wait_for("the planted session's handshake", |s| !s.is_empty())
+        .await;
+    let h = &seen[0].headers;
+    assert_eq!(h.get("x-forwarded-for").map(String::as_str), Some(attacker));
+    assert_eq!(h.get("x-forwarded-proto").map(String::as_str), Some("http"));
+    assert_eq!(
+        h.get("x-forwarded-host").map(String::as_str),
+        Some(two.addr.as_str())
+    );
+}
+
+/// Issue 18, finding 2: a node's presence, which every other node reads
+/// every interval, does not grow with what its clients subscribe to; the
+/// counts live in a hash written as changes, read a field at a time.
+#[actix_rt::test]
+async fn presence_stays_small_whatever_clients_subscribe_to() {
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    let mut c = Client::connect(&one).await;
+    for i in 0..50 {
+        let d = format!("/topic/p/{i}/{}", "x".repeat(200));
+        c.subscribe(&i.to_string(), &d).await;
+    }
+    until_api(&two, "/api/destinations?prefix=/topic/p/", |b| {
+        b["destinations"].as_array().map(Vec::len) == Some(50)
+    })
+    .await;
+    let len = |cmd: &str| -> usize {
+        let reply = redis.command(cmd).unwrap();
+        reply.trim_start_matches(':').parse().unwrap()
+    };
+    assert!(len("STRLEN sockjs-gateway:node:one") < 512);
+    assert_eq!(len("HLEN sockjs-gateway:node:one:counts"), 50);
+    let d7 = format!("/topic/p/7/{}", "x".repeat(200));
+    let (_, body) = api(
+        &two,
+        "POST",
+        "/api/publish",
+        &json!({"destination": d7, "body": "x"}).to_string(),
+    )
+    .await;
+    assert_eq!(body["delivered"], 1);
+    // Gone subscriptions are deleted from the hash.
+    c.ws.close().await;
+    let until = Instant::now() + Duration::from_secs(10);
+    while len("HLEN sockjs-gateway:node:one:counts") != 0 {
+        assert!(Instant::now() < until, "the counts were never deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -116,7 +116,7 @@ async fn without_a_key_only_the_metrics_are_served() {
 async fn the_grafana_dashboard_queries_metrics_that_exist() {
     let redis = common::redis::Redis::start();
     let gw = Gateway::start(&format!(
-        "[cluster]\nredis_url = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\nmetrics = true\n{}",
+        "[cluster]\nredis_url = \"{}\"\nsecret = \"test-cluster-secret-0123456789abcdef\"\n[api]\nlisten = \"127.0.0.1:0\"\nmetrics = true\n{}",
         redis.url(),
         echo_config("")
     ));

@@ -28,6 +28,7 @@ impl Backend {
                 .app_data(seen.clone())
                 .route("/connect", web::post().to(connect))
                 .route("/app", web::post().to(app))
+                .route("/redirect", web::post().to(redirect))
         })
         .workers(1)
         .disable_signals()
@@ -88,6 +89,17 @@ async fn app(seen: web::Data<Calls>, body: web::Json<Value>) -> HttpResponse {
         ]})),
         _ => HttpResponse::InternalServerError().body("boom"),
     }
+}
+
+/// Sends the caller on to `/app` with its body, as a hostile or
+/// misconfigured backend might.
+async fn redirect(seen: web::Data<Calls>, body: web::Json<Value>) -> HttpResponse {
+    seen.lock()
+        .unwrap()
+        .push(("/redirect".into(), body.0.clone()));
+    HttpResponse::TemporaryRedirect()
+        .insert_header(("Location", "/app"))
+        .finish()
 }
 
 fn webhook_config(backend: &str, auth: &str) -> String {
@@ -291,4 +303,39 @@ async fn what_waits_on_a_webhook_is_bounded() {
         "The app webhook failed: the reply is larger than 10000 bytes (max_queued_bytes)",
     )
     .await;
+}
+
+/// Issue 18, finding 9: a webhook's answer cannot send the user's message
+/// elsewhere (a redirect is a failure, not followed), and a proxy named in
+/// the environment never sees the calls.
+#[actix_rt::test]
+async fn webhooks_follow_no_redirect_and_no_proxy() {
+    let backend = Backend::start();
+    let url = format!("http://{}", backend.addr);
+    let toml = webhook_config(&url, "").replace("/app\"\nwebhook", "/redirect\"\nwebhook");
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let gw = Gateway::start_with_env(
+        &toml,
+        &[
+            ("HTTP_PROXY", proxy_url.as_str()),
+            ("http_proxy", proxy_url.as_str()),
+            ("ALL_PROXY", proxy_url.as_str()),
+        ],
+    );
+    let mut c = connect_as(&gw, "alice", "sid=good").await;
+    assert_eq!(c.next().await.0, "CONNECTED");
+    c.frame("SEND", &[("destination", "/app/echo")], "secret plans")
+        .await;
+    expect_error(&mut c, "The app webhook failed: status 307").await;
+    assert_eq!(backend.calls("/redirect").len(), 1);
+    assert!(
+        backend.calls("/app").is_empty(),
+        "the redirect was followed"
+    );
+    assert!(
+        proxy.accept().is_err(),
+        "a webhook call went through the environment's proxy"
+    );
 }

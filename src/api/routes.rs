@@ -1,7 +1,8 @@
 //! The API's endpoints and how their requests are read.
 
 use super::error::ApiError;
-use crate::cluster::{Bus, Presence, State};
+use crate::cluster::presence::{self, Counted};
+use crate::cluster::{Bus, State};
 use crate::service::stomp::{Refused, StompService};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -50,7 +51,7 @@ async fn publish(
         .deliver(
             &req,
             |b| b.publish(&req.destination, &req.headers, &req.body),
-            |peer, service| peer.subscribers(service, &req.destination),
+            |service| presence::field(service, Counted::Destination, &req.destination),
         )
         .await
 }
@@ -73,7 +74,7 @@ async fn send_to_user(
         .deliver(
             &req,
             |b| b.send_to_user(&user, &req.destination, &req.headers, &req.body),
-            |peer, service| peer.subscribers(service, &shown),
+            |service| presence::field(service, Counted::Destination, &shown),
         )
         .await
 }
@@ -91,7 +92,9 @@ async fn disconnect_user(
     query: web::Query<ServiceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let service = query.service.as_deref();
-    let disconnected = brokers.per_user(service, &user, |b| b.disconnect_user(&user))?;
+    let disconnected = brokers
+        .per_user(service, &user, |b| b.disconnect_user(&user))
+        .await?;
     brokers.bus.flushed().await;
     Ok(brokers.answer(json!({ "disconnected": disconnected })))
 }
@@ -104,7 +107,9 @@ async fn user(
     query: web::Query<ServiceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let service = query.service.as_deref();
-    let sessions = brokers.per_user(service, &user, |b| b.user_sessions(&user))?;
+    let sessions = brokers
+        .per_user(service, &user, |b| b.user_sessions(&user))
+        .await?;
     Ok(brokers.answer(json!({ "user": user.as_str(), "sessions": sessions })))
 }
 
@@ -139,17 +144,15 @@ async fn destinations(
     brokers: web::Data<Brokers>,
     query: web::Query<DestinationsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let peers = brokers.bus.peers();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for (name, b) in brokers.pick(query.service.as_deref())? {
         for (d, n) in b.destinations(&query.prefix) {
             *counts.entry(d).or_default() += n;
         }
-        for service in peers.iter().filter_map(|p| p.services.get(name)) {
-            for (d, n) in &service.destinations {
-                if d.starts_with(&query.prefix) {
-                    *counts.entry(d.clone()).or_default() += n;
-                }
+        let prefix = presence::field(name, Counted::Destination, &query.prefix);
+        for (field, n) in brokers.bus.listed_elsewhere(prefix).await {
+            if let Some(d) = presence::name_in(&field, name, Counted::Destination) {
+                *counts.entry(d.to_owned()).or_default() += n;
             }
         }
     }
@@ -162,25 +165,25 @@ async fn destinations(
 
 impl Brokers {
     /// `{"delivered": N}`: the subscribers `one` publishes to here through
-    /// each service the request names, plus the other nodes' as `there`
-    /// counts them in their last presence. Answers once the publication is
-    /// on its way to every node: one published after the answer, through
-    /// any node, arrives after it everywhere.
+    /// each service the request names, plus the other nodes' counts of
+    /// `field`. Answers once the publication is on its way to every node:
+    /// one published after the answer, through any node, arrives after it
+    /// everywhere.
     async fn deliver(
         &self,
         req: &Publication,
         one: impl Fn(&StompService) -> Result<usize, Refused>,
-        there: impl Fn(&Presence, &str) -> usize,
+        field: impl Fn(&str) -> String,
     ) -> Result<HttpResponse, ApiError> {
         let here = |b: &StompService| one(b).map_err(|r| ApiError::bad_field(r.field, r.why));
-        let delivered = self.across(req.service.as_deref(), here, there)?;
+        let delivered = self.across(req.service.as_deref(), here, field).await?;
         self.bus.flushed().await;
         Ok(self.answer(json!({ "delivered": delivered })))
     }
 
     /// `here` of each service the request names, plus the sessions of
     /// `user` the other nodes hold there.
-    fn per_user(
+    async fn per_user(
         &self,
         service: Option<&str>,
         user: &str,
@@ -189,25 +192,26 @@ impl Brokers {
         self.across(
             service,
             |b| Ok(here(b)),
-            |peer, name| peer.user_sessions(name, user),
+            |name| presence::field(name, Counted::User, user),
         )
+        .await
     }
 
-    /// For each service named (or all): `here`, plus `there` of each other
-    /// node's last presence; summed.
-    fn across(
+    /// For each service named (or all): `here`, plus the other nodes'
+    /// counts of `field` of that service; summed.
+    async fn across(
         &self,
         service: Option<&str>,
         here: impl Fn(&StompService) -> Result<usize, ApiError>,
-        there: impl Fn(&Presence, &str) -> usize,
+        field: impl Fn(&str) -> String,
     ) -> Result<usize, ApiError> {
-        let peers = self.bus.peers();
         let mut n = 0;
+        let mut fields = Vec::new();
         for (name, b) in self.pick(service)? {
             n += here(b)?;
-            n += peers.iter().map(|p| there(p, name)).sum::<usize>();
+            fields.push(field(name));
         }
-        Ok(n)
+        Ok(n + self.bus.counted_elsewhere(fields).await)
     }
 
     /// 200 with `body`, and the cluster's state when there is one: a

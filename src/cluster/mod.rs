@@ -62,6 +62,12 @@ pub trait Bus: Send + Sync {
     fn state(&self) -> State;
     /// The other live nodes, as of their last presence write.
     fn peers(&self) -> Arc<Vec<Presence>>;
+    /// The sum of these [`presence::field`]s over the other live nodes'
+    /// counts; 0 alone, or when Redis does not answer in time.
+    fn counted_elsewhere(&self, fields: Vec<String>) -> BoxFuture<'static, usize>;
+    /// The other live nodes' counts whose field starts with `prefix`, one
+    /// entry per node and field.
+    fn listed_elsewhere(&self, prefix: String) -> BoxFuture<'static, Vec<(String, usize)>>;
 }
 
 /// Who delivers a publication to this node's clients.
@@ -89,8 +95,10 @@ impl dyn Bus {
 /// itself: implemented by the layer that holds the services.
 pub trait Inbox: Send + Sync {
     fn deliver(&self, event: Event);
-    /// This node's sessions, subscriptions and users.
+    /// This node's sessions by service.
     fn presence(&self) -> Presence;
+    /// This node's subscribers by destination and sessions by user.
+    fn counts(&self) -> presence::Counts;
     /// The HTTP sessions this node holds, as (service, session id): their
     /// owner records are written again when Redis comes back (it may have
     /// lost them).
@@ -112,6 +120,12 @@ impl Bus for Alone {
     }
     fn peers(&self) -> Arc<Vec<Presence>> {
         Arc::default()
+    }
+    fn counted_elsewhere(&self, _: Vec<String>) -> BoxFuture<'static, usize> {
+        Box::pin(std::future::ready(0))
+    }
+    fn listed_elsewhere(&self, _: String) -> BoxFuture<'static, Vec<(String, usize)>> {
+        Box::pin(std::future::ready(Vec::new()))
     }
 }
 

@@ -56,6 +56,19 @@ impl Owners {
         &self.bus.node
     }
 
+    /// `cluster.secret`, which this node shows on the requests it forwards.
+    pub fn secret(&self) -> &str {
+        self.bus.config().secret.as_deref().unwrap_or_default()
+    }
+
+    /// Whether `shown` is `cluster.secret`: a request that shows it comes
+    /// from another node. Compared in constant time.
+    pub fn proves_node(&self, shown: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        let secret = self.secret().as_bytes();
+        !secret.is_empty() && bool::from(secret.ct_eq(shown))
+    }
+
     /// How long a lookup, or a forwarded request's answer, may take.
     pub fn request_timeout(&self) -> std::time::Duration {
         self.bus.config().request_timeout()

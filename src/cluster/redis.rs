@@ -5,10 +5,13 @@
 //! Keys, under `namespace` (`sockjs-gateway` by default):
 //! - `NS:events`: the channel every node publishes to and reads;
 //! - `NS:nodes`: the set of node ids; `NS:node:ID`: that node's
-//!   [`Presence`] as JSON, expiring after three `presence_interval`s;
+//!   [`Presence`] as JSON, and `NS:node:ID:counts`: its [`Counts`] as a
+//!   hash written as changes only; both expire after three
+//!   `presence_interval`s;
 //! - `NS:session:SERVICE:SID`: the node holding an HTTP session
 //!   ([`super::owners`]).
 
+use super::presence::{self, Counts};
 use super::{event, Bus, Delivery, Event, Inbox, Presence, State};
 use crate::config::cluster::ClusterConfig;
 use crate::metrics::ClusterMetrics;
@@ -52,8 +55,16 @@ pub struct RedisBus {
     /// once when the link is lost.
     unechoed: Mutex<VecDeque<(u64, Event)>>,
     peers: RwLock<Arc<Vec<Presence>>>,
+    /// The counts this node's hash holds; `None` until it is written whole
+    /// on a new connection (Redis may have lost or kept stale ones).
+    written: Mutex<Option<Counts>>,
     counts: ClusterMetrics,
 }
+
+/// Fields set by one HSET at most.
+const FIELDS_PER_COMMAND: usize = 1000;
+/// Fields one HSCAN step asks for.
+const SCAN_COUNT: usize = 1000;
 
 impl RedisBus {
     /// A bus for `node`; nothing runs until [`RedisBus::start`].
@@ -73,6 +84,7 @@ impl RedisBus {
             queue_rx: Mutex::new(Some(rx)),
             unechoed: Mutex::default(),
             peers: RwLock::default(),
+            written: Mutex::default(),
             counts: crate::metrics::get().cluster.clone(),
         }))
     }
@@ -112,6 +124,11 @@ impl RedisBus {
         self.key(&format!("node:{node}"))
     }
 
+    /// The key of node `node`'s counts (a hash).
+    fn counts_key(&self, node: &str) -> String {
+        self.key(&format!("node:{node}:counts"))
+    }
+
     /// The key of the record of session `sid` of `service`: its node.
     pub fn session_key(&self, service: &str, sid: &str) -> String {
         self.key(&format!("session:{service}:{sid}"))
@@ -147,6 +164,7 @@ impl RedisBus {
             redis::pipe()
                 .cmd("DEL")
                 .arg(self.node_key(&self.node))
+                .arg(self.counts_key(&self.node))
                 .ignore()
                 .cmd("SREM")
                 .arg(self.key("nodes"))
@@ -195,6 +213,7 @@ impl RedisBus {
                     // connection and is delivered by the publisher.
                     self.deliver_unechoed(u64::MAX, &*inbox);
                     *self.peers.write().unwrap_or_else(|e| e.into_inner()) = Arc::default();
+                    *self.written.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     log::warn!(
                         "cluster: lost Redis ({why}); publications reach this node's clients only until it is back"
                     );
@@ -302,7 +321,8 @@ impl RedisBus {
         }
     }
 
-    /// Writes this node's presence and reads every other live node's.
+    /// Writes this node's presence and what changed in its counts, and
+    /// reads every other live node's presence.
     async fn exchange_presence(
         &self,
         conn: &mut MultiplexedConnection,
@@ -313,8 +333,32 @@ impl RedisBus {
         me.advertise = self.advertise.get().cloned();
         let json = serde_json::to_string(&me).expect("presence serializes");
         let ttl_ms = (self.config.presence_interval * 3000.0).ceil() as u64;
+        let counts = inbox.counts();
+        let counts_key = self.counts_key(&self.node);
+        let mut pipe = redis::pipe();
+        {
+            let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+            let (set, gone) = match &*written {
+                Some(before) => presence::diff(before, &counts),
+                None => {
+                    pipe.cmd("DEL").arg(&counts_key).ignore();
+                    presence::diff(&Counts::new(), &counts)
+                }
+            };
+            for chunk in set.chunks(FIELDS_PER_COMMAND) {
+                let cmd = pipe.cmd("HSET").arg(&counts_key);
+                for (field, n) in chunk {
+                    cmd.arg(field).arg(n);
+                }
+                cmd.ignore();
+            }
+            for chunk in gone.chunks(FIELDS_PER_COMMAND) {
+                pipe.cmd("HDEL").arg(&counts_key).arg(chunk).ignore();
+            }
+        }
+        pipe.cmd("PEXPIRE").arg(&counts_key).arg(ttl_ms).ignore();
         let nodes_key = self.key("nodes");
-        let (members,): (Vec<String>,) = redis::pipe()
+        let (members,): (Vec<String>,) = pipe
             .cmd("SET")
             .arg(self.node_key(&self.node))
             .arg(json)
@@ -351,6 +395,7 @@ impl RedisBus {
             }
         }
         *self.peers.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(peers);
+        *self.written.lock().unwrap_or_else(|e| e.into_inner()) = Some(counts);
         Ok(())
     }
 
@@ -468,5 +513,74 @@ impl Bus for RedisBus {
 
     fn peers(&self) -> Arc<Vec<Presence>> {
         self.peers.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn counted_elsewhere(&self, fields: Vec<String>) -> BoxFuture<'static, usize> {
+        let keys: Vec<String> = self
+            .peers()
+            .iter()
+            .map(|p| self.counts_key(&p.node))
+            .collect();
+        let (Some(mut conn), false) = (self.connection(), keys.is_empty() || fields.is_empty())
+        else {
+            return Box::pin(std::future::ready(0));
+        };
+        let wait = self.config.request_timeout();
+        Box::pin(async move {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("HMGET").arg(key).arg(&fields);
+            }
+            let answer =
+                tokio::time::timeout(wait, pipe.query_async::<Vec<Vec<Option<usize>>>>(&mut conn));
+            match answer.await {
+                Ok(Ok(counts)) => counts.iter().flatten().flatten().sum(),
+                _ => 0,
+            }
+        })
+    }
+
+    fn listed_elsewhere(&self, prefix: String) -> BoxFuture<'static, Vec<(String, usize)>> {
+        let keys: Vec<String> = self
+            .peers()
+            .iter()
+            .map(|p| self.counts_key(&p.node))
+            .collect();
+        let (Some(mut conn), false) = (self.connection(), keys.is_empty()) else {
+            return Box::pin(std::future::ready(Vec::new()));
+        };
+        let wait = self.config.request_timeout();
+        let pattern = format!("{}*", presence::glob_escape(&prefix));
+        Box::pin(async move {
+            let mut found = Vec::new();
+            let scan = async {
+                for key in &keys {
+                    let mut cursor = 0u64;
+                    loop {
+                        let (next, page): (u64, Vec<(String, usize)>) = redis::cmd("HSCAN")
+                            .arg(key)
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(SCAN_COUNT)
+                            .query_async(&mut conn)
+                            .await?;
+                        found.extend(page);
+                        if next == 0 {
+                            break;
+                        }
+                        cursor = next;
+                    }
+                }
+                Ok::<(), redis::RedisError>(())
+            };
+            match tokio::time::timeout(wait, scan).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::debug!("cluster: listing the other nodes' counts failed: {e}"),
+                Err(_) => log::debug!("cluster: listing the other nodes' counts took too long"),
+            }
+            found
+        })
     }
 }

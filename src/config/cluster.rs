@@ -10,6 +10,12 @@ pub struct ClusterConfig {
     /// `redis://[:password@]host:port/db`; may carry a password, so it is
     /// never logged whole ([`ClusterConfig::redis_url_shown`]).
     pub redis_url: String,
+    /// What the nodes prove to each other on forwarded requests, so that a
+    /// client that reaches a node directly cannot pose as a node (and have
+    /// its `X-Forwarded-For` believed). Required, at least 32 characters;
+    /// best from `SOCKJS_GATEWAY__CLUSTER__SECRET`. Never logged.
+    #[serde(default)]
+    pub secret: Option<String>,
     /// This node's name among the others; random at start when unset.
     #[serde(default)]
     pub node_id: Option<String>,
@@ -39,6 +45,9 @@ pub struct ClusterConfig {
     #[serde(default = "default_session_record_ttl")]
     pub session_record_ttl: u64,
 }
+
+/// The shortest `secret` accepted.
+pub const MIN_SECRET_LEN: usize = 32;
 
 fn default_namespace() -> String {
     "sockjs-gateway".into()
@@ -83,6 +92,22 @@ impl ClusterConfig {
                 shown_url(url),
                 e.to_string().replace(url.as_str(), &shown_url(url))
             ));
+        }
+        match &self.secret {
+            None => {
+                return Err(format!(
+                    "cluster.secret: required: a secret of at least {MIN_SECRET_LEN} characters, the same on \
+                     every node, that nodes prove to each other on forwarded requests \
+                     (SOCKJS_GATEWAY__CLUSTER__SECRET)"
+                ))
+            }
+            Some(s) if s.len() < MIN_SECRET_LEN => {
+                return Err(format!(
+                    "cluster.secret: must be at least {MIN_SECRET_LEN} characters (it was {})",
+                    s.len()
+                ))
+            }
+            Some(_) => {}
         }
         if let Some(id) = &self.node_id {
             if id.is_empty()
@@ -136,6 +161,7 @@ impl std::fmt::Debug for ClusterConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterConfig")
             .field("redis_url", &self.redis_url_shown())
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("node_id", &self.node_id)
             .field("advertise", &self.advertise)
             .field("namespace", &self.namespace)

@@ -88,6 +88,15 @@ pub struct Config {
 /// by hand, outside [`crate::Gateway::start`]).
 const FALLBACK_MAX_SESSIONS: usize = 10_000;
 
+/// Headers the proxy kind sets on the upstream handshake itself; the
+/// client's own copies are never forwarded (`forward_headers`).
+const GATEWAY_SET_HEADERS: [&str; 4] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "origin",
+];
+
 /// Where the gateway serves its local copy of sockjs-client at the root.
 pub const SOCKJS_CLIENT_URL: &str = "/sockjs-client/sockjs.min.js";
 
@@ -238,6 +247,8 @@ pub struct ApiConfig {
 pub const MIN_API_KEY_LEN: usize = 16;
 /// HS256 wants a key as long as its hash (32 bytes).
 pub const MIN_DEMO_LOGIN_SECRET_LEN: usize = 32;
+/// The shortest `jwt_secret` accepted: 256 bits, as RFC 7518 asks of HS256.
+pub const MIN_JWT_SECRET_LEN: usize = 32;
 
 impl Default for ApiConfig {
     fn default() -> Self {
@@ -429,6 +440,15 @@ pub struct ServiceConfig {
     /// `kind = "stomp"`: subscriptions one session may hold.
     #[serde(default = "default_max_subscriptions")]
     pub max_subscriptions: usize,
+    /// `kind = "stomp"`: bytes of one destination, in frames and in the
+    /// HTTP API: a destination is kept per subscriber, repeated in every
+    /// MESSAGE and counted across the cluster.
+    #[serde(default = "default_max_destination_bytes")]
+    pub max_destination_bytes: usize,
+    /// `kind = "stomp"`: bytes of all of one session's subscriptions, their
+    /// ids and destinations together.
+    #[serde(default = "default_max_subscription_bytes")]
+    pub max_subscription_bytes: usize,
     /// `kind = "proxy"`: the upstream WebSocket URLs (`ws://`, `wss://`),
     /// tried round-robin.
     #[serde(default, deserialize_with = "list::deserialize")]
@@ -501,6 +521,12 @@ fn default_max_pending_frames() -> usize {
 }
 fn default_max_subscriptions() -> usize {
     100
+}
+fn default_max_destination_bytes() -> usize {
+    256
+}
+fn default_max_subscription_bytes() -> usize {
+    16 * 1024
 }
 fn default_write_timeout() -> f64 {
     20.0
@@ -616,6 +642,8 @@ impl ServiceConfig {
             ("max_frame_bytes", self.max_frame_bytes),
             ("max_headers", self.max_headers),
             ("max_subscriptions", self.max_subscriptions),
+            ("max_destination_bytes", self.max_destination_bytes),
+            ("max_subscription_bytes", self.max_subscription_bytes),
             ("max_pending_frames", self.max_pending_frames),
         ] {
             if v == 0 {
@@ -644,6 +672,15 @@ impl ServiceConfig {
             if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(format!(
                     "{}[{i}]: {name:?} is not a header name",
+                    key("forward_headers")
+                ));
+            }
+            // The gateway sets these itself, from what it resolved; a
+            // client's own would override them.
+            if GATEWAY_SET_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err(format!(
+                    "{}[{i}]: {name:?} is set by the gateway itself (from the client address, scheme, \
+                     host and origin it resolved) and cannot be forwarded as the client sent it",
                     key("forward_headers")
                 ));
             }
@@ -788,6 +825,20 @@ impl Config {
                     .into(),
             );
         }
+        if let Some(secret) = &self.auth.jwt_secret {
+            if secret.len() < MIN_JWT_SECRET_LEN {
+                return Err(format!(
+                    "auth.jwt_secret: must be at least {MIN_JWT_SECRET_LEN} bytes (it was {}): a shorter HS256 secret can be guessed from one token",
+                    secret.len()
+                ));
+            }
+        }
+        if self.auth.demo_login && self.auth.connect_webhook.is_some() {
+            return Err(
+                "auth.demo_login: anyone could sign in as any user past the connect webhook; it cannot be used with connect_webhook"
+                    .into(),
+            );
+        }
         if let Some(secret) = &self.auth.demo_login_secret {
             if !self.auth.demo_login {
                 return Err("auth.demo_login_secret: used only with demo_login = true".into());
@@ -899,26 +950,43 @@ mod tests {
     fn a_cluster_comes_from_the_environment_and_its_password_stays_hidden() {
         assert!(with_env(&[]).unwrap().cluster.is_none());
         let url = "redis://:hunter2hunter2@127.0.0.1:6379/0";
-        let c = with_env(&[("SOCKJS_GATEWAY__CLUSTER__REDIS_URL", url)]).unwrap();
+        let secret = "s3cret-of-the-nodes-s3cret-of-the-nodes";
+        let c = with_env(&[
+            ("SOCKJS_GATEWAY__CLUSTER__REDIS_URL", url),
+            ("SOCKJS_GATEWAY__CLUSTER__SECRET", secret),
+        ])
+        .unwrap();
         let cluster = c.cluster.as_ref().unwrap();
         assert_eq!(cluster.redis_url, url);
+        assert_eq!(cluster.secret.as_deref(), Some(secret));
         assert_eq!(cluster.namespace, "sockjs-gateway");
         assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!format!("{c:?}").contains(secret));
         for (key, value, named) in [
             ("REDIS_URL", "http://127.0.0.1:6379", "cluster.redis_url"),
             ("NODE_ID", "gw 1", "cluster.node_id"),
             ("ADVERTISE", "10.0.0.3:8080", "cluster.advertise"),
             ("PRESENCE_INTERVAL", "0", "cluster.presence_interval"),
+            ("SECRET", "short", "cluster.secret"),
         ] {
             let var = format!("SOCKJS_GATEWAY__CLUSTER__{key}");
             let mut vars = vec![(var.as_str(), value)];
             if key != "REDIS_URL" {
                 vars.push(("SOCKJS_GATEWAY__CLUSTER__REDIS_URL", url));
             }
+            if key != "SECRET" {
+                vars.push(("SOCKJS_GATEWAY__CLUSTER__SECRET", secret));
+            }
             let e = with_env(&vars).unwrap_err();
             assert!(e.contains(named), "{key}: {e}");
             assert!(!e.contains("hunter2"), "{e}");
         }
+        // No secret at all: refused, naming the key and its variable.
+        let e = with_env(&[("SOCKJS_GATEWAY__CLUSTER__REDIS_URL", url)]).unwrap_err();
+        assert!(
+            e.contains("cluster.secret") && e.contains("SOCKJS_GATEWAY__CLUSTER__SECRET"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! This node's services as the other nodes see them: where their events
 //! are delivered, and what this node reports of itself (its presence).
 
-use crate::cluster::presence::ServicePresence;
+use crate::cluster::presence::{Counts, ServicePresence};
 use crate::cluster::{Event, Inbox, Presence};
 use crate::service::hub::ServiceHub;
 use crate::service::stomp::StompService;
@@ -47,19 +47,20 @@ impl Inbox for Services {
             .iter()
             .map(|(name, hub)| {
                 let sessions = hub.session_count();
-                let p = match self.brokers.get(name) {
-                    Some(b) => b.presence(sessions),
-                    None => ServicePresence {
-                        sessions,
-                        ..Default::default()
-                    },
-                };
-                (name.clone(), p)
+                (name.clone(), ServicePresence { sessions })
             })
             .collect();
         Presence {
             services,
             ..Default::default()
         }
+    }
+
+    fn counts(&self) -> Counts {
+        let mut counts = Counts::new();
+        for (name, broker) in &self.brokers {
+            broker.count_into(name, &mut counts);
+        }
+        counts
     }
 }

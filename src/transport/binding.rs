@@ -8,7 +8,7 @@
 
 use crate::config::SessionBinding;
 use crate::service::hub::ServiceHub;
-use crate::transport::client_addr::client_addr;
+use crate::transport::client_addr::Trust;
 use actix_web::HttpRequest;
 use std::borrow::Cow;
 
@@ -18,7 +18,9 @@ pub fn registry_id<'a>(req: &HttpRequest, hub: &ServiceHub, sid: &'a str) -> Cow
     match hub.config.session_binding {
         SessionBinding::None => Cow::Borrowed(sid),
         SessionBinding::Ip => {
-            let ip = client_addr(req, &hub.trusted_proxies).map_or("-".into(), |ip| ip.to_string());
+            let ip = Trust::of(hub)
+                .client_addr(req)
+                .map_or("-".into(), |ip| ip.to_string());
             Cow::Owned(format!("{sid}/{ip}"))
         }
     }

@@ -1,33 +1,124 @@
-//! The client's address as the gateway believes it: the peer, or what a
-//! trusted proxy (`trusted_proxies`) says in `X-Forwarded-For`.
+//! Who may speak for the client behind a request, and so the client's
+//! address as the gateway believes it: the peer, or what a trusted proxy
+//! (`trusted_proxies`) or another node of the cluster (which proves
+//! `cluster.secret`) says in `X-Forwarded-For`.
 
+use crate::cluster::owners::Owners;
+use crate::service::hub::ServiceHub;
 use actix_web::HttpRequest;
 use std::net::IpAddr;
+
+/// The header a request forwarded by another node carries: that node's id.
+pub const FORWARDED_BY: &str = "x-sockjs-gateway-forwarded-by";
+
+/// The header with which a forwarding node proves it is one
+/// (`cluster.secret`).
+pub const NODE_SECRET: &str = "x-sockjs-gateway-secret";
+
+/// Headers in which a proxy tells what the client used. Only a trusted
+/// proxy's or a node's are believed, and a node forwards none that a client
+/// wrote.
+pub const FORWARDING_HEADERS: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-real-ip",
+];
 
 pub fn is_trusted(ip: &IpAddr, trusted: &[ipnet::IpNet]) -> bool {
     trusted.iter().any(|n| n.contains(ip))
 }
 
-/// The client's address: the peer, unless the peer is a trusted proxy; then
-/// the rightmost `X-Forwarded-For` entry that is not a trusted proxy (entries
-/// further left were written by the client and could be anything).
-pub fn client_addr(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
-    let peer = req.peer_addr().map(|a| a.ip())?;
-    if !is_trusted(&peer, trusted) {
-        return Some(peer);
+/// Whom the gateway believes about the client behind a request.
+#[derive(Clone, Copy)]
+pub struct Trust<'a> {
+    /// Peers believed by their address (`trusted_proxies`).
+    pub proxies: &'a [ipnet::IpNet],
+    /// The cluster's nodes, believed when they prove `cluster.secret`.
+    pub nodes: Option<&'a Owners>,
+}
+
+impl<'a> Trust<'a> {
+    pub fn of(hub: &'a ServiceHub) -> Trust<'a> {
+        Trust {
+            proxies: &hub.trusted_proxies,
+            nodes: hub.cluster.owners.as_deref(),
+        }
     }
-    let forwarded: Vec<IpAddr> = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|v| v.trim().parse().ok())
-        .collect();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|ip| !is_trusted(ip, trusted))
-            .unwrap_or(peer),
-    )
+
+    /// Whether another node of the cluster forwarded this request: it
+    /// carries the marker and the cluster's secret. The marker alone, from
+    /// any client, means nothing.
+    pub fn from_node(&self, req: &HttpRequest) -> bool {
+        let headers = req.headers();
+        match (self.nodes, headers.get(NODE_SECRET)) {
+            (Some(nodes), Some(shown)) => {
+                headers.contains_key(FORWARDED_BY) && nodes.proves_node(shown.as_bytes())
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the peer may tell the client's address, scheme and host.
+    pub fn speaks_for_client(&self, req: &HttpRequest) -> bool {
+        req.peer_addr()
+            .is_some_and(|a| is_trusted(&a.ip(), self.proxies))
+            || self.from_node(req)
+    }
+
+    /// The client's address: the peer, unless the peer is a trusted proxy;
+    /// then the rightmost `X-Forwarded-For` entry that is not a trusted
+    /// proxy (entries further left were written by the client and could be
+    /// anything). A node writes the one address it resolved.
+    pub fn client_addr(&self, req: &HttpRequest) -> Option<IpAddr> {
+        let peer = req.peer_addr().map(|a| a.ip())?;
+        if !self.speaks_for_client(req) {
+            return Some(peer);
+        }
+        let forwarded: Vec<IpAddr> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|v| v.trim().parse().ok())
+            .collect();
+        let found = if self.from_node(req) {
+            forwarded.last().copied()
+        } else {
+            forwarded
+                .into_iter()
+                .rev()
+                .find(|ip| !is_trusted(ip, self.proxies))
+        };
+        Some(found.unwrap_or(peer))
+    }
+
+    /// The scheme the client used: `X-Forwarded-Proto` from a peer that
+    /// speaks for the client, else plain http.
+    pub fn proto(&self, req: &HttpRequest) -> &'static str {
+        match self.told(req, "x-forwarded-proto") {
+            Some("https") => "https",
+            _ => "http",
+        }
+    }
+
+    /// The host the client asked for: `X-Forwarded-Host` from a peer that
+    /// speaks for the client, else `Host`.
+    pub fn host(&self, req: &HttpRequest) -> Option<String> {
+        self.told(req, "x-forwarded-host")
+            .or_else(|| header(req, "host"))
+            .map(str::to_owned)
+    }
+
+    /// Header `name`, if the peer may tell it.
+    fn told<'r>(&self, req: &'r HttpRequest, name: &str) -> Option<&'r str> {
+        self.speaks_for_client(req)
+            .then(|| header(req, name))
+            .flatten()
+    }
+}
+
+fn header<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
+    req.headers().get(name)?.to_str().ok()
 }

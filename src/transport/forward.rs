@@ -1,8 +1,10 @@
 //! A request for an HTTP session that another node holds
 //! ([`crate::cluster::owners`]) goes to that node as it came, and the answer
 //! comes back as the owner writes it: a poll when it is answered, a stream
-//! frame by frame. The owner sees the client's address in
-//! `X-Forwarded-For`, so it must trust the nodes (`trusted_proxies`).
+//! frame by frame. The owner learns the client's address, scheme and host
+//! as this node resolved them, in `X-Forwarded-*` headers that it believes
+//! because the request proves `cluster.secret` ([`NODE_SECRET`]); whatever
+//! forwarding headers the client wrote itself are not passed on.
 //!
 //! A request that a node forwarded carries [`FORWARDED_BY`] and is never
 //! forwarded again: the owner answers it as a single node would.
@@ -10,7 +12,7 @@
 use crate::cluster::owners::Owners;
 use crate::protocol::{CloseCode, Wrapping};
 use crate::service::hub::ServiceHub;
-use crate::transport::client_addr::client_addr;
+use crate::transport::client_addr::{Trust, FORWARDED_BY, FORWARDING_HEADERS, NODE_SECRET};
 use crate::transport::hangup;
 use crate::transport::receive::callback_param;
 use actix_web::http::{header, StatusCode};
@@ -18,9 +20,6 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-
-/// The header a forwarded request carries: the forwarding node's id.
-pub const FORWARDED_BY: &str = "x-sockjs-gateway-forwarded-by";
 
 /// Hop-by-hop headers (RFC 9110 7.6.1), which a proxy does not pass on;
 /// `content-length` is set anew for the body as sent.
@@ -34,10 +33,6 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
     "content-length",
 ];
-
-pub fn is_forwarded(req: &HttpRequest) -> bool {
-    req.headers().contains_key(FORWARDED_BY)
-}
 
 /// Why a request could not be forwarded.
 #[derive(Debug)]
@@ -101,15 +96,24 @@ pub async fn forward(
         .map_err(|_| Failed::Unreachable)?;
     let mut out = client().request(method, format!("{owner}{path}"));
     for (name, value) in req.headers() {
-        if !HOP_BY_HOP.contains(&name.as_str()) && name != header::X_FORWARDED_FOR {
-            out = out.header(name.as_str(), value.as_bytes());
+        let name = name.as_str();
+        let ours =
+            FORWARDING_HEADERS.contains(&name) || name == FORWARDED_BY || name == NODE_SECRET;
+        if !HOP_BY_HOP.contains(&name) && !ours {
+            out = out.header(name, value.as_bytes());
         }
     }
-    // The client as this node resolved it, so that the owner, trusting
-    // this node, resolves the same address.
-    if let Some(ip) = client_addr(req, &hub.trusted_proxies) {
+    // The client as this node resolved it, which the owner believes since
+    // the request proves the cluster's secret.
+    let trust = Trust::of(hub);
+    if let Some(ip) = trust.client_addr(req) {
         out = out.header(header::X_FORWARDED_FOR.as_str(), ip.to_string());
     }
+    out = out.header("x-forwarded-proto", trust.proto(req));
+    if let Some(host) = trust.host(req) {
+        out = out.header("x-forwarded-host", host);
+    }
+    out = out.header(NODE_SECRET, owners.secret());
     out = out.header(FORWARDED_BY, owners.node()).body(body);
     let answer = match tokio::time::timeout(owners.request_timeout(), out.send()).await {
         Ok(Ok(answer)) => answer,

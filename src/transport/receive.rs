@@ -6,7 +6,7 @@ use crate::service::api::{CloseReason, SessionInfo};
 use crate::service::hub::ServiceHub;
 use crate::session::actor::{Attach, Detach, SessionActor};
 use crate::session::receiver::{self, Outgoing, ReceiverKind, ReceiverRx};
-use crate::transport::client_addr::{client_addr, is_trusted};
+use crate::transport::client_addr::Trust;
 use crate::transport::forward;
 use crate::transport::hangup::{self, HangupGuard};
 use crate::transport::headers;
@@ -84,7 +84,7 @@ pub async fn attach(
     prelude: Option<String>,
 ) -> Result<ReceiverBody, HttpResponse> {
     if let Some(owners) = &hub.cluster.owners {
-        if hub.registry.get(sid).is_none() && !forward::is_forwarded(req) {
+        if hub.registry.get(sid).is_none() && !Trust::of(hub).from_node(req) {
             let gone = match owners.locate(&hub.name, sid, true).await {
                 Owner::Here | Owner::Unknown => false,
                 Owner::Gone => true,
@@ -173,20 +173,13 @@ pub fn session_info(req: &HttpRequest, hub: &ServiceHub, key: u64) -> SessionInf
         .iter()
         .filter_map(|name| Some((name.clone(), header(name)?)))
         .collect();
-    let via_proxy = req
-        .peer_addr()
-        .is_some_and(|a| is_trusted(&a.ip(), &hub.trusted_proxies));
-    let from_proxy = |name: &str| via_proxy.then(|| header(name)).flatten();
-    let proto = match from_proxy("x-forwarded-proto").as_deref() {
-        Some("https") => "https",
-        _ => "http",
-    };
+    let trust = Trust::of(hub);
     SessionInfo {
         id: key,
         prefix: hub.prefix.clone(),
-        remote_addr: client_addr(req, &hub.trusted_proxies),
-        proto: proto.into(),
-        host: from_proxy("x-forwarded-host").or_else(|| header("host")),
+        remote_addr: trust.client_addr(req),
+        proto: trust.proto(req).into(),
+        host: trust.host(req),
         headers,
         forwarded,
     }

@@ -5,6 +5,7 @@ use crate::cluster::owners::Owner;
 use crate::protocol::payload::{decode_messages, form_field, PayloadError};
 use crate::service::hub::ServiceHub;
 use crate::session::actor::Incoming;
+use crate::transport::client_addr::Trust;
 use crate::transport::forward;
 use crate::transport::headers::{self, Origin, TEXT_PLAIN};
 use actix_web::http::header;
@@ -47,7 +48,13 @@ pub async fn jsonp_send(
             ct.to_ascii_lowercase()
                 .starts_with("application/x-www-form-urlencoded")
         });
-    // A hidden-form post from the client's own page: no CORS.
+    // A hidden-form post from the client's page: no CORS answer, but a
+    // browser names the page's origin, and a page not allowed must not
+    // write into a session (with a cookie-authenticated connect webhook it
+    // could sign in as the user; the poll's script answer it reads anyway).
+    if let Err(resp) = Origin::check(req, &hub.config) {
+        return resp;
+    }
     send(req, hub, sid, body, Origin::Absent, Reply::Ok, form).await
 }
 
@@ -102,7 +109,7 @@ async fn send(
 /// for any unknown session.
 async fn elsewhere(req: &HttpRequest, hub: &ServiceHub, sid: &str, body: Payload) -> HttpResponse {
     if let Some(owners) = &hub.cluster.owners {
-        if !forward::is_forwarded(req) {
+        if !Trust::of(hub).from_node(req) {
             if let Owner::Elsewhere(url) = owners.locate(&hub.name, sid, false).await {
                 let body = match read_body(req, body, hub.config.max_message_bytes).await {
                     Ok(b) => b.freeze(),

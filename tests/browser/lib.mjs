@@ -228,7 +228,7 @@ async function redisCommand(port, text) {
 
 // `[cluster]` for node `id` on `redis`.
 export function clusterSection(redis, id) {
-  return `[cluster]\nredis_url = "${redis.url}"\nnode_id = "${id}"\npresence_interval = 0.2\n`;
+  return `[cluster]\nredis_url = "${redis.url}"\nsecret = "test-cluster-secret-0123456789abcdef"\nnode_id = "${id}"\npresence_interval = 0.2\n`;
 }
 
 // Waits until nodes `ids` have all written their presence to `redis`.

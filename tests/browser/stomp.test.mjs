@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { TRANSPORTS, startGateway, startNodeBackend, launchBrowser, wontPick, freePort } from './lib.mjs';
 
-const SECRET = 'browser-test-secret-0123456789';
+const SECRET = 'browser-test-secret-0123456789abcdef';
 const KEY = 'browser-test-api-key-0123';
 let browser, gateway, backend, apiPort;
 

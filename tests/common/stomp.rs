@@ -3,7 +3,7 @@
 
 use super::*;
 
-pub const SECRET: &str = "test-secret-for-stomp";
+pub const SECRET: &str = "test-secret-for-stomp-0123456789ab";
 
 /// The HTTP API's key in tests.
 pub const KEY: &str = "api-key-for-tests-0123";

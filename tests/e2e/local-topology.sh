@@ -45,7 +45,10 @@ start_gateway() {
   SOCKJS_GATEWAY__CLUSTER__NODE_ID="$node" \
   SOCKJS_GATEWAY__CLUSTER__ADVERTISE="http://$listen" \
   SOCKJS_GATEWAY__SHUTDOWN__DRAIN_DELAY=5 \
+  SOCKJS_GATEWAY__AUTH__DEMO_LOGIN=true \
   SOCKJS_GATEWAY__AUTH__DEMO_LOGIN_SECRET="$demo_secret" \
+  SOCKJS_GATEWAY__CLUSTER__SECRET="local-topology-cluster-secret-0123456789" \
+  SOCKJS_GATEWAY__TRUSTED_PROXIES=127.0.0.1/32 \
   SOCKJS_GATEWAY__STATIC_DIR="$root/static" \
   SOCKJS_GATEWAY__SOCKJS_CLIENT_PATH="$root/node_modules/sockjs-client/dist/sockjs.min.js" \
   SOCKJS_GATEWAY__STOMP_CLIENT_PATH="$root/node_modules/@stomp/stompjs/bundles/stomp.umd.min.js" \

@@ -117,7 +117,10 @@ impl Verifier {
             match jsonwebtoken::decode::<Claims>(token, key, validation) {
                 Ok(data) => {
                     return match data.claims.sub.filter(|s| !s.is_empty()) {
-                        Some(sub) => Ok(Some(sub)),
+                        Some(sub) => match super::users::check_name(&sub) {
+                            Ok(()) => Ok(Some(sub)),
+                            Err(why) => Err(format!("Invalid token: sub: {why}")),
+                        },
                         None if self.anonymous => Ok(None),
                         None => Err("Invalid token: no sub".into()),
                     }

@@ -17,6 +17,7 @@ pub mod topics;
 pub mod users;
 pub mod webhook;
 
+use crate::cluster::presence::{self, Counted, Counts};
 use crate::cluster::{Bus, Delivery, Event};
 use crate::config::{AuthConfig, ServiceConfig};
 use crate::service::api::{Handler, Service, SessionInfo};
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) send: Vec<String>,
     pub(crate) limits: frame::Limits,
     pub(crate) max_subscriptions: usize,
+    pub(crate) max_destination_bytes: usize,
+    pub(crate) max_subscription_bytes: usize,
     pub(crate) topics: topics::Topics,
     pub(crate) users: users::Users,
     pub(crate) auth: auth::Verifier,
@@ -69,6 +72,8 @@ impl StompService {
                     max_headers: config.max_headers,
                 },
                 max_subscriptions: config.max_subscriptions,
+                max_destination_bytes: config.max_destination_bytes,
+                max_subscription_bytes: config.max_subscription_bytes,
                 topics: topics::Topics::default(),
                 users: users::Users::default(),
                 auth,
@@ -108,7 +113,7 @@ impl StompService {
         headers: &[(String, String)],
         body: &str,
     ) -> Result<usize, Refused> {
-        check_destination(destination)?;
+        self.shared.check_destination(destination)?;
         if destination.starts_with("/user/") {
             return Err(refused(
                 "destination",
@@ -128,7 +133,8 @@ impl StompService {
         headers: &[(String, String)],
         body: &str,
     ) -> Result<usize, Refused> {
-        check_destination(destination)?;
+        users::check_name(user).map_err(|why| refused("user", why))?;
+        self.shared.check_destination(destination)?;
         if !destination.starts_with("/user/") {
             return Err(refused(
                 "destination",
@@ -169,12 +175,14 @@ impl StompService {
         self.shared.users.count(user)
     }
 
-    /// What this node holds, for the other nodes' counts.
-    pub fn presence(&self, sessions: usize) -> crate::cluster::presence::ServicePresence {
-        crate::cluster::presence::ServicePresence {
-            sessions,
-            destinations: self.destinations("").into_iter().collect(),
-            users: self.shared.users.counts(),
+    /// What this node holds, for the other nodes' counts: subscribers by
+    /// destination and sessions by user, as fields of service `name`.
+    pub fn count_into(&self, name: &str, counts: &mut Counts) {
+        for (destination, n) in self.destinations("") {
+            counts.insert(presence::field(name, Counted::Destination, &destination), n);
+        }
+        for (user, n) in self.shared.users.counts() {
+            counts.insert(presence::field(name, Counted::User, &user), n);
         }
     }
 
@@ -201,6 +209,27 @@ impl StompService {
 }
 
 impl Shared {
+    /// Why a destination from a client or the backend is refused, if it is:
+    /// not a plain path, or longer than `max_destination_bytes`.
+    pub(crate) fn check_destination(&self, d: &str) -> Result<(), Refused> {
+        if !destination::is_plain(d) {
+            return Err(refused(
+                "destination",
+                "must be a path starting with / and without line breaks, NUL, : or \\",
+            ));
+        }
+        if d.len() > self.max_destination_bytes {
+            return Err(refused(
+                "destination",
+                format!(
+                    "longer than {} bytes (max_destination_bytes)",
+                    self.max_destination_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Sends a MESSAGE to the subscribers of `key` on every node; returns
     /// how many here.
     pub(crate) fn publish(
@@ -222,16 +251,6 @@ impl Shared {
             Delivery::Bus => self.topics.subscribers(key),
         }
     }
-}
-
-fn check_destination(d: &str) -> Result<(), Refused> {
-    if !destination::is_plain(d) {
-        return Err(refused(
-            "destination",
-            "must be a path starting with / and without line breaks, NUL, : or \\",
-        ));
-    }
-    Ok(())
 }
 
 fn check_headers(headers: &[(String, String)]) -> Result<(), Refused> {

@@ -14,7 +14,7 @@
 //! misses them closes a healthy session. With `0,0` the client sends none
 //! and expects none. A client's bare line ends are still accepted.
 
-use super::destination::{any_matches, is_plain};
+use super::destination::any_matches;
 use super::frame::{Decoder, Frame, Item, Version};
 use super::topics::{message_head, message_tail, user_key};
 use super::webhook::{self, Call, Failure};
@@ -35,6 +35,8 @@ pub struct StompSession {
     version: Option<Version>,
     /// Subscription id -> its key (see `topics`) and destination.
     subscriptions: HashMap<String, (String, String)>,
+    /// Bytes of the subscriptions' ids and destinations.
+    subscription_bytes: usize,
     /// Named at CONNECT; `None` for an anonymous session.
     user: Option<String>,
     session: u64,
@@ -89,6 +91,7 @@ impl StompSession {
             shared,
             version: None,
             subscriptions: HashMap::new(),
+            subscription_bytes: 0,
             user: None,
             session: info.id,
             done: false,
@@ -150,7 +153,10 @@ impl StompSession {
             "UNSUBSCRIBE" => {
                 let id = required(f, "id")?;
                 match self.subscriptions.remove(id) {
-                    Some((key, _)) => self.shared.topics.unsubscribe(&key, self.session, id),
+                    Some((key, destination)) => {
+                        self.subscription_bytes -= id.len() + destination.len();
+                        self.shared.topics.unsubscribe(&key, self.session, id)
+                    }
                     None => return Err(refuse("Unknown subscription", format!("id {id:?}"))),
                 }
             }
@@ -317,7 +323,7 @@ impl StompSession {
     }
 
     fn subscribe(&mut self, ctx: &mut SessionCtx<'_>, f: &Frame) -> Result<(), Refusal> {
-        let destination = destination(f)?;
+        let destination = destination(&self.shared, f)?;
         // 1.0 makes the id optional; the destination then names it.
         let id = match (f.get("id"), self.version()) {
             (Some(id), _) => id,
@@ -342,6 +348,16 @@ impl StompSession {
                 ),
             ));
         }
+        let bytes = id.len() + destination.len();
+        if self.subscription_bytes + bytes > self.shared.max_subscription_bytes {
+            return Err(refuse(
+                "Too many subscriptions",
+                format!(
+                    "at most {} bytes of subscription ids and destinations per session (max_subscription_bytes)",
+                    self.shared.max_subscription_bytes
+                ),
+            ));
+        }
         let key = match (destination.starts_with("/user/"), &self.user) {
             (false, _) => destination.to_owned(),
             (true, Some(user)) => user_key(user, destination),
@@ -357,11 +373,12 @@ impl StompSession {
             .subscribe(&key, self.session, id, self.version(), &ctx.handle());
         self.subscriptions
             .insert(id.to_owned(), (key, destination.to_owned()));
+        self.subscription_bytes += bytes;
         Ok(())
     }
 
     fn send(&mut self, f: &Frame) -> Result<Step, Refusal> {
-        let destination = destination(f)?;
+        let destination = destination(&self.shared, f)?;
         if !any_matches(&self.shared.send, destination) {
             return Err(refuse(
                 "Forbidden destination",
@@ -423,14 +440,23 @@ fn required<'f>(f: &'f Frame, name: &str) -> Result<&'f str, Refusal> {
     })
 }
 
-/// A frame's destination, which must be a plain path: it is copied into
-/// MESSAGE frames for every subscriber unescaped.
-fn destination(f: &Frame) -> Result<&str, Refusal> {
+/// A frame's destination, which must be a plain path (it is copied into
+/// MESSAGE frames for every subscriber unescaped) within
+/// `max_destination_bytes`.
+fn destination<'f>(shared: &Shared, f: &'f Frame) -> Result<&'f str, Refusal> {
     let d = required(f, "destination")?;
-    if !is_plain(d) {
-        return Err(refuse("Invalid destination", format!("{d:?}")));
-    }
+    shared.check_destination(d).map_err(|r| {
+        refuse(
+            "Invalid destination",
+            format!("{:?}: {}", truncate(d, 64), r.why),
+        )
+    })?;
     Ok(d)
+}
+
+/// At most `n` characters of `s`, for an ERROR's details.
+fn truncate(s: &str, n: usize) -> &str {
+    s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
 }
 
 impl Handler for StompSession {

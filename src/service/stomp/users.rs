@@ -6,6 +6,26 @@ use crate::service::api::SessionHandle;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// The longest user name, in bytes.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// The one rule for a user name, from a JWT's `sub`, the connect webhook
+/// or the demo sign-in: 1 to 255 bytes, no `/` (it would change what
+/// `/user/NAME/queue/...` means) and no control characters (NUL, line
+/// breaks: names go into keys, headers and logs).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "the user name must be 1 to {MAX_NAME_BYTES} bytes, it was {}",
+            name.len()
+        ));
+    }
+    if name.contains('/') || name.chars().any(char::is_control) {
+        return Err("the user name holds a '/' or a control character".into());
+    }
+    Ok(())
+}
+
 /// The close code of a session ended by the backend
 /// (`POST /api/users/{user}/disconnect`), after an ERROR frame that says so.
 pub const CLOSE_DISCONNECTED: u16 = 4410;

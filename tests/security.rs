@@ -1,0 +1,286 @@
+//! What an attacker tried against the gateway, each refused: a STOMP head
+//! that costs quadratic CPU before any CONNECT, oversized destinations and
+//! subscriptions, a foreign page writing into a session over JSONP, token
+//! subjects that change what a user queue means, addresses spoofed into the
+//! access log, and configurations that would leave a door open.
+mod common;
+use common::stomp::*;
+use common::*;
+use std::time::{Duration, Instant};
+
+/// CPU seconds (user and system) the process `pid` has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime: fields 14 and 15 of the whole line.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / per_second
+}
+
+/// The attack's SockJS messages: a STOMP head sent a short line at a time.
+fn short_lines(n: usize) -> String {
+    let mut texts = vec!["SEND\n"];
+    texts.extend(std::iter::repeat_n("a\n", n));
+    serde_json::to_string(&texts).unwrap()
+}
+
+/// Issue 18, finding 1: one `xhr_send` of 32,000 short lines cost 5 s of
+/// CPU when the decoder rescanned its buffer on every message. With the
+/// default limits the head is refused at `max_headers`; with the limits
+/// lifted the whole head is buffered, and the cost is still linear. Over
+/// the WebSocket transport too.
+#[actix_rt::test]
+async fn a_head_of_short_lines_costs_linear_cpu_before_connect() {
+    let lifted = "max_headers = 1000000\nmax_frame_bytes = 4194304\nmax_message_bytes = 4194304\n";
+    for (extra, why) in [("", "max_headers"), (lifted, "Header without a colon")] {
+        let gw = Gateway::start(&config(extra));
+        let attack = short_lines(32_000);
+
+        let s = gw.url(&session("/stomp"));
+        assert_eq!(post(&format!("{s}/xhr"), "").await.body, "o\n");
+        let before = cpu_seconds(gw.pid());
+        let r = post(&format!("{s}/xhr_send"), &attack).await;
+        assert_eq!(r.status, 204);
+        // The blank line that ends the head, for the lifted limits.
+        post(&format!("{s}/xhr_send"), r#"["\n"]"#).await;
+        let cost = cpu_seconds(gw.pid()) - before;
+        let poll = post(&format!("{s}/xhr"), "").await.body;
+        assert!(
+            poll.starts_with("a[\"ERROR\\n") && poll.contains(why),
+            "{poll}"
+        );
+        assert!(cost < 1.0, "xhr_send, limits {extra:?}: {cost} s of CPU");
+
+        let mut ws = Ws::connect(&gw.ws_url(&format!("{}/websocket", session("/stomp")))).await;
+        assert_eq!(ws.recv().await, "o");
+        let before = cpu_seconds(gw.pid());
+        ws.send(&attack).await;
+        ws.send(r#"["\n"]"#).await;
+        let error = ws.recv().await;
+        let cost = cpu_seconds(gw.pid()) - before;
+        assert!(
+            error.starts_with("a[\"ERROR\\n") && error.contains(why),
+            "{error}"
+        );
+        assert!(cost < 1.0, "websocket, limits {extra:?}: {cost} s of CPU");
+    }
+}
+
+/// Issue 18, finding 2: a destination is at most `max_destination_bytes`
+/// (in SUBSCRIBE, SEND and the API), and one session's subscriptions at
+/// most `max_subscription_bytes` together; an UNSUBSCRIBE gives its bytes
+/// back.
+#[actix_rt::test]
+async fn destinations_and_subscriptions_are_bounded() {
+    let gw = Gateway::start(&config(&format!(
+        "max_subscription_bytes = 120\n[api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\n"
+    )));
+    let long = format!("/topic/{}", "x".repeat(300));
+    for command in ["SUBSCRIBE", "SEND"] {
+        let mut c = Client::connect(&gw).await;
+        c.frame(command, &[("id", "1"), ("destination", &long)], "")
+            .await;
+        let (cmd, h, body) = c.next().await;
+        assert_eq!(
+            (cmd.as_str(), header(&h, "message")),
+            ("ERROR", Some("Invalid destination")),
+            "{command}"
+        );
+        assert!(body.contains("max_destination_bytes"), "{body}");
+    }
+    let (status, body) = api(
+        &gw,
+        "POST",
+        "/api/publish",
+        &serde_json::json!({"destination": long, "body": "x"}).to_string(),
+    )
+    .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("destination")));
+
+    // 120 bytes: two subscriptions of 1 + 49 bytes fit, a third does not.
+    let mut c = Client::connect(&gw).await;
+    let d = |n: u8| format!("/topic/{}", char::from(b'a' + n).to_string().repeat(42));
+    c.subscribe("1", &d(1)).await;
+    c.subscribe("2", &d(2)).await;
+    c.frame("UNSUBSCRIBE", &[("id", "1"), ("receipt", "u")], "")
+        .await;
+    c.expect_receipt("u").await;
+    c.subscribe("3", &d(3)).await;
+    c.frame("SUBSCRIBE", &[("id", "4"), ("destination", &d(4))], "")
+        .await;
+    let (cmd, h, body) = c.next().await;
+    assert_eq!(
+        (cmd.as_str(), header(&h, "message")),
+        ("ERROR", Some("Too many subscriptions"))
+    );
+    assert!(body.contains("max_subscription_bytes"), "{body}");
+}
+
+/// Issue 18, finding 6: a page whose origin is not allowed cannot write
+/// into a session over `jsonp_send` (a hidden form post, which browsers
+/// send with the page's Origin), as it cannot over `xhr_send`.
+#[actix_rt::test]
+async fn a_foreign_origin_cannot_send_over_jsonp() {
+    let gw = Gateway::start(&echo_config("allowed_origins = [\"https://app.example\"]"));
+    let s = gw.url(&session("/echo"));
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    assert!(get(&format!("{s}/jsonp?c=cb")).await.body.contains("\"o\""));
+    for (origin, status) in [
+        (Some("https://evil.example"), 403),
+        (Some("https://app.example"), 200),
+        (None, 200),
+    ] {
+        let mut headers = form.to_vec();
+        headers.extend(origin.map(|o| ("Origin", o)));
+        let r = request(
+            "POST",
+            &format!("{s}/jsonp_send"),
+            &headers,
+            "d=%5B%22x%22%5D",
+        )
+        .await;
+        assert_eq!(r.status, status, "{origin:?}: {}", r.body);
+    }
+    // Only the two allowed sends arrived.
+    let body = get(&format!("{s}/jsonp?c=cb")).await.body;
+    assert!(body.contains(r#"a[\"x\",\"x\"]"#), "{body}");
+}
+
+/// Issue 18, finding 11: one user-name rule for every source. A token whose
+/// `sub` holds a `/` or a control character is refused.
+#[actix_rt::test]
+async fn a_token_subject_must_be_a_plain_user_name() {
+    let gw = Gateway::start(&config(""));
+    for sub in ["bob/queue", "a\nb", "a\0b", &"x".repeat(300)] {
+        let t = format!("Bearer {}", token(SECRET, sub, 60));
+        let mut c = Client::open(&gw).await;
+        c.frame(
+            "CONNECT",
+            &[("accept-version", "1.2"), ("Authorization", &t)],
+            "",
+        )
+        .await;
+        let (cmd, h, _) = c.next().await;
+        assert_eq!(cmd, "ERROR", "{sub:?}");
+        let message = header(&h, "message").unwrap();
+        assert!(message.starts_with("Invalid token: sub"), "{message}");
+    }
+    let t = format!("Bearer {}", token(SECRET, "alice@example.com", 60));
+    Client::connect_with(&gw, &[("Authorization", &t)]).await;
+}
+
+/// Issue 18, finding 8: the access log names the client as resolved
+/// through `trusted_proxies`, not what any client writes in `Forwarded` or
+/// `X-Forwarded-For`.
+#[actix_rt::test]
+async fn the_access_log_shows_the_resolved_client() {
+    let gw = Gateway::start_with_fd_limit(
+        &format!(
+            "trusted_proxies = []\naccess_log = true\n{}",
+            echo_config("")
+        ),
+        4096,
+    );
+    request(
+        "GET",
+        &gw.url("/echo/info"),
+        &[
+            ("Forwarded", "for=203.0.113.66"),
+            ("X-Forwarded-For", "203.0.113.66"),
+        ],
+        "",
+    )
+    .await;
+    let until = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        if let Some(l) = gw.log().lines().find(|l| l.contains("/echo/info")) {
+            break l.to_owned();
+        }
+        assert!(Instant::now() < until, "no access log line:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!line.contains("203.0.113.66"), "{line}");
+    assert!(line.contains("127.0.0.1 \"GET /echo/info"), "{line}");
+}
+
+/// What start-up refuses, naming the key: demo sign-in beside a connect
+/// webhook (finding 3), a short JWT secret (11), forwarding headers the
+/// gateway sets itself (10), a cluster without a secret (5).
+#[test]
+fn start_up_refuses_open_doors() {
+    let stomp = "[services.s]\nprefix = \"/s\"\nkind = \"stomp\"\n";
+    for (toml, key) in [
+        (
+            format!(
+                "[auth]\ndemo_login = true\nconnect_webhook = \"http://127.0.0.1:9/c\"\n{stomp}"
+            ),
+            "auth.demo_login",
+        ),
+        (
+            format!("[auth]\njwt_secret = \"only-31-characters-long-secret!\"\n{stomp}"),
+            "auth.jwt_secret",
+        ),
+        (
+            "[services.p]\nprefix = \"/p\"\nkind = \"proxy\"\nupstream = \"ws://127.0.0.1:9/\"\n\
+             forward_headers = [\"X-Forwarded-Host\"]\n"
+                .to_owned(),
+            "services.p.forward_headers[0]",
+        ),
+        (
+            "[cluster]\nredis_url = \"redis://127.0.0.1:9/0\"\n[services.e]\nprefix = \"/e\"\n"
+                .to_owned(),
+            "cluster.secret",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, &toml).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sockjs-gateway"))
+            .arg("--config")
+            .arg(&path)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A gateway that starts instead of refusing is stopped, not waited for.
+        let until = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > until {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.and_then(|s| s.code()), Some(2), "{toml}\n{err}");
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}
+
+/// The image's configuration is safe to run as it is (findings 3 and 4):
+/// no demo sign-in and no proxy believed unless a variable says so; the
+/// embedded demo, which signs anyone in, listens on loopback only.
+#[test]
+fn shipped_configs_open_no_door() {
+    let image =
+        sockjs_gateway::Config::from_toml(include_str!("../config/container.toml")).unwrap();
+    assert!(!image.auth.demo_login);
+    assert!(
+        image.trusted_proxies.is_empty(),
+        "{:?}",
+        image.trusted_proxies
+    );
+    let demo = sockjs_gateway::Config::from_toml(sockjs_gateway::config::DEFAULT_TOML).unwrap();
+    assert!(demo.auth.demo_login);
+    assert!(demo.listen.starts_with("127.0.0.1:"), "{}", demo.listen);
+}
