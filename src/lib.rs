@@ -8,59 +8,61 @@
 //!
 //! ## Layout
 //!
-//! - [`protocol`]: frames, SockJS JSON escaping, messages (a fan-out's
-//!   shared, escaped-once tail), id and callback checks, client payload
-//!   decoding, transport wrapping. Pure functions.
-//! - [`session`]: the session actor ([`session::actor`]): queue, the one
-//!   receiver, heartbeat and disconnect timers, state; the seam it calls
+//! Layers, each using only those above it in this list (a test in
+//! `tests/layers.rs` fails on an import that runs the other way):
+//!
+//! - Leaves, used by every layer and using none: [`protocol`] (frames,
+//!   SockJS JSON escaping, messages with a fan-out's shared, escaped-once
+//!   tail, id and callback checks, client payload decoding, transport
+//!   wrapping: pure functions); [`limits`] (the open-file budget,
+//!   `max_connections` and the derived `max_sessions` ([`limits::fds`]), the
+//!   accept-error log rate, request head size, stalled readers cut off,
+//!   memory handed back after a load); [`metrics`] (Prometheus handles,
+//!   served at `/metrics` on the API's listener).
+//! - [`config`]: plain values and the checks of their shape, one file per
+//!   section ([`config::service`], [`config::auth`], [`config::api`],
+//!   [`config::cluster`], [`config::shutdown`], the top-level limits),
+//!   with comma-separated lists from the environment ([`config::list`]),
+//!   routable prefixes, upstream and webhook URLs, and near-miss variable
+//!   names. What only a service kind can check (a `stomp` service's
+//!   destination patterns and JWT key) it checks when it is built.
+//! - [`session`]: the session actor ([`session::actor`]: queue, the one
+//!   receiver, heartbeat and disconnect timers, state); the seam it calls
 //!   the backend through ([`session::handler`]: `Handler`, `SessionCtx`,
 //!   deferred opening, asynchronous work and backpressure in the session's
-//!   task); the receiver handed to transports ([`session::receiver`]) and
-//!   the queue under it ([`session::outbox`]); the registry of live
-//!   sessions ([`session::registry`]).
-//! - [`transport`]: one file per transport family ([`transport::polling`],
-//!   [`transport::streaming`], [`transport::send`],
-//!   [`transport::websocket`], whose socket runs inside its session's
-//!   task), the fixed pages ([`transport::pages`]),
-//!   shared headers, CORS and origin policy ([`transport::headers`]),
-//!   requests for a session another node holds ([`transport::forward`]),
-//!   hang-up detection ([`transport::hangup`]), URL routing
-//!   ([`transport::routes`]).
-//! - [`service`]: the backend API ([`service::api`]), a mounted service
-//!   ([`service::hub`]), the built-in services ([`service::builtin`]),
-//!   other nodes' events delivered here ([`service::inbox`]), the
-//!   `proxy` kind, one upstream WebSocket per session
-//!   ([`service::proxy`]: upstream choice, handshake, close codes), and the
-//!   `stomp` kind ([`service::stomp`]: frame codec, destination patterns,
-//!   subscriptions and fan-out, users' sessions, the per-session protocol,
-//!   JWT auth, the connect and app webhooks, the demo's sign-in).
-//! - [`api`]: the HTTP API backends publish through, on its own listener
-//!   (endpoints, key check, JSON errors).
+//!   task); what it asks of its service ([`session::hub::Hub`]: config,
+//!   metrics, a handler per session, forgetting, broadcasting); the
+//!   receiver handed to transports ([`session::receiver`]) and the queue
+//!   under it ([`session::outbox`]); the registry of live sessions.
 //! - [`cluster`]: many nodes on one Redis: the bus services publish
 //!   through ([`cluster::Bus`]: alone, or [`cluster::redis`]), what travels
 //!   between nodes ([`cluster::event`]), what each node reports of itself
-//!   ([`cluster::presence`]), which node holds each HTTP session
-//!   ([`cluster::owners`]); the requests for another node's session are
-//!   forwarded by [`transport::forward`], and other nodes' events reach
-//!   this node's services through [`service::inbox`].
-//! - [`metrics`]: Prometheus metrics (sessions by transport and close
-//!   reason, messages, polls, rollovers, upstream connects, the cluster's
-//!   publications and forwards), served at `/metrics` on the API's
-//!   listener; each service holds its handles.
-//! - [`limits`]: connection-level limits, whatever the transport, below
-//!   every other layer: the open-file budget, `max_connections` and the
-//!   derived `max_sessions` ([`limits::fds`]), the accept-error log rate
-//!   ([`limits::accept_log`]), request head size ([`limits::head`]),
-//!   stalled readers cut off ([`limits::write_timeout`]), memory handed
-//!   back after a load ([`limits::trim`]).
-//! - [`config`]: configuration and its defaults, with comma-separated
-//!   lists from the environment ([`config::list`]), `[cluster]`
-//!   ([`config::cluster`]), the rules for
-//!   routable prefixes ([`config::prefix`]), upstream URLs
-//!   ([`config::upstream_url`]), webhook URLs ([`config::webhook_url`])
-//!   and near-miss variable names ([`config::env`]); [`server`]:
-//!   assembling it all into an actix-web server, the API's listener and
-//!   the demo's sign-in included.
+//!   ([`cluster::presence`]: a small presence, and counts written as
+//!   changes), which node holds each HTTP session ([`cluster::owners`]).
+//! - [`service`]: the backend API ([`service::api`]), a mounted service
+//!   ([`service::hub`], which implements the session's `Hub` over the
+//!   cluster), the built-in services ([`service::builtin`]), other nodes'
+//!   events delivered here ([`service::inbox`]), the `proxy` kind
+//!   ([`service::proxy`]: upstream choice, handshake, close codes) and the
+//!   `stomp` kind ([`service::stomp`]: frame codec, destination patterns,
+//!   subscriptions and fan-out, users, the per-session protocol, JWT auth,
+//!   the connect and app webhooks, the demo's sign-in).
+//! - [`transport`]: one file per transport family ([`transport::polling`],
+//!   [`transport::streaming`], [`transport::send`],
+//!   [`transport::websocket`], whose socket runs inside its session's
+//!   task), finding or making a session for a receiving request
+//!   ([`transport::receive`]), the fixed pages ([`transport::pages`]),
+//!   headers, CORS and origin policy ([`transport::headers`]), the `c`
+//!   callback ([`transport::callback`]), who speaks for the client
+//!   ([`transport::client_addr`]: trusted proxies, and other nodes by
+//!   `cluster.secret`), requests for a session another node holds
+//!   ([`transport::forward`], called by `receive` and `send`, calling
+//!   neither), hang-up detection ([`transport::hangup`]), URL routing
+//!   ([`transport::routes`]).
+//! - [`api`]: the HTTP API backends publish through, on its own listener
+//!   (endpoints, key check, JSON errors).
+//! - [`server`]: assembling it all into an actix-web server, the API's
+//!   listener and the demo's sign-in included.
 //!
 //! ## A backend in Rust
 //!

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 const AFTER_HELP: &str = "\
 Configuration: built-in defaults, then the TOML file (--config, or the
-embedded demo config), then environment variables, then --listen.
+embedded demo config), then environment variables, then --listen and
+--api-listen.
 
 Environment variables are SOCKJS_GATEWAY__ followed by the key path in upper
 case, with __ (two underscores) between levels:
@@ -31,6 +32,10 @@ struct Args {
     /// Listen address, overriding the config's `listen` and the environment.
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
+    /// The HTTP API's listen address, overriding `api.listen` and the
+    /// environment.
+    #[arg(long, value_name = "HOST:PORT")]
+    api_listen: Option<String>,
 }
 
 #[actix_web::main]
@@ -44,12 +49,13 @@ async fn main() {
     for name in env::misspelled(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok())) {
         log::warn!("{}", env::warning(&name));
     }
-    let overrides: Vec<(&str, &str)> = args
-        .listen
-        .as_deref()
-        .map(|l| ("listen", l))
-        .into_iter()
-        .collect();
+    let overrides: Vec<(&str, &str)> = [
+        ("listen", args.listen.as_deref()),
+        ("api.listen", args.api_listen.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k, v?)))
+    .collect();
     let config = match Config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,
         Err(e) => {
@@ -59,6 +65,11 @@ async fn main() {
     };
     let running = match Gateway::new(config.clone()).start() {
         Ok(r) => r,
+        // A service whose configuration cannot run: the message names the key.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            eprintln!("sockjs-gateway: {e}");
+            std::process::exit(2);
+        }
         Err(e) => {
             eprintln!("sockjs-gateway: cannot listen on {}: {e}", config.listen);
             std::process::exit(1);
@@ -71,6 +82,11 @@ async fn main() {
     for addr in &running.api_addrs {
         // After the line above, which scripts read first.
         println!("sockjs-gateway api at http://{addr}");
+    }
+    if let Some(key) = &running.demo_api_key {
+        println!(
+            "sockjs-gateway demo api key: {key} (made at start; the demo pages show it; set api.key for a real one)"
+        );
     }
     for (name, svc) in &config.services {
         log::info!("service {name}: {} ({})", svc.prefix, svc.kind.name());

@@ -2,6 +2,7 @@
 //! health endpoints, the demo pages, and graceful shutdown.
 
 use crate::api;
+use crate::api::demo_key::DemoKey;
 use crate::cluster::owners::Owners;
 use crate::cluster::redis::RedisBus;
 use crate::cluster::Cluster;
@@ -42,6 +43,8 @@ pub struct Running {
     pub services: HashMap<String, Arc<ServiceHub>>,
     /// Where the HTTP API listens (empty when it is off).
     pub api_addrs: Vec<SocketAddr>,
+    /// The key made at start for the embedded demo (`[api] demo_key`).
+    pub demo_api_key: Option<String>,
     api: Option<actix_web::dev::ServerHandle>,
     config: Config,
     ready: Arc<Readiness>,
@@ -78,6 +81,10 @@ impl Gateway {
             config.auth.jwt_secret = Some(shared.unwrap_or_else(demo_login::random_secret));
         }
         let demo_login = DemoLogin::new(&config.auth);
+        let demo_key = config.api.makes_demo_key(&config.listen).then(DemoKey::new);
+        if let Some(demo) = &demo_key {
+            config.api.key = Some(demo.key.to_string());
+        }
         // A misspelled name would otherwise leave the built-in kind answering.
         if let Some(name) = self
             .backends
@@ -139,7 +146,8 @@ impl Gateway {
             let backend = match self.backends.get(name) {
                 Some(b) => b.clone(),
                 None => {
-                    let built = builtin::for_config(name, cfg, &config.auth, &cluster.bus);
+                    let built = builtin::for_config(name, cfg, &config.auth, &cluster.bus)
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
                     if let Some(stomp) = built.stomp {
                         brokers.insert(name.clone(), stomp);
                     }
@@ -192,6 +200,7 @@ impl Gateway {
         let max_header_bytes = config.max_header_bytes;
         let write_timeout = Duration::from_secs_f64(config.write_timeout);
         let app_ready = ready.clone();
+        let app_demo_key = demo_key.clone();
         let mut server = HttpServer::new(move || {
             let hubs = hubs.clone();
             let ready = web::Data::from(app_ready.clone());
@@ -199,6 +208,7 @@ impl Gateway {
             let sockjs_client = sockjs_client.clone();
             let stomp_client = stomp_client.clone();
             let demo_login = demo_login.clone();
+            let demo_key = app_demo_key.clone();
             let (trusted_proxies, nodes) = (trusted_proxies.clone(), nodes.clone());
             App::new()
                 .wrap(middleware::from_fn(move |req, next| {
@@ -238,6 +248,9 @@ impl Gateway {
                     }
                     if let Some(login) = demo_login {
                         cfg.route("/demo/token", login.route());
+                    }
+                    if let Some(demo) = demo_key {
+                        cfg.route("/demo/api", demo.route());
                     }
                     if let Some(dir) = static_dir {
                         cfg.service(actix_files::Files::new("/", dir).index_file("index.html"));
@@ -303,6 +316,9 @@ impl Gateway {
         };
         let (api, api_addrs) = match api::bind(&config.api, brokers, config.access_log)? {
             Some((api, addrs)) => {
+                if let Some(demo) = &demo_key {
+                    demo.bound(&addrs);
+                }
                 let handle = api.handle();
                 actix_web::rt::spawn(api);
                 (Some(handle), addrs)
@@ -312,6 +328,7 @@ impl Gateway {
         Ok(Running {
             server: server.run(),
             addrs,
+            demo_api_key: demo_key.map(|d| d.key.to_string()),
             services,
             api_addrs,
             api,

@@ -50,6 +50,11 @@
     return new Promise((resolve, reject) => {
       const options = transport ? { transports: [transport] } : {};
       log('sys', 'connecting to ' + url + (transport ? ' with ' + transport : ''));
+      // The figures are per connection: a new transport starts from zero.
+      rtts = [];
+      $('rtt').textContent = '–';
+      $('avg').textContent = '–';
+      $('count').textContent = '0';
       sock = new SockJS(url, null, options);
       sock.onopen = () => {
         $('used').textContent = sock.transport;

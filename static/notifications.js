@@ -123,6 +123,18 @@
     target.prepend(line);
   }
 
+  // The API's address and the demo key the gateway made at start (the
+  // embedded demo config only); elsewhere the page says how to set a key.
+  fetch('/demo/api').then((r) => (r.ok ? r.json() : null)).then((api) => {
+    if (api) {
+      $('curl-key').textContent = api.key;
+      $('curl-url').textContent = api.url;
+      $('curl-hint').textContent = 'Send one from a backend, through the HTTP API, with the demo key the gateway made at start (it printed it too):';
+    } else {
+      $('curl-hint').textContent = 'Send one from a backend, through the HTTP API, once the gateway has a key (SOCKJS_GATEWAY__API__KEY=...):';
+    }
+  }).catch(() => {});
+
   $('signin').addEventListener('submit', async (e) => {
     e.preventDefault();
     const user = $('user').value.trim();
@@ -134,6 +146,8 @@
       await notify.subscribe('/topic/news');
       if (user) await notify.subscribe('/user/queue/notifications');
       $('curl-user').textContent = user || 'alice';
+      const hint = $('mine').querySelector('.hint');
+      if (hint) hint.textContent = user ? 'Signed in as ' + user + ': your notifications appear here.' : 'Sign in with a name to get yours.';
       status('connected over ' + used + (user ? ' as ' + user : ' (anonymous)'), true);
     } catch (err) {
       status(err.message, false);

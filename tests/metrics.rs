@@ -110,6 +110,27 @@ async fn without_a_key_only_the_metrics_are_served() {
     assert_eq!(get(&gw.api_url("/metrics")).await.status, 200);
 }
 
+/// With metrics off, `/metrics` on the API's listener says so and names
+/// the setting, with the key or without it.
+#[actix_rt::test]
+async fn metrics_that_are_off_say_how_to_turn_them_on() {
+    let key = "a-key-for-the-metrics-test";
+    let gw = Gateway::start(&format!(
+        "[api]\nlisten = \"127.0.0.1:0\"\nkey = \"{key}\"\n{}",
+        echo_config("")
+    ));
+    let bearer = format!("Bearer {key}");
+    for headers in [vec![], vec![("Authorization", bearer.as_str())]] {
+        let r = request("GET", &gw.api_url("/metrics"), &headers, "").await;
+        assert_eq!(r.status, 404, "{}", r.body);
+        assert!(
+            r.body.contains("metrics are off") && r.body.contains("api.metrics = true"),
+            "{}",
+            r.body
+        );
+    }
+}
+
 /// The dashboard in the repository queries only metrics the gateway
 /// exports (a renamed metric would leave a panel empty).
 #[actix_rt::test]

@@ -303,3 +303,36 @@ async fn the_key_comes_from_the_environment_and_must_be_long() {
         .unwrap_err();
     assert!(err.contains("api.key") && !err.contains("short"), "{err}");
 }
+
+/// `[api] demo_key` (the embedded demo's): a key made at start, which the
+/// demo pages read at `/demo/api` with the API's address, and which the
+/// API accepts; none when a real key is set.
+#[actix_rt::test]
+async fn the_demo_key_is_made_at_start_and_shown_to_the_demo_pages() {
+    let gw = Gateway::start(&format!(
+        "[api]\nlisten = \"127.0.0.1:0\"\ndemo_key = true\n{}",
+        config("")
+    ));
+    let r = get(&gw.url("/demo/api")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let demo: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let key = demo["key"].as_str().unwrap();
+    assert_eq!(key.len(), 32);
+    assert_eq!(demo["url"], format!("http://{}", gw.api_addr.as_deref().unwrap()));
+    let mut c = Client::connect(&gw).await;
+    c.subscribe("n", "/topic/news").await;
+    let auth = format!("Bearer {key}");
+    let r = request(
+        "POST",
+        &gw.api_url("/api/publish"),
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        r#"{"destination": "/topic/news", "body": "from curl"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(c.next().await.2, "from curl");
+    // A real key wins: no demo key, nothing shown.
+    let gw = Gateway::start(&api_config("demo_key = true"));
+    assert_eq!(get(&gw.url("/demo/api")).await.status, 404);
+    assert_eq!(api(&gw, "GET", "/api/destinations", "").await.0, 200);
+}

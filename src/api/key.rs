@@ -29,9 +29,17 @@ pub async fn check(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    // Scrapers reach the metrics without the key, when they are on.
-    if metrics && req.path() == "/metrics" {
-        return next.call(req).await;
+    // Scrapers reach the metrics without the key, when they are on; when
+    // they are off, say so and how to turn them on, key or not.
+    if req.path() == "/metrics" {
+        if metrics {
+            return next.call(req).await;
+        }
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "metrics are off; set api.metrics = true (SOCKJS_GATEWAY__API__METRICS=true) to serve them here",
+        )
+        .into());
     }
     let Some(key) = key else {
         return Err(ApiError::new(

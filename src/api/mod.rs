@@ -7,6 +7,7 @@
 //!   `POST /api/users/{user}/disconnect`, `GET /api/destinations`.
 //! - [`key`]: the key check; [`error`]: JSON errors with their status.
 
+pub mod demo_key;
 pub mod error;
 pub mod key;
 pub mod routes;
@@ -44,8 +45,8 @@ pub fn bind(
             }))
             .wrap(middleware::Condition::new(
                 access_log,
-                middleware::Logger::new("%{r}a \"%r\" %s %b %Dms")
-                    .log_target("sockjs_gateway::api"),
+                // The peer itself: no proxy is trusted on this listener.
+                middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("sockjs_gateway::api"),
             ))
             .app_data(brokers.clone())
             .app_data(max.clone())

@@ -1,10 +1,10 @@
 //! `[cluster]`: many gateway nodes sharing one Redis ([`crate::cluster`]).
 //! Without the section, everything stays in this process.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// `redis://[:password@]host:port/db`; may carry a password, so it is

@@ -15,13 +15,14 @@ pub struct Builtin {
     pub stomp: Option<Arc<StompService>>,
 }
 
-/// The backend for service `name`'s `kind`.
+/// The backend for service `name`'s `kind`, or why its configuration
+/// cannot run (the message names the key).
 pub fn for_config(
     name: &str,
     config: &ServiceConfig,
     auth: &AuthConfig,
     bus: &Arc<dyn Bus>,
-) -> Builtin {
+) -> Result<Builtin, String> {
     let service: Arc<dyn Service> = match config.kind {
         ServiceKind::Echo => Arc::new(Echo),
         ServiceKind::Close => Arc::new(CloseAtOnce),
@@ -29,17 +30,17 @@ pub fn for_config(
         ServiceKind::Broadcast => Arc::new(Broadcast),
         ServiceKind::Proxy => Arc::new(ProxyService::new(config)),
         ServiceKind::Stomp => {
-            let stomp = Arc::new(StompService::new(name, config, auth, bus.clone()));
-            return Builtin {
+            let stomp = Arc::new(StompService::new(name, config, auth, bus.clone())?);
+            return Ok(Builtin {
                 service: stomp.clone(),
                 stomp: Some(stomp),
-            };
+            });
         }
     };
-    Builtin {
+    Ok(Builtin {
         service,
         stomp: None,
-    }
+    })
 }
 
 /// Sends every message back.

@@ -7,6 +7,8 @@ use crate::protocol::{CloseCode, Message};
 use crate::service::api::CloseReason;
 use crate::service::api::Service;
 use crate::session::actor::{CloseSession, Heartbeat, Push};
+use crate::session::handler::{Handler, SessionInfo};
+use crate::session::hub::Hub;
 use crate::session::registry::Registry;
 use std::sync::Arc;
 
@@ -112,5 +114,23 @@ impl ServiceHub {
     /// Live sessions of this service.
     pub fn session_count(&self) -> usize {
         self.registry.len()
+    }
+}
+
+impl Hub for ServiceHub {
+    fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+    fn metrics(&self) -> &ServiceMetrics {
+        &self.metrics
+    }
+    fn new_handler(&self, info: &SessionInfo) -> Box<dyn Handler> {
+        self.backend.new_session(info)
+    }
+    fn forget(&self, sid: Option<&str>, key: u64) {
+        ServiceHub::forget(self, sid, key);
+    }
+    fn broadcast_text(&self, message: Arc<str>) {
+        self.broadcast(message);
     }
 }

@@ -9,7 +9,7 @@ use super::handler::{
 };
 use super::receiver::{Delivery, Receiver};
 use crate::protocol::{CloseCode, Frame, Message};
-use crate::service::hub::ServiceHub;
+use crate::session::hub::Hub;
 use actix::prelude::*;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
@@ -19,7 +19,7 @@ pub struct SessionActor {
     /// SockJS session id; `None` for WebSocket sessions, which end with
     /// their socket and cannot be re-attached.
     sid: Option<Box<str>>,
-    hub: Arc<ServiceHub>,
+    hub: Arc<dyn Hub>,
     info: Arc<SessionInfo>,
     /// Taken when the backend has been told the session closed.
     handler: Option<Box<dyn BackendHandler>>,
@@ -84,8 +84,8 @@ pub struct Heartbeat;
 pub struct CloseSession(pub CloseReason);
 
 impl SessionActor {
-    pub fn new(key: u64, sid: Option<&str>, hub: Arc<ServiceHub>, info: SessionInfo) -> Self {
-        let handler = hub.backend.new_session(&info);
+    pub fn new(key: u64, sid: Option<&str>, hub: Arc<dyn Hub>, info: SessionInfo) -> Self {
+        let handler = hub.new_handler(&info);
         SessionActor {
             key,
             sid: sid.map(Into::into),
@@ -127,8 +127,8 @@ impl SessionActor {
         if self.transport.is_none() {
             let t = r.transport();
             self.transport = Some(t as u8);
-            self.hub.metrics.sessions_opened[t].inc();
-            self.hub.metrics.sessions_open[t].inc();
+            self.hub.metrics().sessions_opened[t].inc();
+            self.hub.metrics().sessions_open[t].inc();
         }
         self.receiver = Some(r);
         if !self.opened && !self.opening {
@@ -249,7 +249,7 @@ impl SessionActor {
                 if self.closed.is_none()
                     && self.receiver.as_ref().is_some_and(Receiver::is_streaming)
                 {
-                    self.hub.metrics.stream_rollovers.inc();
+                    self.hub.metrics().stream_rollovers.inc();
                 }
                 self.release_receiver(ctx)
             }
@@ -278,7 +278,7 @@ impl SessionActor {
         if let Some(t) = self.disconnect_timer.take() {
             ctx.cancel_future(t);
         }
-        let delay = self.hub.config.disconnect();
+        let delay = self.hub.config().disconnect();
         self.disconnect_timer = Some(ctx.run_later(delay, |act, ctx| {
             act.disconnect_timer = None;
             if act.receiver.is_none() {
@@ -292,11 +292,11 @@ impl SessionActor {
             return;
         }
         self.queued_bytes += msg.len();
-        self.hub.metrics.messages_out.inc();
-        self.hub.metrics.bytes_out.inc_by(msg.len() as u64);
+        self.hub.metrics().messages_out.inc();
+        self.hub.metrics().bytes_out.inc_by(msg.len() as u64);
         self.queue.push(msg);
         let in_flight = self.receiver.as_ref().map_or(0, Receiver::in_flight);
-        if self.queued_bytes + in_flight > self.hub.config.max_queued_bytes {
+        if self.queued_bytes + in_flight > self.hub.config().max_queued_bytes {
             self.queue.clear();
             self.queued_bytes = 0;
             self.close_with(CloseReason::QueueOverflow);
@@ -309,7 +309,7 @@ impl SessionActor {
             return;
         }
         self.closed = Some(reason.close_code());
-        let m = &self.hub.metrics;
+        let m = self.hub.metrics();
         m.sessions_closed[reason.metric_index()].inc();
         if matches!(reason, CloseReason::QueueOverflow) {
             m.queue_overflow_closes.inc();
@@ -339,7 +339,7 @@ impl SessionActor {
             requests: &mut requests,
             backlog,
             session: ctx,
-            hub: &self.hub,
+            hub: &*self.hub,
         };
         f(handler.as_mut(), &mut sctx);
         for m in sent.drain(..) {
@@ -376,8 +376,8 @@ impl SessionActor {
             if self.closed.is_some() {
                 return;
             }
-            self.hub.metrics.messages_in.inc();
-            self.hub.metrics.bytes_in.inc_by(m.len() as u64);
+            self.hub.metrics().messages_in.inc();
+            self.hub.metrics().bytes_in.inc_by(m.len() as u64);
             self.run_handler(ctx, |h, sctx| h.on_message(sctx, m));
         }
         // A handler with asynchronous work may have something new to do.
@@ -442,7 +442,7 @@ impl Actor for SessionActor {
         self.hub.forget(self.sid.as_deref(), self.key);
         self.close_with(CloseReason::TimedOut);
         if let Some(t) = self.transport.take() {
-            self.hub.metrics.sessions_open[t as usize].dec();
+            self.hub.metrics().sessions_open[t as usize].dec();
         }
     }
 }

@@ -4,8 +4,8 @@
 //! calls it; `service::api` re-exports it for backends.
 
 use crate::protocol::{CloseCode, Message};
-use crate::service::hub::ServiceHub;
 use crate::session::actor::{CloseSession, Push, SessionActor};
+use crate::session::hub::Hub;
 use actix::Addr;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -148,7 +148,7 @@ pub struct SessionCtx<'a> {
     pub(crate) backlog: usize,
     /// For `handle()`: an address is made only when one is asked for.
     pub(crate) session: &'a actix::Context<SessionActor>,
-    pub(crate) hub: &'a ServiceHub,
+    pub(crate) hub: &'a dyn Hub,
 }
 
 /// What a handler asked for during one call, applied by the session after it.
@@ -203,7 +203,7 @@ impl SessionCtx<'_> {
         }
     }
     /// The service this session belongs to (for broadcast).
-    pub fn service(&self) -> &ServiceHub {
+    pub fn service(&self) -> &dyn Hub {
         self.hub
     }
 }

@@ -12,9 +12,9 @@
 use crate::cluster::owners::Owners;
 use crate::protocol::{CloseCode, Wrapping};
 use crate::service::hub::ServiceHub;
+use crate::transport::callback::callback_param;
 use crate::transport::client_addr::{Trust, FORWARDED_BY, FORWARDING_HEADERS, NODE_SECRET};
 use crate::transport::hangup;
-use crate::transport::receive::callback_param;
 use actix_web::http::{header, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};

@@ -2,6 +2,7 @@
 //! and client messages. No transport holds application state.
 
 pub mod binding;
+pub mod callback;
 pub mod client_addr;
 pub mod forward;
 pub mod hangup;

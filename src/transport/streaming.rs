@@ -6,8 +6,9 @@ use crate::protocol::wrap::{htmlfile_prelude, xhr_streaming_prelude, EVENTSOURCE
 use crate::protocol::Wrapping;
 use crate::service::hub::ServiceHub;
 use crate::session::receiver::ReceiverKind;
+use crate::transport::callback::callback_param;
 use crate::transport::headers::{Origin, JAVASCRIPT, TEXT_HTML};
-use crate::transport::receive::{attach, callback_param, respond, response_head};
+use crate::transport::receive::{attach, respond, response_head};
 use actix_web::{HttpRequest, HttpResponse};
 use std::sync::Arc;
 

@@ -181,6 +181,39 @@ pub fn echo_config(extra: &str) -> String {
     format!("[services.echo]\nprefix = \"/echo\"\nkind = \"echo\"\n{extra}\n")
 }
 
+/// Runs the binary with `toml` as its config and expects it to refuse to
+/// start: exit status 2 within 10 s (a gateway that starts instead is
+/// stopped, and the test fails). Returns what it printed on stderr.
+pub fn refused_at_start(toml: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sockjs-gateway"))
+        .arg("--config")
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > until {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{toml}\n{err}");
+    err
+}
+
 /// A fresh random session path under `prefix`.
 pub fn session(prefix: &str) -> String {
     format!("{prefix}/000/{}", rand_id())

@@ -193,7 +193,7 @@ impl Handler for ProxySession {
         let (index, url) = shared.pool.pick(Instant::now());
         let url = url.to_owned();
         let request = handshake::request(&url, ctx.info());
-        let connects = ctx.service().metrics.upstream_connects.clone();
+        let connects = ctx.service().metrics().upstream_connects.clone();
         let counted = move |r: UpstreamConnect| connects[r as usize].inc();
         self.state = State::Connecting(Box::pin(async move {
             let request = request.map_err(|_| close_codes::unreachable())?;

@@ -49,19 +49,21 @@ pub(crate) struct Shared {
 }
 
 impl StompService {
+    /// Service `name`, or why its configuration cannot run, naming the key:
+    /// a destination pattern it cannot match by, or a JWT key it cannot read.
     pub fn new(
         name: &str,
         config: &ServiceConfig,
         auth_config: &AuthConfig,
         bus: Arc<dyn Bus>,
-    ) -> StompService {
-        // Checked at start (`Config::validate`); a key file gone since then
-        // leaves a service that refuses every CONNECT, and says why.
-        let auth = auth::Verifier::new(auth_config).unwrap_or_else(|e| {
-            log::error!("service {}: {e}; every CONNECT is refused", config.prefix);
-            auth::Verifier::refusing_all()
-        });
-        StompService {
+    ) -> Result<StompService, String> {
+        for (k, list) in [("subscribe", &config.subscribe), ("send", &config.send)] {
+            for (i, p) in list.iter().enumerate() {
+                destination::check(p).map_err(|e| format!("services.{name}.{k}[{i}]: {e}"))?;
+            }
+        }
+        let auth = auth::Verifier::new(auth_config)?;
+        Ok(StompService {
             shared: Arc::new(Shared {
                 service: name.to_owned(),
                 bus,
@@ -85,7 +87,7 @@ impl StompService {
                     }),
                 max_pending_frames: config.max_pending_frames,
             }),
-        }
+        })
     }
 }
 
