@@ -318,14 +318,20 @@ async fn the_demo_key_is_made_at_start_and_shown_to_the_demo_pages() {
     let demo: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     let key = demo["key"].as_str().unwrap();
     assert_eq!(key.len(), 32);
-    assert_eq!(demo["url"], format!("http://{}", gw.api_addr.as_deref().unwrap()));
+    assert_eq!(
+        demo["url"],
+        format!("http://{}", gw.api_addr.as_deref().unwrap())
+    );
     let mut c = Client::connect(&gw).await;
     c.subscribe("n", "/topic/news").await;
     let auth = format!("Bearer {key}");
     let r = request(
         "POST",
         &gw.api_url("/api/publish"),
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
         r#"{"destination": "/topic/news", "body": "from curl"}"#,
     )
     .await;

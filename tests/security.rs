@@ -157,14 +157,7 @@ async fn a_token_subject_must_be_a_plain_user_name() {
     let gw = Gateway::start(&config(""));
     for sub in ["bob/queue", "a\nb", "a\0b", &"x".repeat(300)] {
         let t = format!("Bearer {}", token(SECRET, sub, 60));
-        let mut c = Client::open(&gw).await;
-        c.frame(
-            "CONNECT",
-            &[("accept-version", "1.2"), ("Authorization", &t)],
-            "",
-        )
-        .await;
-        let (cmd, h, _) = c.next().await;
+        let (cmd, h, _) = connect_answer(&gw, &t).await;
         assert_eq!(cmd, "ERROR", "{sub:?}");
         let message = header(&h, "message").unwrap();
         assert!(message.starts_with("Invalid token: sub"), "{message}");

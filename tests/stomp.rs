@@ -369,21 +369,6 @@ async fn demo_user(from: &Gateway, on: &Gateway, user: &str) -> Client {
     c
 }
 
-/// The first frame `gw` answers a CONNECT sending `authorization` with.
-async fn connect_answer(
-    gw: &Gateway,
-    authorization: &str,
-) -> (String, Vec<(String, String)>, String) {
-    let mut c = Client::open(gw).await;
-    c.frame(
-        "CONNECT",
-        &[("accept-version", "1.2"), ("Authorization", authorization)],
-        "",
-    )
-    .await;
-    c.next().await
-}
-
 /// `[auth] demo_login`: the demo page's sign-in mints tokens the service
 /// accepts, signed with a secret nobody else has; never beside a real one.
 #[actix_rt::test]

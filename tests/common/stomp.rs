@@ -49,6 +49,21 @@ pub fn token(secret: &str, sub: &str, ttl: i64) -> String {
     .unwrap()
 }
 
+/// The first frame `gw` answers a CONNECT sending `authorization` with.
+pub async fn connect_answer(
+    gw: &Gateway,
+    authorization: &str,
+) -> (String, Vec<(String, String)>, String) {
+    let mut c = Client::open(gw).await;
+    c.frame(
+        "CONNECT",
+        &[("accept-version", "1.2"), ("Authorization", authorization)],
+        "",
+    )
+    .await;
+    c.next().await
+}
+
 /// A STOMP client over a SockJS WebSocket.
 pub struct Client {
     pub ws: Ws,
