@@ -38,7 +38,9 @@
 //!   through ([`cluster::Bus`]: alone, or [`cluster::redis`]), what travels
 //!   between nodes ([`cluster::event`]), what each node reports of itself
 //!   ([`cluster::presence`]: a small presence, and counts written as
-//!   changes), which node holds each HTTP session ([`cluster::owners`]).
+//!   changes), which node holds each HTTP session ([`cluster::owners`]),
+//!   publications kept per destination for recovery ([`cluster::history`]:
+//!   offsets and epochs; the in-memory store so far).
 //! - [`service`]: the backend API ([`service::api`]), a mounted service
 //!   ([`service::hub`], which implements the session's `Hub` over the
 //!   cluster), the built-in services ([`service::builtin`]), other nodes'

@@ -7,6 +7,8 @@
 //!   Redis pub/sub, keeps the connection up, and writes and reads each
 //!   node's [`presence`].
 //! - [`event`]: what travels between nodes, and its wire form.
+//! - [`history`]: publications kept per destination, with offsets and
+//!   epochs, for recovery (in memory so far; not yet used by a service).
 //! - [`owners`]: which node holds each HTTP session, so that a poll or a
 //!   send reaching another node is forwarded to it.
 //!
@@ -18,6 +20,7 @@
 //! is delivered then, so none is lost or delivered twice here.
 
 pub mod event;
+pub mod history;
 pub mod owners;
 pub mod presence;
 pub mod redis;
