@@ -73,7 +73,8 @@ impl<'a> Trust<'a> {
     /// anything). A node writes the one address it resolved.
     pub fn client_addr(&self, req: &HttpRequest) -> Option<IpAddr> {
         let peer = req.peer_addr().map(|a| a.ip())?;
-        if !self.speaks_for_client(req) {
+        let from_node = self.from_node(req);
+        if !from_node && !is_trusted(&peer, self.proxies) {
             return Some(peer);
         }
         let forwarded: Vec<IpAddr> = req
@@ -83,7 +84,7 @@ impl<'a> Trust<'a> {
             .flat_map(|v| v.split(','))
             .filter_map(|v| v.trim().parse().ok())
             .collect();
-        let found = if self.from_node(req) {
+        let found = if from_node {
             forwarded.last().copied()
         } else {
             forwarded
