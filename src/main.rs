@@ -75,18 +75,26 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    // Whoever started the gateway may stop reading its output (a script that
+    // took the port it needed, `| head -1`): a line that cannot be written
+    // is dropped, never a reason to stop serving.
+    let say = |line: String| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    };
     for addr in &running.addrs {
         // Tests and scripts read this line to learn the bound port.
-        println!("sockjs-gateway listening on http://{addr}");
+        say(format!("sockjs-gateway listening on http://{addr}"));
     }
     for addr in &running.api_addrs {
         // After the line above, which scripts read first.
-        println!("sockjs-gateway api at http://{addr}");
+        say(format!("sockjs-gateway api at http://{addr}"));
     }
     if let Some(key) = &running.demo_api_key {
-        println!(
+        say(format!(
             "sockjs-gateway demo api key: {key} (made at start; the demo pages show it; set api.key for a real one)"
-        );
+        ));
     }
     for (name, svc) in &config.services {
         log::info!("service {name}: {} ({})", svc.prefix, svc.kind.name());

@@ -137,3 +137,62 @@ async fn list_keys_can_be_set_from_the_environment() {
     .await;
     assert_eq!(r.status, 403);
 }
+
+/// Whoever started the gateway may stop reading what it prints (a script
+/// that took the port, `| head -1`): its start-up lines then go nowhere,
+/// and it serves on. Here its stdout is a pipe nobody reads from at all.
+#[actix_rt::test]
+async fn a_closed_stdout_does_not_stop_the_gateway() {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills the two descriptors it is given.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors are ours; the read end is closed at once.
+    let (read, write) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    drop(read);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        "[api]\nlisten = \"127.0.0.1:0\"\ndemo_key = true\n[services.echo]\nprefix = \"/echo\"\n",
+    )
+    .unwrap();
+    let addr = dead_addr();
+    let log = dir.path().join("stderr.log");
+    let mut child = gateway()
+        .arg("--config")
+        .arg(&path)
+        .args(["--listen", &addr])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::from(write))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // The gateway logs its services after its start-up lines.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("service echo: /echo")
+    {
+        if let Some(status) = child.try_wait().unwrap() {
+            let err = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("the gateway exited ({status}): {err}");
+        }
+        assert!(std::time::Instant::now() < until, "never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = awc::Client::new()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(child.try_wait().unwrap().is_none(), "the gateway exited");
+    let _ = child.kill();
+    let _ = child.wait();
+}
