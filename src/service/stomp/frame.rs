@@ -508,7 +508,8 @@ fn unescape(s: &str, escaped: bool, version: Version) -> Result<String, FrameErr
     Ok(out)
 }
 
-fn truncate(s: &str, n: usize) -> &str {
+/// At most `n` characters of `s`, for an ERROR's message or details.
+pub(crate) fn truncate(s: &str, n: usize) -> &str {
     match s.char_indices().nth(n) {
         Some((i, _)) => &s[..i],
         None => s,

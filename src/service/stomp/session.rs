@@ -15,7 +15,7 @@
 //! and expects none. A client's bare line ends are still accepted.
 
 use super::destination::any_matches;
-use super::frame::{Decoder, Frame, Item, Version};
+use super::frame::{truncate, Decoder, Frame, Item, Version};
 use super::topics::{message_head, message_tail, user_key};
 use super::webhook::{self, Call, Failure};
 use super::{auth, Shared};
@@ -452,11 +452,6 @@ fn destination<'f>(shared: &Shared, f: &'f Frame) -> Result<&'f str, Refusal> {
         )
     })?;
     Ok(d)
-}
-
-/// At most `n` characters of `s`, for an ERROR's details.
-fn truncate(s: &str, n: usize) -> &str {
-    s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
 }
 
 impl Handler for StompSession {
