@@ -19,13 +19,8 @@ pub struct DemoKey {
 impl DemoKey {
     /// A random key: 16 random bytes in hex.
     pub fn new() -> DemoKey {
-        let bytes: [u8; 16] = rand::random();
         DemoKey {
-            key: bytes
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-                .into(),
+            key: crate::protocol::ids::random_hex::<16>().into(),
             url: Arc::default(),
         }
     }

@@ -87,13 +87,8 @@ struct Stream {
 
 impl Stream {
     fn new(now: Instant) -> Stream {
-        let epoch: [u8; 6] = rand::random();
         Stream {
-            epoch: epoch
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-                .into(),
+            epoch: crate::protocol::ids::random_hex::<6>().into(),
             top: 0,
             entries: VecDeque::new(),
             touched: now,

@@ -23,6 +23,13 @@ pub fn is_valid_callback(cb: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
 }
 
+/// `N` random bytes in hex (`2N` characters): secrets, keys and epochs
+/// made at start.
+pub fn random_hex<const N: usize>() -> String {
+    let bytes: [u8; N] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

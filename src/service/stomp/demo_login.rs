@@ -14,8 +14,7 @@ const TTL: u64 = 3600;
 
 /// A random HS256 secret for this process (hex, 32 bytes).
 pub fn random_secret() -> String {
-    let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::protocol::ids::random_hex::<32>()
 }
 
 /// What the endpoint signs with, and the claims the verifier requires.
