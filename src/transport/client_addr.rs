@@ -60,20 +60,41 @@ impl<'a> Trust<'a> {
         }
     }
 
-    /// Whether the peer may tell the client's address, scheme and host.
-    pub fn speaks_for_client(&self, req: &HttpRequest) -> bool {
-        req.peer_addr()
-            .is_some_and(|a| is_trusted(&a.ip(), self.proxies))
-            || self.from_node(req)
-    }
-
     /// The client's address: the peer, unless the peer is a trusted proxy;
     /// then the rightmost `X-Forwarded-For` entry that is not a trusted
     /// proxy (entries further left were written by the client and could be
     /// anything). A node writes the one address it resolved.
     pub fn client_addr(&self, req: &HttpRequest) -> Option<IpAddr> {
-        let peer = req.peer_addr().map(|a| a.ip())?;
+        self.client_addr_as(req, self.from_node(req))
+    }
+
+    /// The client as the gateway believes it: address, scheme and host,
+    /// with the secret checked once for the three.
+    pub fn client(&self, req: &HttpRequest) -> Client {
         let from_node = self.from_node(req);
+        // Whether the peer may tell the client's scheme and host.
+        let speaks = from_node
+            || req
+                .peer_addr()
+                .is_some_and(|a| is_trusted(&a.ip(), self.proxies));
+        let told = |name: &str| speaks.then(|| header(req, name)).flatten();
+        Client {
+            addr: self.client_addr_as(req, from_node),
+            // What a peer that speaks for the client says, else what the
+            // request itself shows.
+            proto: match told("x-forwarded-proto") {
+                Some("https") => "https",
+                _ => "http",
+            },
+            host: told("x-forwarded-host")
+                .or_else(|| header(req, "host"))
+                .map(str::to_owned),
+        }
+    }
+
+    /// [`Trust::client_addr`], knowing whether a node forwarded `req`.
+    fn client_addr_as(&self, req: &HttpRequest, from_node: bool) -> Option<IpAddr> {
+        let peer = req.peer_addr().map(|a| a.ip())?;
         if !from_node && !is_trusted(&peer, self.proxies) {
             return Some(peer);
         }
@@ -94,30 +115,14 @@ impl<'a> Trust<'a> {
         };
         Some(found.unwrap_or(peer))
     }
+}
 
-    /// The scheme the client used: `X-Forwarded-Proto` from a peer that
-    /// speaks for the client, else plain http.
-    pub fn proto(&self, req: &HttpRequest) -> &'static str {
-        match self.told(req, "x-forwarded-proto") {
-            Some("https") => "https",
-            _ => "http",
-        }
-    }
-
-    /// The host the client asked for: `X-Forwarded-Host` from a peer that
-    /// speaks for the client, else `Host`.
-    pub fn host(&self, req: &HttpRequest) -> Option<String> {
-        self.told(req, "x-forwarded-host")
-            .or_else(|| header(req, "host"))
-            .map(str::to_owned)
-    }
-
-    /// Header `name`, if the peer may tell it.
-    fn told<'r>(&self, req: &'r HttpRequest, name: &str) -> Option<&'r str> {
-        self.speaks_for_client(req)
-            .then(|| header(req, name))
-            .flatten()
-    }
+/// The client behind a request, as [`Trust::client`] resolved it.
+pub struct Client {
+    pub addr: Option<IpAddr>,
+    /// `http` or `https`.
+    pub proto: &'static str,
+    pub host: Option<String>,
 }
 
 fn header<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {

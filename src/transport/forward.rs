@@ -105,12 +105,12 @@ pub async fn forward(
     }
     // The client as this node resolved it, which the owner believes since
     // the request proves the cluster's secret.
-    let trust = Trust::of(hub);
-    if let Some(ip) = trust.client_addr(req) {
+    let client = Trust::of(hub).client(req);
+    if let Some(ip) = client.addr {
         out = out.header(header::X_FORWARDED_FOR.as_str(), ip.to_string());
     }
-    out = out.header("x-forwarded-proto", trust.proto(req));
-    if let Some(host) = trust.host(req) {
+    out = out.header("x-forwarded-proto", client.proto);
+    if let Some(host) = client.host {
         out = out.header("x-forwarded-host", host);
     }
     out = out.header(NODE_SECRET, owners.secret());

@@ -173,13 +173,13 @@ pub fn session_info(req: &HttpRequest, hub: &ServiceHub, key: u64) -> SessionInf
         .iter()
         .filter_map(|name| Some((name.clone(), header(name)?)))
         .collect();
-    let trust = Trust::of(hub);
+    let client = Trust::of(hub).client(req);
     SessionInfo {
         id: key,
         prefix: hub.prefix.clone(),
-        remote_addr: trust.client_addr(req),
-        proto: trust.proto(req).into(),
-        host: trust.host(req),
+        remote_addr: client.addr,
+        proto: client.proto.into(),
+        host: client.host,
         headers,
         forwarded,
     }
