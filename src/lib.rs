@@ -40,15 +40,17 @@
 //!   ([`cluster::presence`]: a small presence, and counts written as
 //!   changes), which node holds each HTTP session ([`cluster::owners`]),
 //!   publications kept per destination for recovery ([`cluster::history`]:
-//!   offsets and epochs; the in-memory store so far).
+//!   offsets, epochs and the in-memory store; [`cluster::redis_history`]:
+//!   the Redis store, appended to by the script that publishes).
 //! - [`service`]: the backend API ([`service::api`]), a mounted service
 //!   ([`service::hub`], which implements the session's `Hub` over the
 //!   cluster), the built-in services ([`service::builtin`]), other nodes'
 //!   events delivered here ([`service::inbox`]), the `proxy` kind
 //!   ([`service::proxy`]: upstream choice, handshake, close codes) and the
 //!   `stomp` kind ([`service::stomp`]: frame codec, destination patterns,
-//!   subscriptions and fan-out, users, the per-session protocol, JWT auth,
-//!   the connect and app webhooks, the demo's sign-in).
+//!   subscriptions and fan-out with history positions, recovery on
+//!   SUBSCRIBE, users, the per-session protocol, JWT auth, the connect and
+//!   app webhooks, the demo's sign-in).
 //! - [`transport`]: one file per transport family ([`transport::polling`],
 //!   [`transport::streaming`], [`transport::send`],
 //!   [`transport::websocket`], whose socket runs inside its session's

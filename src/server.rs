@@ -5,6 +5,7 @@ use crate::api;
 use crate::api::demo_key::DemoKey;
 use crate::cluster::owners::Owners;
 use crate::cluster::redis::RedisBus;
+use crate::cluster::redis_history::RedisHistory;
 use crate::cluster::Cluster;
 use crate::config::{Config, ServiceKind, SOCKJS_CLIENT_URL, STOMP_CLIENT_URL};
 use crate::limits;
@@ -121,6 +122,7 @@ impl Gateway {
                 let cluster = Cluster {
                     bus: bus.clone(),
                     owners: Some(Arc::new(Owners::new(bus.clone()))),
+                    history: Arc::new(RedisHistory::new(bus.clone())),
                 };
                 (cluster, Some(bus))
             }
@@ -146,7 +148,7 @@ impl Gateway {
             let backend = match self.backends.get(name) {
                 Some(b) => b.clone(),
                 None => {
-                    let built = builtin::for_config(name, cfg, &config.auth, &cluster.bus)
+                    let built = builtin::for_config(name, cfg, &config.auth, &cluster)
                         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
                     if let Some(stomp) = built.stomp {
                         brokers.insert(name.clone(), stomp);

@@ -34,7 +34,19 @@ fn keys_in_the_code() -> BTreeMap<String, Value> {
          secret = \"a-secret-of-at-least-32-characters\"\n",
     )
     .unwrap();
+    // A table of an array (`[[services.NAME.history]]`), with only what it
+    // requires.
+    let history: sockjs_gateway::config::HistoryConfig =
+        serde_json::from_value(serde_json::json!({ "destinations": [] })).unwrap();
     let mut keys = BTreeMap::new();
+    for (k, v) in serde_json::to_value(&history).unwrap().as_object().unwrap() {
+        let v = if k == "destinations" {
+            Value::Null
+        } else {
+            v.clone()
+        };
+        keys.insert(format!("services.NAME.history.{k}"), v);
+    }
     let Value::Object(top) = serde_json::to_value(&config).unwrap() else {
         panic!("a table");
     };
@@ -67,6 +79,8 @@ fn keys_in_the_reference() -> BTreeMap<String, String> {
         if let Some(heading) = line.strip_prefix("## ") {
             section = if heading == "Top level" {
                 Some(String::new())
+            } else if let Some(h) = heading.strip_prefix("`[[") {
+                h.strip_suffix("]]`").map(|s| format!("{s}."))
             } else {
                 heading
                     .strip_prefix("`[")

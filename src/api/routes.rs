@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use crate::cluster::presence::{self, Counted};
 use crate::cluster::{Bus, State};
-use crate::service::stomp::{Refused, StompService};
+use crate::service::stomp::{Publishing, Refused, StompService};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use futures_util::StreamExt;
@@ -26,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/users/{user}/disconnect").route(web::post().to(disconnect_user)))
         .service(resource("/api/users/{user}").route(web::get().to(user)))
         .service(resource("/api/destinations").route(web::get().to(destinations)))
+        .service(resource("/api/history").route(web::get().to(history)))
         .service(resource("/api/cluster").route(web::get().to(cluster)));
 }
 
@@ -40,7 +41,8 @@ fn resource(path: &str) -> actix_web::Resource {
 }
 
 /// `POST /api/publish`: `{"destination", "body", "headers"?, "service"?}`
-/// to every subscriber; answers `{"delivered": N}`.
+/// to every subscriber; answers `{"delivered": N}`, with `"offset"` and
+/// `"epoch"` where history keeps the destination.
 async fn publish(
     brokers: web::Data<Brokers>,
     max: web::Data<MaxBody>,
@@ -57,7 +59,7 @@ async fn publish(
 }
 
 /// `POST /api/users/{user}/send`: to every session of `user` subscribed to
-/// `destination` (`/user/queue/...`); answers `{"delivered": N}`.
+/// `destination` (`/user/queue/...`); answers as `POST /api/publish`.
 async fn send_to_user(
     brokers: web::Data<Brokers>,
     max: web::Data<MaxBody>,
@@ -132,6 +134,79 @@ async fn cluster(brokers: web::Data<Brokers>) -> HttpResponse {
 }
 
 #[derive(serde::Deserialize)]
+struct HistoryQuery {
+    destination: String,
+    #[serde(default)]
+    since: u64,
+    limit: Option<usize>,
+    service: Option<String>,
+}
+
+/// Publications `GET /api/history` lists when the request names no limit.
+const HISTORY_LIMIT: usize = 100;
+
+/// `GET /api/history?destination=D&since=N&limit=L`: what history keeps
+/// of `D` after offset `N`, at most `L` (100 by default, `max_recovered`
+/// at most): `{"epoch", "top", "publications": [{"offset", "body",
+/// "headers"}]}`. A user's queue is named `/user/NAME/queue/...`.
+async fn history(
+    brokers: web::Data<Brokers>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let mut refused = None;
+    let mut found = None;
+    for (name, b) in brokers.pick(query.service.as_deref())? {
+        let limit = query.limit.unwrap_or(HISTORY_LIMIT).min(b.max_recovered());
+        match b.history(&query.destination, query.since, limit) {
+            Ok(read) if found.is_none() => found = Some(read),
+            Ok(_) => {
+                return Err(ApiError::bad_field(
+                    "service",
+                    format!(
+                        "more than one service keeps {}: name one",
+                        query.destination
+                    ),
+                ))
+            }
+            Err(r) => {
+                log::debug!("api: service {name} keeps no history of it: {}", r.why);
+                refused.get_or_insert(r);
+            }
+        }
+    }
+    let Some(read) = found else {
+        let r = refused.expect("at least one service was picked");
+        return Err(ApiError::bad_field(r.field, r.why));
+    };
+    let read = read.await.map_err(unavailable)?;
+    let publications: Vec<Value> = read
+        .entries
+        .iter()
+        .map(|e| {
+            let headers: Map<String, Value> = e
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            json!({ "offset": e.offset, "body": e.body, "headers": headers })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "epoch": &*read.position.epoch,
+        "top": read.position.offset,
+        "publications": publications,
+    })))
+}
+
+/// 503 for history that cannot be reached or written now.
+fn unavailable(why: String) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("history is unavailable: {why}"),
+    )
+}
+
+#[derive(serde::Deserialize)]
 struct DestinationsQuery {
     #[serde(default)]
     prefix: String,
@@ -166,19 +241,53 @@ async fn destinations(
 impl Brokers {
     /// `{"delivered": N}`: the subscribers `one` publishes to here through
     /// each service the request names, plus the other nodes' counts of
-    /// `field`. Answers once the publication is on its way to every node:
-    /// one published after the answer, through any node, arrives after it
-    /// everywhere.
+    /// `field`; with the publication's `offset` and `epoch` where history
+    /// keeps it (`positions` by service when several do). Answers once
+    /// the publication is on its way to every node: one published after
+    /// the answer, through any node, arrives after it everywhere.
     async fn deliver(
         &self,
         req: &Publication,
-        one: impl Fn(&StompService) -> Result<usize, Refused>,
+        one: impl Fn(&StompService) -> Result<Publishing, Refused>,
         field: impl Fn(&str) -> String,
     ) -> Result<HttpResponse, ApiError> {
-        let here = |b: &StompService| one(b).map_err(|r| ApiError::bad_field(r.field, r.why));
-        let delivered = self.across(req.service.as_deref(), here, field).await?;
+        let mut here = 0;
+        let mut fields = Vec::new();
+        let mut positions = Vec::new();
+        for (name, b) in self.pick(req.service.as_deref())? {
+            match one(b).map_err(|r| ApiError::bad_field(r.field, r.why))? {
+                Publishing::Done { here: n, position } => {
+                    here += n;
+                    if let Some(p) = position {
+                        positions.push((name, Box::pin(std::future::ready(Ok(p))) as _));
+                    }
+                }
+                Publishing::Kept { here: n, position } => {
+                    here += n;
+                    positions.push((name, position));
+                }
+            }
+            fields.push(field(name));
+        }
+        let mut kept = Map::new();
+        for (name, position) in positions {
+            let p = position.await.map_err(unavailable)?;
+            kept.insert(
+                name.to_owned(),
+                json!({ "offset": p.offset, "epoch": &*p.epoch }),
+            );
+        }
+        let delivered = here + self.bus.counted_elsewhere(fields).await;
         self.bus.flushed().await;
-        Ok(self.answer(json!({ "delivered": delivered })))
+        let mut body = json!({ "delivered": delivered });
+        if kept.len() == 1 {
+            let (_, p) = kept.into_iter().next().expect("one");
+            body["offset"] = p["offset"].clone();
+            body["epoch"] = p["epoch"].clone();
+        } else if !kept.is_empty() {
+            body["positions"] = Value::Object(kept);
+        }
+        Ok(self.answer(body))
     }
 
     /// `here` of each service the request names, plus the sessions of

@@ -19,6 +19,12 @@ pub enum Event {
         destination: String,
         headers: Vec<(String, String)>,
         body: String,
+        /// Where history keeps it: its offset and its stream's epoch, as
+        /// Redis assigned them (written into the payload there).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
     },
     /// STOMP: end every session of `user`, saying `message`.
     DisconnectUser {
@@ -78,6 +84,8 @@ mod tests {
                 destination: "/user/queue/x".into(),
                 headers: vec![("content-type".into(), "text/plain".into())],
                 body: "é\u{0}".into(),
+                offset: None,
+                epoch: None,
             },
             Event::DisconnectUser {
                 service: "stomp".into(),
@@ -94,6 +102,28 @@ mod tests {
             };
             assert_eq!(decode(text.as_bytes()).unwrap(), want);
         }
+    }
+
+    #[test]
+    fn a_position_written_in_front_by_redis_is_read() {
+        let event = Event::Publish {
+            service: "stomp".into(),
+            key: "/topic/a".into(),
+            destination: "/topic/a".into(),
+            headers: vec![],
+            body: "x".into(),
+            offset: None,
+            epoch: None,
+        };
+        let text = encode("gw-1", 7, &event);
+        // What the history script publishes: the position, then the rest.
+        let kept = format!("{{\"offset\":42,\"epoch\":\"ab12\",{}", &text[1..]);
+        let got = decode(kept.as_bytes()).unwrap();
+        assert_eq!((got.node.as_str(), got.seq), ("gw-1", 7));
+        let Event::Publish { offset, epoch, .. } = got.event else {
+            panic!("a publication");
+        };
+        assert_eq!((offset, epoch.as_deref()), (Some(42), Some("ab12")));
     }
 
     #[test]

@@ -4,11 +4,12 @@
 //! history is lost, so a client holding offset N of epoch E knows whether
 //! "everything after N" can still be told.
 //!
-//! [`History`] is the interface; [`MemoryHistory`] keeps streams in this
-//! process (a single node), bounded by each stream's [`Retention`]. Not yet
-//! wired to the `stomp` service (issue 20 is under way): the Redis store
-//! and the service's use of it come next.
+//! [`History`] is the interface services read through; [`MemoryHistory`]
+//! keeps streams in this process (a single node), bounded by each stream's
+//! [`Retention`]; [`super::redis_history::RedisHistory`] keeps them in
+//! Redis for a cluster.
 
+use futures_util::future::BoxFuture;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,40 +39,65 @@ pub struct Position {
     pub epoch: Arc<str>,
 }
 
-/// What a recovery found.
+/// What a read of a stream found: where it stands, and the publications
+/// after the offset asked for that it still keeps (at most the limit).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Recovered {
-    /// Everything after the client's offset, in order (maybe nothing).
-    Complete(Vec<Entry>),
-    /// Not everything: another epoch, publications no longer kept, an
-    /// offset the stream never gave, or more than the limit.
-    Incomplete,
+pub struct Read {
+    pub position: Position,
+    pub entries: Vec<Entry>,
 }
 
+impl Read {
+    /// Whether `entries` are everything that followed `offset` of `epoch`:
+    /// the same epoch, an offset the stream gave, and no publication
+    /// missing between it and the top (none dropped by retention, none
+    /// left out by the read's limit).
+    pub fn is_everything_after(&self, offset: u64, epoch: &str) -> bool {
+        let top = self.position.offset;
+        if *self.position.epoch != *epoch || offset > top {
+            return false;
+        }
+        if offset == top {
+            return true;
+        }
+        match (self.entries.first(), self.entries.last()) {
+            (Some(first), Some(last)) => {
+                first.offset == offset + 1
+                    && last.offset == top
+                    && self.entries.len() as u64 == top - offset
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Where publications are kept, read back. [`MemoryHistory`] holds them in
+/// this process and appends in it too ([`History::append_here`]);
+/// [`super::redis_history::RedisHistory`] holds them in Redis, where a
+/// publication is appended by the same script that publishes it to the
+/// other nodes ([`super::Bus::publish_kept`]), so that none is live
+/// without being kept.
 pub trait History: Send + Sync {
-    /// Appends a publication to `key`'s stream; its position now.
-    fn append(
+    /// `stream`'s position, and its publications after `after`, at most
+    /// `limit`, oldest first. A stream that does not exist is made, empty,
+    /// in a new epoch (kept for `retention.ttl`), so that the position a
+    /// client is told holds from then on.
+    fn read(
         &self,
-        key: &str,
+        stream: &str,
+        retention: Retention,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Read, String>>;
+    /// Appends a publication in this process, when this store is where
+    /// appends happen; `None` when they happen with the publish.
+    fn append_here(
+        &self,
+        stream: &str,
         retention: Retention,
         headers: &[(String, String)],
         body: &str,
-        now: Instant,
-    ) -> Position;
-    /// Where `key`'s stream stands (a stream is made, empty, if there is
-    /// none, so that its epoch holds from now on).
-    fn position(&self, key: &str, retention: Retention, now: Instant) -> Position;
-    /// What followed `offset` of `epoch` in `key`, at most `limit`
-    /// publications, and where the stream stands.
-    fn since(
-        &self,
-        key: &str,
-        retention: Retention,
-        offset: u64,
-        epoch: &str,
-        limit: usize,
-        now: Instant,
-    ) -> (Position, Recovered);
+    ) -> Option<Position>;
 }
 
 /// One destination's stream.
@@ -81,17 +107,20 @@ struct Stream {
     entries: VecDeque<Entry>,
     /// The last publication, or when the stream was made.
     touched: Instant,
+    /// Its retention as last given: what a sweep goes by.
+    ttl: Duration,
     /// Bytes of the entries' headers and bodies.
     bytes: usize,
 }
 
 impl Stream {
-    fn new(now: Instant) -> Stream {
+    fn new(now: Instant, ttl: Duration) -> Stream {
         Stream {
             epoch: crate::protocol::ids::random_hex::<6>().into(),
             top: 0,
             entries: VecDeque::new(),
             touched: now,
+            ttl,
             bytes: 0,
         }
     }
@@ -103,8 +132,8 @@ impl Stream {
         }
     }
 
-    fn expired(&self, retention: Retention, now: Instant) -> bool {
-        now.saturating_duration_since(self.touched) > retention.ttl
+    fn expired(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.touched) > self.ttl
     }
 }
 
@@ -116,51 +145,57 @@ fn entry_bytes(e: &Entry) -> usize {
             .sum::<usize>()
 }
 
+/// How often appends and reads sweep expired streams away, at most.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Streams in this process. Lost at a restart: every stream then starts
-/// again in a new epoch.
-#[derive(Default)]
+/// again in a new epoch. Memory: each stream's publications (at most its
+/// `size`), their headers and bodies counted by [`MemoryHistory::usage`],
+/// plus about 200 bytes per stream and 100 per publication of bookkeeping;
+/// a stream is dropped once its `ttl` passed without a publication.
 pub struct MemoryHistory {
-    streams: Mutex<HashMap<String, Stream>>,
+    inner: Mutex<Streams>,
+}
+
+struct Streams {
+    by_key: HashMap<String, Stream>,
+    swept: Instant,
+}
+
+impl Default for MemoryHistory {
+    fn default() -> Self {
+        MemoryHistory {
+            inner: Mutex::new(Streams {
+                by_key: HashMap::new(),
+                swept: Instant::now(),
+            }),
+        }
+    }
+}
+
+impl Streams {
+    /// `key`'s stream, made anew when there is none or it expired; sweeps
+    /// the others now and then.
+    fn stream(&mut self, key: &str, retention: Retention, now: Instant) -> &mut Stream {
+        if now.saturating_duration_since(self.swept) >= SWEEP_EVERY {
+            self.swept = now;
+            self.by_key.retain(|_, s| !s.expired(now));
+        }
+        let stream = self
+            .by_key
+            .entry(key.to_owned())
+            .or_insert_with(|| Stream::new(now, retention.ttl));
+        if stream.expired(now) {
+            *stream = Stream::new(now, retention.ttl);
+        }
+        stream.ttl = retention.ttl;
+        stream
+    }
 }
 
 impl MemoryHistory {
-    /// `key`'s stream, made anew when there is none or it expired.
-    fn stream<'a>(
-        streams: &'a mut HashMap<String, Stream>,
-        key: &str,
-        retention: Retention,
-        now: Instant,
-    ) -> &'a mut Stream {
-        let stream = streams
-            .entry(key.to_owned())
-            .or_insert_with(|| Stream::new(now));
-        if stream.expired(retention, now) {
-            *stream = Stream::new(now);
-        }
-        stream
-    }
-
-    /// Drops the streams whose ttl passed (each stream's own, as
-    /// `retention` says for its key): what keeps memory bounded by what was
-    /// published within the ttls.
-    pub fn sweep(&self, retention: impl Fn(&str) -> Retention, now: Instant) {
-        self.lock()
-            .retain(|key, stream| !stream.expired(retention(key), now));
-    }
-
-    /// Streams held, and bytes of their publications' headers and bodies.
-    pub fn usage(&self) -> (usize, usize) {
-        let streams = self.lock();
-        (streams.len(), streams.values().map(|s| s.bytes).sum())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stream>> {
-        self.streams.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl History for MemoryHistory {
-    fn append(
+    /// Appends a publication to `key`'s stream; its position now.
+    pub fn append(
         &self,
         key: &str,
         retention: Retention,
@@ -168,8 +203,8 @@ impl History for MemoryHistory {
         body: &str,
         now: Instant,
     ) -> Position {
-        let mut streams = self.lock();
-        let stream = Self::stream(&mut streams, key, retention, now);
+        let mut inner = self.lock();
+        let stream = inner.stream(key, retention, now);
         stream.top += 1;
         stream.touched = now;
         let entry = Entry {
@@ -187,34 +222,68 @@ impl History for MemoryHistory {
         stream.position()
     }
 
-    fn position(&self, key: &str, retention: Retention, now: Instant) -> Position {
-        Self::stream(&mut self.lock(), key, retention, now).position()
-    }
-
-    fn since(
+    /// [`History::read`] at `now`.
+    pub fn read_at(
         &self,
         key: &str,
         retention: Retention,
-        offset: u64,
-        epoch: &str,
+        after: u64,
         limit: usize,
         now: Instant,
-    ) -> (Position, Recovered) {
-        let mut streams = self.lock();
-        let stream = Self::stream(&mut streams, key, retention, now);
-        let position = stream.position();
-        // The first offset still kept; everything after the top when none is.
+    ) -> Read {
+        let mut inner = self.lock();
+        let stream = inner.stream(key, retention, now);
+        // The first offset still kept; the one after the top when none is.
         let first = stream.entries.front().map_or(stream.top + 1, |e| e.offset);
-        let complete = *stream.epoch == *epoch
-            && offset <= stream.top
-            && offset + 1 >= first
-            && stream.top - offset <= limit as u64;
-        if !complete {
-            return (position, Recovered::Incomplete);
+        let skip = after
+            .saturating_sub(first - 1)
+            .min(stream.entries.len() as u64) as usize;
+        Read {
+            position: stream.position(),
+            entries: stream
+                .entries
+                .iter()
+                .skip(skip)
+                .take(limit)
+                .cloned()
+                .collect(),
         }
-        let skip = (offset + 1 - first) as usize;
-        let missed = stream.entries.iter().skip(skip).cloned().collect();
-        (position, Recovered::Complete(missed))
+    }
+
+    /// Streams held, and bytes of their publications' headers and bodies.
+    pub fn usage(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (
+            inner.by_key.len(),
+            inner.by_key.values().map(|s| s.bytes).sum(),
+        )
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Streams> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl History for MemoryHistory {
+    fn read(
+        &self,
+        stream: &str,
+        retention: Retention,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Read, String>> {
+        let read = self.read_at(stream, retention, after, limit, Instant::now());
+        Box::pin(std::future::ready(Ok(read)))
+    }
+
+    fn append_here(
+        &self,
+        stream: &str,
+        retention: Retention,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> Option<Position> {
+        Some(self.append(stream, retention, headers, body, Instant::now()))
     }
 }
 
@@ -227,18 +296,19 @@ mod tests {
         ttl: Duration::from_secs(60),
     };
 
-    fn bodies(r: &Recovered) -> Vec<&str> {
-        match r {
-            Recovered::Complete(entries) => entries.iter().map(|e| e.body.as_str()).collect(),
-            Recovered::Incomplete => panic!("incomplete"),
-        }
+    fn bodies(r: &Read) -> Vec<&str> {
+        r.entries.iter().map(|e| e.body.as_str()).collect()
+    }
+
+    fn position(h: &MemoryHistory, key: &str, t: Instant) -> Position {
+        h.read_at(key, KEEP_3, 0, 0, t).position
     }
 
     #[test]
     fn offsets_count_from_one_per_destination_in_one_epoch() {
         let h = MemoryHistory::default();
         let t = Instant::now();
-        let start = h.position("/topic/a", KEEP_3, t);
+        let start = position(&h, "/topic/a", t);
         assert_eq!(start.offset, 0);
         let one = h.append("/topic/a", KEEP_3, &[], "1", t);
         let two = h.append("/topic/a", KEEP_3, &[], "2", t);
@@ -250,54 +320,49 @@ mod tests {
     }
 
     #[test]
-    fn what_followed_an_offset_is_recovered_in_order() {
+    fn what_followed_an_offset_is_read_in_order() {
         let h = MemoryHistory::default();
         let t = Instant::now();
-        let e = h.position("/t", KEEP_3, t).epoch;
+        let e = position(&h, "/t", t).epoch;
         for b in ["1", "2", "3"] {
             h.append("/t", KEEP_3, &[("x".into(), b.into())], b, t);
         }
-        let (top, r) = h.since("/t", KEEP_3, 1, &e, 100, t);
-        assert_eq!(top.offset, 3);
+        let r = h.read_at("/t", KEEP_3, 1, 100, t);
+        assert_eq!(r.position.offset, 3);
         assert_eq!(bodies(&r), ["2", "3"]);
-        assert_eq!(
-            bodies(&h.since("/t", KEEP_3, 0, &e, 100, t).1),
-            ["1", "2", "3"]
-        );
-        assert_eq!(
-            bodies(&h.since("/t", KEEP_3, 3, &e, 100, t).1),
-            [] as [&str; 0]
-        );
+        assert!(r.is_everything_after(1, &e));
+        let all = h.read_at("/t", KEEP_3, 0, 100, t);
+        assert_eq!(bodies(&all), ["1", "2", "3"]);
+        assert!(all.is_everything_after(0, &e));
+        let none = h.read_at("/t", KEEP_3, 3, 100, t);
+        assert_eq!(bodies(&none), [] as [&str; 0]);
+        assert!(none.is_everything_after(3, &e));
         // An offset the stream never gave, another epoch, or over the limit.
-        assert_eq!(
-            h.since("/t", KEEP_3, 4, &e, 100, t).1,
-            Recovered::Incomplete
-        );
-        assert_eq!(
-            h.since("/t", KEEP_3, 1, "other", 100, t).1,
-            Recovered::Incomplete
-        );
-        assert_eq!(h.since("/t", KEEP_3, 0, &e, 2, t).1, Recovered::Incomplete);
-        assert_eq!(bodies(&h.since("/t", KEEP_3, 1, &e, 2, t).1), ["2", "3"]);
+        assert!(!h
+            .read_at("/t", KEEP_3, 4, 100, t)
+            .is_everything_after(4, &e));
+        assert!(!r.is_everything_after(1, "other"));
+        let limited = h.read_at("/t", KEEP_3, 0, 2, t);
+        assert_eq!(bodies(&limited), ["1", "2"]);
+        assert!(!limited.is_everything_after(0, &e));
+        assert!(h.read_at("/t", KEEP_3, 1, 2, t).is_everything_after(1, &e));
     }
 
     #[test]
     fn retention_by_size_keeps_the_last_and_refuses_older_positions() {
         let h = MemoryHistory::default();
         let t = Instant::now();
-        let e = h.position("/t", KEEP_3, t).epoch;
+        let e = position(&h, "/t", t).epoch;
         for i in 1..=5 {
             h.append("/t", KEEP_3, &[], &i.to_string(), t);
         }
         // 3, 4 and 5 are kept: from offset 2 on everything is there.
-        assert_eq!(
-            bodies(&h.since("/t", KEEP_3, 2, &e, 100, t).1),
-            ["3", "4", "5"]
-        );
-        assert_eq!(
-            h.since("/t", KEEP_3, 1, &e, 100, t).1,
-            Recovered::Incomplete
-        );
+        let from_2 = h.read_at("/t", KEEP_3, 2, 100, t);
+        assert_eq!(bodies(&from_2), ["3", "4", "5"]);
+        assert!(from_2.is_everything_after(2, &e));
+        let from_1 = h.read_at("/t", KEEP_3, 1, 100, t);
+        assert_eq!(bodies(&from_1), ["3", "4", "5"]);
+        assert!(!from_1.is_everything_after(1, &e), "2 is no longer kept");
         assert_eq!(h.usage(), (1, 3));
     }
 
@@ -307,25 +372,29 @@ mod tests {
         let t = Instant::now();
         let first = h.append("/t", KEEP_3, &[], "1", t);
         let later = t + KEEP_3.ttl + Duration::from_secs(1);
-        let (now, r) = h.since("/t", KEEP_3, 0, &first.epoch, 100, later);
-        assert_eq!(r, Recovered::Incomplete);
-        assert_ne!(now.epoch, first.epoch);
-        assert_eq!(now.offset, 0);
+        let r = h.read_at("/t", KEEP_3, 0, 100, later);
+        assert!(!r.is_everything_after(0, &first.epoch));
+        assert_ne!(r.position.epoch, first.epoch);
+        assert_eq!(r.position.offset, 0);
         assert_eq!(h.append("/t", KEEP_3, &[], "2", later).offset, 1);
         // Within the ttl, each publication keeps the stream alive.
         let soon = later + KEEP_3.ttl - Duration::from_secs(1);
-        assert_eq!(h.append("/t", KEEP_3, &[], "3", soon).epoch, now.epoch);
+        assert_eq!(
+            h.append("/t", KEEP_3, &[], "3", soon).epoch,
+            r.position.epoch
+        );
     }
 
     #[test]
-    fn a_sweep_drops_expired_streams_and_their_memory() {
+    fn expired_streams_are_swept_with_their_memory() {
         let h = MemoryHistory::default();
         let t = Instant::now();
         h.append("/old", KEEP_3, &[], "1234", t);
         let later = t + Duration::from_secs(50);
         h.append("/new", KEEP_3, &[("k".into(), "v".into())], "12", later);
         assert_eq!(h.usage(), (2, 8));
-        h.sweep(|_| KEEP_3, t + Duration::from_secs(70));
+        // Any use past /old's ttl drops it.
+        position(&h, "/new", t + Duration::from_secs(70));
         assert_eq!(h.usage(), (1, 4));
     }
 

@@ -8,7 +8,8 @@
 //!   node's [`presence`].
 //! - [`event`]: what travels between nodes, and its wire form.
 //! - [`history`]: publications kept per destination, with offsets and
-//!   epochs, for recovery (in memory so far; not yet used by a service).
+//!   epochs, for recovery: in this process ([`history::MemoryHistory`])
+//!   or in Redis ([`redis_history::RedisHistory`]).
 //! - [`owners`]: which node holds each HTTP session, so that a poll or a
 //!   send reaching another node is forwarded to it.
 //!
@@ -24,9 +25,11 @@ pub mod history;
 pub mod owners;
 pub mod presence;
 pub mod redis;
+pub mod redis_history;
 
 pub use event::Event;
 use futures_util::future::BoxFuture;
+use history::{History, MemoryHistory, Position, Retention};
 pub use presence::Presence;
 use std::sync::Arc;
 
@@ -58,6 +61,19 @@ pub trait Bus: Send + Sync {
     /// it (no other nodes, or too many waiting), tells the caller to
     /// deliver it here.
     fn publish(&self, event: Event) -> Delivery;
+    /// Publishes `event` (a publication) as [`Bus::publish`] does, appended
+    /// to `stream`'s history in the same step; resolves to its position, or
+    /// why it was not kept (with `fallback`, a publication Redis cannot
+    /// take is delivered here without a position instead). The event
+    /// comes back when the bus cannot take it now: the caller delivers it
+    /// here, without a position.
+    fn publish_kept(
+        &self,
+        event: Event,
+        stream: String,
+        retention: Retention,
+        fallback: bool,
+    ) -> Result<BoxFuture<'static, Result<Position, String>>, Event>;
     /// Resolves once everything published before has reached Redis (or
     /// failed to): what anyone publishes after that, on any node, comes
     /// after it everywhere.
@@ -106,6 +122,9 @@ pub trait Inbox: Send + Sync {
     /// owner records are written again when Redis comes back (it may have
     /// lost them).
     fn held_sessions(&self) -> Vec<(String, Box<str>)>;
+    /// The link to the other nodes is (back) up, before any event is read
+    /// on it: what was published meanwhile is to be read from history.
+    fn relinked(&self);
 }
 
 /// A single gateway process.
@@ -114,6 +133,15 @@ pub struct Alone;
 impl Bus for Alone {
     fn publish(&self, _: Event) -> Delivery {
         Delivery::Here
+    }
+    fn publish_kept(
+        &self,
+        event: Event,
+        _: String,
+        _: Retention,
+        _: bool,
+    ) -> Result<BoxFuture<'static, Result<Position, String>>, Event> {
+        Err(event)
     }
     fn flushed(&self) -> BoxFuture<'static, ()> {
         Box::pin(std::future::ready(()))
@@ -132,12 +160,13 @@ impl Bus for Alone {
     }
 }
 
-/// What a service needs of the cluster: the bus, and where HTTP sessions
-/// live when there is more than one node.
+/// What a service needs of the cluster: the bus, where HTTP sessions live
+/// when there is more than one node, and where publications are kept.
 #[derive(Clone)]
 pub struct Cluster {
     pub bus: Arc<dyn Bus>,
     pub owners: Option<Arc<owners::Owners>>,
+    pub history: Arc<dyn History>,
 }
 
 impl Cluster {
@@ -145,6 +174,7 @@ impl Cluster {
         Cluster {
             bus: Arc::new(Alone),
             owners: None,
+            history: Arc::new(MemoryHistory::default()),
         }
     }
 }

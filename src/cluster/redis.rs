@@ -11,8 +11,9 @@
 //! - `NS:session:SERVICE:SID`: the node holding an HTTP session
 //!   ([`super::owners`]).
 
+use super::history::{Position, Retention};
 use super::presence::{self, Counts};
-use super::{event, Bus, Delivery, Event, Inbox, Presence, State};
+use super::{event, redis_history, Bus, Delivery, Event, Inbox, Presence, State};
 use crate::config::cluster::ClusterConfig;
 use crate::metrics::ClusterMetrics;
 use futures_util::future::BoxFuture;
@@ -31,9 +32,21 @@ const RETRY_LAST: Duration = Duration::from_secs(2);
 /// Events sent to Redis in one pipeline at most.
 const BATCH: usize = 256;
 
+/// Where a kept publication goes, and who waits for its position.
+struct Kept {
+    stream: String,
+    retention: Retention,
+    /// Delivered here without a position when Redis cannot take it,
+    /// rather than failed.
+    fallback: bool,
+    reply: oneshot::Sender<Result<Position, String>>,
+}
+
 /// What the publisher task takes from its queue, in order.
 enum Job {
     Event(Event),
+    /// A publication history keeps: appended and published by one script.
+    Kept(Event, Kept),
     /// Answered once the events queued before it have been sent (or not).
     Flushed(oneshot::Sender<()>),
 }
@@ -52,8 +65,9 @@ pub struct RedisBus {
     queue_rx: Mutex<Option<mpsc::Receiver<Job>>>,
     /// This node's events sent to Redis and not yet echoed back, oldest
     /// first, by number: delivered here when their echo comes, or all at
-    /// once when the link is lost.
-    unechoed: Mutex<VecDeque<(u64, Event)>>,
+    /// once when the link is lost, but for those history keeps (`true`),
+    /// which the services read back from history when the link is back.
+    unechoed: Mutex<VecDeque<(u64, Event, bool)>>,
     peers: RwLock<Arc<Vec<Presence>>>,
     /// The counts this node's hash holds; `None` until it is written whole
     /// on a new connection (Redis may have lost or kept stale ones).
@@ -203,6 +217,9 @@ impl RedisBus {
                     *self.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
                     self.up.store(true, Ordering::Release);
                     self.counts.redis_connected.set(1);
+                    // Before the first event is read: what was published
+                    // while the link was down is read back from history.
+                    inbox.relinked();
                     let why = self.connected(conn, pubsub, &*inbox).await;
                     self.up.store(false, Ordering::Release);
                     self.counts.redis_connected.set(0);
@@ -211,7 +228,7 @@ impl RedisBus {
                     // takes the connection and records what it sends under
                     // one lock, so each event is in here or sees no
                     // connection and is delivered by the publisher.
-                    self.deliver_unechoed(u64::MAX, &*inbox);
+                    self.deliver_unechoed(u64::MAX, None, &*inbox);
                     *self.peers.write().unwrap_or_else(|e| e.into_inner()) = Arc::default();
                     *self.written.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     log::warn!(
@@ -309,7 +326,9 @@ impl RedisBus {
 
     fn receive(&self, payload: &[u8], inbox: &dyn Inbox) {
         match event::decode(payload) {
-            Ok(got) if *got.node == *self.node => self.deliver_unechoed(got.seq, inbox),
+            Ok(got) if *got.node == *self.node => {
+                self.deliver_unechoed(got.seq, Some(got.event), inbox)
+            }
             Ok(got) => {
                 self.counts.publishes_received.inc();
                 inbox.deliver(got.event);
@@ -408,7 +427,8 @@ impl RedisBus {
             let mut waiting = Vec::new();
             for job in jobs.drain(..) {
                 match job {
-                    Job::Event(e) => events.push(e),
+                    Job::Event(e) => events.push((e, None)),
+                    Job::Kept(e, kept) => events.push((e, Some(kept))),
                     Job::Flushed(tx) => waiting.push(tx),
                 }
             }
@@ -422,11 +442,13 @@ impl RedisBus {
     }
 
     /// Sends `events` to every node, to be delivered here when Redis echoes
-    /// them; delivers them here at once while Redis is unreachable. `seq`
-    /// is the number of the last event sent.
-    async fn send(&self, events: Vec<Event>, seq: &mut u64, inbox: &dyn Inbox) {
+    /// them; delivers them here at once while Redis is unreachable (those
+    /// history keeps only with their `fallback`). `seq` is the number of
+    /// the last event sent.
+    async fn send(&self, events: Vec<(Event, Option<Kept>)>, seq: &mut u64, inbox: &dyn Inbox) {
         let n = events.len() as u64;
         let mut pipe = redis::pipe();
+        let mut replies = Vec::new();
         let mut conn = {
             let mut unechoed = self.unechoed();
             let Some(conn) = self.connection() else {
@@ -434,49 +456,100 @@ impl RedisBus {
                 // Not kept for later: a late copy after the outage would
                 // reach the other nodes out of order with newer ones.
                 self.counts.publishes_dropped.inc_by(n);
-                for e in events {
-                    inbox.deliver(e);
+                for (e, kept) in events {
+                    match kept {
+                        Some(k) if !k.fallback => {
+                            let _ = k.reply.send(Err("Redis is unreachable".to_owned()));
+                        }
+                        _ => inbox.deliver(e),
+                    }
                 }
                 return;
             };
-            for e in events {
+            if events.iter().any(|(_, k)| k.is_some()) {
+                pipe.load_script(&redis_history::APPEND).ignore();
+            }
+            for (e, kept) in events {
                 *seq += 1;
-                pipe.cmd("PUBLISH")
-                    .arg(&self.channel)
-                    .arg(event::encode(&self.node, *seq, &e))
-                    .ignore();
-                unechoed.push_back((*seq, e));
+                let text = event::encode(&self.node, *seq, &e);
+                let is_kept = kept.is_some();
+                match kept {
+                    None => {
+                        pipe.cmd("PUBLISH").arg(&self.channel).arg(text).ignore();
+                    }
+                    Some(k) => {
+                        let Event::Publish { headers, body, .. } = &e else {
+                            unreachable!("only publications are kept")
+                        };
+                        let (key, meta) = redis_history::keys(&self.config.namespace, &k.stream);
+                        let mut call = redis_history::APPEND.prepare_invoke();
+                        call.key(key)
+                            .key(meta)
+                            .arg(crate::protocol::ids::random_hex::<6>())
+                            .arg(k.retention.size)
+                            .arg(k.retention.ttl.as_secs().max(1))
+                            .arg(redis_history::entry_value(headers, body))
+                            .arg(&self.channel)
+                            .arg(text);
+                        pipe.invoke_script(&call);
+                        replies.push((k.reply, k.fallback));
+                    }
+                }
+                unechoed.push_back((*seq, e, is_kept));
             }
             conn
         };
-        let send = pipe.query_async::<()>(&mut conn);
-        let sent = matches!(
-            tokio::time::timeout(self.config.request_timeout(), send).await,
-            Ok(Ok(()))
-        );
-        let count = if sent {
+        let send = pipe.query_async::<Vec<redis::Value>>(&mut conn);
+        let answer = match tokio::time::timeout(self.config.request_timeout(), send).await {
+            Ok(Ok(values)) => Ok(values),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "Redis did not answer within {:?}",
+                self.config.request_timeout()
+            )),
+        };
+        let count = if answer.is_ok() {
             &self.counts.publishes_sent
         } else {
             &self.counts.publishes_dropped
         };
         count.inc_by(n);
-    }
-
-    /// Delivers here this node's unechoed events numbered up to `seq`: the
-    /// one Redis just echoed, and older ones whose echo will never come
-    /// (Redis echoes one connection's publications in order).
-    fn deliver_unechoed(&self, seq: u64, inbox: &dyn Inbox) {
-        let due: Vec<Event> = {
-            let mut unechoed = self.unechoed();
-            let n = unechoed.iter().take_while(|(s, _)| *s <= seq).count();
-            unechoed.drain(..n).map(|(_, e)| e).collect()
-        };
-        for e in due {
-            inbox.deliver(e);
+        match answer {
+            Ok(values) => {
+                for ((reply, _), v) in replies.into_iter().zip(values.iter()) {
+                    let _ = reply.send(redis_history::position(v));
+                }
+            }
+            Err(why) => {
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(why.clone()));
+                }
+            }
         }
     }
 
-    fn unechoed(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, Event)>> {
+    /// Delivers here this node's unechoed events numbered up to `seq`: the
+    /// one Redis just echoed (as echoed: a kept one carries its position
+    /// only there), and older ones whose echo will never come (Redis echoes
+    /// one connection's publications in order), but for kept ones, which
+    /// the services read back from history.
+    fn deliver_unechoed(&self, seq: u64, echo: Option<Event>, inbox: &dyn Inbox) {
+        let due: Vec<(u64, Event, bool)> = {
+            let mut unechoed = self.unechoed();
+            let n = unechoed.iter().take_while(|(s, _, _)| *s <= seq).count();
+            unechoed.drain(..n).collect()
+        };
+        let mut echo = echo;
+        for (s, e, kept) in due {
+            if s == seq {
+                inbox.deliver(echo.take().unwrap_or(e));
+            } else if !kept {
+                inbox.deliver(e);
+            }
+        }
+    }
+
+    fn unechoed(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, Event, bool)>> {
         self.unechoed.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -490,6 +563,35 @@ impl Bus for RedisBus {
         } else {
             self.counts.publishes_dropped.inc();
             Delivery::Here
+        }
+    }
+
+    fn publish_kept(
+        &self,
+        event: Event,
+        stream: String,
+        retention: Retention,
+        fallback: bool,
+    ) -> Result<BoxFuture<'static, Result<Position, String>>, Event> {
+        let (reply, rx) = oneshot::channel();
+        let kept = Kept {
+            stream,
+            retention,
+            fallback,
+            reply,
+        };
+        match self.queue.try_send(Job::Kept(event, kept)) {
+            Ok(()) => Ok(Box::pin(async move {
+                rx.await
+                    .unwrap_or_else(|_| Err("the publisher stopped".to_owned()))
+            })),
+            Err(e) => {
+                self.counts.publishes_dropped.inc();
+                match e.into_inner() {
+                    Job::Kept(event, _) | Job::Event(event) => Err(event),
+                    Job::Flushed(_) => unreachable!("a publication was queued"),
+                }
+            }
         }
     }
 

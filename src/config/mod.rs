@@ -22,7 +22,7 @@ pub mod webhook_url;
 
 pub use api::{ApiConfig, MIN_API_KEY_LEN};
 pub use auth::{AuthConfig, MIN_DEMO_LOGIN_SECRET_LEN, MIN_JWT_SECRET_LEN};
-pub use service::{ServiceConfig, ServiceKind, SessionBinding};
+pub use service::{HistoryConfig, ServiceConfig, ServiceKind, SessionBinding};
 pub use shutdown::ShutdownConfig;
 
 /// The embedded default configuration: the demo on 127.0.0.1:8080.

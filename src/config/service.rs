@@ -187,6 +187,15 @@ pub struct ServiceConfig {
     /// ids and destinations together.
     #[serde(default = "default_max_subscription_bytes")]
     pub max_subscription_bytes: usize,
+    /// `kind = "stomp"`: which destinations keep a history of their
+    /// publications, and how much, for recovery (`[[services.NAME.history]]`
+    /// tables; the first whose `destinations` match applies).
+    #[serde(default)]
+    pub history: Vec<HistoryConfig>,
+    /// `kind = "stomp"`: publications one SUBSCRIBE may recover at most;
+    /// a client that missed more is told `x-recovered: false`.
+    #[serde(default = "default_max_recovered")]
+    pub max_recovered: usize,
     /// `kind = "proxy"`: the upstream WebSocket URLs (`ws://`, `wss://`),
     /// tried round-robin.
     #[serde(default, deserialize_with = "list::deserialize")]
@@ -211,6 +220,45 @@ pub struct ServiceConfig {
     /// quarter of `max_queued_bytes` if that is less.
     #[serde(default)]
     pub high_water_bytes: Option<usize>,
+}
+
+/// One `[[services.NAME.history]]` table: the destinations it covers and
+/// what each keeps.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Destination patterns, as in `subscribe` (`/user/queue/**` for each
+    /// user's own queues).
+    #[serde(deserialize_with = "list::deserialize")]
+    pub destinations: Vec<String>,
+    /// Publications kept per destination (per user and destination for
+    /// `/user/queue/...`).
+    #[serde(default = "default_history_size")]
+    pub size: usize,
+    /// Seconds a destination's history lives after its last publication.
+    #[serde(default = "default_history_ttl")]
+    pub ttl: u64,
+}
+
+/// The longest `ttl` accepted: a year.
+const MAX_HISTORY_TTL: u64 = 366 * 24 * 3600;
+/// The largest `size` accepted.
+const MAX_HISTORY_SIZE: usize = 1_000_000;
+
+impl HistoryConfig {
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl)
+    }
+}
+
+fn default_history_size() -> usize {
+    100
+}
+fn default_history_ttl() -> u64 {
+    600
+}
+fn default_max_recovered() -> usize {
+    1000
 }
 
 fn default_kind() -> ServiceKind {
@@ -369,6 +417,7 @@ impl ServiceConfig {
             ("max_destination_bytes", self.max_destination_bytes),
             ("max_subscription_bytes", self.max_subscription_bytes),
             ("max_pending_frames", self.max_pending_frames),
+            ("max_recovered", self.max_recovered),
         ] {
             if v == 0 {
                 return Err(format!("{}: must be greater than 0", key(k)));
@@ -406,6 +455,36 @@ impl ServiceConfig {
                     "{}[{i}]: {name:?} is set by the gateway itself (from the client address, scheme, \
                      host and origin it resolved) and cannot be forwarded as the client sent it",
                     key("forward_headers")
+                ));
+            }
+        }
+        if !self.history.is_empty() && self.kind != ServiceKind::Stomp {
+            return Err(format!(
+                "{}: only a kind = \"stomp\" service keeps history (this one is {:?})",
+                key("history"),
+                self.kind.name()
+            ));
+        }
+        for (i, h) in self.history.iter().enumerate() {
+            let key = |k: &str| format!("{}[{i}].{k}", key("history"));
+            if h.destinations.is_empty() {
+                return Err(format!(
+                    "{}: name at least one pattern",
+                    key("destinations")
+                ));
+            }
+            if !(1..=MAX_HISTORY_SIZE).contains(&h.size) {
+                return Err(format!(
+                    "{}: must be from 1 to {MAX_HISTORY_SIZE}, got {}",
+                    key("size"),
+                    h.size
+                ));
+            }
+            if !(1..=MAX_HISTORY_TTL).contains(&h.ttl) {
+                return Err(format!(
+                    "{}: must be from 1 to {MAX_HISTORY_TTL} seconds, got {}",
+                    key("ttl"),
+                    h.ttl
                 ));
             }
         }

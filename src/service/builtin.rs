@@ -1,6 +1,6 @@
 //! The services that can be mounted from configuration alone.
 
-use crate::cluster::Bus;
+use crate::cluster::Cluster;
 use crate::config::{AuthConfig, ServiceConfig, ServiceKind};
 use crate::service::api::{Handler, Service, SessionCtx, SessionInfo};
 use crate::service::proxy::ProxyService;
@@ -21,7 +21,7 @@ pub fn for_config(
     name: &str,
     config: &ServiceConfig,
     auth: &AuthConfig,
-    bus: &Arc<dyn Bus>,
+    cluster: &Cluster,
 ) -> Result<Builtin, String> {
     let service: Arc<dyn Service> = match config.kind {
         ServiceKind::Echo => Arc::new(Echo),
@@ -30,7 +30,7 @@ pub fn for_config(
         ServiceKind::Broadcast => Arc::new(Broadcast),
         ServiceKind::Proxy => Arc::new(ProxyService::new(config)),
         ServiceKind::Stomp => {
-            let stomp = Arc::new(StompService::new(name, config, auth, bus.clone())?);
+            let stomp = Arc::new(StompService::new(name, config, auth, cluster)?);
             return Ok(Builtin {
                 service: stomp.clone(),
                 stomp: Some(stomp),

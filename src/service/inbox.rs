@@ -41,6 +41,12 @@ impl Inbox for Services {
             .collect()
     }
 
+    fn relinked(&self) {
+        for broker in self.brokers.values() {
+            broker.relinked();
+        }
+    }
+
     fn presence(&self) -> Presence {
         let services = self
             .hubs

@@ -80,6 +80,62 @@ impl Redis {
     }
 }
 
+impl Redis {
+    /// Kills the pub/sub connection that process `pid` holds (found by its
+    /// local port among `CLIENT LIST TYPE pubsub`); whether there was one.
+    pub fn kill_pubsub_of(&self, pid: u32) -> bool {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let ports = local_ports(pid);
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.write_all(b"CLIENT LIST TYPE pubsub\r\n").unwrap();
+        let mut r = BufReader::new(s);
+        let mut len = String::new();
+        r.read_line(&mut len).unwrap();
+        let n: usize = len.trim_end().trim_start_matches('$').parse().unwrap();
+        let mut list = vec![0; n];
+        r.read_exact(&mut list).unwrap();
+        let list = String::from_utf8(list).unwrap();
+        for line in list.lines() {
+            let field = |name: &str| {
+                line.split(' ')
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            };
+            let port: Option<u16> = field("addr")
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok());
+            if port.is_some_and(|p| ports.contains(&p)) {
+                let id = field("id").unwrap();
+                return self.command(&format!("CLIENT KILL ID {id}")).as_deref() == Some(":1");
+            }
+        }
+        false
+    }
+}
+
+/// The local ports of process `pid`'s TCP sockets.
+fn local_ports(pid: u32) -> std::collections::HashSet<u16> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let port = cols.get(1)?.rsplit(':').next()?;
+            inodes
+                .contains(*cols.get(9)?)
+                .then(|| u16::from_str_radix(port, 16).ok())?
+        })
+        .collect()
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();

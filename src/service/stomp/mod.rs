@@ -4,7 +4,8 @@
 //! ([`users`]), the per-session protocol ([`session`]): CONNECT,
 //! SUBSCRIBE and UNSUBSCRIBE, SEND to `/topic/...` and to a user's
 //! `/user/{name}/queue/...`, receipts, ERROR, DISCONNECT; who the user is
-//! ([`auth`]: a JWT in CONNECT). What the backend does from outside a
+//! ([`auth`]: a JWT in CONNECT); what a client recovers on SUBSCRIBE
+//! ([`recovery`]) from the destinations that keep history. What the backend does from outside a
 //! session (publish, reach a user, end a user's sessions) is on
 //! [`StompService`], which the HTTP API calls.
 
@@ -12,15 +13,18 @@ pub mod auth;
 pub mod demo_login;
 pub mod destination;
 pub mod frame;
+pub mod recovery;
 pub mod session;
 pub mod topics;
 pub mod users;
 pub mod webhook;
 
+use crate::cluster::history::{History, Position, Read, Retention};
 use crate::cluster::presence::{self, Counted, Counts};
-use crate::cluster::{Bus, Delivery, Event};
+use crate::cluster::{Bus, Cluster, Delivery, Event};
 use crate::config::{AuthConfig, ServiceConfig};
 use crate::service::api::{Handler, Service, SessionInfo};
+use futures_util::future::BoxFuture;
 use std::sync::Arc;
 
 /// A `stomp` service: its rules and subscriptions, shared by its sessions.
@@ -46,6 +50,23 @@ pub(crate) struct Shared {
     /// Set when either webhook is.
     pub(crate) webhooks: Option<webhook::Webhooks>,
     pub(crate) max_pending_frames: usize,
+    /// Where publications are kept, and which destinations keep them.
+    pub(crate) history: Arc<dyn History>,
+    pub(crate) kept: Vec<(Vec<String>, Retention)>,
+    pub(crate) max_recovered: usize,
+}
+
+/// A publication on its way: how many subscribe here, and where history
+/// keeps it (when it does), known now or once Redis answers.
+pub enum Publishing {
+    Done {
+        here: usize,
+        position: Option<Position>,
+    },
+    Kept {
+        here: usize,
+        position: BoxFuture<'static, Result<Position, String>>,
+    },
 }
 
 impl StompService {
@@ -55,18 +76,24 @@ impl StompService {
         name: &str,
         config: &ServiceConfig,
         auth_config: &AuthConfig,
-        bus: Arc<dyn Bus>,
+        cluster: &Cluster,
     ) -> Result<StompService, String> {
         for (k, list) in [("subscribe", &config.subscribe), ("send", &config.send)] {
             for (i, p) in list.iter().enumerate() {
                 destination::check(p).map_err(|e| format!("services.{name}.{k}[{i}]: {e}"))?;
             }
         }
+        for (i, h) in config.history.iter().enumerate() {
+            for (j, p) in h.destinations.iter().enumerate() {
+                destination::check(p)
+                    .map_err(|e| format!("services.{name}.history[{i}].destinations[{j}]: {e}"))?;
+            }
+        }
         let auth = auth::Verifier::new(auth_config)?;
         Ok(StompService {
             shared: Arc::new(Shared {
                 service: name.to_owned(),
-                bus,
+                bus: cluster.bus.clone(),
                 subscribe: config.subscribe.clone(),
                 send: config.send.clone(),
                 limits: frame::Limits {
@@ -86,6 +113,19 @@ impl StompService {
                         webhook::Webhooks::new(config.webhook_timeout(), config.max_queued_bytes)
                     }),
                 max_pending_frames: config.max_pending_frames,
+                history: cluster.history.clone(),
+                kept: config
+                    .history
+                    .iter()
+                    .map(|h| {
+                        let retention = Retention {
+                            size: h.size,
+                            ttl: h.ttl(),
+                        };
+                        (h.destinations.clone(), retention)
+                    })
+                    .collect(),
+                max_recovered: config.max_recovered,
             }),
         })
     }
@@ -108,13 +148,13 @@ fn refused(field: impl Into<String>, why: impl Into<String>) -> Refused {
 /// What the backend publishes from outside a session (the HTTP API).
 impl StompService {
     /// Sends `body` to every subscriber of `destination` (not a user's:
-    /// see [`StompService::send_to_user`]); returns how many got it.
+    /// see [`StompService::send_to_user`]).
     pub fn publish(
         &self,
         destination: &str,
         headers: &[(String, String)],
         body: &str,
-    ) -> Result<usize, Refused> {
+    ) -> Result<Publishing, Refused> {
         self.shared.check_destination(destination)?;
         if destination.starts_with("/user/") {
             return Err(refused(
@@ -123,7 +163,9 @@ impl StompService {
             ));
         }
         check_headers(headers)?;
-        Ok(self.shared.publish(destination, destination, headers, body))
+        Ok(self
+            .shared
+            .publish(destination, destination, headers, body, false))
     }
 
     /// Sends `body` to every session of `user` subscribed to
@@ -134,7 +176,7 @@ impl StompService {
         destination: &str,
         headers: &[(String, String)],
         body: &str,
-    ) -> Result<usize, Refused> {
+    ) -> Result<Publishing, Refused> {
         users::check_name(user).map_err(|why| refused("user", why))?;
         self.shared.check_destination(destination)?;
         if !destination.starts_with("/user/") {
@@ -149,7 +191,56 @@ impl StompService {
             destination,
             headers,
             body,
+            false,
         ))
+    }
+
+    /// What history keeps of `destination` (a topic, or a user's queue as
+    /// `/user/NAME/queue/...`): publications after `since`, at most
+    /// `limit`, and where its stream stands.
+    pub fn history(
+        &self,
+        destination: &str,
+        since: u64,
+        limit: usize,
+    ) -> Result<BoxFuture<'static, Result<Read, String>>, Refused> {
+        self.shared.check_destination(destination)?;
+        let key = match destination.strip_prefix("/user/") {
+            Some(rest) => {
+                let Some((user, queue)) = rest.split_once('/') else {
+                    return Err(refused(
+                        "destination",
+                        "a user's queue is named /user/NAME/queue/...",
+                    ));
+                };
+                users::check_name(user).map_err(|why| refused("destination", why))?;
+                topics::user_key(user, &format!("/user/{queue}"))
+            }
+            None => destination.to_owned(),
+        };
+        let Some(retention) = self.shared.retention(topics::subscribed_destination(&key)) else {
+            return Err(refused(
+                "destination",
+                "no [[history]] table of this service covers it",
+            ));
+        };
+        Ok(self
+            .shared
+            .history
+            .read(&self.shared.stream(&key), retention, since, limit))
+    }
+
+    /// Publications this service keeps and one recovery sends, at most.
+    pub fn max_recovered(&self) -> usize {
+        self.shared.max_recovered
+    }
+
+    /// The link to the other nodes is back: what this node's subscribers
+    /// missed meanwhile is read from history and sent, in order.
+    pub fn relinked(&self) {
+        for (key, gap) in self.shared.topics.hold_all() {
+            self.shared.fill(key, gap);
+        }
     }
 
     /// Ends every session of `user`, on every node; returns how many here.
@@ -196,11 +287,18 @@ impl StompService {
                 destination,
                 headers,
                 body,
+                offset,
+                epoch,
                 ..
             } => {
-                self.shared
-                    .topics
-                    .publish(&key, &destination, &headers, &body);
+                let position = offset.zip(epoch).map(|(offset, epoch)| Position {
+                    offset,
+                    epoch: epoch.into(),
+                });
+                let out = topics::Outgoing::new(&destination, &headers, &body, position.as_ref());
+                if let (_, Some(gap)) = self.shared.topics.deliver(&key, out) {
+                    self.shared.fill(key, gap);
+                }
             }
             Event::DisconnectUser { user, message, .. } => {
                 self.shared.users.disconnect(&user, &message);
@@ -232,28 +330,120 @@ impl Shared {
         Ok(())
     }
 
-    /// Sends a MESSAGE to the subscribers of `key` on every node; returns
-    /// how many here.
+    /// What `destination` (as subscribed: a topic or `/user/queue/...`)
+    /// keeps, if anything: the first history table that matches it.
+    pub(crate) fn retention(&self, destination: &str) -> Option<Retention> {
+        self.kept
+            .iter()
+            .find(|(patterns, _)| destination::any_matches(patterns, destination))
+            .map(|(_, r)| *r)
+    }
+
+    /// The history stream of `key`: the service's name and the key as a
+    /// destination.
+    pub(crate) fn stream(&self, key: &str) -> String {
+        format!("{}:{}", self.service, topics::shown_key(key))
+    }
+
+    /// Sends a MESSAGE to the subscribers of `key` on every node, kept in
+    /// history when its destination keeps one. With `fallback` (a client's
+    /// SEND, whom no error could reach), a publication Redis cannot keep
+    /// now is still delivered here, without a position.
     pub(crate) fn publish(
         &self,
         key: &str,
         destination: &str,
         headers: &[(String, String)],
         body: &str,
-    ) -> usize {
-        let by = self.bus.publish_with(|| Event::Publish {
+        fallback: bool,
+    ) -> Publishing {
+        let Some(retention) = self.retention(destination) else {
+            let by = self
+                .bus
+                .publish_with(|| self.event(key, destination, headers, body));
+            let here = match by {
+                Delivery::Here => self.topics.publish(key, destination, headers, body),
+                Delivery::Bus => self.topics.subscribers(key),
+            };
+            return Publishing::Done {
+                here,
+                position: None,
+            };
+        };
+        let stream = self.stream(key);
+        let appended = self
+            .topics
+            .publish_appended(key, destination, headers, body, || {
+                self.history.append_here(&stream, retention, headers, body)
+            });
+        if let Some((here, position)) = appended {
+            return Publishing::Done {
+                here,
+                position: Some(position),
+            };
+        }
+        let event = self.event(key, destination, headers, body);
+        match self.bus.publish_kept(event, stream, retention, fallback) {
+            Ok(position) => Publishing::Kept {
+                here: self.topics.subscribers(key),
+                position,
+            },
+            Err(_) if fallback => Publishing::Done {
+                here: self.topics.publish(key, destination, headers, body),
+                position: None,
+            },
+            Err(_) => Publishing::Kept {
+                here: 0,
+                position: Box::pin(std::future::ready(Err(
+                    "too many publications are waiting for Redis".to_owned(),
+                ))),
+            },
+        }
+    }
+
+    fn event(
+        &self,
+        key: &str,
+        destination: &str,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> Event {
+        Event::Publish {
             service: self.service.clone(),
             key: key.to_owned(),
             destination: destination.to_owned(),
             headers: headers.to_vec(),
             body: body.to_owned(),
-        });
-        match by {
-            Delivery::Here => self.topics.publish(key, destination, headers, body),
-            Delivery::Bus => self.topics.subscribers(key),
+            offset: None,
+            epoch: None,
         }
     }
+
+    /// Reads `key`'s gap from history, then sends it and what was held
+    /// meanwhile ([`topics::Topics::filled`]).
+    pub(crate) fn fill(self: &Arc<Self>, key: String, gap: topics::Gap) {
+        let Some(retention) = self.retention(topics::subscribed_destination(&key)) else {
+            self.topics
+                .filled(&key, &gap, Err("no history is kept here".into()));
+            return;
+        };
+        let limit = gap
+            .upto
+            .map_or(self.max_recovered, |upto| (upto - gap.after) as usize)
+            .min(MAX_FILL);
+        let read = self
+            .history
+            .read(&self.stream(&key), retention, gap.after, limit);
+        let shared = self.clone();
+        actix_web::rt::spawn(async move {
+            let read = read.await;
+            shared.topics.filled(&key, &gap, read);
+        });
+    }
 }
+
+/// Publications one fill of a gap reads at most.
+const MAX_FILL: usize = 100_000;
 
 fn check_headers(headers: &[(String, String)]) -> Result<(), Refused> {
     for (name, value) in headers {

@@ -16,10 +16,13 @@
 
 use super::destination::any_matches;
 use super::frame::{truncate, Decoder, Frame, Item, Version};
+use super::recovery::{self, Asked};
 use super::topics::{message_head, message_tail, user_key};
-use super::webhook::{self, Call, Failure};
+use super::webhook::{self, Failure};
 use super::{auth, Shared};
+use crate::cluster::history::Read;
 use crate::service::api::{CloseReason, Handler, SessionCtx, SessionInfo};
+use futures_util::future::BoxFuture;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::task::Poll;
@@ -42,15 +45,16 @@ pub struct StompSession {
     session: u64,
     /// An ERROR or DISCONNECT ended it: ignore what follows.
     done: bool,
-    /// Frames not handled yet: those after a frame waiting for a webhook.
+    /// Frames not handled yet: those after a frame waiting for an answer.
     waiting: VecDeque<Frame>,
-    /// The webhook call under way, and what to do with its answer.
-    call: Option<(Call, Pending)>,
+    /// The call under way (a webhook, a read of history), and what to do
+    /// with its answer.
+    call: Option<Call>,
     /// The client's messages are held back (while a call is under way).
     holding: bool,
 }
 
-/// A frame waiting for the backend's answer.
+/// A frame waiting for an answer.
 enum Pending {
     Connect {
         version: Version,
@@ -59,6 +63,20 @@ enum Pending {
     App {
         receipt: Option<String>,
     },
+}
+
+/// A SUBSCRIBE to a destination with history, waiting for its read.
+struct Subscribing {
+    key: String,
+    id: String,
+    asked: Option<Asked>,
+    receipt: Option<String>,
+}
+
+/// A call under way, and the frame waiting for it.
+enum Call {
+    Webhook(webhook::Call, Pending),
+    History(BoxFuture<'static, Result<Read, String>>, Subscribing),
 }
 
 /// What became of a frame.
@@ -149,7 +167,7 @@ impl StompSession {
         }
         match f.command.as_str() {
             "CONNECT" | "STOMP" => return self.connect(ctx, f),
-            "SUBSCRIBE" => self.subscribe(ctx, f)?,
+            "SUBSCRIBE" => return self.subscribe(ctx, f),
             "UNSUBSCRIBE" => {
                 let id = required(f, "id")?;
                 match self.subscriptions.remove(id) {
@@ -209,7 +227,8 @@ impl StompSession {
                 let body =
                     webhook::connect_request(self.session, &f.headers, cookie, info.remote_addr);
                 let receipt = f.get("receipt").map(str::to_owned);
-                self.call = Some((hooks.call(url, body), Pending::Connect { version, receipt }));
+                let call = hooks.call(url, body);
+                self.call = Some(Call::Webhook(call, Pending::Connect { version, receipt }));
                 return Ok(Step::Calling);
             }
         }
@@ -322,7 +341,7 @@ impl StompSession {
         }
     }
 
-    fn subscribe(&mut self, ctx: &mut SessionCtx<'_>, f: &Frame) -> Result<(), Refusal> {
+    fn subscribe(&mut self, ctx: &mut SessionCtx<'_>, f: &Frame) -> Result<Step, Refusal> {
         let destination = destination(&self.shared, f)?;
         // 1.0 makes the id optional; the destination then names it.
         let id = match (f.get("id"), self.version()) {
@@ -368,13 +387,85 @@ impl StompSession {
                 ))
             }
         };
-        self.shared
-            .topics
-            .subscribe(&key, self.session, id, self.version(), &ctx.handle());
+        let retention = self.shared.retention(destination);
+        let asked = match retention {
+            Some(_) => recovery::asked(f).map_err(|why| refuse("Invalid recovery headers", why))?,
+            None => None,
+        };
+        self.shared.topics.subscribe(
+            &key,
+            self.session,
+            id,
+            self.version(),
+            &ctx.handle(),
+            retention.is_some(),
+        );
         self.subscriptions
-            .insert(id.to_owned(), (key, destination.to_owned()));
+            .insert(id.to_owned(), (key.clone(), destination.to_owned()));
         self.subscription_bytes += bytes;
-        Ok(())
+        let Some(retention) = retention else {
+            return Ok(Step::Done);
+        };
+        // Live publications wait in the subscription while history is read.
+        let (after, limit) = match &asked {
+            Some(a) => (a.offset, self.shared.max_recovered),
+            None => (0, 0),
+        };
+        let read = self
+            .shared
+            .history
+            .read(&self.shared.stream(&key), retention, after, limit);
+        let subscribing = Subscribing {
+            key,
+            id: id.to_owned(),
+            asked,
+            receipt: f.get("receipt").map(str::to_owned),
+        };
+        self.call = Some(Call::History(read, subscribing));
+        Ok(Step::Calling)
+    }
+
+    /// A SUBSCRIBE's read of history is in: the recovered publications,
+    /// the receipt with the outcome and the stream's position, then what
+    /// arrived live meanwhile.
+    fn subscribed(&mut self, ctx: &mut SessionCtx<'_>, s: Subscribing, read: Result<Read, String>) {
+        let Subscribing {
+            key,
+            id,
+            asked,
+            receipt,
+        } = s;
+        let read = read
+            .map_err(|why| {
+                log::warn!(
+                    "stomp session {}: could not read history of {}: {why}",
+                    self.session,
+                    super::topics::shown_key(&key)
+                )
+            })
+            .ok();
+        let recovery = self.shared.topics.recovered(
+            &key,
+            self.session,
+            &id,
+            read.as_ref(),
+            asked.as_ref().map(|a| (a.offset, a.epoch.as_str())),
+        );
+        for m in recovery.messages {
+            ctx.send(m);
+        }
+        if let Some(receipt) = receipt {
+            let mut frame = Frame::new("RECEIPT").header("receipt-id", receipt);
+            if let Some(recovered) = recovery.recovered {
+                frame = frame.header("x-recovered", if recovered { "true" } else { "false" });
+            }
+            if let Some(read) = &read {
+                frame = frame
+                    .header("x-stream-offset", read.position.offset.to_string())
+                    .header("x-stream-epoch", read.position.epoch.to_string());
+            }
+            ctx.send(frame.encode(self.version()));
+        }
     }
 
     fn send(&mut self, f: &Frame) -> Result<Step, Refusal> {
@@ -400,7 +491,8 @@ impl StompSession {
                 &f.body,
             );
             let receipt = f.get("receipt").map(str::to_owned);
-            self.call = Some((hooks.call(url, body), Pending::App { receipt }));
+            let call = hooks.call(url, body);
+            self.call = Some(Call::Webhook(call, Pending::App { receipt }));
             return Ok(Step::Calling);
         }
         let headers: Vec<(String, String)> = f
@@ -410,7 +502,7 @@ impl StompSession {
             .unwrap_or_default();
         if destination.starts_with("/topic/") {
             self.shared
-                .publish(destination, destination, &headers, &f.body);
+                .publish(destination, destination, &headers, &f.body, true);
             return Ok(Step::Done);
         }
         // `/user/{name}/queue/x` reaches every session of user `name`
@@ -421,7 +513,7 @@ impl StompSession {
         {
             let shown = format!("/user/{rest}");
             self.shared
-                .publish(&user_key(user, &shown), &shown, &headers, &f.body);
+                .publish(&user_key(user, &shown), &shown, &headers, &f.body, true);
             return Ok(Step::Done);
         }
         Err(refuse(
@@ -486,12 +578,24 @@ impl Handler for StompSession {
 
     fn poll(&mut self, ctx: &mut SessionCtx<'_>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         // Each answer may let the next waiting frame start another call.
-        while let Some((call, _)) = self.call.as_mut() {
-            let Poll::Ready(answer) = call.as_mut().poll(cx) else {
-                break;
-            };
-            let (_, pending) = self.call.take().expect("a call under way");
-            self.answered(ctx, pending, answer);
+        loop {
+            match self.call.take() {
+                Some(Call::Webhook(mut call, pending)) => match call.as_mut().poll(cx) {
+                    Poll::Ready(answer) => self.answered(ctx, pending, answer),
+                    Poll::Pending => {
+                        self.call = Some(Call::Webhook(call, pending));
+                        break;
+                    }
+                },
+                Some(Call::History(mut read, subscribing)) => match read.as_mut().poll(cx) {
+                    Poll::Ready(read) => self.subscribed(ctx, subscribing, read),
+                    Poll::Pending => {
+                        self.call = Some(Call::History(read, subscribing));
+                        break;
+                    }
+                },
+                None => break,
+            }
             self.run(ctx);
         }
         // More calls may come with later frames.

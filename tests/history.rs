@@ -1,0 +1,531 @@
+//! History and recovery (`[[services.NAME.history]]`): offsets and epochs on
+//! MESSAGE frames and API answers, recovery on SUBSCRIBE with
+//! `x-recover-offset` and `x-recover-epoch`, `GET /api/history`; on one
+//! node (in memory) and on many (Redis), through reconnects, a lost node,
+//! a Redis restart and a lost pub/sub link.
+mod common;
+use common::redis::Redis;
+use common::stomp::*;
+use common::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// History for news topics and every user queue; `/topic/plain` keeps none.
+fn history(size: usize, extra: &str) -> String {
+    config(&format!(
+        "{extra}\n[[services.stomp.history]]\n\
+         destinations = [\"/topic/news/**\", \"/user/queue/**\"]\nsize = {size}\nttl = 600\n"
+    ))
+}
+
+const API: &str = "[api]\nlisten = \"127.0.0.1:0\"\n";
+
+fn single(size: usize, extra: &str) -> Gateway {
+    Gateway::start(&format!("{API}key = \"{KEY}\"\n{}", history(size, extra)))
+}
+
+fn node(redis: &Redis, id: &str) -> Gateway {
+    Gateway::start(&format!(
+        "[cluster]\nredis_url = \"{}\"\nsecret = \"test-cluster-secret-0123456789abcdef\"\n\
+         node_id = \"{id}\"\npresence_interval = 0.2\n{API}key = \"{KEY}\"\n{}",
+        redis.url(),
+        history(1000, "")
+    ))
+}
+
+/// Waits until each node is connected and sees the others.
+async fn until_joined(nodes: &[&Gateway]) {
+    let until = Instant::now() + Duration::from_secs(10);
+    for gw in nodes {
+        loop {
+            let (_, b) = api(gw, "GET", "/api/cluster", "").await;
+            if b["state"] == "up"
+                && b["other_nodes"].as_array().map(Vec::len) == Some(nodes.len() - 1)
+            {
+                break;
+            }
+            assert!(Instant::now() < until, "never joined: {b}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn publish(gw: &Gateway, destination: &str, body: &str) -> Value {
+    let (status, answer) = api(
+        gw,
+        "POST",
+        "/api/publish",
+        &json!({ "destination": destination, "body": body }).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+/// A MESSAGE's body and position.
+#[derive(Debug, Clone, PartialEq)]
+struct Got {
+    body: String,
+    offset: u64,
+    epoch: String,
+}
+
+/// What a SUBSCRIBE with a receipt brought: the messages before the
+/// RECEIPT, and the RECEIPT's headers.
+struct Subscribed {
+    messages: Vec<Got>,
+    receipt: Vec<(String, String)>,
+}
+
+impl Subscribed {
+    fn recovered(&self) -> Option<&str> {
+        header(&self.receipt, "x-recovered")
+    }
+    fn position(&self) -> (u64, String) {
+        (
+            header(&self.receipt, "x-stream-offset")
+                .expect("x-stream-offset")
+                .parse()
+                .unwrap(),
+            header(&self.receipt, "x-stream-epoch")
+                .expect("x-stream-epoch")
+                .to_owned(),
+        )
+    }
+}
+
+fn got(frame: (String, Vec<(String, String)>, String)) -> Got {
+    let (cmd, h, body) = frame;
+    assert_eq!(cmd, "MESSAGE", "{h:?} {body}");
+    Got {
+        offset: header(&h, "x-stream-offset")
+            .unwrap_or_else(|| panic!("no offset: {h:?}"))
+            .parse()
+            .unwrap(),
+        epoch: header(&h, "x-stream-epoch").expect("epoch").to_owned(),
+        body,
+    }
+}
+
+async fn subscribe(
+    c: &mut Client,
+    id: &str,
+    destination: &str,
+    from: Option<(u64, &str)>,
+) -> Subscribed {
+    let offset = from.map(|(o, _)| o.to_string());
+    let mut headers = vec![("id", id), ("destination", destination), ("receipt", id)];
+    if let (Some(o), Some((_, e))) = (&offset, from) {
+        headers.push(("x-recover-offset", o));
+        headers.push(("x-recover-epoch", e));
+    }
+    c.frame("SUBSCRIBE", &headers, "").await;
+    let mut messages = Vec::new();
+    loop {
+        let frame = c.next().await;
+        if frame.0 == "RECEIPT" {
+            assert_eq!(header(&frame.1, "receipt-id"), Some(id));
+            return Subscribed {
+                messages,
+                receipt: frame.1,
+            };
+        }
+        messages.push(got(frame));
+    }
+}
+
+fn bodies(messages: &[Got]) -> Vec<&str> {
+    messages.iter().map(|m| m.body.as_str()).collect()
+}
+
+#[actix_rt::test]
+async fn a_client_recovers_what_it_missed_on_one_node() {
+    let gw = single(1000, "");
+    let mut a = Client::connect(&gw).await;
+    let first = subscribe(&mut a, "s", "/topic/news/x", None).await;
+    assert_eq!(first.recovered(), None, "it did not ask");
+    let (offset, epoch) = first.position();
+    assert_eq!(offset, 0);
+    for i in 1..=3 {
+        let answer = publish(&gw, "/topic/news/x", &format!("n{i}")).await;
+        assert_eq!(
+            answer,
+            json!({"delivered": 1, "offset": i, "epoch": epoch.clone()})
+        );
+        let m = got(a.next().await);
+        assert_eq!((m.body.as_str(), m.offset), (format!("n{i}").as_str(), i));
+        assert_eq!(m.epoch, epoch);
+    }
+    drop(a);
+    for i in 4..=8 {
+        publish(&gw, "/topic/news/x", &format!("n{i}")).await;
+    }
+
+    // Back after n3: n4..n8 in order, then the receipt, then live ones.
+    let mut b = Client::connect(&gw).await;
+    let back = subscribe(&mut b, "s", "/topic/news/x", Some((3, &epoch))).await;
+    assert_eq!(bodies(&back.messages), ["n4", "n5", "n6", "n7", "n8"]);
+    assert_eq!(back.recovered(), Some("true"));
+    assert_eq!(back.position(), (8, epoch.clone()));
+    publish(&gw, "/topic/news/x", "n9").await;
+    assert_eq!(got(b.next().await).offset, 9);
+
+    // Up to date: nothing to recover, and that is a recovery.
+    let mut c = Client::connect(&gw).await;
+    let current = subscribe(&mut c, "s", "/topic/news/x", Some((9, &epoch))).await;
+    assert!(current.messages.is_empty());
+    assert_eq!(current.recovered(), Some("true"));
+    // Another epoch, or an offset the stream never gave: live ones only.
+    for (i, from) in [(0, "0000"), (10, epoch.as_str())].into_iter().enumerate() {
+        let s = subscribe(&mut c, &format!("x{i}"), "/topic/news/x", Some(from)).await;
+        assert!(s.messages.is_empty());
+        assert_eq!(s.recovered(), Some("false"), "{from:?}");
+        assert_eq!(s.position(), (9, epoch.clone()));
+    }
+
+    // What history keeps, through the API.
+    let (status, kept) = api(
+        &gw,
+        "GET",
+        "/api/history?destination=/topic/news/x&since=5&limit=2",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        kept,
+        json!({"epoch": epoch, "top": 9, "publications": [
+            {"offset": 6, "body": "n6", "headers": {}},
+            {"offset": 7, "body": "n7", "headers": {}},
+        ]})
+    );
+    // A destination without history is as before.
+    let plain = publish(&gw, "/topic/plain", "p").await;
+    assert_eq!(plain, json!({"delivered": 0}));
+    let (status, err) = api(&gw, "GET", "/api/history?destination=/topic/plain", "").await;
+    assert_eq!((status, err["field"].as_str()), (400, Some("destination")));
+}
+
+#[actix_rt::test]
+async fn a_users_queue_keeps_its_history_while_the_user_is_away() {
+    let gw = single(1000, "");
+    let send = |n: u32| {
+        json!({"destination": "/user/queue/alerts", "body": format!("a{n}"),
+               "headers": {"content-type": "text/plain"}})
+        .to_string()
+    };
+    let (_, one) = api(&gw, "POST", "/api/users/alice/send", &send(1)).await;
+    assert_eq!(one["delivered"], 0);
+    assert_eq!(one["offset"], 1);
+    let epoch = one["epoch"].as_str().unwrap().to_owned();
+    api(&gw, "POST", "/api/users/alice/send", &send(2)).await;
+    // Bob's queue of the same name is his own stream.
+    let (_, bob) = api(&gw, "POST", "/api/users/bob/send", &send(9)).await;
+    assert_eq!(bob["offset"], 1);
+
+    let alice = format!("Bearer {}", token(SECRET, "alice", 60));
+    let mut tab = Client::connect_with(&gw, &[("Authorization", &alice)]).await;
+    let s = subscribe(&mut tab, "q", "/user/queue/alerts", Some((0, &epoch))).await;
+    assert_eq!(bodies(&s.messages), ["a1", "a2"]);
+    assert_eq!(s.recovered(), Some("true"));
+    let (_, kept) = api(
+        &gw,
+        "GET",
+        "/api/history?destination=/user/alice/queue/alerts",
+        "",
+    )
+    .await;
+    assert_eq!(kept["top"], 2);
+    assert_eq!(
+        kept["publications"][0],
+        json!({"offset": 1, "body": "a1", "headers": {"content-type": "text/plain"}})
+    );
+}
+
+#[actix_rt::test]
+async fn recovery_fails_beyond_the_size_kept_and_max_recovered() {
+    let gw = single(5, "max_recovered = 3");
+    let mut c = Client::connect(&gw).await;
+    let (_, epoch) = subscribe(&mut c, "s", "/topic/news/x", None)
+        .await
+        .position();
+    drop(c);
+    for i in 1..=10 {
+        publish(&gw, "/topic/news/x", &i.to_string()).await;
+    }
+    let mut c = Client::connect(&gw).await;
+    // 6..10 are kept; from 4, 5 is missing.
+    let s = subscribe(&mut c, "a", "/topic/news/x", Some((4, &epoch))).await;
+    assert_eq!(s.recovered(), Some("false"));
+    assert!(s.messages.is_empty());
+    // From 6, four are missed: more than max_recovered.
+    let s = subscribe(&mut c, "b", "/topic/news/x", Some((6, &epoch))).await;
+    assert_eq!(s.recovered(), Some("false"));
+    let s = subscribe(&mut c, "c", "/topic/news/x", Some((7, &epoch))).await;
+    assert_eq!(s.recovered(), Some("true"));
+    assert_eq!(bodies(&s.messages), ["8", "9", "10"]);
+    // Headers that cannot be used are an ERROR.
+    c.frame(
+        "SUBSCRIBE",
+        &[
+            ("id", "d"),
+            ("destination", "/topic/news/x"),
+            ("x-recover-offset", "soon"),
+            ("x-recover-epoch", "e"),
+        ],
+        "",
+    )
+    .await;
+    let (cmd, h, _) = c.next().await;
+    assert_eq!(cmd, "ERROR");
+    assert_eq!(header(&h, "message"), Some("Invalid recovery headers"));
+}
+
+#[actix_rt::test]
+async fn a_backend_cannot_set_the_position_headers() {
+    let gw = single(10, "");
+    let (status, err) = api(
+        &gw,
+        "POST",
+        "/api/publish",
+        r#"{"destination": "/topic/news/x", "body": "b", "headers": {"x-stream-offset": "1"}}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, err["field"].as_str()),
+        (400, Some("headers.x-stream-offset"))
+    );
+}
+
+#[actix_rt::test]
+async fn a_hundred_missed_are_recovered_through_another_node() {
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    let mut c = Client::connect(&one).await;
+    let (offset, epoch) = subscribe(&mut c, "s", "/topic/news/x", None)
+        .await
+        .position();
+    assert_eq!(offset, 0);
+    drop(c);
+    for i in 1..=100 {
+        let gw = if i % 2 == 0 { &one } else { &two };
+        let answer = publish(gw, "/topic/news/x", &i.to_string()).await;
+        assert_eq!(
+            (answer["offset"].as_u64(), answer["epoch"].as_str()),
+            (Some(i), Some(epoch.as_str()))
+        );
+    }
+    let mut c = Client::connect(&two).await;
+    let s = subscribe(&mut c, "s", "/topic/news/x", Some((0, &epoch))).await;
+    assert_eq!(s.recovered(), Some("true"));
+    let offsets: Vec<u64> = s.messages.iter().map(|m| m.offset).collect();
+    assert_eq!(offsets, (1..=100).collect::<Vec<_>>());
+    assert!(s.messages.iter().all(|m| m.body == m.offset.to_string()));
+    // Live ones follow, from either node.
+    publish(&one, "/topic/news/x", "101").await;
+    assert_eq!(got(c.next().await).offset, 101);
+}
+
+/// Offsets a client got, checked as they come: each the one after the last.
+struct Seen {
+    last: u64,
+    epoch: String,
+}
+
+impl Seen {
+    fn take(&mut self, m: &Got, who: usize) {
+        assert_eq!(m.epoch, self.epoch, "client {who}");
+        assert_eq!(m.offset, self.last + 1, "client {who}: after {}", self.last);
+        self.last = m.offset;
+    }
+}
+
+#[actix_rt::test]
+async fn clients_resubscribing_in_a_loop_see_every_offset_once_in_order() {
+    const TOTAL: u64 = 1500;
+    const CLIENTS: usize = 20;
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    let mut c = Client::connect(&one).await;
+    let (_, epoch) = subscribe(&mut c, "s", "/topic/news/race", None)
+        .await
+        .position();
+    drop(c);
+
+    let nodes = [&one, &two];
+    let publisher = async {
+        for i in 1..=TOTAL {
+            publish(nodes[i as usize % 2], "/topic/news/race", &i.to_string()).await;
+        }
+    };
+    let clients = futures_util::future::join_all((0..CLIENTS).map(|who| {
+        let epoch = epoch.clone();
+        async move {
+            let mut seen = Seen { last: 0, epoch };
+            let mut rounds = 0;
+            while seen.last < TOTAL {
+                rounds += 1;
+                // A new session each round, on either node.
+                let mut c = Client::connect(nodes[(who + rounds) % 2]).await;
+                let from = (seen.last, seen.epoch.clone());
+                let s = subscribe(&mut c, "s", "/topic/news/race", Some((from.0, &from.1))).await;
+                assert_eq!(s.recovered(), Some("true"), "client {who}");
+                for m in &s.messages {
+                    seen.take(m, who);
+                    assert_eq!(m.body, m.offset.to_string());
+                }
+                // Some live ones, then away again.
+                let stay = 1 + (who + rounds) % 7;
+                for _ in 0..stay {
+                    if seen.last >= TOTAL {
+                        break;
+                    }
+                    let m = got(c.next().await);
+                    seen.take(&m, who);
+                    assert_eq!(m.body, m.offset.to_string());
+                }
+            }
+            rounds
+        }
+    }));
+    let (_, rounds) = futures_util::join!(publisher, clients);
+    assert!(
+        rounds.iter().all(|&r| r > 1),
+        "every client came back: {rounds:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn redis_restarted_empty_starts_a_new_epoch_and_recovery_says_so() {
+    let mut redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    let first = publish(&one, "/topic/news/x", "before").await;
+    let old = first["epoch"].as_str().unwrap().to_owned();
+    redis.restart();
+    until_joined(&[&one, &two]).await;
+    let after = publish(&two, "/topic/news/x", "after").await;
+    assert_eq!(after["offset"], 1);
+    let new = after["epoch"].as_str().unwrap();
+    assert_ne!(new, old);
+    let mut c = Client::connect(&one).await;
+    let s = subscribe(&mut c, "s", "/topic/news/x", Some((1, &old))).await;
+    assert_eq!(s.recovered(), Some("false"));
+    assert!(s.messages.is_empty());
+    assert_eq!(s.position(), (1, new.to_owned()));
+}
+
+/// Publishes until Redis takes it: a node that lost its link answers 503
+/// for a destination with history, and the backend tries again.
+async fn publish_kept(gw: &Gateway, destination: &str, body: &str) -> u64 {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, answer) = api(
+            gw,
+            "POST",
+            "/api/publish",
+            &json!({ "destination": destination, "body": body }).to_string(),
+        )
+        .await;
+        match status {
+            200 => return answer["offset"].as_u64().expect("an offset"),
+            503 => {
+                assert!(Instant::now() < until, "Redis never took it: {answer}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            _ => panic!("{status} {answer}"),
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn clients_that_stay_connected_miss_nothing_when_the_pubsub_link_drops() {
+    const TOTAL: u64 = 600;
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    let mut clients = Vec::new();
+    let mut epoch = String::new();
+    for i in 0..6 {
+        let mut c = Client::connect(if i % 2 == 0 { &one } else { &two }).await;
+        epoch = subscribe(&mut c, "s", "/topic/news/link", None)
+            .await
+            .position()
+            .1;
+        clients.push(c);
+    }
+    // Node two loses its pub/sub link three times while both publish: node
+    // one's publications meanwhile reach its clients only through history.
+    let kills = std::cell::Cell::new(0);
+    let publishers = futures_util::future::join_all((0..2).map(|p| {
+        let (one, two, redis, kills) = (&one, &two, &redis, &kills);
+        async move {
+            for i in 0..TOTAL / 2 {
+                // One through each node: node one's go on while node two's
+                // link is down.
+                let gw = if p == 0 { one } else { two };
+                publish_kept(gw, "/topic/news/link", &format!("{p}-{i}")).await;
+                if p == 0 && i % 100 == 50 {
+                    // Once node two is linked again after the last kill.
+                    let until = Instant::now() + Duration::from_secs(5);
+                    while !redis.kill_pubsub_of(two.pid()) {
+                        assert!(Instant::now() < until, "node two never linked again");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    kills.set(kills.get() + 1);
+                }
+            }
+        }
+    }));
+    let readers = futures_util::future::join_all(clients.iter_mut().enumerate().map(|(who, c)| {
+        let epoch = epoch.clone();
+        async move {
+            let mut seen = Seen { last: 0, epoch };
+            while seen.last < TOTAL {
+                seen.take(&got(c.next().await), who);
+            }
+        }
+    }));
+    futures_util::join!(publishers, readers);
+    assert_eq!(kills.get(), 3);
+}
+
+#[actix_rt::test]
+async fn the_clients_of_a_killed_node_recover_everything_on_another() {
+    let redis = Redis::start();
+    let (mut one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    let alice = format!("Bearer {}", token(SECRET, "alice", 60));
+    let mut tab = Client::connect_with(&one, &[("Authorization", &alice)]).await;
+    let topic = subscribe(&mut tab, "t", "/topic/news/x", None)
+        .await
+        .position();
+    let queue = subscribe(&mut tab, "q", "/user/queue/n", None)
+        .await
+        .position();
+    one.signal(9);
+    one.wait_exit(Duration::from_secs(5)).await.expect("killed");
+    for i in 1..=50 {
+        publish(&two, "/topic/news/x", &i.to_string()).await;
+        let (status, _) = api(
+            &two,
+            "POST",
+            "/api/users/alice/send",
+            &json!({"destination": "/user/queue/n", "body": i.to_string()}).to_string(),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let mut tab = Client::connect_with(&two, &[("Authorization", &alice)]).await;
+    for (id, d, (offset, epoch)) in [
+        ("t", "/topic/news/x", &topic),
+        ("q", "/user/queue/n", &queue),
+    ] {
+        let s = subscribe(&mut tab, id, d, Some((*offset, epoch))).await;
+        assert_eq!(s.recovered(), Some("true"), "{d}");
+        let offsets: Vec<u64> = s.messages.iter().map(|m| m.offset).collect();
+        assert_eq!(offsets, (1..=50).collect::<Vec<_>>(), "{d}");
+    }
+}
