@@ -522,3 +522,75 @@ async fn presence_stays_small_whatever_clients_subscribe_to() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `delivered` counts what the nodes delivered, as each reports it, not
+/// what presence said a moment ago; a node that does not report in time
+/// makes the answer `partial`.
+#[actix_rt::test]
+async fn delivered_counts_what_every_node_reached_at_once() {
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    // Alice opens two tabs on node two; the backend, through node one,
+    // writes to her at once (before any presence write could tell).
+    let alice = format!("Bearer {}", token(SECRET, "alice", 60));
+    let mut tabs = Vec::new();
+    for _ in 0..2 {
+        let mut tab = Client::connect_with(&two, &[("Authorization", &alice)]).await;
+        tab.subscribe("n", "/user/queue/n").await;
+        tabs.push(tab);
+    }
+    let mut here = Client::connect(&one).await;
+    here.subscribe("t", "/topic/news").await;
+    let mut there = Client::connect(&two).await;
+    there.subscribe("t", "/topic/news").await;
+
+    let (_, user) = api(&one, "GET", "/api/users/alice", "").await;
+    assert_eq!(
+        user,
+        json!({"user": "alice", "sessions": 2, "cluster": "up"})
+    );
+    let (status, sent) = api(
+        &one,
+        "POST",
+        "/api/users/alice/send",
+        r#"{"destination": "/user/queue/n", "body": "hi"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, sent),
+        (200, json!({"delivered": 2, "cluster": "up"}))
+    );
+    for tab in &mut tabs {
+        assert_eq!(tab.next().await.2, "hi");
+    }
+    let (_, news) = api(
+        &one,
+        "POST",
+        "/api/publish",
+        r#"{"destination": "/topic/news", "body": "n"}"#,
+    )
+    .await;
+    assert_eq!(news, json!({"delivered": 2, "cluster": "up"}));
+
+    // Node two hangs: it got the publication and never says what it did.
+    two.signal(libc::SIGSTOP);
+    let asked = Instant::now();
+    let (_, hung) = api(
+        &one,
+        "POST",
+        "/api/publish",
+        r#"{"destination": "/topic/news", "body": "n2"}"#,
+    )
+    .await;
+    assert_eq!(
+        hung,
+        json!({"delivered": 1, "partial": true, "cluster": "up"})
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    two.signal(libc::SIGCONT);
+}

@@ -50,11 +50,9 @@ async fn publish(
 ) -> Result<HttpResponse, ApiError> {
     let req = Publication::read(payload, max.0).await?;
     brokers
-        .deliver(
-            &req,
-            |b| b.publish(&req.destination, &req.headers, &req.body),
-            |service| presence::field(service, Counted::Destination, &req.destination),
-        )
+        .deliver(&req, |b| {
+            b.publish(&req.destination, &req.headers, &req.body)
+        })
         .await
 }
 
@@ -67,17 +65,10 @@ async fn send_to_user(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let req = Publication::read(payload, max.0).await?;
-    // How the other nodes list this user's queue: /user/NAME/queue/...
-    let shown = format!(
-        "/user/{user}{}",
-        req.destination.strip_prefix("/user").unwrap_or("")
-    );
     brokers
-        .deliver(
-            &req,
-            |b| b.send_to_user(&user, &req.destination, &req.headers, &req.body),
-            |service| presence::field(service, Counted::Destination, &shown),
-        )
+        .deliver(&req, |b| {
+            b.send_to_user(&user, &req.destination, &req.headers, &req.body)
+        })
         .await
 }
 
@@ -94,11 +85,12 @@ async fn disconnect_user(
     query: web::Query<ServiceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let service = query.service.as_deref();
-    let disconnected = brokers
-        .per_user(service, &user, |b| b.disconnect_user(&user))
+    let mut body = brokers
+        .reached(service, |b| Ok(b.disconnect_user(&user)))
         .await?;
     brokers.bus.flushed().await;
-    Ok(brokers.answer(json!({ "disconnected": disconnected })))
+    rename(&mut body, "delivered", "disconnected");
+    Ok(brokers.answer(body))
 }
 
 /// `GET /api/users/{user}`: how many sessions `user` has signed in, on
@@ -109,10 +101,12 @@ async fn user(
     query: web::Query<ServiceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let service = query.service.as_deref();
-    let sessions = brokers
-        .per_user(service, &user, |b| b.user_sessions(&user))
+    let mut body = brokers
+        .reached(service, |b| Ok(b.user_sessions(&user)))
         .await?;
-    Ok(brokers.answer(json!({ "user": user.as_str(), "sessions": sessions })))
+    rename(&mut body, "delivered", "sessions");
+    body["user"] = json!(user.as_str());
+    Ok(brokers.answer(body))
 }
 
 /// `GET /api/cluster`: this node's link to the others and the live nodes:
@@ -198,6 +192,17 @@ async fn history(
     })))
 }
 
+fn position(p: &crate::cluster::history::Position) -> Value {
+    json!({ "offset": p.offset, "epoch": &*p.epoch })
+}
+
+/// Renames field `from` of object `body` to `to`.
+fn rename(body: &mut Value, from: &str, to: &str) {
+    if let Some(v) = body.as_object_mut().and_then(|o| o.remove(from)) {
+        body[to] = v;
+    }
+}
+
 /// 503 for history that cannot be reached or written now.
 fn unavailable(why: String) -> ApiError {
     ApiError::new(
@@ -239,47 +244,61 @@ async fn destinations(
 }
 
 impl Brokers {
-    /// `{"delivered": N}`: the subscribers `one` publishes to here through
-    /// each service the request names, plus the other nodes' counts of
-    /// `field`; with the publication's `offset` and `epoch` where history
-    /// keeps it (`positions` by service when several do). Answers once
-    /// the publication is on its way to every node: one published after
-    /// the answer, through any node, arrives after it everywhere.
+    /// `{"delivered": N}`: the subscribers `one` publishes to, through each
+    /// service the request names, here and as the other nodes report; with
+    /// the publication's `offset` and `epoch` where history keeps it
+    /// (`positions` by service when several do). Answers once the
+    /// publication is on its way to every node: one published after the
+    /// answer, through any node, arrives after it everywhere.
     async fn deliver(
         &self,
         req: &Publication,
         one: impl Fn(&StompService) -> Result<Publishing, Refused>,
-        field: impl Fn(&str) -> String,
     ) -> Result<HttpResponse, ApiError> {
-        let mut here = 0;
-        let mut fields = Vec::new();
-        let mut positions = Vec::new();
-        for (name, b) in self.pick(req.service.as_deref())? {
-            match one(b).map_err(|r| ApiError::bad_field(r.field, r.why))? {
-                Publishing::Done { here: n, position } => {
-                    here += n;
-                    if let Some(p) = position {
-                        positions.push((name, Box::pin(std::future::ready(Ok(p))) as _));
-                    }
-                }
-                Publishing::Kept { here: n, position } => {
-                    here += n;
-                    positions.push((name, position));
-                }
-            }
-            fields.push(field(name));
-        }
-        let mut kept = Map::new();
-        for (name, position) in positions {
-            let p = position.await.map_err(unavailable)?;
-            kept.insert(
-                name.to_owned(),
-                json!({ "offset": p.offset, "epoch": &*p.epoch }),
-            );
-        }
-        let delivered = here + self.bus.counted_elsewhere(fields).await;
+        let one = |b: &StompService| one(b).map_err(|r| ApiError::bad_field(r.field, r.why));
+        let body = self.reached(req.service.as_deref(), one).await?;
         self.bus.flushed().await;
-        let mut body = json!({ "delivered": delivered });
+        Ok(self.answer(body))
+    }
+
+    /// `{"delivered": N}`: what `one` reaches through each service named
+    /// (or all), here and as the other nodes report it, with `"partial":
+    /// true` when some node that got it did not report within
+    /// `cluster.request_timeout`; and the positions where history keeps
+    /// it.
+    async fn reached(
+        &self,
+        service: Option<&str>,
+        one: impl Fn(&StompService) -> Result<Publishing, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let mut reached = 0;
+        let mut partial = false;
+        let mut kept = Map::new();
+        let mut waiting = Vec::new();
+        for (name, b) in self.pick(service)? {
+            let p = one(b)?;
+            reached += p.here;
+            if let Some(p) = p.position {
+                kept.insert(name.to_owned(), position(&p));
+            }
+            if let Some(answers) = p.answers {
+                waiting.push((name, answers));
+            }
+        }
+        for (name, answers) in waiting {
+            let answers = answers.await;
+            if let Some(p) = answers.position {
+                kept.insert(name.to_owned(), position(&p.map_err(unavailable)?));
+            }
+            if let Some(e) = answers.elsewhere {
+                reached += e.count;
+                partial |= !e.complete;
+            }
+        }
+        let mut body = json!({ "delivered": reached });
+        if partial {
+            body["partial"] = json!(true);
+        }
         if kept.len() == 1 {
             let (_, p) = kept.into_iter().next().expect("one");
             body["offset"] = p["offset"].clone();
@@ -287,40 +306,7 @@ impl Brokers {
         } else if !kept.is_empty() {
             body["positions"] = Value::Object(kept);
         }
-        Ok(self.answer(body))
-    }
-
-    /// `here` of each service the request names, plus the sessions of
-    /// `user` the other nodes hold there.
-    async fn per_user(
-        &self,
-        service: Option<&str>,
-        user: &str,
-        here: impl Fn(&StompService) -> usize,
-    ) -> Result<usize, ApiError> {
-        self.across(
-            service,
-            |b| Ok(here(b)),
-            |name| presence::field(name, Counted::User, user),
-        )
-        .await
-    }
-
-    /// For each service named (or all): `here`, plus the other nodes'
-    /// counts of `field` of that service; summed.
-    async fn across(
-        &self,
-        service: Option<&str>,
-        here: impl Fn(&StompService) -> Result<usize, ApiError>,
-        field: impl Fn(&str) -> String,
-    ) -> Result<usize, ApiError> {
-        let mut n = 0;
-        let mut fields = Vec::new();
-        for (name, b) in self.pick(service)? {
-            n += here(b)?;
-            fields.push(field(name));
-        }
-        Ok(n + self.bus.counted_elsewhere(fields).await)
+        Ok(body)
     }
 
     /// 200 with `body`, and the cluster's state when there is one: a

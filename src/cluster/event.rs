@@ -32,29 +32,43 @@ pub enum Event {
         user: String,
         message: String,
     },
+    /// STOMP: nothing to deliver; each node counts `user`'s sessions (for
+    /// an answer asked for with [`crate::cluster::Asks::count`]).
+    CountUser { service: String, user: String },
 }
 
 /// An event, the node it comes from and its number there: the sending node
 /// keeps its own events until Redis echoes them, and knows each echo by
-/// its number.
+/// its number. With `count`, each node that gets it says how many of its
+/// sessions it reached (see [`super::tally`]).
 #[derive(Debug, Serialize, Deserialize)]
 struct Envelope<'a, E> {
     node: &'a str,
     seq: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    count: bool,
     #[serde(flatten)]
     event: E,
 }
 
-/// An event as read: who sent it, its number there, and what it says.
+/// An event as read: who sent it, its number there, whether it asks to be
+/// counted, and what it says.
 #[derive(Debug, PartialEq)]
 pub struct Received {
     pub node: String,
     pub seq: u64,
+    pub count: bool,
     pub event: Event,
 }
 
-pub fn encode(node: &str, seq: u64, event: &Event) -> String {
-    serde_json::to_string(&Envelope { node, seq, event }).expect("events serialize")
+pub fn encode(node: &str, seq: u64, count: bool, event: &Event) -> String {
+    serde_json::to_string(&Envelope {
+        node,
+        seq,
+        count,
+        event,
+    })
+    .expect("events serialize")
 }
 
 /// The event in `text`, or why the text is not one.
@@ -63,6 +77,7 @@ pub fn decode(text: &[u8]) -> Result<Received, serde_json::Error> {
     Ok(Received {
         node: e.node.to_owned(),
         seq: e.seq,
+        count: e.count,
         event: e.event,
     })
 }
@@ -92,12 +107,18 @@ mod tests {
                 user: "bob".into(),
                 message: "bye".into(),
             },
+            Event::CountUser {
+                service: "stomp".into(),
+                user: "bob".into(),
+            },
         ];
         for (seq, event) in events.into_iter().enumerate() {
-            let text = encode("gw-1", seq as u64, &event);
+            let count = seq % 2 == 1;
+            let text = encode("gw-1", seq as u64, count, &event);
             let want = Received {
                 node: "gw-1".into(),
                 seq: seq as u64,
+                count,
                 event,
             };
             assert_eq!(decode(text.as_bytes()).unwrap(), want);
@@ -115,7 +136,7 @@ mod tests {
             offset: None,
             epoch: None,
         };
-        let text = encode("gw-1", 7, &event);
+        let text = encode("gw-1", 7, false, &event);
         // What the history script publishes: the position, then the rest.
         let kept = format!("{{\"offset\":42,\"epoch\":\"ab12\",{}", &text[1..]);
         let got = decode(kept.as_bytes()).unwrap();

@@ -12,6 +12,8 @@
 //!   or in Redis ([`redis_history::RedisHistory`]).
 //! - [`owners`]: which node holds each HTTP session, so that a poll or a
 //!   send reaching another node is forwarded to it.
+//! - [`tally`]: what the other nodes report they reached with an event,
+//!   for the API's true `delivered` counts.
 //!
 //! A node delivers its own publications to its own clients when Redis
 //! echoes them back, as every other node does: every client sees the
@@ -26,6 +28,7 @@ pub mod owners;
 pub mod presence;
 pub mod redis;
 pub mod redis_history;
+pub mod tally;
 
 pub use event::Event;
 use futures_util::future::BoxFuture;
@@ -61,19 +64,15 @@ pub trait Bus: Send + Sync {
     /// it (no other nodes, or too many waiting), tells the caller to
     /// deliver it here.
     fn publish(&self, event: Event) -> Delivery;
-    /// Publishes `event` (a publication) as [`Bus::publish`] does, appended
-    /// to `stream`'s history in the same step; resolves to its position, or
-    /// why it was not kept (with `fallback`, a publication Redis cannot
-    /// take is delivered here without a position instead). The event
-    /// comes back when the bus cannot take it now: the caller delivers it
-    /// here, without a position.
-    fn publish_kept(
+    /// Publishes `event` as [`Bus::publish`] does, and does what `asks`
+    /// asks: keep it in history in the same step, count what the other
+    /// nodes reached with it; resolves to the answers. The event comes back
+    /// when the bus cannot take it now: the caller delivers it here.
+    fn publish_asking(
         &self,
         event: Event,
-        stream: String,
-        retention: Retention,
-        fallback: bool,
-    ) -> Result<BoxFuture<'static, Result<Position, String>>, Event>;
+        asks: Asks,
+    ) -> Result<BoxFuture<'static, Answers>, Event>;
     /// Resolves once everything published before has reached Redis (or
     /// failed to): what anyone publishes after that, on any node, comes
     /// after it everywhere.
@@ -87,6 +86,36 @@ pub trait Bus: Send + Sync {
     /// The other live nodes' counts whose field starts with `prefix`, one
     /// entry per node and field.
     fn listed_elsewhere(&self, prefix: String) -> BoxFuture<'static, Vec<(String, usize)>>;
+}
+
+/// What a publication asks of the bus beyond delivery.
+#[derive(Debug, Default)]
+pub struct Asks {
+    /// Appended to a history stream by the same step that publishes it.
+    pub keep: Option<Keep>,
+    /// The other nodes report what they reached with it.
+    pub count: bool,
+}
+
+/// Where a publication is kept.
+#[derive(Debug)]
+pub struct Keep {
+    pub stream: String,
+    pub retention: Retention,
+    /// Delivered here without a position when Redis cannot take it,
+    /// rather than failed (a client's SEND, whom no error could reach).
+    pub fallback: bool,
+}
+
+/// What a publication's asks got.
+#[derive(Debug)]
+pub struct Answers {
+    /// With `keep`: its position, or why it was not kept (then it was not
+    /// published, unless `fallback` delivered it here).
+    pub position: Option<Result<Position, String>>,
+    /// With `count`: what the other nodes reported; `None` when it did
+    /// not reach them (no link).
+    pub elsewhere: Option<tally::Elsewhere>,
 }
 
 /// Who delivers a publication to this node's clients.
@@ -113,7 +142,9 @@ impl dyn Bus {
 /// What a node does with the other nodes' events, and what it reports of
 /// itself: implemented by the layer that holds the services.
 pub trait Inbox: Send + Sync {
-    fn deliver(&self, event: Event);
+    /// Delivers `event` to this node's sessions; how many it reached (or,
+    /// for a count, how many it counted).
+    fn deliver(&self, event: Event) -> usize;
     /// This node's sessions by service.
     fn presence(&self) -> Presence;
     /// This node's subscribers by destination and sessions by user.
@@ -134,13 +165,7 @@ impl Bus for Alone {
     fn publish(&self, _: Event) -> Delivery {
         Delivery::Here
     }
-    fn publish_kept(
-        &self,
-        event: Event,
-        _: String,
-        _: Retention,
-        _: bool,
-    ) -> Result<BoxFuture<'static, Result<Position, String>>, Event> {
+    fn publish_asking(&self, event: Event, _: Asks) -> Result<BoxFuture<'static, Answers>, Event> {
         Err(event)
     }
     fn flushed(&self) -> BoxFuture<'static, ()> {

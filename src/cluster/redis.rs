@@ -4,6 +4,9 @@
 //!
 //! Keys, under `namespace` (`sockjs-gateway` by default):
 //! - `NS:events`: the channel every node publishes to and reads;
+//! - `NS:replies:ID`: the channel where the other nodes tell node `ID` what
+//!   its counted events reached ([`super::tally`]);
+//! - `NS:history:{...}`: history streams ([`super::redis_history`]);
 //! - `NS:nodes`: the set of node ids; `NS:node:ID`: that node's
 //!   [`Presence`] as JSON, and `NS:node:ID:counts`: its [`Counts`] as a
 //!   hash written as changes only; both expire after three
@@ -11,9 +14,11 @@
 //! - `NS:session:SERVICE:SID`: the node holding an HTTP session
 //!   ([`super::owners`]).
 
-use super::history::{Position, Retention};
+use super::history::Position;
 use super::presence::{self, Counts};
-use super::{event, redis_history, Bus, Delivery, Event, Inbox, Presence, State};
+use super::tally::{self, Tallies};
+use super::State;
+use super::{event, redis_history, Answers, Asks, Bus, Delivery, Event, Inbox, Keep, Presence};
 use crate::config::cluster::ClusterConfig;
 use crate::metrics::ClusterMetrics;
 use futures_util::future::BoxFuture;
@@ -32,32 +37,44 @@ const RETRY_LAST: Duration = Duration::from_secs(2);
 /// Events sent to Redis in one pipeline at most.
 const BATCH: usize = 256;
 
-/// Where a kept publication goes, and who waits for its position.
-struct Kept {
-    stream: String,
-    retention: Retention,
-    /// Delivered here without a position when Redis cannot take it,
-    /// rather than failed.
-    fallback: bool,
-    reply: oneshot::Sender<Result<Position, String>>,
+/// What an event asks, and who waits for what Redis answered.
+struct Asked {
+    keep: Option<Keep>,
+    count: bool,
+    reply: oneshot::Sender<Result<Sent, String>>,
+}
+
+/// What Redis answered for an event that asked something.
+struct Sent {
+    position: Option<Position>,
+    /// Nodes subscribed to the events channel that got it.
+    receivers: usize,
+    /// With `count`: its number, and the tally that resolves once every
+    /// other node replied.
+    tally: Option<(u64, oneshot::Receiver<()>)>,
 }
 
 /// What the publisher task takes from its queue, in order.
 enum Job {
-    Event(Event),
-    /// A publication history keeps: appended and published by one script.
-    Kept(Event, Kept),
+    /// An event, and what it asks beyond delivery (a publication history
+    /// keeps is appended and published by one script).
+    Event(Event, Option<Box<Asked>>),
     /// Answered once the events queued before it have been sent (or not).
     Flushed(oneshot::Sender<()>),
 }
 
 pub struct RedisBus {
     pub node: Arc<str>,
+    /// Itself, for the answers that outlive a call.
+    me: std::sync::OnceLock<std::sync::Weak<RedisBus>>,
     /// Set at [`RedisBus::start`], once the listener is bound.
     advertise: std::sync::OnceLock<String>,
     config: ClusterConfig,
     client: redis::Client,
     channel: String,
+    /// Where the other nodes reply to this node's counted events.
+    replies: String,
+    tallies: Tallies,
     /// The command connection while Redis is up.
     conn: RwLock<Option<MultiplexedConnection>>,
     up: AtomicBool,
@@ -86,10 +103,13 @@ impl RedisBus {
         let client = redis::Client::open(config.redis_url.as_str())
             .map_err(|e| format!("cluster.redis_url {}: {e}", config.redis_url_shown()))?;
         let (queue, rx) = mpsc::channel(config.max_pending_publishes);
-        Ok(Arc::new(RedisBus {
+        let bus = Arc::new(RedisBus {
+            me: Default::default(),
             node: node.into(),
             advertise: Default::default(),
             channel: format!("{}:events", config.namespace),
+            replies: format!("{}:replies:{node}", config.namespace),
+            tallies: Tallies::default(),
             config: config.clone(),
             client,
             conn: RwLock::new(None),
@@ -100,7 +120,9 @@ impl RedisBus {
             peers: RwLock::default(),
             written: Mutex::default(),
             counts: crate::metrics::get().cluster.clone(),
-        }))
+        });
+        let _ = bus.me.set(Arc::downgrade(&bus));
+        Ok(bus)
     }
 
     /// Connects and keeps connecting, delivering the other nodes' events to
@@ -269,6 +291,7 @@ impl RedisBus {
             .await?;
         let mut pubsub = self.client.get_async_pubsub().await?;
         pubsub.subscribe(&self.channel).await?;
+        pubsub.subscribe(&self.replies).await?;
         Ok((conn, pubsub))
     }
 
@@ -310,6 +333,12 @@ impl RedisBus {
             tokio::select! {
                 msg = messages.next() => match msg {
                     None => return "the subscription ended".into(),
+                    Some(msg) if msg.get_channel_name() == self.replies => {
+                        match tally::parse_reply(msg.get_payload_bytes()) {
+                            Some((seq, count)) => self.tallies.reply(seq, count),
+                            None => log::warn!("cluster: a reply that is not ours on {}", self.replies),
+                        }
+                    }
                     Some(msg) => self.receive(msg.get_payload_bytes(), inbox),
                 },
                 _ = tick.tick() => {
@@ -331,13 +360,30 @@ impl RedisBus {
             }
             Ok(got) => {
                 self.counts.publishes_received.inc();
-                inbox.deliver(got.event);
+                let reached = inbox.deliver(got.event);
+                if got.count {
+                    self.reply(&got.node, got.seq, reached);
+                }
             }
             Err(e) => log::warn!(
                 "cluster: an event that is not ours on {}: {e}",
                 self.channel
             ),
         }
+    }
+
+    /// Tells node `node` how many sessions its event `seq` reached here.
+    fn reply(&self, node: &str, seq: u64, reached: usize) {
+        let Some(mut conn) = self.connection() else {
+            return;
+        };
+        let channel = format!("{}:replies:{node}", self.config.namespace);
+        let wait = self.config.request_timeout();
+        actix_web::rt::spawn(async move {
+            let mut cmd = redis::cmd("PUBLISH");
+            cmd.arg(channel).arg(tally::reply_text(seq, reached));
+            let _ = tokio::time::timeout(wait, cmd.query_async::<()>(&mut conn)).await;
+        });
     }
 
     /// Writes this node's presence and what changed in its counts, and
@@ -427,8 +473,7 @@ impl RedisBus {
             let mut waiting = Vec::new();
             for job in jobs.drain(..) {
                 match job {
-                    Job::Event(e) => events.push((e, None)),
-                    Job::Kept(e, kept) => events.push((e, Some(kept))),
+                    Job::Event(e, asked) => events.push((e, asked)),
                     Job::Flushed(tx) => waiting.push(tx),
                 }
             }
@@ -445,10 +490,16 @@ impl RedisBus {
     /// them; delivers them here at once while Redis is unreachable (those
     /// history keeps only with their `fallback`). `seq` is the number of
     /// the last event sent.
-    async fn send(&self, events: Vec<(Event, Option<Kept>)>, seq: &mut u64, inbox: &dyn Inbox) {
+    async fn send(
+        &self,
+        events: Vec<(Event, Option<Box<Asked>>)>,
+        seq: &mut u64,
+        inbox: &dyn Inbox,
+    ) {
         let n = events.len() as u64;
         let mut pipe = redis::pipe();
-        let mut replies = Vec::new();
+        // Those whose answers are read, in the pipeline's order.
+        let mut answered = Vec::new();
         let mut conn = {
             let mut unechoed = self.unechoed();
             let Some(conn) = self.connection() else {
@@ -456,28 +507,51 @@ impl RedisBus {
                 // Not kept for later: a late copy after the outage would
                 // reach the other nodes out of order with newer ones.
                 self.counts.publishes_dropped.inc_by(n);
-                for (e, kept) in events {
-                    match kept {
-                        Some(k) if !k.fallback => {
-                            let _ = k.reply.send(Err("Redis is unreachable".to_owned()));
-                        }
-                        _ => inbox.deliver(e),
+                for (e, asked) in events {
+                    let Some(asked) = asked else {
+                        inbox.deliver(e);
+                        continue;
+                    };
+                    if asked.keep.as_ref().is_some_and(|k| !k.fallback) {
+                        let _ = asked.reply.send(Err("Redis is unreachable".to_owned()));
+                        continue;
                     }
+                    inbox.deliver(e);
+                    let sent = Sent {
+                        position: None,
+                        receivers: 0,
+                        tally: None,
+                    };
+                    let _ = asked.reply.send(Ok(sent));
                 }
                 return;
             };
-            if events.iter().any(|(_, k)| k.is_some()) {
+            if events
+                .iter()
+                .any(|(_, a)| a.as_ref().is_some_and(|a| a.keep.is_some()))
+            {
                 pipe.load_script(&redis_history::APPEND).ignore();
             }
-            for (e, kept) in events {
+            for (e, asked) in events {
                 *seq += 1;
-                let text = event::encode(&self.node, *seq, &e);
-                let is_kept = kept.is_some();
-                match kept {
+                let count = asked.as_ref().is_some_and(|a| a.count);
+                let text = event::encode(&self.node, *seq, count, &e);
+                let kept = asked.as_ref().is_some_and(|a| a.keep.is_some());
+                match asked.map(|a| *a) {
                     None => {
                         pipe.cmd("PUBLISH").arg(&self.channel).arg(text).ignore();
                     }
-                    Some(k) => {
+                    Some(Asked {
+                        keep: None, reply, ..
+                    }) => {
+                        pipe.cmd("PUBLISH").arg(&self.channel).arg(text);
+                        answered.push((reply, false, self.open_tally(count, *seq)));
+                    }
+                    Some(Asked {
+                        keep: Some(k),
+                        reply,
+                        ..
+                    }) => {
                         let Event::Publish { headers, body, .. } = &e else {
                             unreachable!("only publications are kept")
                         };
@@ -492,10 +566,10 @@ impl RedisBus {
                             .arg(&self.channel)
                             .arg(text);
                         pipe.invoke_script(&call);
-                        replies.push((k.reply, k.fallback));
+                        answered.push((reply, true, self.open_tally(count, *seq)));
                     }
                 }
-                unechoed.push_back((*seq, e, is_kept));
+                unechoed.push_back((*seq, e, kept));
             }
             conn
         };
@@ -516,16 +590,40 @@ impl RedisBus {
         count.inc_by(n);
         match answer {
             Ok(values) => {
-                for ((reply, _), v) in replies.into_iter().zip(values.iter()) {
-                    let _ = reply.send(redis_history::position(v));
+                for ((reply, kept, tally), v) in answered.into_iter().zip(values.iter()) {
+                    let sent = if kept {
+                        redis_history::appended(v).map(|(p, receivers)| (Some(p), receivers))
+                    } else {
+                        redis::from_redis_value_ref::<usize>(v)
+                            .map(|receivers| (None, receivers))
+                            .map_err(|e| e.to_string())
+                    };
+                    let _ = reply.send(sent.map(|(position, receivers)| Sent {
+                        position,
+                        receivers,
+                        tally,
+                    }));
                 }
             }
             Err(why) => {
-                for (reply, _) in replies {
+                for (reply, _, tally) in answered {
+                    if let Some((seq, _)) = tally {
+                        self.tallies.close(seq);
+                    }
                     let _ = reply.send(Err(why.clone()));
                 }
             }
         }
+    }
+
+    /// The tally of event `seq`, when it is counted.
+    fn open_tally(&self, count: bool, seq: u64) -> Option<(u64, oneshot::Receiver<()>)> {
+        count.then(|| {
+            (
+                seq,
+                self.tallies.open(seq, self.config.request_timeout() * 4),
+            )
+        })
     }
 
     /// Delivers here this node's unechoed events numbered up to `seq`: the
@@ -558,7 +656,7 @@ impl Bus for RedisBus {
     fn publish(&self, event: Event) -> Delivery {
         // Queued even while Redis is down: the publisher then delivers it
         // here, after what was queued before.
-        if self.queue.try_send(Job::Event(event)).is_ok() {
+        if self.queue.try_send(Job::Event(event, None)).is_ok() {
             Delivery::Bus
         } else {
             self.counts.publishes_dropped.inc();
@@ -566,33 +664,63 @@ impl Bus for RedisBus {
         }
     }
 
-    fn publish_kept(
+    fn publish_asking(
         &self,
         event: Event,
-        stream: String,
-        retention: Retention,
-        fallback: bool,
-    ) -> Result<BoxFuture<'static, Result<Position, String>>, Event> {
+        asks: Asks,
+    ) -> Result<BoxFuture<'static, Answers>, Event> {
         let (reply, rx) = oneshot::channel();
-        let kept = Kept {
-            stream,
-            retention,
-            fallback,
+        let kept = asks.keep.is_some();
+        let asked = Asked {
+            keep: asks.keep,
+            count: asks.count,
             reply,
         };
-        match self.queue.try_send(Job::Kept(event, kept)) {
-            Ok(()) => Ok(Box::pin(async move {
-                rx.await
-                    .unwrap_or_else(|_| Err("the publisher stopped".to_owned()))
-            })),
-            Err(e) => {
-                self.counts.publishes_dropped.inc();
-                match e.into_inner() {
-                    Job::Kept(event, _) | Job::Event(event) => Err(event),
-                    Job::Flushed(_) => unreachable!("a publication was queued"),
-                }
-            }
+        if let Err(e) = self
+            .queue
+            .try_send(Job::Event(event, Some(Box::new(asked))))
+        {
+            self.counts.publishes_dropped.inc();
+            return match e.into_inner() {
+                Job::Event(event, _) => Err(event),
+                Job::Flushed(_) => unreachable!("a publication was queued"),
+            };
         }
+        let bus = self.me.get().and_then(std::sync::Weak::upgrade);
+        let wait = self.config.request_timeout();
+        Ok(Box::pin(async move {
+            let sent = rx
+                .await
+                .unwrap_or_else(|_| Err("the publisher stopped".to_owned()));
+            let position = kept.then(|| match &sent {
+                Ok(s) => s
+                    .position
+                    .clone()
+                    .ok_or_else(|| "Redis is unreachable".to_owned()),
+                Err(why) => Err(why.clone()),
+            });
+            let elsewhere = match (sent, bus) {
+                (
+                    Ok(Sent {
+                        receivers,
+                        tally: Some((seq, done)),
+                        ..
+                    }),
+                    Some(bus),
+                ) => {
+                    // This node is one of the receivers while its link is up.
+                    let mine = usize::from(bus.state() == State::Up);
+                    bus.tallies.expect(seq, receivers.saturating_sub(mine));
+                    let _ = tokio::time::timeout(wait, done).await;
+                    Some(bus.tallies.close(seq))
+                }
+                _ => None,
+            };
+            Answers {
+                position,
+                elsewhere,
+            }
+        }))
     }
 
     fn flushed(&self) -> BoxFuture<'static, ()> {

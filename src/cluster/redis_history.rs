@@ -22,7 +22,7 @@ use std::sync::{Arc, LazyLock};
 
 /// KEYS: stream, meta. ARGV: a new epoch, size, ttl, the entry, the
 /// events channel, the event as JSON (an object, written after the
-/// position). Returns {offset, epoch}.
+/// position). Returns {offset, epoch, nodes that got the event}.
 pub(super) static APPEND: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
@@ -36,9 +36,9 @@ local top = redis.call('HINCRBY', KEYS[2], 't', 1)
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], top .. '-0', 'p', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('PUBLISH', ARGV[5],
+local receivers = redis.call('PUBLISH', ARGV[5],
   '{"offset":' .. top .. ',"epoch":"' .. epoch .. '",' .. string.sub(ARGV[6], 2))
-return {top, epoch}
+return {top, epoch, receivers}
 "#,
     )
 });
@@ -78,8 +78,19 @@ pub(super) fn entry_value(headers: &[(String, String)], body: &str) -> String {
     serde_json::to_string(&(headers, body)).expect("entries serialize")
 }
 
-/// The position [`APPEND`] answered.
-pub(super) fn position(v: &Value) -> Result<Position, String> {
+/// What [`APPEND`] answered: the position, and how many nodes got it.
+pub(super) fn appended(v: &Value) -> Result<(Position, usize), String> {
+    let receivers = match v {
+        Value::Array(items) if items.len() == 3 => {
+            redis::from_redis_value_ref(&items[2]).map_err(|e| e.to_string())?
+        }
+        _ => return Err(format!("an unexpected answer: {v:?}")),
+    };
+    Ok((position(v)?, receivers))
+}
+
+/// The position a script answered first.
+fn position(v: &Value) -> Result<Position, String> {
     match v {
         Value::Array(items) if items.len() >= 2 => Ok(Position {
             offset: redis::from_redis_value_ref(&items[0]).map_err(|e| e.to_string())?,

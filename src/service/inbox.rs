@@ -14,18 +14,27 @@ pub struct Services {
 }
 
 impl Inbox for Services {
-    fn deliver(&self, event: Event) {
+    fn deliver(&self, event: Event) -> usize {
         match &event {
             Event::Broadcast { service, text } => match self.hubs.get(service) {
-                Some(hub) => hub.deliver_broadcast(text.as_str().into()),
-                None => log::debug!("cluster: a broadcast for {service:?}, not mounted here"),
-            },
-            Event::Publish { service, .. } | Event::DisconnectUser { service, .. } => {
-                match self.brokers.get(service) {
-                    Some(broker) => broker.deliver(event),
-                    None => log::debug!("cluster: a STOMP event for {service:?}, not mounted here"),
+                Some(hub) => {
+                    hub.deliver_broadcast(text.as_str().into());
+                    hub.session_count()
                 }
-            }
+                None => {
+                    log::debug!("cluster: a broadcast for {service:?}, not mounted here");
+                    0
+                }
+            },
+            Event::Publish { service, .. }
+            | Event::DisconnectUser { service, .. }
+            | Event::CountUser { service, .. } => match self.brokers.get(service) {
+                Some(broker) => broker.deliver(event),
+                None => {
+                    log::debug!("cluster: a STOMP event for {service:?}, not mounted here");
+                    0
+                }
+            },
         }
     }
 

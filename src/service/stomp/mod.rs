@@ -21,7 +21,7 @@ pub mod webhook;
 
 use crate::cluster::history::{History, Position, Read, Retention};
 use crate::cluster::presence::{self, Counted, Counts};
-use crate::cluster::{Bus, Cluster, Delivery, Event};
+use crate::cluster::{Answers, Asks, Bus, Cluster, Delivery, Event, Keep, State};
 use crate::config::{AuthConfig, ServiceConfig};
 use crate::service::api::{Handler, Service, SessionInfo};
 use futures_util::future::BoxFuture;
@@ -56,17 +56,23 @@ pub(crate) struct Shared {
     pub(crate) max_recovered: usize,
 }
 
-/// A publication on its way: how many subscribe here, and where history
-/// keeps it (when it does), known now or once Redis answers.
-pub enum Publishing {
-    Done {
-        here: usize,
-        position: Option<Position>,
-    },
-    Kept {
-        here: usize,
-        position: BoxFuture<'static, Result<Position, String>>,
-    },
+/// A publication (or a user's disconnection, or count) on its way: what it
+/// reaches here, its position when this process keeps it, and what Redis
+/// and the other nodes answer, when it went through them.
+pub struct Publishing {
+    pub here: usize,
+    pub position: Option<Position>,
+    pub answers: Option<BoxFuture<'static, Answers>>,
+}
+
+impl Publishing {
+    fn here(here: usize, position: Option<Position>) -> Publishing {
+        Publishing {
+            here,
+            position,
+            answers: None,
+        }
+    }
 }
 
 impl StompService {
@@ -165,7 +171,7 @@ impl StompService {
         check_headers(headers)?;
         Ok(self
             .shared
-            .publish(destination, destination, headers, body, false))
+            .publish(destination, destination, headers, body, true))
     }
 
     /// Sends `body` to every session of `user` subscribed to
@@ -191,7 +197,7 @@ impl StompService {
             destination,
             headers,
             body,
-            false,
+            true,
         ))
     }
 
@@ -243,29 +249,37 @@ impl StompService {
         }
     }
 
-    /// Ends every session of `user`, on every node; returns how many here.
-    pub fn disconnect_user(&self, user: &str) -> usize {
+    /// Ends every session of `user`, on every node; counts them.
+    pub fn disconnect_user(&self, user: &str) -> Publishing {
         let message = "Disconnected by the server";
-        let by = self.shared.bus.publish_with(|| Event::DisconnectUser {
-            service: self.shared.service.clone(),
-            user: user.to_owned(),
-            message: message.to_owned(),
-        });
-        match by {
-            Delivery::Here => self.shared.users.disconnect(user, message),
-            Delivery::Bus => self.shared.users.count(user),
-        }
+        self.shared.asking(
+            Event::DisconnectUser {
+                service: self.shared.service.clone(),
+                user: user.to_owned(),
+                message: message.to_owned(),
+            },
+            || self.shared.users.disconnect(user, message),
+            || self.shared.users.count(user),
+        )
+    }
+
+    /// `user`'s signed-in sessions, counted by every node now.
+    pub fn user_sessions(&self, user: &str) -> Publishing {
+        let count = || self.shared.users.count(user);
+        self.shared.asking(
+            Event::CountUser {
+                service: self.shared.service.clone(),
+                user: user.to_owned(),
+            },
+            count,
+            count,
+        )
     }
 
     /// Subscriber counts here by destination, for destinations under
     /// `prefix`.
     pub fn destinations(&self, prefix: &str) -> Vec<(String, usize)> {
         self.shared.topics.destinations(prefix)
-    }
-
-    /// Sessions of `user` here.
-    pub fn user_sessions(&self, user: &str) -> usize {
-        self.shared.users.count(user)
     }
 
     /// What this node holds, for the other nodes' counts: subscribers by
@@ -279,8 +293,9 @@ impl StompService {
         }
     }
 
-    /// A publication from the bus (any node's), to this node's subscribers.
-    pub fn deliver(&self, event: Event) {
+    /// An event from the bus (any node's), for this node's sessions; how
+    /// many it reached (or counted).
+    pub fn deliver(&self, event: Event) -> usize {
         match event {
             Event::Publish {
                 key,
@@ -296,14 +311,17 @@ impl StompService {
                     epoch: epoch.into(),
                 });
                 let out = topics::Outgoing::new(&destination, &headers, &body, position.as_ref());
-                if let (_, Some(gap)) = self.shared.topics.deliver(&key, out) {
+                let (reached, gap) = self.shared.topics.deliver(&key, out);
+                if let Some(gap) = gap {
                     self.shared.fill(key, gap);
                 }
+                reached
             }
             Event::DisconnectUser { user, message, .. } => {
-                self.shared.users.disconnect(&user, &message);
+                self.shared.users.disconnect(&user, &message)
             }
-            Event::Broadcast { .. } => {}
+            Event::CountUser { user, .. } => self.shared.users.count(&user),
+            Event::Broadcast { .. } => 0,
         }
     }
 }
@@ -346,18 +364,27 @@ impl Shared {
     }
 
     /// Sends a MESSAGE to the subscribers of `key` on every node, kept in
-    /// history when its destination keeps one. With `fallback` (a client's
-    /// SEND, whom no error could reach), a publication Redis cannot keep
-    /// now is still delivered here, without a position.
+    /// history when its destination keeps one. From the API, the other
+    /// nodes count their deliveries, and a publication Redis cannot keep
+    /// now is refused (the backend is told, and tries again); from a
+    /// client's SEND, whom no error could reach, it is delivered here,
+    /// without a position.
     pub(crate) fn publish(
         &self,
         key: &str,
         destination: &str,
         headers: &[(String, String)],
         body: &str,
-        fallback: bool,
+        from_api: bool,
     ) -> Publishing {
         let Some(retention) = self.retention(destination) else {
+            if from_api {
+                return self.asking(
+                    self.event(key, destination, headers, body),
+                    || self.topics.publish(key, destination, headers, body),
+                    || self.topics.subscribers(key),
+                );
+            }
             let by = self
                 .bus
                 .publish_with(|| self.event(key, destination, headers, body));
@@ -365,10 +392,7 @@ impl Shared {
                 Delivery::Here => self.topics.publish(key, destination, headers, body),
                 Delivery::Bus => self.topics.subscribers(key),
             };
-            return Publishing::Done {
-                here,
-                position: None,
-            };
+            return Publishing::here(here, None);
         };
         let stream = self.stream(key);
         let appended = self
@@ -377,27 +401,60 @@ impl Shared {
                 self.history.append_here(&stream, retention, headers, body)
             });
         if let Some((here, position)) = appended {
-            return Publishing::Done {
-                here,
-                position: Some(position),
-            };
+            return Publishing::here(here, Some(position));
         }
+        let asks = Asks {
+            keep: Some(Keep {
+                stream,
+                retention,
+                fallback: !from_api,
+            }),
+            count: from_api,
+        };
         let event = self.event(key, destination, headers, body);
-        match self.bus.publish_kept(event, stream, retention, fallback) {
-            Ok(position) => Publishing::Kept {
+        match self.bus.publish_asking(event, asks) {
+            Ok(answers) => Publishing {
                 here: self.topics.subscribers(key),
-                position,
-            },
-            Err(_) if fallback => Publishing::Done {
-                here: self.topics.publish(key, destination, headers, body),
                 position: None,
+                answers: Some(answers),
             },
-            Err(_) => Publishing::Kept {
+            Err(_) if !from_api => {
+                Publishing::here(self.topics.publish(key, destination, headers, body), None)
+            }
+            Err(_) => Publishing {
                 here: 0,
-                position: Box::pin(std::future::ready(Err(
-                    "too many publications are waiting for Redis".to_owned(),
-                ))),
+                position: None,
+                answers: Some(Box::pin(std::future::ready(Answers {
+                    position: Some(Err("too many publications are waiting for Redis".into())),
+                    elsewhere: None,
+                }))),
             },
+        }
+    }
+
+    /// Publishes `event` asking the other nodes to count what it reached:
+    /// done here with `here_now` when there are no other nodes or the bus
+    /// is full, else counted here with `here_later` (the echo delivers it).
+    fn asking(
+        &self,
+        event: Event,
+        here_now: impl FnOnce() -> usize,
+        here_later: impl FnOnce() -> usize,
+    ) -> Publishing {
+        if self.bus.state() == State::Alone {
+            return Publishing::here(here_now(), None);
+        }
+        let asks = Asks {
+            keep: None,
+            count: true,
+        };
+        match self.bus.publish_asking(event, asks) {
+            Ok(answers) => Publishing {
+                here: here_later(),
+                position: None,
+                answers: Some(answers),
+            },
+            Err(_) => Publishing::here(here_now(), None),
         }
     }
 
