@@ -6,13 +6,19 @@
   $('transport').value = params.get('transport') || '';
 
   // One STOMP connection at a time. Every frame received is kept by
-  // destination, and errors and closes are kept in order, for the tests.
+  // destination, and errors, closes and recoveries are kept in order, for
+  // the tests.
   const notify = {
     client: null,
     sock: null,
+    user: null,
     received: {},
     errors: [],
     closes: [],
+    recoveries: [],
+    // Destinations subscribed to: subscribed again, recovering, after each
+    // reconnect.
+    subscriptions: new Set(),
 
     // Signs in as `user` through the demo's token endpoint.
     async token(user) {
@@ -22,11 +28,15 @@
     },
 
     // Connects; resolves with the transport used once CONNECTED arrives,
-    // rejects with the ERROR's message or the close code otherwise.
-    connect({ url = location.origin + '/stomp', transport = '', token = null, headers = {} } = {}) {
+    // rejects with the ERROR's message or the close code otherwise. With
+    // `reconnect`, a lost connection is made again (and its subscriptions,
+    // recovering what was missed) until `disconnect`.
+    connect({ url = location.origin + '/stomp', transport = '', token = null, headers = {}, reconnect = false } = {}) {
       this.disconnect();
+      this.user = token ? JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).sub : null;
       const connectHeaders = { ...headers };
       if (token) connectHeaders.Authorization = 'Bearer ' + token;
+      let connected = false;
       return new Promise((resolve, reject) => {
         const client = new StompJs.Client({
           webSocketFactory: () => {
@@ -34,8 +44,15 @@
             return this.sock;
           },
           connectHeaders,
-          reconnectDelay: 0, // the page reconnects by hand
-          onConnect: () => resolve(this.sock.transport),
+          reconnectDelay: reconnect ? 500 : 0,
+          onConnect: () => {
+            if (connected) {
+              for (const d of this.subscriptions) this.subscribeNow(d);
+              status('connected again over ' + this.sock.transport, true);
+            }
+            connected = true;
+            resolve(this.sock.transport);
+          },
           onStompError: (frame) => {
             this.errors.push({ message: frame.headers.message, body: frame.body });
             reject(new Error(frame.headers.message));
@@ -51,17 +68,71 @@
       });
     },
 
-    // Resolves once the server confirms the subscription (a receipt).
+    // Resolves once the server confirms the subscription (a receipt). Where
+    // the destination keeps history, the last position this page got of it
+    // (localStorage, per user) asks for what was missed since.
     subscribe(destination) {
+      this.subscriptions.add(destination);
+      return this.subscribeNow(destination);
+    },
+
+    subscribeNow(destination) {
       this.received[destination] = this.received[destination] || [];
+      const before = this.received[destination].length;
+      const pos = this.position(destination);
       return new Promise((resolve) => {
         const receipt = 's' + Math.random().toString(36).slice(2);
-        this.client.watchForReceipt(receipt, () => resolve());
+        const headers = { receipt };
+        if (pos) {
+          headers['x-recover-offset'] = String(pos.offset);
+          headers['x-recover-epoch'] = pos.epoch;
+        }
+        this.client.watchForReceipt(receipt, (frame) => {
+          const h = frame.headers;
+          this.keep(destination, h['x-stream-offset'], h['x-stream-epoch']);
+          if (h['x-recovered'] !== undefined) {
+            // Recovered publications come before the receipt.
+            const r = { destination, recovered: h['x-recovered'] === 'true', count: this.received[destination].length - before };
+            this.recoveries.push(r);
+            showRecovery(r);
+          }
+          resolve();
+        });
         this.client.subscribe(destination, (m) => {
           this.received[destination].push({ body: m.body, headers: m.headers });
+          this.keep(destination, m.headers['x-stream-offset'], m.headers['x-stream-epoch']);
           show(destination, m.body);
-        }, { receipt });
+        }, headers);
       });
+    },
+
+    // The last position kept of `destination`, if any.
+    position(destination) {
+      try {
+        return JSON.parse(localStorage.getItem(this.positionKey(destination)));
+      } catch (e) {
+        return null;
+      }
+    },
+
+    // Keeps a position: a later offset, or any of another epoch.
+    keep(destination, offset, epoch) {
+      if (offset === undefined || epoch === undefined) return;
+      const old = this.position(destination);
+      if (!old || old.epoch !== epoch || Number(offset) > old.offset) {
+        localStorage.setItem(this.positionKey(destination), JSON.stringify({ offset: Number(offset), epoch }));
+      }
+    },
+
+    positionKey(destination) {
+      return 'sockjs-gateway:' + (this.user || '') + ':' + destination;
+    },
+
+    // Closes the connection as a lost network would (Chromium's offline
+    // mode leaves an open WebSocket alone); with `reconnect`, it is made
+    // again once the network lets it.
+    drop() {
+      this.sock.close(4000, 'dropped');
     },
 
     // A SEND; with a receipt, resolves once the server confirms it.
@@ -104,6 +175,8 @@
       this.received = {};
       this.errors = [];
       this.closes = [];
+      this.recoveries = [];
+      this.subscriptions = new Set();
     },
   };
   window.notify = notify;
@@ -121,6 +194,17 @@
     const line = document.createElement('div');
     line.textContent = new Date().toLocaleTimeString() + '  ' + destination + '  ' + body;
     target.prepend(line);
+  }
+
+  function showRecovery(r) {
+    let text = null;
+    if (r.recovered && r.count > 0) text = r.count + ' missed notification' + (r.count === 1 ? '' : 's') + ' recovered';
+    if (!r.recovered) text = 'some notifications could not be recovered: reload to see the latest';
+    if (!text) return;
+    const line = document.createElement('div');
+    line.className = 'hint';
+    line.textContent = new Date().toLocaleTimeString() + '  ' + r.destination + ': ' + text;
+    (r.destination.startsWith('/user/') ? $('mine') : $('feed')).prepend(line);
   }
 
   // The API's address and the demo key the gateway made at start (the
@@ -141,7 +225,7 @@
     try {
       status('connecting…', false);
       const token = user ? await notify.token(user) : null;
-      const used = await notify.connect({ transport: $('transport').value, token });
+      const used = await notify.connect({ transport: $('transport').value, token, reconnect: true });
       await notify.subscribe('/topic/feed');
       await notify.subscribe('/topic/news');
       if (user) await notify.subscribe('/user/queue/notifications');

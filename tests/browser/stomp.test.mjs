@@ -5,7 +5,9 @@
 // topic publish from the API; a notification to alice reaches both her
 // tabs and not bob; a SEND to /app through the webhook and its reply; a bad
 // token, an expired token, a forbidden subscription and a malformed frame
-// each get an ERROR, then a close.
+// each get an ERROR, then a close. Recovery: a page offline while 20
+// notifications go to its user gets all 20, in order, once back, and after
+// a reload recovers from what it kept in localStorage.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -48,6 +50,10 @@ kind = "stomp"
 subscribe = ["/topic/**", "/user/queue/**"]
 send = ["/app/**", "/topic/feed"]
 app_webhook = "http://127.0.0.1:${backend.port}/stomp"
+[[services.stomp.history]]
+destinations = ["/user/queue/alerts"]
+size = 100
+ttl = 600
 `);
   browser = await launchBrowser();
 });
@@ -144,6 +150,67 @@ for (const transport of TRANSPORTS) {
       assert.deepEqual(forbidden, { message: 'Forbidden subscription', code: 4400 });
       const malformed = await refusal(context, transport, jwt('alice', 600), () => notify.raw('SEND\nno colon here\n\n\0'));
       assert.deepEqual(malformed, { message: 'Header without a colon: "no colon here"', code: 4400 });
+    } finally {
+      await context.close();
+    }
+  });
+}
+
+// Sends alice-like `user` notifications n..m on /user/queue/alerts.
+async function alerts(user, from, to) {
+  for (let i = from; i <= to; i++) {
+    const r = await api(`/api/users/${user}/send`, { destination: '/user/queue/alerts', body: `alert ${i}` });
+    assert.equal(r.offset, i);
+  }
+}
+
+// The bodies and offsets a page got on /user/queue/alerts, once `n` are in.
+async function gotAlerts(page, n) {
+  const got = await page.evaluate((n) => notify.waitFor('/user/queue/alerts', n, 20000), n);
+  return got.map((m) => [m.body, Number(m.headers['x-stream-offset'])]);
+}
+
+const expected = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => [`alert ${from + i}`, from + i]);
+
+for (const transport of TRANSPORTS) {
+  test(`recovery over ${transport}`, async (t) => {
+    const reason = wontPick(transport, false);
+    const context = await browser.newContext();
+    const user = `carol-${transport}`;
+    const connect = (page) => page.evaluate(([tr, token]) => notify.connect({ transport: tr, token, reconnect: true })
+      .then(async (used) => { await notify.subscribe('/user/queue/alerts'); return used; })
+      .catch((e) => 'failed: ' + e.message),
+    [transport, jwt(user, 600)]);
+    try {
+      const page = await context.newPage();
+      await page.goto(`${gateway.url}/notifications.html`);
+      const used = await connect(page);
+      if (used !== transport) {
+        if (reason) return t.skip(reason);
+        assert.fail(`${transport} was not used: ${used}`);
+      }
+      await alerts(user, 1, 1);
+      assert.deepEqual(await gotAlerts(page, 1), expected(1, 1));
+
+      // Offline, and the connection lost: 20 go out meanwhile.
+      await context.setOffline(true);
+      await page.evaluate(() => notify.drop());
+      await page.evaluate(() => notify.waitForClose());
+      await alerts(user, 2, 21);
+      await context.setOffline(false);
+      assert.deepEqual(await gotAlerts(page, 21), expected(1, 21));
+      const recoveries = await page.evaluate(() => notify.recoveries);
+      assert.deepEqual(recoveries.at(-1), { destination: '/user/queue/alerts', recovered: true, count: 20 });
+      assert.match(await page.textContent('#mine'), /20 missed notifications recovered/);
+
+      // A reload, 5 more sent before the page is back: it recovers them
+      // from the position it kept.
+      await page.reload();
+      await alerts(user, 22, 26);
+      assert.equal(await connect(page), transport);
+      assert.deepEqual(await gotAlerts(page, 5), expected(22, 26));
+      assert.deepEqual(await page.evaluate(() => notify.recoveries),
+        [{ destination: '/user/queue/alerts', recovered: true, count: 5 }]);
     } finally {
       await context.close();
     }
