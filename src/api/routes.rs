@@ -50,9 +50,11 @@ async fn publish(
 ) -> Result<HttpResponse, ApiError> {
     let req = Publication::read(payload, max.0).await?;
     brokers
-        .deliver(&req, |b| {
-            b.publish(&req.destination, &req.headers, &req.body)
-        })
+        .deliver(
+            &req,
+            |b| b.publish(&req.destination, &req.headers, &req.body, req.count),
+            |service| presence::field(service, Counted::Destination, &req.destination),
+        )
         .await
 }
 
@@ -65,10 +67,17 @@ async fn send_to_user(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let req = Publication::read(payload, max.0).await?;
+    // How the other nodes list this user's queue: /user/NAME/queue/...
+    let shown = format!(
+        "/user/{user}{}",
+        req.destination.strip_prefix("/user").unwrap_or("")
+    );
     brokers
-        .deliver(&req, |b| {
-            b.send_to_user(&user, &req.destination, &req.headers, &req.body)
-        })
+        .deliver(
+            &req,
+            |b| b.send_to_user(&user, &req.destination, &req.headers, &req.body, req.count),
+            |service| presence::field(service, Counted::Destination, &shown),
+        )
         .await
 }
 
@@ -250,13 +259,22 @@ impl Brokers {
     /// (`positions` by service when several do). Answers once the
     /// publication is on its way to every node: one published after the
     /// answer, through any node, arrives after it everywhere.
+    /// With `"count": false` the other nodes are not asked: their share is
+    /// their last presence counts of `field`, which may lag.
     async fn deliver(
         &self,
         req: &Publication,
         one: impl Fn(&StompService) -> Result<Publishing, Refused>,
+        field: impl Fn(&str) -> String,
     ) -> Result<HttpResponse, ApiError> {
         let one = |b: &StompService| one(b).map_err(|r| ApiError::bad_field(r.field, r.why));
-        let body = self.reached(req.service.as_deref(), one).await?;
+        let mut body = self.reached(req.service.as_deref(), one).await?;
+        if !req.count {
+            let fields = self.pick(req.service.as_deref())?;
+            let fields = fields.iter().map(|(name, _)| field(name)).collect();
+            let elsewhere = self.bus.counted_elsewhere(fields).await;
+            body["delivered"] = json!(body["delivered"].as_u64().unwrap_or(0) + elsewhere as u64);
+        }
         self.bus.flushed().await;
         Ok(self.answer(body))
     }
@@ -351,6 +369,8 @@ struct Publication {
     body: String,
     headers: Vec<(String, String)>,
     service: Option<String>,
+    /// Whether the other nodes count their deliveries (the default).
+    count: bool,
 }
 
 impl Publication {
@@ -393,10 +413,15 @@ impl Publication {
             Some(Value::String(s)) => Some(s),
             Some(_) => return Err(ApiError::bad_field("service", "must be a string")),
         };
+        let count = match fields.remove("count") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => b,
+            Some(_) => return Err(ApiError::bad_field("count", "must be true or false")),
+        };
         if let Some(other) = fields.keys().next() {
             return Err(ApiError::bad_field(
                 other.clone(),
-                "unknown field (known: destination, body, headers, service)",
+                "unknown field (known: destination, body, headers, service, count)",
             ));
         }
         Ok(Publication {
@@ -404,6 +429,7 @@ impl Publication {
             body,
             headers,
             service,
+            count,
         })
     }
 }

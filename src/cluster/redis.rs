@@ -100,8 +100,18 @@ const SCAN_COUNT: usize = 1000;
 impl RedisBus {
     /// A bus for `node`; nothing runs until [`RedisBus::start`].
     pub fn new(config: &ClusterConfig, node: &str) -> Result<Arc<RedisBus>, String> {
-        let client = redis::Client::open(config.redis_url.as_str())
-            .map_err(|e| format!("cluster.redis_url {}: {e}", config.redis_url_shown()))?;
+        use redis::IntoConnectionInfo;
+        let bad =
+            |e: redis::RedisError| format!("cluster.redis_url {}: {e}", config.redis_url_shown());
+        // Without TCP_NODELAY a small write (a reply, a publication) can wait
+        // for the ACK of the one before: tens of milliseconds.
+        let info = config
+            .redis_url
+            .as_str()
+            .into_connection_info()
+            .map_err(bad)?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(bad)?;
         let (queue, rx) = mpsc::channel(config.max_pending_publishes);
         let bus = Arc::new(RedisBus {
             me: Default::default(),

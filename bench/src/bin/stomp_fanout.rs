@@ -58,6 +58,12 @@ struct Args {
     api: Option<String>,
     #[arg(long, default_value = "")]
     api_key: String,
+    /// With `--api`: have every node count its deliveries before the API
+    /// answers (its default). Off, the API answers once the publication is
+    /// on its way, as a backend that does not read `delivered` asks
+    /// (`"count": false`): what this tool measures is the fan-out.
+    #[arg(long)]
+    count: bool,
     #[arg(long, value_enum, default_value = "plain")]
     framing: Framing,
     #[arg(long, default_value_t = 1000)]
@@ -225,6 +231,7 @@ enum Publisher {
         send: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
         host: String,
         key: String,
+        count: bool,
     },
 }
 
@@ -250,6 +257,7 @@ impl Publisher {
             send,
             host,
             key: args.api_key.clone(),
+            count: args.count,
         })
     }
 
@@ -261,9 +269,15 @@ impl Publisher {
                 ))
                 .await
             }
-            Publisher::Api { send, host, key } => {
+            Publisher::Api {
+                send,
+                host,
+                key,
+                count,
+            } => {
                 use http_body_util::BodyExt;
-                let json = serde_json::json!({ "destination": destination, "body": body });
+                let json =
+                    serde_json::json!({ "destination": destination, "body": body, "count": count });
                 let req = hyper::Request::post("/api/publish")
                     .header("host", host.as_str())
                     .header("authorization", format!("Bearer {key}"))

@@ -160,6 +160,7 @@ impl StompService {
         destination: &str,
         headers: &[(String, String)],
         body: &str,
+        count: bool,
     ) -> Result<Publishing, Refused> {
         self.shared.check_destination(destination)?;
         if destination.starts_with("/user/") {
@@ -171,7 +172,7 @@ impl StompService {
         check_headers(headers)?;
         Ok(self
             .shared
-            .publish(destination, destination, headers, body, true))
+            .publish(destination, destination, headers, body, Via::Api { count }))
     }
 
     /// Sends `body` to every session of `user` subscribed to
@@ -182,6 +183,7 @@ impl StompService {
         destination: &str,
         headers: &[(String, String)],
         body: &str,
+        count: bool,
     ) -> Result<Publishing, Refused> {
         users::check_name(user).map_err(|why| refused("user", why))?;
         self.shared.check_destination(destination)?;
@@ -197,7 +199,7 @@ impl StompService {
             destination,
             headers,
             body,
-            true,
+            Via::Api { count },
         ))
     }
 
@@ -364,9 +366,9 @@ impl Shared {
     }
 
     /// Sends a MESSAGE to the subscribers of `key` on every node, kept in
-    /// history when its destination keeps one. From the API, the other
-    /// nodes count their deliveries, and a publication Redis cannot keep
-    /// now is refused (the backend is told, and tries again); from a
+    /// history when its destination keeps one. From the API, a publication
+    /// Redis cannot keep now is refused (the backend is told, and tries
+    /// again), and the other nodes count their deliveries if asked; from a
     /// client's SEND, whom no error could reach, it is delivered here,
     /// without a position.
     pub(crate) fn publish(
@@ -375,10 +377,12 @@ impl Shared {
         destination: &str,
         headers: &[(String, String)],
         body: &str,
-        from_api: bool,
+        via: Via,
     ) -> Publishing {
+        let from_api = via != Via::Send;
+        let count = via == Via::Api { count: true };
         let Some(retention) = self.retention(destination) else {
-            if from_api {
+            if count {
                 return self.asking(
                     self.event(key, destination, headers, body),
                     || self.topics.publish(key, destination, headers, body),
@@ -409,7 +413,7 @@ impl Shared {
                 retention,
                 fallback: !from_api,
             }),
-            count: from_api,
+            count,
         };
         let event = self.event(key, destination, headers, body);
         match self.bus.publish_asking(event, asks) {
@@ -497,6 +501,15 @@ impl Shared {
             shared.topics.filled(&key, &gap, read);
         });
     }
+}
+
+/// Where a publication comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// A client's SEND.
+    Send,
+    /// The HTTP API; with `count`, the other nodes report what they reached.
+    Api { count: bool },
 }
 
 /// Publications one fill of a gap reads at most.

@@ -19,7 +19,7 @@ use super::frame::{truncate, Decoder, Frame, Item, Version};
 use super::recovery::{self, Asked};
 use super::topics::{message_head, message_tail, user_key};
 use super::webhook::{self, Failure};
-use super::{auth, Shared};
+use super::{auth, Shared, Via};
 use crate::cluster::history::Read;
 use crate::service::api::{CloseReason, Handler, SessionCtx, SessionInfo};
 use futures_util::future::BoxFuture;
@@ -502,7 +502,7 @@ impl StompSession {
             .unwrap_or_default();
         if destination.starts_with("/topic/") {
             self.shared
-                .publish(destination, destination, &headers, &f.body, true);
+                .publish(destination, destination, &headers, &f.body, Via::Send);
             return Ok(Step::Done);
         }
         // `/user/{name}/queue/x` reaches every session of user `name`
@@ -512,8 +512,13 @@ impl StompSession {
             .and_then(|r| r.split_once('/'))
         {
             let shown = format!("/user/{rest}");
-            self.shared
-                .publish(&user_key(user, &shown), &shown, &headers, &f.body, true);
+            self.shared.publish(
+                &user_key(user, &shown),
+                &shown,
+                &headers,
+                &f.body,
+                Via::Send,
+            );
             return Ok(Step::Done);
         }
         Err(refuse(
