@@ -3,6 +3,11 @@
 (function () {
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
+  let tabId = sessionStorage.getItem('sockjs-gateway:tab');
+  if (!tabId) {
+    tabId = Math.random().toString(36).slice(2, 10);
+    sessionStorage.setItem('sockjs-gateway:tab', tabId);
+  }
   $('transport').value = params.get('transport') || '';
 
   // One STOMP connection at a time. Every frame received is kept by
@@ -124,8 +129,11 @@
       }
     },
 
+    // Per user and per tab: each tab shows every notification, so one
+    // tab's position is not another's. The tab's id lives in
+    // sessionStorage, which a reload keeps.
     positionKey(destination) {
-      return 'sockjs-gateway:' + (this.user || '') + ':' + destination;
+      return 'sockjs-gateway:' + (this.user || '') + ':' + tabId + ':' + destination;
     },
 
     // Closes the connection as a lost network would (Chromium's offline

@@ -3,7 +3,8 @@
 // spread over the nodes and subscribed to one topic, each get every
 // publication from the HTTP API exactly once and in order. Then one node is
 // killed mid-stream: clients left open keep receiving, each exactly once,
-// and those that saw a close reconnect through nginx to a live node. Then
+// and those that saw a close reconnect through nginx to a live node and
+// recover from history what was published meanwhile. Then
 // Redis is restarted: the nodes rejoin, and publications cross them again.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -36,6 +37,8 @@ anonymous = true
 prefix = "/stomp"
 kind = "stomp"
 subscribe = ["/topic/**"]
+[[services.stomp.history]]
+destinations = ["${TOPIC}"]
 `);
     g.api = `http://127.0.0.1:${apiPort}`;
     nodes.push(g);
@@ -172,10 +175,14 @@ test('a node killed mid-stream: the others go on, and the cut-off clients reconn
     assert.ok(!next.timeout, `${transport}: neither the message nor a close`);
     if (next.closed !== undefined) {
       cut += 1;
-      // Reconnecting through nginx lands on a live node.
+      // Reconnecting through nginx lands on a live node, which recovers
+      // what the tab missed from the position it kept.
       const used = await page.evaluate((tr) => notify.connect({ transport: tr }), transport);
       assert.equal(used, transport);
       await page.evaluate((d) => notify.subscribe(d), TOPIC);
+      const recovered = await page.evaluate((d) => notify.waitFor(d, 1), TOPIC);
+      assert.deepEqual(recovered.map((m) => m.body), ['after'], transport);
+      assert.deepEqual(await page.evaluate(() => notify.recoveries), [{ destination: TOPIC, recovered: true, count: 1 }], transport);
     } else {
       assert.deepEqual(next.bodies, ['after'], transport);
     }
@@ -185,6 +192,7 @@ test('a node killed mid-stream: the others go on, and the cut-off clients reconn
   await publish(live[1], ['again']);
   await everyTabGetsOnce('again');
   assert.ok(cut < tabs.length, 'every client was cut off');
+  console.log(`${cut} of ${tabs.length} clients were cut off and recovered`);
 });
 
 test('Redis restarted: the nodes rejoin and every client gets what follows once', async () => {
