@@ -16,9 +16,18 @@
 
 use super::history::{Entry, History, Position, Read, Retention};
 use super::redis::RedisBus;
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, Shared};
+use futures_util::FutureExt;
 use redis::Value;
-use std::sync::{Arc, LazyLock};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use tokio::sync::Semaphore;
+
+/// Reads of one node in flight to Redis at most. A reconnect storm asks
+/// for thousands at once; past what Redis answers within
+/// `request_timeout`, they would time out, and delay the node's presence
+/// writes on the same connection until Redis counted as lost.
+const READS_IN_FLIGHT: usize = 32;
 
 /// KEYS: stream, meta. ARGV: a new epoch, size, ttl, the entry, the
 /// events channel, the event as JSON (an object, written after the
@@ -139,14 +148,28 @@ fn read_answer(v: &Value) -> Result<Read, String> {
     Ok(Read { position, entries })
 }
 
-/// Streams in the cluster's Redis, read through the bus's connection.
+type Reading = Shared<BoxFuture<'static, Result<Read, String>>>;
+/// Reads waiting for their turn, by stream, offset and limit.
+type Waiting = Mutex<HashMap<(String, u64, usize), Reading>>;
+
+/// Streams in the cluster's Redis, read through the bus's connection, at
+/// most [`READS_IN_FLIGHT`] at a time. Identical reads waiting their turn
+/// are made once: the clients of a topic that reconnect together recover
+/// it with one read. Only reads not yet sent are joined, so a read's
+/// answer is never older than the moment a joiner asked.
 pub struct RedisHistory {
     bus: Arc<RedisBus>,
+    permits: Arc<Semaphore>,
+    waiting: Arc<Waiting>,
 }
 
 impl RedisHistory {
     pub fn new(bus: Arc<RedisBus>) -> RedisHistory {
-        RedisHistory { bus }
+        RedisHistory {
+            bus,
+            permits: Arc::new(Semaphore::new(READS_IN_FLIGHT)),
+            waiting: Arc::default(),
+        }
     }
 }
 
@@ -158,26 +181,46 @@ impl History for RedisHistory {
         after: u64,
         limit: usize,
     ) -> BoxFuture<'static, Result<Read, String>> {
-        let Some(mut conn) = self.bus.connection() else {
-            return Box::pin(std::future::ready(Err("Redis is unreachable".to_owned())));
-        };
-        let (key, meta) = keys(&self.bus.config().namespace, stream);
-        let mut call = READ.prepare_invoke();
-        call.key(key)
-            .key(meta)
-            .arg(crate::protocol::ids::random_hex::<6>())
-            .arg(retention.ttl.as_secs().max(1))
-            .arg(after)
-            .arg(format!("{}-0", after.saturating_add(1)))
-            .arg(limit);
-        let wait = self.bus.config().request_timeout();
-        Box::pin(async move {
+        let id = (stream.to_owned(), after, limit);
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(reading) = waiting.get(&id) {
+            return reading.clone().boxed();
+        }
+        let bus = self.bus.clone();
+        let permits = self.permits.clone();
+        let joinable = self.waiting.clone();
+        let (key, meta) = keys(&bus.config().namespace, stream);
+        let ttl = retention.ttl.as_secs().max(1);
+        let turn = id.clone();
+        let reading = async move {
+            let _permit = permits.acquire_owned().await;
+            // Sent from now on: later readers make their own read.
+            joinable
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&turn);
+            let Some(mut conn) = bus.connection() else {
+                return Err("Redis is unreachable".to_owned());
+            };
+            let mut call = READ.prepare_invoke();
+            call.key(key)
+                .key(meta)
+                .arg(crate::protocol::ids::random_hex::<6>())
+                .arg(ttl)
+                .arg(after)
+                .arg(format!("{}-0", after.saturating_add(1)))
+                .arg(limit);
+            let wait = bus.config().request_timeout();
             match tokio::time::timeout(wait, call.invoke_async::<Value>(&mut conn)).await {
                 Ok(Ok(v)) => read_answer(&v),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err(format!("Redis did not answer within {wait:?}")),
             }
-        })
+        }
+        .boxed()
+        .shared();
+        waiting.insert(id, reading.clone());
+        reading.boxed()
     }
 
     fn append_here(
