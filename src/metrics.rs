@@ -83,6 +83,23 @@ pub struct ClusterMetrics {
     pub redis_connected: Gauge,
 }
 
+/// History's figures ([`crate::cluster::history`] and the `stomp` kind's
+/// recovery).
+#[derive(Default, Clone)]
+pub struct HistoryMetrics {
+    /// Streams the in-memory store holds.
+    pub streams: Gauge,
+    /// Bytes of the in-memory store's publications (bodies and headers).
+    pub bytes: Gauge,
+    /// Publications sent by recoveries on SUBSCRIBE.
+    pub recovered: Counter,
+    /// SUBSCRIBEs that asked to recover and were told `x-recovered: false`.
+    pub recoveries_failed: Counter,
+    /// Publications a node read back from history to close a gap (a lost
+    /// link, a missed offset).
+    pub gaps_filled: Counter,
+}
+
 pub struct Metrics {
     registry: Registry,
     sessions_open: Family<TransportLabels, Gauge>,
@@ -97,6 +114,7 @@ pub struct Metrics {
     queue_overflow_closes: Family<ServiceLabel, Counter>,
     upstream_connects: Family<ResultLabels, Counter>,
     pub cluster: ClusterMetrics,
+    pub history: HistoryMetrics,
 }
 
 /// A service's handles, taken once.
@@ -152,6 +170,7 @@ impl Metrics {
             queue_overflow_closes: Family::default(),
             upstream_connects: Family::default(),
             cluster: ClusterMetrics::default(),
+            history: HistoryMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -231,6 +250,32 @@ impl Metrics {
             "redis_connected",
             "1 while connected to Redis",
             m.cluster.redis_connected.clone(),
+        );
+        let h = r.sub_registry_with_prefix("history");
+        h.register(
+            "streams",
+            "Streams the in-memory history holds",
+            m.history.streams.clone(),
+        );
+        h.register(
+            "bytes",
+            "Bytes of the in-memory history's publications",
+            m.history.bytes.clone(),
+        );
+        h.register(
+            "recovered",
+            "Publications sent by recoveries on SUBSCRIBE",
+            m.history.recovered.clone(),
+        );
+        h.register(
+            "recoveries_failed",
+            "SUBSCRIBEs that asked to recover and got x-recovered: false",
+            m.history.recoveries_failed.clone(),
+        );
+        h.register(
+            "gaps_filled",
+            "Publications read back from history to close a gap",
+            m.history.gaps_filled.clone(),
         );
         Metrics { registry, ..m }
     }

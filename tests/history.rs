@@ -21,7 +21,18 @@ fn history(size: usize, extra: &str) -> String {
 const API: &str = "[api]\nlisten = \"127.0.0.1:0\"\n";
 
 fn single(size: usize, extra: &str) -> Gateway {
-    Gateway::start(&format!("{API}key = \"{KEY}\"\n{}", history(size, extra)))
+    Gateway::start(&format!(
+        "{API}key = \"{KEY}\"\nmetrics = true\n{}",
+        history(size, extra)
+    ))
+}
+
+/// The value of an unlabelled series in `/metrics`.
+async fn metric(gw: &Gateway, name: &str) -> f64 {
+    let text = get(&gw.api_url("/metrics")).await.body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
 }
 
 fn node(redis: &Redis, id: &str) -> Gateway {
@@ -199,6 +210,16 @@ async fn a_client_recovers_what_it_missed_on_one_node() {
             {"offset": 7, "body": "n7", "headers": {}},
         ]})
     );
+    // What the store holds and what recoveries did, in /metrics: one
+    // stream of nine bodies of two bytes.
+    for (name, value) in [
+        ("sockjs_gateway_history_streams", 1.0),
+        ("sockjs_gateway_history_bytes", 18.0),
+        ("sockjs_gateway_history_recovered_total", 5.0),
+        ("sockjs_gateway_history_recoveries_failed_total", 2.0),
+    ] {
+        assert_eq!(metric(&gw, name).await, value, "{name}");
+    }
     // A destination without history is as before.
     let plain = publish(&gw, "/topic/plain", "p").await;
     assert_eq!(plain, json!({"delivered": 0}));

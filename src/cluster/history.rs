@@ -160,6 +160,8 @@ pub struct MemoryHistory {
 struct Streams {
     by_key: HashMap<String, Stream>,
     swept: Instant,
+    /// The streams' bytes, summed.
+    bytes: usize,
 }
 
 impl Default for MemoryHistory {
@@ -168,6 +170,7 @@ impl Default for MemoryHistory {
             inner: Mutex::new(Streams {
                 by_key: HashMap::new(),
                 swept: Instant::now(),
+                bytes: 0,
             }),
         }
     }
@@ -179,17 +182,35 @@ impl Streams {
     fn stream(&mut self, key: &str, retention: Retention, now: Instant) -> &mut Stream {
         if now.saturating_duration_since(self.swept) >= SWEEP_EVERY {
             self.swept = now;
-            self.by_key.retain(|_, s| !s.expired(now));
+            let mut freed = 0;
+            self.by_key.retain(|_, s| {
+                let keep = !s.expired(now);
+                if !keep {
+                    freed += s.bytes;
+                }
+                keep
+            });
+            self.bytes -= freed;
         }
         let stream = self
             .by_key
             .entry(key.to_owned())
             .or_insert_with(|| Stream::new(now, retention.ttl));
         if stream.expired(now) {
+            self.bytes -= stream.bytes;
             *stream = Stream::new(now, retention.ttl);
         }
         stream.ttl = retention.ttl;
         stream
+    }
+}
+
+impl Streams {
+    /// Shows what the store holds in `/metrics`.
+    fn report(&self) {
+        let m = &crate::metrics::get().history;
+        m.streams.set(self.by_key.len() as i64);
+        m.bytes.set(self.bytes as i64);
     }
 }
 
@@ -212,6 +233,7 @@ impl MemoryHistory {
             headers: headers.to_vec(),
             body: body.to_owned(),
         };
+        let before = stream.bytes;
         stream.bytes += entry_bytes(&entry);
         stream.entries.push_back(entry);
         while stream.entries.len() > retention.size {
@@ -219,7 +241,10 @@ impl MemoryHistory {
                 stream.bytes -= entry_bytes(&old);
             }
         }
-        stream.position()
+        let (after, position) = (stream.bytes, stream.position());
+        inner.bytes = inner.bytes + after - before;
+        inner.report();
+        position
     }
 
     /// [`History::read`] at `now`.
@@ -253,10 +278,7 @@ impl MemoryHistory {
     /// Streams held, and bytes of their publications' headers and bodies.
     pub fn usage(&self) -> (usize, usize) {
         let inner = self.lock();
-        (
-            inner.by_key.len(),
-            inner.by_key.values().map(|s| s.bytes).sum(),
-        )
+        (inner.by_key.len(), inner.bytes)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Streams> {

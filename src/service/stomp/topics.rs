@@ -380,6 +380,11 @@ impl Topics {
         let destination = subscribed_destination(key).to_owned();
         match read {
             Ok(read) if read.position.epoch == gap.epoch => {
+                let filled = read.entries.iter().filter(|e| e.offset > gap.after).count();
+                crate::metrics::get()
+                    .history
+                    .gaps_filled
+                    .inc_by(filled as u64);
                 for e in &read.entries {
                     let out = Outgoing::from_entry(&destination, e, &read.position.epoch);
                     self.send(k, &out);
@@ -465,6 +470,16 @@ impl Topics {
                     s.last = out.at.clone();
                 }
             }
+        }
+        let m = &crate::metrics::get().history;
+        match recovery.recovered {
+            Some(true) => {
+                m.recovered.inc_by(recovery.messages.len() as u64);
+            }
+            Some(false) => {
+                m.recoveries_failed.inc();
+            }
+            None => {}
         }
         for out in s.held.take().unwrap_or_default() {
             let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
