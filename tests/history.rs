@@ -61,14 +61,14 @@ async fn until_joined(nodes: &[&Gateway]) {
     }
 }
 
+/// `POST /api/publish`: its status and answer.
+async fn try_publish(gw: &Gateway, destination: &str, body: &str) -> (u16, Value) {
+    let publication = json!({ "destination": destination, "body": body });
+    api(gw, "POST", "/api/publish", &publication.to_string()).await
+}
+
 async fn publish(gw: &Gateway, destination: &str, body: &str) -> Value {
-    let (status, answer) = api(
-        gw,
-        "POST",
-        "/api/publish",
-        &json!({ "destination": destination, "body": body }).to_string(),
-    )
-    .await;
+    let (status, answer) = try_publish(gw, destination, body).await;
     assert_eq!(status, 200, "{answer}");
     answer
 }
@@ -443,13 +443,7 @@ async fn redis_restarted_empty_starts_a_new_epoch_and_recovery_says_so() {
 async fn publish_kept(gw: &Gateway, destination: &str, body: &str) -> u64 {
     let until = Instant::now() + Duration::from_secs(20);
     loop {
-        let (status, answer) = api(
-            gw,
-            "POST",
-            "/api/publish",
-            &json!({ "destination": destination, "body": body }).to_string(),
-        )
-        .await;
+        let (status, answer) = try_publish(gw, destination, body).await;
         match status {
             200 => return answer["offset"].as_u64().expect("an offset"),
             503 => {

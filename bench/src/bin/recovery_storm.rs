@@ -14,11 +14,16 @@
 //!     --api http://127.0.0.1:8096,http://127.0.0.1:8097 --api-key K \
 //!     --secret S --server-pids P2,P3 --redis-pid R
 
+#[path = "../api_client.rs"]
+mod api_client;
+#[path = "../stomp_conn.rs"]
+mod stomp_conn;
+
+use api_client::Api;
 use clap::Parser;
-use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Message;
+use std::time::Instant;
+use stomp_conn::Conn;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -59,13 +64,9 @@ struct Args {
     topic_only: bool,
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 /// A STOMP client over a SockJS WebSocket.
 struct Client {
-    ws: Ws,
-    frames: std::collections::VecDeque<String>,
+    conn: Conn,
 }
 
 const QUEUE: &str = "/user/queue/storm";
@@ -73,67 +74,11 @@ const QUEUE: &str = "/user/queue/storm";
 impl Client {
     async fn open(base: &str, n: usize, token: &str) -> Result<Client, String> {
         let url = format!("{base}/000/r{}x{n}/websocket", std::process::id());
-        let (ws, _) = tokio_tungstenite::connect_async(&url)
-            .await
-            .map_err(|e| format!("connect {url}: {e}"))?;
-        let mut c = Client {
-            ws,
-            frames: Default::default(),
-        };
-        c.send(&format!(
-            "CONNECT\naccept-version:1.2\nhost:/\nAuthorization:Bearer {token}\n\n\0"
-        ))
-        .await?;
-        c.expect("CONNECTED").await?;
-        Ok(c)
-    }
-
-    async fn send(&mut self, frame: &str) -> Result<(), String> {
-        let text = serde_json::to_string(&[frame]).expect("a string");
-        self.ws
-            .send(Message::text(text))
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn next(&mut self) -> Result<String, String> {
-        loop {
-            if let Some(f) = self.frames.pop_front() {
-                return Ok(f);
-            }
-            let text = match tokio::time::timeout(Duration::from_secs(60), self.ws.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) => t,
-                Ok(Some(Ok(_))) => continue,
-                other => return Err(format!("connection ended: {other:?}")),
-            };
-            match text.as_bytes().first() {
-                Some(b'o' | b'h') => {}
-                Some(b'a') => {
-                    let msgs: Vec<String> = serde_json::from_str(&text[1..])
-                        .map_err(|e| format!("bad SockJS frame: {e}"))?;
-                    for m in msgs {
-                        for f in m.split('\0') {
-                            let f = f.trim_start_matches(['\n', '\r']);
-                            if !f.is_empty() {
-                                self.frames.push_back(f.to_owned());
-                            }
-                        }
-                    }
-                }
-                _ => return Err(format!("unexpected SockJS frame {text:?}")),
-            }
-        }
-    }
-
-    async fn expect(&mut self, command: &str) -> Result<String, String> {
-        let f = self.next().await?;
-        if f.split('\n').next() != Some(command) {
-            return Err(format!(
-                "expected {command}, got {:?}",
-                &f[..f.len().min(200)]
-            ));
-        }
-        Ok(f)
+        let connect =
+            format!("CONNECT\naccept-version:1.2\nhost:/\nAuthorization:Bearer {token}\n\n\0");
+        Ok(Client {
+            conn: Conn::open(&url, true, &connect).await?,
+        })
     }
 
     /// Subscribes (recovering from `from` if given); returns the offsets of
@@ -151,10 +96,10 @@ impl Client {
             ));
         }
         frame.push_str("\n\0");
-        self.send(&frame).await?;
+        self.conn.send(&frame).await?;
         let mut offsets = Vec::new();
         loop {
-            let f = self.next().await?;
+            let f = self.conn.next().await?;
             let h = headers(&f);
             match f.split('\n').next() {
                 Some("RECEIPT") => return Ok((offsets, h)),
@@ -217,40 +162,11 @@ async fn publish_all(args: &Args, requests: Vec<(String, String)>) -> Result<(),
         let key = args.api_key.clone();
         let queue = queue.clone();
         tasks.push(tokio::spawn(async move {
-            let host = api
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .to_owned();
-            let tcp = tokio::net::TcpStream::connect(&host)
-                .await
-                .map_err(|e| format!("connect {host}: {e}"))?;
-            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-            let (mut send, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            tokio::spawn(conn);
+            let mut api = Api::connect(&api, &key).await?;
             loop {
                 let next = queue.lock().unwrap().next();
                 let Some((path, json)) = next else { break };
-                use http_body_util::BodyExt;
-                let req = hyper::Request::post(path)
-                    .header("host", host.as_str())
-                    .header("authorization", format!("Bearer {key}"))
-                    .header("content-type", "application/json")
-                    .body(http_body_util::Full::new(bytes::Bytes::from(json)))
-                    .map_err(|e| e.to_string())?;
-                send.ready().await.map_err(|e| e.to_string())?;
-                let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-                let status = resp.status();
-                let body = resp
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if status != 200 {
-                    return Err(format!("publish: {status} {:?}", body.to_bytes()));
-                }
+                api.post(&path, json).await?;
             }
             Ok::<(), String>(())
         }));
@@ -320,7 +236,7 @@ async fn main() {
         None => {
             eprintln!("the clients drop their connections");
             for (mut c, _, _) in opened {
-                let _ = c.ws.close(None).await;
+                let _ = c.conn.ws.close(None).await;
             }
         }
     }

@@ -18,18 +18,21 @@
 //! sum, and a `CPU {json}` line gives each one's seconds.
 
 // Shared with sockjs-bench; this tool uses part of it.
+#[path = "../api_client.rs"]
+mod api_client;
 #[allow(dead_code)]
 #[path = "../stats.rs"]
 mod stats;
+#[path = "../stomp_conn.rs"]
+mod stomp_conn;
 
+use api_client::Api;
 use clap::{Parser, ValueEnum};
-use futures_util::{SinkExt, StreamExt};
 use stats::{Report, Tally};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
+use stomp_conn::Conn;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 enum Mode {
@@ -87,106 +90,21 @@ struct Args {
     label: String,
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// One connection's STOMP over its WebSocket.
-struct Conn {
-    ws: Ws,
-    framing: Framing,
-    /// STOMP frames received and not read yet.
-    frames: std::collections::VecDeque<String>,
+/// Connection `n`, to URL `n mod` the number of URLs.
+async fn open(args: &Args, n: usize) -> Result<Conn, String> {
+    open_at(args, n, &args.url[n % args.url.len()]).await
 }
 
-impl Conn {
-    /// Connection `n`, to URL `n mod` the number of URLs.
-    async fn open(args: &Args, n: usize) -> Result<Conn, String> {
-        Conn::open_at(args, n, &args.url[n % args.url.len()]).await
-    }
-
-    async fn open_at(args: &Args, n: usize, base: &str) -> Result<Conn, String> {
-        let url = match args.framing {
-            Framing::Plain => base.to_owned(),
-            Framing::Sockjs => format!("{base}/000/s{}x{n}/websocket", std::process::id()),
-        };
-        let config = WebSocketConfig::default().write_buffer_size(0);
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(&url, Some(config), true)
-            .await
-            .map_err(|e| format!("connect {url}: {e}"))?;
-        let mut c = Conn {
-            ws,
-            framing: args.framing,
-            frames: Default::default(),
-        };
-        let login = args.login.as_deref().unwrap_or("");
-        c.send(&format!(
-            "CONNECT\naccept-version:1.2\nhost:/\nlogin:{login}\npasscode:{login}\nheart-beat:0,0\n\n\0"
-        ))
-        .await?;
-        c.expect("CONNECTED").await?;
-        Ok(c)
-    }
-
-    async fn send(&mut self, frame: &str) -> Result<(), String> {
-        let text = match self.framing {
-            Framing::Plain => frame.to_owned(),
-            Framing::Sockjs => serde_json::to_string(&[frame]).expect("a string"),
-        };
-        self.ws
-            .send(Message::text(text))
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    /// The next STOMP frame.
-    async fn next(&mut self) -> Result<String, String> {
-        loop {
-            if let Some(f) = self.frames.pop_front() {
-                return Ok(f);
-            }
-            let text = match tokio::time::timeout(Duration::from_secs(60), self.ws.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) => t,
-                Ok(Some(Ok(_))) => continue,
-                other => return Err(format!("connection ended: {other:?}")),
-            };
-            let text = text.as_str();
-            match self.framing {
-                Framing::Plain => split_frames(text, &mut self.frames),
-                Framing::Sockjs => match text.as_bytes().first() {
-                    Some(b'o' | b'h') => {}
-                    Some(b'a') => {
-                        let msgs: Vec<String> = serde_json::from_str(&text[1..])
-                            .map_err(|e| format!("bad SockJS frame: {e}"))?;
-                        for m in msgs {
-                            split_frames(&m, &mut self.frames);
-                        }
-                    }
-                    _ => return Err(format!("unexpected SockJS frame {text:?}")),
-                },
-            }
-        }
-    }
-
-    async fn expect(&mut self, command: &str) -> Result<String, String> {
-        let f = self.next().await?;
-        if f.split('\n').next() != Some(command) {
-            return Err(format!(
-                "expected {command}, got {:?}",
-                &f[..f.len().min(200)]
-            ));
-        }
-        Ok(f)
-    }
-}
-
-/// Splits NUL-ended frames (and bare-LF heart-beats) out of one message.
-fn split_frames(text: &str, out: &mut std::collections::VecDeque<String>) {
-    for f in text.split('\0') {
-        let f = f.trim_start_matches(['\n', '\r']);
-        if !f.is_empty() {
-            out.push_back(f.to_owned());
-        }
-    }
+async fn open_at(args: &Args, n: usize, base: &str) -> Result<Conn, String> {
+    let url = match args.framing {
+        Framing::Plain => base.to_owned(),
+        Framing::Sockjs => format!("{base}/000/s{}x{n}/websocket", std::process::id()),
+    };
+    let login = args.login.as_deref().unwrap_or("");
+    let connect = format!(
+        "CONNECT\naccept-version:1.2\nhost:/\nlogin:{login}\npasscode:{login}\nheart-beat:0,0\n\n\0"
+    );
+    Conn::open(&url, args.framing == Framing::Sockjs, &connect).await
 }
 
 /// The body of a MESSAGE: `seq:sent_us:` padding.
@@ -227,36 +145,17 @@ fn main() {
 /// Who publishes: a STOMP client on the first URL, or the HTTP API.
 enum Publisher {
     Stomp(Box<Conn>),
-    Api {
-        send: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
-        host: String,
-        key: String,
-        count: bool,
-    },
+    Api { api: Api, count: bool },
 }
 
 impl Publisher {
     async fn open(args: &Args, n: usize) -> Result<Publisher, String> {
         let Some(api) = &args.api else {
-            let conn = Conn::open_at(args, n, &args.url[0]).await?;
+            let conn = open_at(args, n, &args.url[0]).await?;
             return Ok(Publisher::Stomp(Box::new(conn)));
         };
-        let host = api
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
-        let tcp = tokio::net::TcpStream::connect(&host)
-            .await
-            .map_err(|e| format!("connect {host}: {e}"))?;
-        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-        let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
         Ok(Publisher::Api {
-            send,
-            host,
-            key: args.api_key.clone(),
+            api: Api::connect(api, &args.api_key).await?,
             count: args.count,
         })
     }
@@ -269,35 +168,10 @@ impl Publisher {
                 ))
                 .await
             }
-            Publisher::Api {
-                send,
-                host,
-                key,
-                count,
-            } => {
-                use http_body_util::BodyExt;
+            Publisher::Api { api, count } => {
                 let json =
                     serde_json::json!({ "destination": destination, "body": body, "count": count });
-                let req = hyper::Request::post("/api/publish")
-                    .header("host", host.as_str())
-                    .header("authorization", format!("Bearer {key}"))
-                    .header("content-type", "application/json")
-                    .body(http_body_util::Full::new(bytes::Bytes::from(
-                        json.to_string(),
-                    )))
-                    .map_err(|e| e.to_string())?;
-                send.ready().await.map_err(|e| e.to_string())?;
-                let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-                let status = resp.status();
-                let text = resp
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if status != 200 {
-                    return Err(format!("publish: {status} {:?}", text.to_bytes()));
-                }
-                Ok(())
+                api.post("/api/publish", json.to_string()).await
             }
         }
     }
@@ -327,7 +201,7 @@ async fn run(args: Arc<Args>) -> (Tally, f64, f64, Option<f64>) {
             let mut tally = Tally::new();
             let permit = sem.acquire_owned().await.expect("semaphore");
             let subscribed = async {
-                let mut c = Conn::open(&args, s).await?;
+                let mut c = open(&args, s).await?;
                 c.send(&format!(
                     "SUBSCRIBE\nid:0\ndestination:{}\nack:auto\nreceipt:s\n\n\0",
                     args.destination
