@@ -27,20 +27,11 @@ out=${OUT:-target/cluster-fanout-$(date +%Y%m%d-%H%M%S).jsonl}
 cargo build --release >&2
 cargo build --release -p sockjs-bench >&2
 : > "$out"
-dir=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
+scratch
 
 node_config() { # index, cluster?
+  gateway_head $((BASE + $1)) $((BASE + 4 + $1)) "$KEY"
   cat <<TOML
-listen = "127.0.0.1:$((BASE + $1))"
-access_log = false
-static_dir = ""
-sockjs_client_path = ""
-[api]
-listen = "127.0.0.1:$((BASE + 4 + $1))"
-key = "$KEY"
 [auth]
 anonymous = true
 [services.stomp]
@@ -66,20 +57,14 @@ run() { # setup, mode, nodes
   node_pids=()
   local redis_pid=""
   if [ "$nodes" -gt 1 ]; then
-    taskset -c 0 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >/dev/null &
-    redis_pid=$!
-    pids+=("$redis_pid")
-    wait_port "$REDIS_PORT" redis-server
+    start_redis "$REDIS_PORT"
   fi
   for i in $(seq 1 "$nodes"); do
     start_node "$i" "$([ "$nodes" -gt 1 ] && echo yes || echo no)"
     urls="$urls${urls:+,}ws://127.0.0.1:$((BASE + i))/stomp/websocket"
   done
   if [ "$nodes" -gt 1 ]; then
-    for _ in $(seq 100); do
-      [ "$(redis-cli -p "$REDIS_PORT" SCARD sockjs-gateway:nodes)" = "$nodes" ] && break
-      sleep 0.1
-    done
+    until_joined "$REDIS_PORT" "$nodes"
   fi
   server=$(IFS=,; echo "${node_pids[*]}${redis_pid:+,$redis_pid}")
   local busy

@@ -15,10 +15,7 @@ SESSIONS=${SESSIONS:-50}
 REDIS_PORT=${REDIS_PORT:-16390}
 cargo build --release >&2
 cargo build --release -p sockjs-bench --bin sockjs-bench >&2
-dir=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
+scratch
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >/dev/null & pids+=($!)
 wait_port "$REDIS_PORT" redis-server
 for n in 1 2; do

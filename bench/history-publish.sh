@@ -21,10 +21,7 @@ KEY=bench-api-key-0123456789
 out=${OUT:-target/history-publish-$(date +%Y%m%d-%H%M%S).jsonl}
 cargo build --release >&2
 : > "$out"
-dir=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
+scratch
 
 cat > "$dir/publish.lua" <<LUA
 local i = 0
@@ -37,14 +34,8 @@ end
 LUA
 
 node_config() { # index, cluster?, history?
+  gateway_head $((BASE + $1)) $((BASE + 4 + $1)) "$KEY"
   cat <<TOML
-listen = "127.0.0.1:$((BASE + $1))"
-access_log = false
-static_dir = ""
-sockjs_client_path = ""
-[api]
-listen = "127.0.0.1:$((BASE + 4 + $1))"
-key = "$KEY"
 [auth]
 anonymous = true
 [services.stomp]
@@ -77,10 +68,7 @@ run() { # setup, nodes, history
   local node_pids=() redis_pid="" cluster=no
   if [ "$nodes" -gt 1 ]; then
     cluster=yes
-    taskset -c 0 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >/dev/null &
-    redis_pid=$!
-    pids+=("$redis_pid")
-    wait_port "$REDIS_PORT" redis-server
+    start_redis "$REDIS_PORT"
   fi
   for i in $(seq 1 "$nodes"); do
     node_config "$i" "$cluster" "$history" > "$dir/n$i.toml"
@@ -90,10 +78,7 @@ run() { # setup, nodes, history
     wait_port $((BASE + 4 + i)) "gateway $i API"
   done
   if [ "$nodes" -gt 1 ]; then
-    for _ in $(seq 100); do
-      [ "$(redis-cli -p "$REDIS_PORT" SCARD sockjs-gateway:nodes)" = "$nodes" ] && break
-      sleep 0.1
-    done
+    until_joined "$REDIS_PORT" "$nodes"
   fi
   local busy before_all before_redis=0
   busy=$(machine_busy)

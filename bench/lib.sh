@@ -24,3 +24,42 @@ total = sum(b) - sum(a)
 idle = (b[3] + b[4]) - (a[3] + a[4])
 print(round(100 * (total - idle) / total, 1) if total else 0)' "${a[*]:1}" "${b[*]:1}"
 }
+
+# A scratch directory ($dir) and the processes started ($pids: append to
+# it), both gone when the script exits.
+scratch() {
+  dir=$(mktemp -d)
+  pids=()
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
+}
+
+# Starts a redis-server of the bench's own on PORT, on core 0, saving
+# nothing; its PID in $redis_pid.
+start_redis() { # port
+  taskset -c 0 redis-server --port "$1" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >/dev/null &
+  redis_pid=$!
+  pids+=("$redis_pid")
+  wait_port "$1" redis-server
+}
+
+# Waits (10 s at most) until N gateway nodes have joined on Redis at PORT.
+until_joined() { # port, n
+  for _ in $(seq 100); do
+    [ "$(redis-cli -p "$1" SCARD sockjs-gateway:nodes)" = "$2" ] && return 0
+    sleep 0.1
+  done
+}
+
+# What every bench gateway's TOML starts with: its port, its API's port
+# and key, no access log, no static files.
+gateway_head() { # port, api port, key
+  cat <<TOML
+listen = "127.0.0.1:$1"
+access_log = false
+static_dir = ""
+sockjs_client_path = ""
+[api]
+listen = "127.0.0.1:$2"
+key = "$3"
+TOML
+}

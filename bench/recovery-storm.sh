@@ -24,20 +24,11 @@ out=${OUT:-target/recovery-storm-$(date +%Y%m%d-%H%M%S).jsonl}
 cargo build --release >&2
 cargo build --release -p sockjs-bench >&2
 : > "$out"
-dir=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
+scratch
 
 node_config() { # index
+  gateway_head $((BASE + $1)) $((BASE + 4 + $1)) "$KEY"
   cat <<TOML
-listen = "127.0.0.1:$((BASE + $1))"
-access_log = false
-static_dir = ""
-sockjs_client_path = ""
-[api]
-listen = "127.0.0.1:$((BASE + 4 + $1))"
-key = "$KEY"
 [auth]
 jwt_secret = "$SECRET"
 [services.stomp]
@@ -57,10 +48,7 @@ TOML
 }
 
 run() {
-  taskset -c 0 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >/dev/null &
-  local redis_pid=$!
-  pids+=("$redis_pid")
-  wait_port "$REDIS_PORT" redis-server
+  start_redis "$REDIS_PORT"
   local node_pids=()
   for i in 1 2 3; do
     node_config "$i" > "$dir/n$i.toml"
@@ -70,10 +58,7 @@ run() {
     node_pids+=($!)
     wait_port $((BASE + i)) "gateway $i"
   done
-  for _ in $(seq 100); do
-    [ "$(redis-cli -p "$REDIS_PORT" SCARD sockjs-gateway:nodes)" = 3 ] && break
-    sleep 0.1
-  done
+  until_joined "$REDIS_PORT" 3
   local busy result
   busy=$(machine_busy)
   result=$(taskset -c 1 target/release/recovery-storm \

@@ -24,19 +24,9 @@ if [ ! bench/socketio/node_modules/.package-lock.json -nt bench/socketio/package
   (cd bench/socketio && npm ci --no-audit --no-fund >&2)
 fi
 : > "$out"
-dir=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
+scratch
 
-cat > "$dir/gateway.toml" <<TOML
-listen = "127.0.0.1:$BASE"
-access_log = false
-static_dir = ""
-sockjs_client_path = ""
-[api]
-listen = "127.0.0.1:$((BASE + 1))"
-key = "$KEY"
+{ gateway_head "$BASE" $((BASE + 1)) "$KEY"; cat <<TOML
 [auth]
 jwt_secret = "$SECRET"
 [services.stomp]
@@ -47,6 +37,7 @@ destinations = ["/topic/**"]
 size = $((MESSAGES * 2))
 ttl = 600
 TOML
+} > "$dir/gateway.toml"
 
 record() { # server, result
   python3 - "$1" <<PY >> "$out"
