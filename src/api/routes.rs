@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use crate::cluster::presence::{self, Counted};
 use crate::cluster::{Bus, State};
-use crate::service::stomp::{Publishing, Refused, StompService};
+use crate::service::stomp::{Reach, Refused, StompService};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use futures_util::StreamExt;
@@ -264,7 +264,7 @@ impl Brokers {
     async fn deliver(
         &self,
         req: &Publication,
-        one: impl Fn(&StompService) -> Result<Publishing, Refused>,
+        one: impl Fn(&StompService) -> Result<Reach, Refused>,
         field: impl Fn(&str) -> String,
     ) -> Result<HttpResponse, ApiError> {
         let one = |b: &StompService| one(b).map_err(|r| ApiError::bad_field(r.field, r.why));
@@ -287,7 +287,7 @@ impl Brokers {
     async fn reached(
         &self,
         service: Option<&str>,
-        one: impl Fn(&StompService) -> Result<Publishing, ApiError>,
+        one: impl Fn(&StompService) -> Result<Reach, ApiError>,
     ) -> Result<Value, ApiError> {
         let mut reached = 0;
         let mut partial = false;

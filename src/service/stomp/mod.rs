@@ -56,18 +56,18 @@ pub(crate) struct Shared {
     pub(crate) max_recovered: usize,
 }
 
-/// A publication (or a user's disconnection, or count) on its way: what it
-/// reaches here, its position when this process keeps it, and what Redis
+/// What an event (a publication, a user's disconnection or count) reaches:
+/// here, at once; its position when this process keeps it; and what Redis
 /// and the other nodes answer, when it went through them.
-pub struct Publishing {
+pub struct Reach {
     pub here: usize,
     pub position: Option<Position>,
     pub answers: Option<BoxFuture<'static, Answers>>,
 }
 
-impl Publishing {
-    fn here(here: usize, position: Option<Position>) -> Publishing {
-        Publishing {
+impl Reach {
+    fn here(here: usize, position: Option<Position>) -> Reach {
+        Reach {
             here,
             position,
             answers: None,
@@ -161,7 +161,7 @@ impl StompService {
         headers: &[(String, String)],
         body: &str,
         count: bool,
-    ) -> Result<Publishing, Refused> {
+    ) -> Result<Reach, Refused> {
         self.shared.check_destination(destination)?;
         if destination.starts_with("/user/") {
             return Err(refused(
@@ -184,7 +184,7 @@ impl StompService {
         headers: &[(String, String)],
         body: &str,
         count: bool,
-    ) -> Result<Publishing, Refused> {
+    ) -> Result<Reach, Refused> {
         users::check_name(user).map_err(|why| refused("user", why))?;
         self.shared.check_destination(destination)?;
         if !destination.starts_with("/user/") {
@@ -252,7 +252,7 @@ impl StompService {
     }
 
     /// Ends every session of `user`, on every node; counts them.
-    pub fn disconnect_user(&self, user: &str) -> Publishing {
+    pub fn disconnect_user(&self, user: &str) -> Reach {
         let message = "Disconnected by the server";
         self.shared.asking(
             Event::DisconnectUser {
@@ -266,7 +266,7 @@ impl StompService {
     }
 
     /// `user`'s signed-in sessions, counted by every node now.
-    pub fn user_sessions(&self, user: &str) -> Publishing {
+    pub fn user_sessions(&self, user: &str) -> Reach {
         let count = || self.shared.users.count(user);
         self.shared.asking(
             Event::CountUser {
@@ -378,7 +378,7 @@ impl Shared {
         headers: &[(String, String)],
         body: &str,
         via: Via,
-    ) -> Publishing {
+    ) -> Reach {
         let from_api = via != Via::Send;
         let count = via == Via::Api { count: true };
         let Some(retention) = self.retention(destination) else {
@@ -396,7 +396,7 @@ impl Shared {
                 Delivery::Here => self.topics.publish(key, destination, headers, body),
                 Delivery::Bus => self.topics.subscribers(key),
             };
-            return Publishing::here(here, None);
+            return Reach::here(here, None);
         };
         let stream = self.stream(key);
         let appended = self
@@ -405,7 +405,7 @@ impl Shared {
                 self.history.append_here(&stream, retention, headers, body)
             });
         if let Some((here, position)) = appended {
-            return Publishing::here(here, Some(position));
+            return Reach::here(here, Some(position));
         }
         let asks = Asks {
             keep: Some(Keep {
@@ -417,15 +417,15 @@ impl Shared {
         };
         let event = self.event(key, destination, headers, body);
         match self.bus.publish_asking(event, asks) {
-            Ok(answers) => Publishing {
+            Ok(answers) => Reach {
                 here: self.topics.subscribers(key),
                 position: None,
                 answers: Some(answers),
             },
             Err(_) if !from_api => {
-                Publishing::here(self.topics.publish(key, destination, headers, body), None)
+                Reach::here(self.topics.publish(key, destination, headers, body), None)
             }
-            Err(_) => Publishing {
+            Err(_) => Reach {
                 here: 0,
                 position: None,
                 answers: Some(Box::pin(std::future::ready(Answers {
@@ -444,21 +444,21 @@ impl Shared {
         event: Event,
         here_now: impl FnOnce() -> usize,
         here_later: impl FnOnce() -> usize,
-    ) -> Publishing {
+    ) -> Reach {
         if self.bus.state() == State::Alone {
-            return Publishing::here(here_now(), None);
+            return Reach::here(here_now(), None);
         }
         let asks = Asks {
             keep: None,
             count: true,
         };
         match self.bus.publish_asking(event, asks) {
-            Ok(answers) => Publishing {
+            Ok(answers) => Reach {
                 here: here_later(),
                 position: None,
                 answers: Some(answers),
             },
-            Err(_) => Publishing::here(here_now(), None),
+            Err(_) => Reach::here(here_now(), None),
         }
     }
 
