@@ -47,10 +47,8 @@ struct Asked {
 /// What Redis answered for an event that asked something.
 struct Sent {
     position: Option<Position>,
-    /// Nodes subscribed to the events channel that got it.
-    receivers: usize,
     /// With `count`: its number, and the tally that resolves once every
-    /// other node replied.
+    /// other node that got it replied.
     tally: Option<(u64, oneshot::Receiver<()>)>,
 }
 
@@ -65,8 +63,6 @@ enum Job {
 
 pub struct RedisBus {
     pub node: Arc<str>,
-    /// Itself, for the answers that outlive a call.
-    me: std::sync::OnceLock<std::sync::Weak<RedisBus>>,
     /// Set at [`RedisBus::start`], once the listener is bound.
     advertise: std::sync::OnceLock<String>,
     config: ClusterConfig,
@@ -74,7 +70,7 @@ pub struct RedisBus {
     channel: String,
     /// Where the other nodes reply to this node's counted events.
     replies: String,
-    tallies: Tallies,
+    tallies: Arc<Tallies>,
     /// The command connection while Redis is up.
     conn: RwLock<Option<MultiplexedConnection>>,
     up: AtomicBool,
@@ -90,6 +86,23 @@ pub struct RedisBus {
     /// on a new connection (Redis may have lost or kept stale ones).
     written: Mutex<Option<Counts>>,
     counts: ClusterMetrics,
+}
+
+/// What `answer` gives within `wait`, or why not, as text.
+pub(super) async fn within<T>(
+    wait: Duration,
+    answer: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(wait, answer).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("Redis did not answer within {wait:?}")),
+    }
+}
+
+/// The channel where node `node` hears what its counted events reached.
+fn replies_channel(namespace: &str, node: &str) -> String {
+    format!("{namespace}:replies:{node}")
 }
 
 /// Fields set by one HSET at most.
@@ -113,13 +126,12 @@ impl RedisBus {
             .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
         let client = redis::Client::open(info).map_err(bad)?;
         let (queue, rx) = mpsc::channel(config.max_pending_publishes);
-        let bus = Arc::new(RedisBus {
-            me: Default::default(),
+        Ok(Arc::new(RedisBus {
             node: node.into(),
             advertise: Default::default(),
             channel: format!("{}:events", config.namespace),
-            replies: format!("{}:replies:{node}", config.namespace),
-            tallies: Tallies::default(),
+            replies: replies_channel(&config.namespace, node),
+            tallies: Arc::default(),
             config: config.clone(),
             client,
             conn: RwLock::new(None),
@@ -130,9 +142,7 @@ impl RedisBus {
             peers: RwLock::default(),
             written: Mutex::default(),
             counts: crate::metrics::get().cluster.clone(),
-        });
-        let _ = bus.me.set(Arc::downgrade(&bus));
-        Ok(bus)
+        }))
     }
 
     /// Connects and keeps connecting, delivering the other nodes' events to
@@ -387,7 +397,7 @@ impl RedisBus {
         let Some(mut conn) = self.connection() else {
             return;
         };
-        let channel = format!("{}:replies:{node}", self.config.namespace);
+        let channel = replies_channel(&self.config.namespace, node);
         let wait = self.config.request_timeout();
         actix_web::rt::spawn(async move {
             let mut cmd = redis::cmd("PUBLISH");
@@ -529,7 +539,6 @@ impl RedisBus {
                     inbox.deliver(e);
                     let sent = Sent {
                         position: None,
-                        receivers: 0,
                         tally: None,
                     };
                     let _ = asked.reply.send(Ok(sent));
@@ -584,14 +593,7 @@ impl RedisBus {
             conn
         };
         let send = pipe.query_async::<Vec<redis::Value>>(&mut conn);
-        let answer = match tokio::time::timeout(self.config.request_timeout(), send).await {
-            Ok(Ok(values)) => Ok(values),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!(
-                "Redis did not answer within {:?}",
-                self.config.request_timeout()
-            )),
-        };
+        let answer = within(self.config.request_timeout(), send).await;
         let count = if answer.is_ok() {
             &self.counts.publishes_sent
         } else {
@@ -608,11 +610,13 @@ impl RedisBus {
                             .map(|receivers| (None, receivers))
                             .map_err(|e| e.to_string())
                     };
-                    let _ = reply.send(sent.map(|(position, receivers)| Sent {
-                        position,
-                        receivers,
-                        tally,
-                    }));
+                    if let (Some((seq, _)), Ok((_, receivers))) = (&tally, &sent) {
+                        // This node is one of those that got it while its
+                        // link is up.
+                        let mine = usize::from(self.up.load(Ordering::Acquire));
+                        self.tallies.expect(*seq, receivers.saturating_sub(mine));
+                    }
+                    let _ = reply.send(sent.map(|(position, _)| Sent { position, tally }));
                 }
             }
             Err(why) => {
@@ -696,7 +700,7 @@ impl Bus for RedisBus {
                 Job::Flushed(_) => unreachable!("a publication was queued"),
             };
         }
-        let bus = self.me.get().and_then(std::sync::Weak::upgrade);
+        let tallies = self.tallies.clone();
         let wait = self.config.request_timeout();
         Ok(Box::pin(async move {
             let sent = rx
@@ -709,20 +713,13 @@ impl Bus for RedisBus {
                     .ok_or_else(|| "Redis is unreachable".to_owned()),
                 Err(why) => Err(why.clone()),
             });
-            let elsewhere = match (sent, bus) {
-                (
-                    Ok(Sent {
-                        receivers,
-                        tally: Some((seq, done)),
-                        ..
-                    }),
-                    Some(bus),
-                ) => {
-                    // This node is one of the receivers while its link is up.
-                    let mine = usize::from(bus.state() == State::Up);
-                    bus.tallies.expect(seq, receivers.saturating_sub(mine));
+            let elsewhere = match sent {
+                Ok(Sent {
+                    tally: Some((seq, done)),
+                    ..
+                }) => {
                     let _ = tokio::time::timeout(wait, done).await;
-                    Some(bus.tallies.close(seq))
+                    Some(tallies.close(seq))
                 }
                 _ => None,
             };

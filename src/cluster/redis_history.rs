@@ -15,7 +15,7 @@
 //! in a new epoch: the epoch the node proposes with each call.
 
 use super::history::{Entry, History, Position, Read, Retention};
-use super::redis::RedisBus;
+use super::redis::{within, RedisBus};
 use futures_util::future::{BoxFuture, Shared};
 use futures_util::FutureExt;
 use redis::Value;
@@ -211,11 +211,7 @@ impl History for RedisHistory {
                 .arg(format!("{}-0", after.saturating_add(1)))
                 .arg(limit);
             let wait = bus.config().request_timeout();
-            match tokio::time::timeout(wait, call.invoke_async::<Value>(&mut conn)).await {
-                Ok(Ok(v)) => read_answer(&v),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("Redis did not answer within {wait:?}")),
-            }
+            read_answer(&within(wait, call.invoke_async::<Value>(&mut conn)).await?)
         }
         .boxed()
         .shared();
