@@ -213,16 +213,16 @@ impl StompService {
         limit: usize,
     ) -> Result<BoxFuture<'static, Result<Read, String>>, Refused> {
         self.shared.check_destination(destination)?;
-        let key = match destination.strip_prefix("/user/") {
-            Some(rest) => {
-                let Some((user, queue)) = rest.split_once('/') else {
-                    return Err(refused(
-                        "destination",
-                        "a user's queue is named /user/NAME/queue/...",
-                    ));
-                };
+        let key = match topics::addressed_user(destination) {
+            Some((user, queue)) => {
                 users::check_name(user).map_err(|why| refused("destination", why))?;
-                topics::user_key(user, &format!("/user/{queue}"))
+                topics::user_key(user, &queue)
+            }
+            None if destination.starts_with("/user/") => {
+                return Err(refused(
+                    "destination",
+                    "a user's queue is named /user/NAME/queue/...",
+                ))
             }
             None => destination.to_owned(),
         };
@@ -312,8 +312,9 @@ impl StompService {
                     offset,
                     epoch: epoch.into(),
                 });
-                let out = topics::Outgoing::new(&destination, &headers, &body, position.as_ref());
-                let (reached, gap) = self.shared.topics.deliver(&key, out);
+                let (reached, gap) = self.shared.topics.deliver(&key, || {
+                    topics::Outgoing::new(&destination, &headers, &body, position.as_ref())
+                });
                 if let Some(gap) = gap {
                     self.shared.fill(key, gap);
                 }

@@ -17,7 +17,7 @@
 use super::destination::any_matches;
 use super::frame::{truncate, Decoder, Frame, Item, Version};
 use super::recovery::{self, Asked};
-use super::topics::{message_head, message_tail, user_key};
+use super::topics::{addressed_user, message_head, message_tail, user_key};
 use super::webhook::{self, Failure};
 use super::{auth, Shared, Via};
 use crate::cluster::history::Read;
@@ -507,11 +507,7 @@ impl StompSession {
         }
         // `/user/{name}/queue/x` reaches every session of user `name`
         // subscribed to `/user/queue/x`, as in Spring.
-        if let Some((user, rest)) = destination
-            .strip_prefix("/user/")
-            .and_then(|r| r.split_once('/'))
-        {
-            let shown = format!("/user/{rest}");
+        if let Some((user, shown)) = addressed_user(destination) {
             self.shared.publish(
                 &user_key(user, &shown),
                 &shown,

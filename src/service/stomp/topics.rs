@@ -159,6 +159,13 @@ pub fn shown_key(key: &str) -> String {
     }
 }
 
+/// A user's queue as a sender names it, `/user/NAME/...`: the user, and
+/// the destination that user's sessions subscribe to (`/user/...`).
+pub fn addressed_user(destination: &str) -> Option<(&str, String)> {
+    let (user, rest) = destination.strip_prefix("/user/")?.split_once('/')?;
+    Some((user, format!("/user/{rest}")))
+}
+
 /// The destination a key's subscribers subscribed to: a topic, or
 /// `/user/queue/...`.
 pub fn subscribed_destination(key: &str) -> &str {
@@ -294,10 +301,7 @@ impl Topics {
         headers: &[(String, String)],
         body: &str,
     ) -> usize {
-        if !self.lock().contains_key(key) {
-            return 0;
-        }
-        self.deliver(key, Outgoing::new(destination, headers, body, None))
+        self.deliver(key, || Outgoing::new(destination, headers, body, None))
             .0
     }
 
@@ -323,15 +327,16 @@ impl Topics {
         Some((n, position))
     }
 
-    /// Delivers a publication (from the bus, or made here) to `key`'s
-    /// subscribers; returns how many subscribe, and the gap before it, if
-    /// there is one: it is then held, with what follows, until
-    /// [`Topics::filled`].
-    pub fn deliver(&self, key: &str, out: Arc<Outgoing>) -> (usize, Option<Gap>) {
+    /// Delivers a publication (from the bus, or made here), which `make`
+    /// writes only if `key` has subscribers here; returns how many
+    /// subscribe, and the gap before it, if there is one: it is then held,
+    /// with what follows, until [`Topics::filled`].
+    pub fn deliver(&self, key: &str, make: impl FnOnce() -> Arc<Outgoing>) -> (usize, Option<Gap>) {
         let mut map = self.lock();
         let Some(k) = map.get_mut(key) else {
             return (0, None);
         };
+        let out = make();
         let n = k.subs.len();
         if let Some(held) = &mut k.held {
             held.push(out);
@@ -377,16 +382,14 @@ impl Topics {
         let Some(k) = map.get_mut(key) else {
             return;
         };
-        let destination = subscribed_destination(key).to_owned();
+        let destination = subscribed_destination(key);
         match read {
             Ok(read) if read.position.epoch == gap.epoch => {
-                let filled = read.entries.iter().filter(|e| e.offset > gap.after).count();
-                crate::metrics::get()
-                    .history
-                    .gaps_filled
-                    .inc_by(filled as u64);
+                // Read after `gap.after`: each one was missed here.
+                let m = &crate::metrics::get().history;
+                m.gaps_filled.inc_by(read.entries.len() as u64);
                 for e in &read.entries {
-                    let out = Outgoing::from_entry(&destination, e, &read.position.epoch);
+                    let out = Outgoing::from_entry(destination, e, &read.position.epoch);
                     self.send(k, &out);
                 }
             }
