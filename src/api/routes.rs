@@ -94,11 +94,10 @@ async fn disconnect_user(
     query: web::Query<ServiceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let service = query.service.as_deref();
-    let mut body = brokers
-        .reached(service, |b| Ok(b.disconnect_user(&user)))
+    let body = brokers
+        .reached(service, "disconnected", |b| Ok(b.disconnect_user(&user)))
         .await?;
     brokers.bus.flushed().await;
-    rename(&mut body, "delivered", "disconnected");
     Ok(brokers.answer(body))
 }
 
@@ -111,9 +110,8 @@ async fn user(
 ) -> Result<HttpResponse, ApiError> {
     let service = query.service.as_deref();
     let mut body = brokers
-        .reached(service, |b| Ok(b.user_sessions(&user)))
+        .reached(service, "sessions", |b| Ok(b.user_sessions(&user)))
         .await?;
-    rename(&mut body, "delivered", "sessions");
     body["user"] = json!(user.as_str());
     Ok(brokers.answer(body))
 }
@@ -205,13 +203,6 @@ fn position(p: &crate::cluster::history::Position) -> Value {
     json!({ "offset": p.offset, "epoch": &*p.epoch })
 }
 
-/// Renames field `from` of object `body` to `to`.
-fn rename(body: &mut Value, from: &str, to: &str) {
-    if let Some(v) = body.as_object_mut().and_then(|o| o.remove(from)) {
-        body[to] = v;
-    }
-}
-
 /// 503 for history that cannot be reached or written now.
 fn unavailable(why: String) -> ApiError {
     ApiError::new(
@@ -268,7 +259,9 @@ impl Brokers {
         field: impl Fn(&str) -> String,
     ) -> Result<HttpResponse, ApiError> {
         let one = |b: &StompService| one(b).map_err(|r| ApiError::bad_field(r.field, r.why));
-        let mut body = self.reached(req.service.as_deref(), one).await?;
+        let mut body = self
+            .reached(req.service.as_deref(), "delivered", one)
+            .await?;
         if !req.count {
             let fields = self.pick(req.service.as_deref())?;
             let fields = fields.iter().map(|(name, _)| field(name)).collect();
@@ -279,14 +272,15 @@ impl Brokers {
         Ok(self.answer(body))
     }
 
-    /// `{"delivered": N}`: what `one` reaches through each service named
-    /// (or all), here and as the other nodes report it, with `"partial":
-    /// true` when some node that got it did not report within
+    /// `{counted: N}`: what `one` reaches through each service named (or
+    /// all), here and as the other nodes report it, with `"partial": true`
+    /// when some node that got it did not report within
     /// `cluster.request_timeout`; and the positions where history keeps
     /// it.
     async fn reached(
         &self,
         service: Option<&str>,
+        counted: &str,
         one: impl Fn(&StompService) -> Result<Reach, ApiError>,
     ) -> Result<Value, ApiError> {
         let mut reached = 0;
@@ -313,7 +307,8 @@ impl Brokers {
                 partial |= !e.complete;
             }
         }
-        let mut body = json!({ "delivered": reached });
+        let mut body = json!({});
+        body[counted] = json!(reached);
         if partial {
             body["partial"] = json!(true);
         }
