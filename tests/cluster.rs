@@ -27,29 +27,6 @@ fn node_with(redis: &Redis, id: &str, cluster: &str) -> Gateway {
     ))
 }
 
-/// Waits until `check` holds for `gw`'s `GET path` on the API, within 10 s.
-async fn until_api(gw: &Gateway, path: &str, check: impl Fn(&serde_json::Value) -> bool) {
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, body) = api(gw, "GET", path, "").await;
-        if check(&body) {
-            return;
-        }
-        assert!(Instant::now() < until, "{path} never matched: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until each node is connected and sees the others.
-async fn until_joined(nodes: &[&Gateway]) {
-    for gw in nodes {
-        until_api(gw, "/api/cluster", |b| {
-            b["state"] == "up" && b["other_nodes"].as_array().map(Vec::len) == Some(nodes.len() - 1)
-        })
-        .await;
-    }
-}
-
 async fn chat(gw: &Gateway) -> Ws {
     let mut ws = Ws::connect(&gw.ws_url(&format!("{}/websocket", session("/chat")))).await;
     assert_eq!(ws.recv().await, "o");
@@ -84,15 +61,9 @@ async fn a_broadcast_reaches_every_node_exactly_once() {
             ("sockjs_gateway_cluster_publishes_received_total", 1.0),
             ("sockjs_gateway_cluster_redis_connected", 1.0),
         ] {
-            assert_eq!(metric(&text, name), Some(n), "{name}:\n{text}");
+            assert_eq!(metric_value(&text, name), Some(n), "{name}:\n{text}");
         }
     }
-}
-
-/// The value of an unlabelled series.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[actix_rt::test]
@@ -268,7 +239,7 @@ async fn an_http_session_is_served_through_any_node() {
         let url = gw.api_url("/metrics");
         async move {
             let text = get(&url).await.body;
-            metric(&text, "sockjs_gateway_cluster_forwarded_requests_total").unwrap()
+            metric_value(&text, "sockjs_gateway_cluster_forwarded_requests_total").unwrap()
         }
     };
     // Node two forwarded its 10 sends and at least one poll; node one,
@@ -336,7 +307,7 @@ async fn a_redis_outage_keeps_local_delivery_and_recovers() {
     until_api(&one, "/api/cluster", |b| b["state"] == "degraded").await;
     let text = get(&one.api_url("/metrics")).await.body;
     assert_eq!(
-        metric(&text, "sockjs_gateway_cluster_redis_connected"),
+        metric_value(&text, "sockjs_gateway_cluster_redis_connected"),
         Some(0.0)
     );
     let (_, body) = api(

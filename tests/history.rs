@@ -30,9 +30,7 @@ fn single(size: usize, extra: &str) -> Gateway {
 /// The value of an unlabelled series in `/metrics`.
 async fn metric(gw: &Gateway, name: &str) -> f64 {
     let text = get(&gw.api_url("/metrics")).await.body;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    metric_value(&text, name).unwrap_or_else(|| panic!("no {name} in:\n{text}"))
 }
 
 fn node(redis: &Redis, id: &str) -> Gateway {
@@ -42,23 +40,6 @@ fn node(redis: &Redis, id: &str) -> Gateway {
         redis.url(),
         history(1000, "")
     ))
-}
-
-/// Waits until each node is connected and sees the others.
-async fn until_joined(nodes: &[&Gateway]) {
-    let until = Instant::now() + Duration::from_secs(10);
-    for gw in nodes {
-        loop {
-            let (_, b) = api(gw, "GET", "/api/cluster", "").await;
-            if b["state"] == "up"
-                && b["other_nodes"].as_array().map(Vec::len) == Some(nodes.len() - 1)
-            {
-                break;
-            }
-            assert!(Instant::now() < until, "never joined: {b}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 /// `POST /api/publish`: its status and answer.

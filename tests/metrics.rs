@@ -5,12 +5,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-/// The value of the series `series` (name and labels, as written).
-pub fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 async fn scrape(gw: &Gateway) -> String {
     let r = get(&gw.api_url("/metrics")).await;
     assert_eq!(r.status, 200);
@@ -26,7 +20,7 @@ async fn until(gw: &Gateway, series: &str, want: f64) {
     let until = Instant::now() + Duration::from_secs(5);
     loop {
         let text = scrape(gw).await;
-        if value(&text, series) == Some(want) {
+        if metric_value(&text, series) == Some(want) {
             return;
         }
         assert!(Instant::now() < until, "{series} never {want}:\n{text}");
@@ -61,7 +55,7 @@ async fn metrics_move_as_sessions_open_talk_and_close() {
         OUT,
         POLLS,
     ] {
-        assert_eq!(value(&text, series), Some(0.0), "{series}:\n{text}");
+        assert_eq!(metric_value(&text, series), Some(0.0), "{series}:\n{text}");
     }
     for name in [
         "sockjs_gateway_stream_rollovers_total",
@@ -80,22 +74,22 @@ async fn metrics_move_as_sessions_open_talk_and_close() {
     ws.send(r#"["hello"]"#).await;
     assert_eq!(ws.recv().await, r#"a["hello"]"#);
     let text = scrape(&gw).await;
-    assert_eq!(value(&text, OPEN_WS), Some(1.0));
-    assert_eq!(value(&text, OPENED_WS), Some(1.0));
-    assert_eq!(value(&text, IN), Some(1.0));
-    assert_eq!(value(&text, BYTES_IN), Some(5.0));
-    assert_eq!(value(&text, OUT), Some(1.0));
+    assert_eq!(metric_value(&text, OPEN_WS), Some(1.0));
+    assert_eq!(metric_value(&text, OPENED_WS), Some(1.0));
+    assert_eq!(metric_value(&text, IN), Some(1.0));
+    assert_eq!(metric_value(&text, BYTES_IN), Some(5.0));
+    assert_eq!(metric_value(&text, OUT), Some(1.0));
 
     let s = gw.url(&session("/echo"));
     assert_eq!(post(&format!("{s}/xhr"), "").await.body, "o\n");
     let text = scrape(&gw).await;
-    assert_eq!(value(&text, OPEN_XHR), Some(1.0));
-    assert_eq!(value(&text, POLLS), Some(1.0));
+    assert_eq!(metric_value(&text, OPEN_XHR), Some(1.0));
+    assert_eq!(metric_value(&text, POLLS), Some(1.0));
 
     ws.close().await;
     until(&gw, OPEN_WS, 0.0).await;
     until(&gw, CLOSED_BY_CLIENT, 1.0).await;
-    assert_eq!(value(&scrape(&gw).await, OPEN_XHR), Some(1.0));
+    assert_eq!(metric_value(&scrape(&gw).await, OPEN_XHR), Some(1.0));
 }
 
 #[actix_rt::test]

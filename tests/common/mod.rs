@@ -655,3 +655,10 @@ impl Raw {
         self.fill().await == 0 && self.buf.is_empty()
     }
 }
+
+/// The value of the series `series` (name and labels, as written) in a
+/// `/metrics` text.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}

@@ -175,3 +175,29 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
 }
+
+/// Waits until `check` holds for `gw`'s `GET path` on the API, within 10 s.
+pub async fn until_api(gw: &Gateway, path: &str, check: impl Fn(&serde_json::Value) -> bool) {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = api(gw, "GET", path, "").await;
+        if check(&body) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{path} never matched: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until each cluster node is connected and sees the others.
+pub async fn until_joined(nodes: &[&Gateway]) {
+    for gw in nodes {
+        until_api(gw, "/api/cluster", |b| {
+            b["state"] == "up" && b["other_nodes"].as_array().map(Vec::len) == Some(nodes.len() - 1)
+        })
+        .await;
+    }
+}
