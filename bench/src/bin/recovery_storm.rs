@@ -16,6 +16,9 @@
 
 #[path = "../api_client.rs"]
 mod api_client;
+#[path = "../stats.rs"]
+#[allow(dead_code)]
+mod stats;
 #[path = "../stomp_conn.rs"]
 mod stomp_conn;
 
@@ -177,16 +180,11 @@ async fn publish_all(args: &Args, requests: Vec<(String, String)>) -> Result<(),
     Ok(())
 }
 
+/// CPU seconds of processes `pids`, summed.
 fn cpu(pids: &[u32]) -> f64 {
-    pids.iter().filter_map(|p| sockjs_bench_cpu(*p)).sum()
-}
-
-/// CPU seconds of process `pid` (user + system).
-fn sockjs_bench_cpu(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some((fields[11].parse::<f64>().ok()? + fields[12].parse::<f64>().ok()?) / tick)
+    pids.iter()
+        .filter_map(|p| stats::process_cpu_seconds(*p))
+        .sum()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
