@@ -44,6 +44,59 @@ pub enum UpstreamConnect {
 }
 const UPSTREAM_RESULTS: [&str; 3] = ["accepted", "refused", "unreachable"];
 
+/// The limits that refuse sessions or messages, by their configuration
+/// key; [`ServiceMetrics::limited`] follows this order.
+#[derive(Debug, Clone, Copy)]
+pub enum Limit {
+    SessionsPerIp = 0,
+    NewSessionsPerIp = 1,
+    SessionsPerUser = 2,
+    MessagesPerSecond = 3,
+}
+const LIMITS: [&str; 4] = [
+    "max_sessions_per_ip",
+    "max_new_sessions_per_ip",
+    "max_sessions_per_user",
+    "max_messages_per_second",
+];
+
+/// What the subscribe webhook answered (`kind = "stomp"`).
+#[derive(Debug, Clone, Copy)]
+pub enum SubscribeAnswer {
+    Allowed = 0,
+    Refused = 1,
+    Failed = 2,
+    /// From `subscribe_webhook_cache`, without a call.
+    Cached = 3,
+}
+const SUBSCRIBE_ANSWERS: [&str; 4] = ["allowed", "refused", "failed", "cached"];
+
+/// What became of a session's token (`[auth] expire_sessions`).
+#[derive(Debug, Clone, Copy)]
+pub enum TokenEvent {
+    Refreshed = 0,
+    Expired = 1,
+}
+const TOKEN_EVENTS: [&str; 2] = ["refreshed", "expired"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    service: String,
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AnswerLabels {
+    service: String,
+    answer: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    service: String,
+    event: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceLabel {
     service: String,
@@ -113,6 +166,9 @@ pub struct Metrics {
     stream_rollovers: Family<ServiceLabel, Counter>,
     queue_overflow_closes: Family<ServiceLabel, Counter>,
     upstream_connects: Family<ResultLabels, Counter>,
+    limited: Family<LimitLabels, Counter>,
+    subscribe_webhook: Family<AnswerLabels, Counter>,
+    tokens: Family<EventLabels, Counter>,
     pub cluster: ClusterMetrics,
     pub history: HistoryMetrics,
 }
@@ -137,6 +193,12 @@ pub struct ServiceMetrics {
     pub queue_overflow_closes: Counter,
     /// By [`UpstreamConnect`].
     pub upstream_connects: [Counter; 3],
+    /// By [`Limit`].
+    pub limited: [Counter; 4],
+    /// By [`SubscribeAnswer`].
+    pub subscribe_webhook: [Counter; 4],
+    /// By [`TokenEvent`].
+    pub tokens: [Counter; 2],
 }
 
 /// One handle of `family` per name in `names`, labelled by `label(name)`.
@@ -169,6 +231,9 @@ impl Metrics {
             stream_rollovers: Family::default(),
             queue_overflow_closes: Family::default(),
             upstream_connects: Family::default(),
+            limited: Family::default(),
+            subscribe_webhook: Family::default(),
+            tokens: Family::default(),
             cluster: ClusterMetrics::default(),
             history: HistoryMetrics::default(),
             registry: Registry::default(),
@@ -224,6 +289,21 @@ impl Metrics {
             "upstream_connects",
             "Upstream WebSocket connects (kind = proxy), by result",
             m.upstream_connects.clone(),
+        );
+        r.register(
+            "limited",
+            "Sessions and messages refused by a limit, by its key",
+            m.limited.clone(),
+        );
+        r.register(
+            "subscribe_webhook",
+            "SUBSCRIBEs decided by the subscribe webhook, by answer",
+            m.subscribe_webhook.clone(),
+        );
+        r.register(
+            "tokens",
+            "Session tokens refreshed through /gateway/token or expired",
+            m.tokens.clone(),
         );
         let c = r.sub_registry_with_prefix("cluster");
         c.register(
@@ -312,6 +392,20 @@ impl Metrics {
                     service: service(),
                     result,
                 }
+            }),
+            limited: each(&self.limited, LIMITS, |limit| LimitLabels {
+                service: service(),
+                limit,
+            }),
+            subscribe_webhook: each(&self.subscribe_webhook, SUBSCRIBE_ANSWERS, |answer| {
+                AnswerLabels {
+                    service: service(),
+                    answer,
+                }
+            }),
+            tokens: each(&self.tokens, TOKEN_EVENTS, |event| EventLabels {
+                service: service(),
+                event,
             }),
         }
     }

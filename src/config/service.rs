@@ -145,6 +145,22 @@ pub struct ServiceConfig {
     /// the open-file limit ([`ServiceConfig::max_sessions`]).
     #[serde(default)]
     pub max_sessions: Option<usize>,
+    /// Sessions open at once from one client address (as resolved through
+    /// `trusted_proxies`; IPv6 by /64), on this node; 0: no limit.
+    #[serde(default)]
+    pub max_sessions_per_ip: usize,
+    /// New sessions per second from one client address, with a burst of
+    /// as many, on this node; 0: no limit.
+    #[serde(default)]
+    pub max_new_sessions_per_ip: u32,
+    /// `kind = "stomp"`: sessions of one user at once, on every node
+    /// together (from presence in a cluster); 0: no limit.
+    #[serde(default)]
+    pub max_sessions_per_user: usize,
+    /// Messages per second one session may send, with a burst of as many;
+    /// 0: no limit.
+    #[serde(default)]
+    pub max_messages_per_second: u32,
     /// Whether an HTTP session answers only the address that made it.
     #[serde(default)]
     pub session_binding: SessionBinding,
@@ -162,7 +178,22 @@ pub struct ServiceConfig {
     /// `kind = "stomp"`: where SENDs to `/app/**` go, as JSON POSTs.
     #[serde(default)]
     pub app_webhook: Option<String>,
-    /// `kind = "stomp"`: seconds a webhook (app or connect) has to answer.
+    /// `kind = "stomp"`: asked whether a SUBSCRIBE may go ahead (after the
+    /// static `subscribe` check), as a JSON POST; fails closed.
+    #[serde(default)]
+    pub subscribe_webhook: Option<String>,
+    /// `kind = "stomp"`: the destinations whose SUBSCRIBEs ask the
+    /// subscribe webhook (patterns, as in `subscribe`).
+    #[serde(
+        default = "default_subscribe_webhook_destinations",
+        deserialize_with = "list::deserialize"
+    )]
+    pub subscribe_webhook_destinations: Vec<String>,
+    /// `kind = "stomp"`: seconds a subscribe webhook's answer is reused for
+    /// the same user and destination; 0 asks every time.
+    #[serde(default)]
+    pub subscribe_webhook_cache: f64,
+    /// `kind = "stomp"`: seconds a webhook (app, connect or subscribe) has to answer.
     #[serde(default = "default_webhook_timeout")]
     pub webhook_timeout: f64,
     /// `kind = "stomp"`: frames of one session that may wait behind a
@@ -240,6 +271,8 @@ pub struct HistoryConfig {
     pub ttl: u64,
 }
 
+/// The longest `subscribe_webhook_cache` accepted: a day.
+const MAX_SUBSCRIBE_WEBHOOK_CACHE: f64 = 86_400.0;
 /// The longest `ttl` accepted: a year.
 const MAX_HISTORY_TTL: u64 = 366 * 24 * 3600;
 /// The largest `size` accepted.
@@ -281,6 +314,9 @@ fn default_max_queued() -> usize {
 }
 fn default_subscribe() -> Vec<String> {
     vec!["/topic/**".into()]
+}
+fn default_subscribe_webhook_destinations() -> Vec<String> {
+    vec!["/**".into()]
 }
 fn default_max_frame_bytes() -> usize {
     64 * 1024
@@ -343,6 +379,9 @@ impl ServiceConfig {
     }
     pub fn webhook_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.webhook_timeout)
+    }
+    pub fn subscribe_webhook_cache(&self) -> Duration {
+        Duration::from_secs_f64(self.subscribe_webhook_cache)
     }
     pub fn upstream_connect_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.upstream_connect_timeout)
@@ -490,6 +529,29 @@ impl ServiceConfig {
         }
         if let Some(url) = &self.app_webhook {
             webhook_url::check(url).map_err(|e| format!("{}: {e}", key("app_webhook")))?;
+        }
+        if let Some(url) = &self.subscribe_webhook {
+            webhook_url::check(url).map_err(|e| format!("{}: {e}", key("subscribe_webhook")))?;
+        }
+        let c = self.subscribe_webhook_cache;
+        if !(c.is_finite() && (0.0..=MAX_SUBSCRIBE_WEBHOOK_CACHE).contains(&c)) {
+            return Err(format!(
+                "{}: must be from 0 to {MAX_SUBSCRIBE_WEBHOOK_CACHE} seconds, got {c}",
+                key("subscribe_webhook_cache")
+            ));
+        }
+        let stomp_only = [
+            ("subscribe_webhook", self.subscribe_webhook.is_some()),
+            ("max_sessions_per_user", self.max_sessions_per_user > 0),
+        ];
+        for (k, set) in stomp_only {
+            if set && self.kind != ServiceKind::Stomp {
+                return Err(format!(
+                    "{}: only a kind = \"stomp\" service has it (this one is {:?})",
+                    key(k),
+                    self.kind.name()
+                ));
+            }
         }
         match (self.kind, self.upstream.is_empty()) {
             (ServiceKind::Proxy, true) => {

@@ -2,8 +2,10 @@
 //! whatever the transport: open files and connections ([`fds`]) and the
 //! accept-error log at their edge ([`accept_log`]), the size
 //! of a request head ([`head`]) and the time a peer may leave written bytes
-//! unread ([`write_timeout`]); and memory handed back once a load has
-//! passed ([`trim`]). Used by every layer above; uses none of them.
+//! unread ([`write_timeout`]); sessions per client address
+//! ([`per_address`]) and messages per session ([`message_rate`]); and
+//! memory handed back once a load has passed ([`trim`]). Used by every
+//! layer above; uses none of them.
 
 use std::os::fd::AsRawFd;
 
@@ -34,5 +36,7 @@ pub(crate) fn set_socket_option<T>(
 pub mod accept_log;
 pub mod fds;
 pub mod head;
+pub mod message_rate;
+pub mod per_address;
 pub mod trim;
 pub mod write_timeout;

@@ -51,6 +51,9 @@ pub struct CloseCode {
 }
 
 impl CloseCode {
+    /// A limit refused the session or its messages (as HTTP's 429).
+    pub const TOO_MANY: u16 = 4429;
+
     pub fn new(code: u16, reason: impl Into<String>) -> Self {
         CloseCode {
             code,
@@ -81,6 +84,11 @@ impl CloseCode {
     /// what another node answers for it.
     pub fn node_gone() -> Self {
         CloseCode::new(4503, "The node holding this session is gone")
+    }
+    /// A session refused at open by `max_sessions_per_ip` or
+    /// `max_new_sessions_per_ip`.
+    pub fn too_many_sessions() -> Self {
+        CloseCode::new(Self::TOO_MANY, "Too many sessions")
     }
     pub fn frame(&self) -> String {
         Frame::Close(self.code, &self.reason).encode()

@@ -2,7 +2,7 @@
 //! messages, closes. Never which transport carries it.
 
 pub use crate::session::handler::{
-    CloseReason, Handler, Open, SessionCtx, SessionHandle, SessionInfo,
+    CloseReason, Handler, Open, SessionCtx, SessionHandle, SessionInfo, CLOSE_TOO_MANY,
 };
 
 /// A backend: makes one [`Handler`] per session.

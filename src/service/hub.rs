@@ -2,6 +2,8 @@
 
 use crate::cluster::{Cluster, Delivery, Event};
 use crate::config::ServiceConfig;
+use crate::limits::per_address::{AddressLimits, Refused, Slot};
+use crate::metrics::Limit;
 use crate::metrics::ServiceMetrics;
 use crate::protocol::{CloseCode, Message};
 use crate::service::api::CloseReason;
@@ -28,6 +30,8 @@ pub struct ServiceHub {
     /// The other nodes, if any.
     pub cluster: Cluster,
     pub metrics: ServiceMetrics,
+    /// `max_sessions_per_ip` and `max_new_sessions_per_ip`, when either is set.
+    pub address_limits: Option<Arc<AddressLimits>>,
 }
 
 impl ServiceHub {
@@ -45,7 +49,10 @@ impl ServiceHub {
             .iter()
             .map(|h| h.to_ascii_lowercase().into())
             .collect();
+        let address_limits =
+            AddressLimits::new(config.max_sessions_per_ip, config.max_new_sessions_per_ip);
         Arc::new(ServiceHub {
+            address_limits,
             name: name.into(),
             config,
             prefix,
@@ -87,6 +94,31 @@ impl ServiceHub {
         }
     }
 
+    /// Counts a new session of the client at `addr` against the limits per
+    /// address, or says which refuses it (and counts the refusal).
+    pub fn admit(&self, addr: Option<std::net::IpAddr>) -> Result<Option<Slot>, Refused> {
+        let Some(limits) = &self.address_limits else {
+            return Ok(None);
+        };
+        limits.admit(addr).inspect_err(|r| self.refused(*r))
+    }
+
+    /// Whether the client at `addr` may ask `GET /info` now.
+    pub fn admit_info(&self, addr: Option<std::net::IpAddr>) -> Result<(), Refused> {
+        let Some(limits) = &self.address_limits else {
+            return Ok(());
+        };
+        limits.info(addr).inspect_err(|r| self.refused(*r))
+    }
+
+    fn refused(&self, r: Refused) {
+        let limit = match r {
+            Refused::Open => Limit::SessionsPerIp,
+            Refused::Rate => Limit::NewSessionsPerIp,
+        };
+        self.metrics.limited[limit as usize].inc();
+    }
+
     /// Starts the service's heartbeat: every `heartbeat_delay`, each session
     /// sends `h` to its receiver. One timer per service rather than one per
     /// session keeps an idle session small. Needs a running actix system;
@@ -103,6 +135,21 @@ impl ServiceHub {
                 hub.registry.for_each(|addr| addr.do_send(Heartbeat));
             }
         });
+        if let Some(limits) = &self.address_limits {
+            // Addresses seen once leave the rate limiters' memory.
+            let limits = Arc::downgrade(limits);
+            actix_web::rt::spawn(async move {
+                let every = std::time::Duration::from_secs(5);
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                loop {
+                    tick.tick().await;
+                    let Some(limits) = limits.upgrade() else {
+                        return;
+                    };
+                    limits.sweep();
+                }
+            });
+        }
     }
 
     /// Closes every session of this service with `code` (e.g. at shutdown).

@@ -8,6 +8,9 @@ use super::handler::{
     CloseReason, Handler as BackendHandler, Open, Requests, SessionCtx, SessionInfo,
 };
 use super::receiver::{Delivery, Receiver};
+use crate::limits::message_rate::MessageRate;
+use crate::limits::per_address::Slot;
+use crate::metrics::Limit;
 use crate::protocol::{CloseCode, Frame, Message};
 use crate::session::hub::Hub;
 use actix::prelude::*;
@@ -48,6 +51,10 @@ pub struct SessionActor {
     /// The transport that opened it, for the open-sessions gauge
     /// ([`crate::metrics::TRANSPORTS`]).
     transport: Option<u8>,
+    /// `max_messages_per_second`, when set.
+    rate: Option<Box<MessageRate>>,
+    /// Its place in `max_sessions_per_ip`, given back when it is dropped.
+    _slot: Option<Slot>,
 }
 
 /// Attach a receiver (a poll, a stream or a WebSocket).
@@ -63,9 +70,10 @@ pub struct Detach {
     pub reason: CloseReason,
 }
 
-/// Messages from the client, in order.
+/// Messages from the client, in order. The answer: whether every one was
+/// taken (`false`: the session passed `max_messages_per_second`).
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "bool")]
 pub struct Incoming(pub Vec<String>);
 
 /// A message for the client.
@@ -84,8 +92,16 @@ pub struct Heartbeat;
 pub struct CloseSession(pub CloseReason);
 
 impl SessionActor {
-    pub fn new(key: u64, sid: Option<&str>, hub: Arc<dyn Hub>, info: SessionInfo) -> Self {
+    /// `slot`: the session's place among its address's, if counted.
+    pub fn new(
+        key: u64,
+        sid: Option<&str>,
+        hub: Arc<dyn Hub>,
+        info: SessionInfo,
+        slot: Option<Slot>,
+    ) -> Self {
         let handler = hub.new_handler(&info);
+        let rate = MessageRate::new(hub.config().max_messages_per_second);
         SessionActor {
             key,
             sid: sid.map(Into::into),
@@ -106,6 +122,8 @@ impl SessionActor {
             disconnect_timer: None,
             expired: false,
             transport: None,
+            rate,
+            _slot: slot,
         }
     }
 
@@ -385,18 +403,42 @@ impl SessionActor {
     }
 
     /// Messages from the client, in order (`Incoming`, or called directly by
-    /// a socket running inside this session's task).
+    /// a socket running inside this session's task). `false` when some
+    /// passed `max_messages_per_second`: those before are handled, the
+    /// handler is told ([`BackendHandler::on_rate_limited`]), and the rest
+    /// dropped.
     pub fn client_messages(
         &mut self,
         messages: impl IntoIterator<Item = String>,
         ctx: &mut Context<Self>,
-    ) {
+    ) -> bool {
+        let rate = self.rate.take();
+        let mut limited = false;
+        let allowed = messages.into_iter().take_while(|_| match &rate {
+            Some(r) if !r.allow() => {
+                limited = true;
+                false
+            }
+            _ => true,
+        });
         if !self.opened {
-            self.early.extend(messages);
-            return;
+            self.early.extend(allowed);
+        } else {
+            self.incoming(allowed, ctx);
         }
-        self.incoming(messages, ctx);
-        self.flush(ctx);
+        self.rate = rate;
+        if limited && self.closed.is_none() {
+            self.hub.metrics().limited[Limit::MessagesPerSecond as usize].inc();
+            self.run_handler(ctx, |h, sctx| h.on_rate_limited(sctx));
+            if self.closed.is_none() {
+                // A handler that goes on may have work for its task.
+                self.wake_task();
+            }
+        }
+        if self.opened {
+            self.flush(ctx);
+        }
+        !limited
     }
 
     /// The transport lost or ended receiver `receiver_id` (`Detach`, or
@@ -471,9 +513,9 @@ impl Handler<Detach> for SessionActor {
 }
 
 impl Handler<Incoming> for SessionActor {
-    type Result = ();
-    fn handle(&mut self, msg: Incoming, ctx: &mut Context<Self>) {
-        self.client_messages(msg.0, ctx);
+    type Result = bool;
+    fn handle(&mut self, msg: Incoming, ctx: &mut Context<Self>) -> bool {
+        self.client_messages(msg.0, ctx)
     }
 }
 

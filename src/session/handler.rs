@@ -27,6 +27,12 @@ pub trait Handler: 'static {
     fn on_open(&mut self, _ctx: &mut SessionCtx<'_>) {}
     /// One message from the client, in the order the client sent it.
     fn on_message(&mut self, ctx: &mut SessionCtx<'_>, message: String);
+    /// The client sent faster than `max_messages_per_second`; the messages
+    /// past it were dropped. The default closes the session with `4429`
+    /// "Too many messages"; a protocol with its own errors says so first.
+    fn on_rate_limited(&mut self, ctx: &mut SessionCtx<'_>) {
+        ctx.close(CLOSE_TOO_MANY, "Too many messages");
+    }
     /// The session closed; called exactly once if `on_open` was called.
     fn on_close(&mut self, _info: &SessionInfo, _reason: &CloseReason) {}
     /// Asynchronous work inside the session's own task (an upstream
@@ -38,6 +44,10 @@ pub trait Handler: 'static {
         Poll::Ready(())
     }
 }
+
+/// The close code of a session refused by a limit: too many sessions
+/// from its address or of its user, or too many messages.
+pub const CLOSE_TOO_MANY: u16 = CloseCode::TOO_MANY;
 
 /// When a session opens: see [`Handler::on_connect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -193,6 +193,16 @@ pub fn service_unavailable() -> HttpResponse {
         .body("Too many sessions (max_sessions).\n")
 }
 
+/// `429` for a request refused by a limit: `error` says what, `limit`
+/// names the configuration key; CORS headers so that a page can read it.
+pub fn too_many(origin: &Origin, error: &str, limit: &str) -> HttpResponse {
+    let mut b = HttpResponse::TooManyRequests();
+    b.insert_header((header::RETRY_AFTER, "1"));
+    no_cache(&mut b);
+    origin.apply(&mut b);
+    b.json(serde_json::json!({ "error": error, "limit": limit }))
+}
+
 /// Whether the method is one of `allowed`; otherwise the 405 to answer.
 pub fn allow(
     req: &HttpRequest,

@@ -1,6 +1,7 @@
 //! The service's fixed URLs: the greeting, `/info` and the iframe page.
 
 use crate::service::hub::ServiceHub;
+use crate::transport::client_addr::Trust;
 use crate::transport::headers::{self, Origin, TEXT_HTML, TEXT_PLAIN};
 use actix_web::http::{header, Method};
 use actix_web::{HttpRequest, HttpResponse};
@@ -28,6 +29,9 @@ pub fn info(req: &HttpRequest, hub: &ServiceHub) -> HttpResponse {
         Ok(o) => o,
         Err(resp) => return resp,
     };
+    if let Err(limit) = hub.admit_info(Trust::of(hub).client_addr(req)) {
+        return headers::too_many(&origin, "Too many sessions", limit.key());
+    }
     let body = serde_json::json!({
         "websocket": hub.config.websocket,
         "origins": ["*:*"],

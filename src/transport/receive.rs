@@ -1,6 +1,7 @@
 //! Attaching an HTTP response (poll or stream) to a session as its receiver.
 
 use crate::cluster::owners::Owner;
+use crate::limits::per_address::Slot;
 use crate::protocol::{CloseCode, Frame};
 use crate::service::api::{CloseReason, SessionInfo};
 use crate::service::hub::ServiceHub;
@@ -45,14 +46,16 @@ impl Stream for ReceiverBody {
     }
 }
 
-/// Makes a new session on `hub`, started on the current arbiter.
+/// Makes a new session on `hub`, started on the current arbiter; `slot`:
+/// its place among its address's sessions ([`ServiceHub::admit`]).
 pub fn start_session(
     hub: &Arc<ServiceHub>,
     req: &HttpRequest,
     sid: Option<&str>,
     key: u64,
+    slot: Option<Slot>,
 ) -> Addr<SessionActor> {
-    start_session_with(hub, req, sid, key, |_| {})
+    start_session_with(hub, req, sid, key, slot, |_| {})
 }
 
 /// Starts a session after `setup` has run on its context (a WebSocket
@@ -62,10 +65,11 @@ pub fn start_session_with(
     req: &HttpRequest,
     sid: Option<&str>,
     key: u64,
+    slot: Option<Slot>,
     setup: impl FnOnce(&mut actix::Context<SessionActor>),
 ) -> Addr<SessionActor> {
     let info = session_info(req, hub, key);
-    let session = SessionActor::new(key, sid, hub.clone(), info);
+    let session = SessionActor::new(key, sid, hub.clone(), info, slot);
     SessionActor::create(|ctx| {
         setup(ctx);
         session
@@ -103,12 +107,23 @@ pub async fn attach(
             }
         }
     }
+    // A new session is counted against its address's limits first; one
+    // refused hears why in the transport's own close frame.
+    let mut slot = None;
+    if hub.address_limits.is_some() && hub.registry.get(sid).is_none() {
+        match hub.admit(Trust::of(hub).client_addr(req)) {
+            Ok(s) => slot = s,
+            Err(_) => return Ok(closed(kind(), prelude, &CloseCode::too_many_sessions())),
+        }
+    }
     // A session that expires between lookup and attach has a closed mailbox;
     // the retry then finds the id free and makes a fresh session.
     for _ in 0..2 {
         let (addr, _) = hub
             .registry
-            .get_or_create(sid, |key| start_session(hub, req, Some(sid), key))
+            .get_or_create(sid, |key| {
+                start_session(hub, req, Some(sid), key, slot.take())
+            })
             .map_err(|_| headers::service_unavailable())?;
         let (receiver, rx) = receiver::channel(kind());
         let receiver_id = rx.id;

@@ -86,9 +86,15 @@ async fn send(
             return headers::protocol_error(e.message())
         }
     };
-    if !messages.is_empty() && addr.send(Incoming(messages)).await.is_err() {
-        // The session expired while this request was in flight.
-        return headers::not_found();
+    if !messages.is_empty() {
+        match addr.send(Incoming(messages)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return headers::too_many(&origin, "Too many messages", "max_messages_per_second")
+            }
+            // The session expired while this request was in flight.
+            Err(_) => return headers::not_found(),
+        }
     }
     let mut b = match reply {
         Reply::NoContent => HttpResponse::NoContent(),

@@ -8,6 +8,7 @@ use crate::service::api::CloseReason;
 use crate::service::hub::ServiceHub;
 use crate::session::actor::SessionActor;
 use crate::session::receiver::{self, Outgoing, Receiver, ReceiverKind, ReceiverRx};
+use crate::transport::client_addr::Trust;
 use crate::transport::headers::{self, Origin, TEXT_PLAIN};
 use crate::transport::receive::start_session_with;
 use actix::{ActorFuture, AsyncContext, Context};
@@ -64,9 +65,19 @@ pub async fn websocket(
     if hub.registry.is_full() {
         return headers::service_unavailable();
     }
+    let admitted = hub.admit(Trust::of(hub).client_addr(req));
     let (resp, ws, stream) = match actix_ws::handle(req, body) {
         Ok(parts) => parts,
         Err(e) => return e.error_response(),
+    };
+    let slot = match admitted {
+        Ok(slot) => slot,
+        Err(_) => {
+            // Refused by a limit of its address: told in the socket, as a
+            // SockJS client reads a close (`c[4429,...]`) there.
+            actix_web::rt::spawn(refuse(ws, framing, CloseCode::too_many_sessions()));
+            return resp;
+        }
     };
     let max = hub.config.max_message_bytes;
     let stream = stream
@@ -94,7 +105,7 @@ pub async fn websocket(
     // call into the session, not a mailbox hop to another task.
     let mut socket = Some(socket);
     let started = hub.registry.create_anonymous(|key| {
-        start_session_with(hub, req, None, key, |ctx| {
+        start_session_with(hub, req, None, key, slot, |ctx| {
             if let Some(socket) = socket.take() {
                 ctx.spawn(socket);
             }
@@ -107,6 +118,19 @@ pub async fn websocket(
         actix_web::rt::spawn(socket.ws.clone().close(Some(why)));
     }
     resp
+}
+
+/// Closes a socket that gets no session: the close frame first when
+/// SockJS-framed, then the WebSocket close with the same code.
+async fn refuse(mut ws: Session, framing: Framing, close: CloseCode) {
+    if framing == Framing::SockJs && ws.text(close.frame()).await.is_err() {
+        return;
+    }
+    let why = actix_ws::CloseReason {
+        code: actix_ws::CloseCode::Other(close.code),
+        description: Some(close.reason),
+    };
+    let _ = ws.close(Some(why)).await;
 }
 
 /// One WebSocket, driven from inside its session's task.
@@ -394,10 +418,14 @@ impl Socket {
     ) -> Step {
         match msg {
             AggregatedMessage::Text(text) => match self.framing {
-                Framing::Raw => session.client_messages([text.to_string()], ctx),
+                Framing::Raw => {
+                    session.client_messages([text.to_string()], ctx);
+                }
                 Framing::SockJs => match decode_ws_frame(&text) {
                     Ok(msgs) if msgs.is_empty() => {}
-                    Ok(msgs) => session.client_messages(msgs, ctx),
+                    Ok(msgs) => {
+                        session.client_messages(msgs, ctx);
+                    }
                     Err(e) => {
                         // Broken framing: drop the socket, as SockJS servers do.
                         let c = CloseCode::new(1007, e.message());

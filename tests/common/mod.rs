@@ -436,7 +436,24 @@ impl Ws {
         url: &str,
         headers: &[(&str, &str)],
     ) -> Result<Ws, awc::error::WsClientError> {
-        let mut req = awc::Client::new().ws(url).max_frame_size(64 << 20);
+        Self::connect_as(awc::Client::new(), url, headers).await
+    }
+
+    /// Connects from another loopback address (e.g. 127.0.0.2).
+    pub async fn connect_from(local: &str, url: &str) -> Ws {
+        let connector = awc::Connector::new().local_address(local.parse().unwrap());
+        let client = awc::Client::builder().connector(connector).finish();
+        Self::connect_as(client, url, &[])
+            .await
+            .unwrap_or_else(|e| panic!("ws connect {url} from {local}: {e}"))
+    }
+
+    async fn connect_as(
+        client: awc::Client,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Ws, awc::error::WsClientError> {
+        let mut req = client.ws(url).max_frame_size(64 << 20);
         for (k, v) in headers {
             req = req.set_header(*k, *v);
         }
