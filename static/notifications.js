@@ -21,13 +21,18 @@
     errors: [],
     closes: [],
     recoveries: [],
+    // Tokens sent to /gateway/token, as { expiresIn, at } (the notice's
+    // seconds left, and when the new token was accepted).
+    refreshes: [],
     // Destinations subscribed to: subscribed again, recovering, after each
     // reconnect.
     subscriptions: new Set(),
 
-    // Signs in as `user` through the demo's token endpoint.
+    // Signs in as `user` through the demo's token endpoint; the page's
+    // `?token_ttl=S` asks for tokens that last S seconds.
     async token(user) {
-      const r = await fetch('/demo/token?user=' + encodeURIComponent(user));
+      const ttl = params.get('token_ttl');
+      const r = await fetch('/demo/token?user=' + encodeURIComponent(user) + (ttl ? '&ttl=' + ttl : ''));
       if (!r.ok) throw new Error((await r.json()).error);
       return (await r.json()).token;
     },
@@ -36,11 +41,17 @@
     // rejects with the ERROR's message or the close code otherwise. With
     // `reconnect`, a lost connection is made again (and its subscriptions,
     // recovering what was missed) until `disconnect`.
-    connect({ url = location.origin + '/stomp', transport = '', token = null, headers = {}, reconnect = false } = {}) {
+    //
+    // With `renew` (a function that resolves with a fresh token), the
+    // session's token is renewed when the gateway says it expires soon (a
+    // MESSAGE on /user/queue/gateway with `x-token-expires-in`), and each
+    // reconnect signs in with the newest one.
+    connect({ url = location.origin + '/stomp', transport = '', token = null, headers = {}, reconnect = false, renew = null } = {}) {
       this.disconnect();
       this.user = token ? JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).sub : null;
       const connectHeaders = { ...headers };
       if (token) connectHeaders.Authorization = 'Bearer ' + token;
+      this.renew = renew;
       let connected = false;
       return new Promise((resolve, reject) => {
         const client = new StompJs.Client({
@@ -50,12 +61,17 @@
           },
           connectHeaders,
           reconnectDelay: reconnect ? 500 : 0,
+          // A reconnect after the token expired needs a fresh one.
+          beforeConnect: async () => {
+            if (connected && renew) connectHeaders.Authorization = 'Bearer ' + (await renew());
+          },
           onConnect: () => {
             if (connected) {
               for (const d of this.subscriptions) this.subscribeNow(d);
               status('connected again over ' + this.sock.transport, true);
             }
             connected = true;
+            if (renew) this.watchToken(client, connectHeaders);
             resolve(this.sock.transport);
           },
           onStompError: (frame) => {
@@ -70,6 +86,26 @@
         });
         this.client = client;
         client.activate();
+      });
+    },
+
+    // Renews the session's token when the gateway's notice comes.
+    watchToken(client, connectHeaders) {
+      client.subscribe('/user/queue/gateway', async (m) => {
+        const expiresIn = Number(m.headers['x-token-expires-in']);
+        if (!expiresIn && expiresIn !== 0) return;
+        try {
+          const token = await this.renew();
+          connectHeaders.Authorization = 'Bearer ' + token;
+          await new Promise((resolve) => {
+            const receipt = 't' + Math.random().toString(36).slice(2);
+            client.watchForReceipt(receipt, () => resolve());
+            client.publish({ destination: '/gateway/token', headers: { Authorization: 'Bearer ' + token, receipt } });
+          });
+          this.refreshes.push({ expiresIn, at: Date.now() });
+        } catch (err) {
+          status('could not renew the token: ' + err.message, false);
+        }
       });
     },
 
@@ -184,6 +220,7 @@
       this.errors = [];
       this.closes = [];
       this.recoveries = [];
+      this.refreshes = [];
       this.subscriptions = new Set();
     },
   };
@@ -233,7 +270,8 @@
     try {
       status('connecting…', false);
       const token = user ? await notify.token(user) : null;
-      const used = await notify.connect({ transport: $('transport').value, token, reconnect: true });
+      const renew = user ? () => notify.token(user) : null;
+      const used = await notify.connect({ transport: $('transport').value, token, reconnect: true, renew });
       await notify.subscribe('/topic/feed');
       await notify.subscribe('/topic/news');
       if (user) await notify.subscribe('/user/queue/notifications');

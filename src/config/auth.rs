@@ -10,7 +10,7 @@ pub const MIN_JWT_SECRET_LEN: usize = 32;
 
 /// `[auth]`: how a STOMP CONNECT names its user. Secrets can come from the
 /// environment (`SOCKJS_GATEWAY__AUTH__JWT_SECRET`); `Debug` hides them.
-#[derive(Clone, Default, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// HS256 secret for JWTs.
@@ -33,6 +33,16 @@ pub struct AuthConfig {
     /// Sessions without a token are let in, with no user.
     #[serde(default)]
     pub anonymous: bool,
+    /// A session signed in with a JWT ends (ERROR `Token expired`, close
+    /// 4401) when its token's `exp` passes, unless the client sent a newer
+    /// token to `/gateway/token` before.
+    #[serde(default)]
+    pub expire_sessions: bool,
+    /// Seconds before `exp` at which a session is told (a MESSAGE on
+    /// `/user/queue/gateway` with `x-token-expires-in`), with
+    /// `expire_sessions`.
+    #[serde(default = "default_token_refresh_notice")]
+    pub token_refresh_notice: u64,
     /// For demos only: `GET /demo/token?user=NAME` mints a token for any
     /// user, signed with a secret made at start. Refused together with a
     /// `jwt_secret` or key file, whose tokens would then be forgeable.
@@ -43,6 +53,17 @@ pub struct AuthConfig {
     /// demo). It guards nothing, since anyone can get a token.
     #[serde(default)]
     pub demo_login_secret: Option<String>,
+}
+
+fn default_token_refresh_notice() -> u64 {
+    60
+}
+
+/// Every key at its default, as an absent `[auth]` has it.
+impl Default for AuthConfig {
+    fn default() -> Self {
+        serde_json::from_value(serde_json::json!({})).expect("defaults deserialize")
+    }
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -57,6 +78,8 @@ impl std::fmt::Debug for AuthConfig {
             .field("jwt_issuer", &self.jwt_issuer)
             .field("connect_webhook", &self.connect_webhook)
             .field("anonymous", &self.anonymous)
+            .field("expire_sessions", &self.expire_sessions)
+            .field("token_refresh_notice", &self.token_refresh_notice)
             .field("demo_login", &self.demo_login)
             .field(
                 "demo_login_secret",

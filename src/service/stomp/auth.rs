@@ -16,12 +16,28 @@ pub struct Verifier {
     anonymous: bool,
 }
 
-/// The user a CONNECT authenticates: `None` for an anonymous session.
-pub type User = Option<String>;
+/// Who a CONNECT signs in as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `None` for an anonymous session.
+    pub user: Option<String>,
+    /// The token's `exp` (Unix seconds), when a token named the user.
+    pub exp: Option<u64>,
+}
+
+impl Identity {
+    pub fn anonymous() -> Identity {
+        Identity {
+            user: None,
+            exp: None,
+        }
+    }
+}
 
 #[derive(serde::Deserialize)]
 struct Claims {
     sub: Option<String>,
+    exp: Option<u64>,
 }
 
 impl Verifier {
@@ -77,20 +93,25 @@ impl Verifier {
         self.anonymous
     }
 
-    /// The user of a CONNECT with these credentials, or why not (the text
-    /// of the ERROR frame; never the token).
+    /// Who a CONNECT with these credentials is, or why not (the text of
+    /// the ERROR frame; never the token).
     pub fn user(
         &self,
         authorization: Option<&str>,
         passcode: Option<&str>,
-    ) -> Result<User, String> {
+    ) -> Result<Identity, String> {
         let Some(token) = token(authorization, passcode) else {
             return if self.anonymous {
-                Ok(None)
+                Ok(Identity::anonymous())
             } else {
                 Err("Authentication required".into())
             };
         };
+        self.verify(token)
+    }
+
+    /// The identity a token proves, or why it proves none.
+    pub fn verify(&self, token: &str) -> Result<Identity, String> {
         if self.keys.is_empty() {
             return Err("Tokens are not accepted here".into());
         }
@@ -98,14 +119,16 @@ impl Verifier {
         for (key, validation) in &self.keys {
             match jsonwebtoken::decode::<Claims>(token, key, validation) {
                 Ok(data) => {
-                    return match data.claims.sub.filter(|s| !s.is_empty()) {
+                    let exp = data.claims.exp;
+                    let user = match data.claims.sub.filter(|s| !s.is_empty()) {
                         Some(sub) => match super::users::check_name(&sub) {
-                            Ok(()) => Ok(Some(sub)),
-                            Err(why) => Err(format!("Invalid token: sub: {why}")),
+                            Ok(()) => Some(sub),
+                            Err(why) => return Err(format!("Invalid token: sub: {why}")),
                         },
-                        None if self.anonymous => Ok(None),
-                        None => Err("Invalid token: no sub".into()),
-                    }
+                        None if self.anonymous => None,
+                        None => return Err("Invalid token: no sub".into()),
+                    };
+                    return Ok(Identity { user, exp });
                 }
                 Err(e) => why = format!("Invalid token: {}", reason(&e)),
             }
@@ -152,8 +175,7 @@ mod tests {
             jwt_issuer: None,
             connect_webhook: None,
             anonymous,
-            demo_login: false,
-            demo_login_secret: None,
+            ..AuthConfig::default()
         }
     }
 
@@ -176,15 +198,20 @@ mod tests {
     #[test]
     fn a_valid_token_names_the_user() {
         let v = Verifier::new(&config(Some("s3cret"), false)).unwrap();
+        let exp = now() + 60;
         let t = token(
             "s3cret",
-            serde_json::json!({"sub": "alice", "exp": now() + 60, "aud": "gw"}),
+            serde_json::json!({"sub": "alice", "exp": exp, "aud": "gw"}),
         );
+        let alice = Identity {
+            user: Some("alice".into()),
+            exp: Some(exp),
+        };
         assert_eq!(
             v.user(Some(&format!("Bearer {t}")), None),
-            Ok(Some("alice".into()))
+            Ok(alice.clone())
         );
-        assert_eq!(v.user(None, Some(&t)), Ok(Some("alice".into())));
+        assert_eq!(v.user(None, Some(&t)), Ok(alice));
     }
 
     #[test]
@@ -243,7 +270,7 @@ mod tests {
     #[test]
     fn anonymous_only_when_configured() {
         let v = Verifier::new(&config(None, true)).unwrap();
-        assert_eq!(v.user(None, None), Ok(None));
+        assert_eq!(v.user(None, None), Ok(Identity::anonymous()));
         let v = Verifier::new(&config(None, false)).unwrap();
         assert_eq!(v.user(None, None), Err("Authentication required".into()));
     }

@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod demo_login;
 pub mod destination;
+pub mod expiry;
 pub mod frame;
 pub mod recovery;
 pub mod session;
@@ -23,6 +24,7 @@ use crate::cluster::history::{History, Position, Read, Retention};
 use crate::cluster::presence::{self, Counted, Counts};
 use crate::cluster::{Answers, Asks, Bus, Cluster, Delivery, Event, Keep, State};
 use crate::config::{AuthConfig, ServiceConfig};
+use crate::metrics::ServiceMetrics;
 use crate::service::api::{Handler, Service, SessionInfo};
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
@@ -50,6 +52,17 @@ pub(crate) struct Shared {
     /// Set when either webhook is.
     pub(crate) webhooks: Option<webhook::Webhooks>,
     pub(crate) max_pending_frames: usize,
+    /// Asked about SUBSCRIBEs to `subscribe_webhook_destinations`.
+    pub(crate) subscribe_webhook: Option<String>,
+    pub(crate) subscribe_webhook_destinations: Vec<String>,
+    /// Its answers by user and destination, for `subscribe_webhook_cache`.
+    pub(crate) subscribe_answers: Option<moka::sync::Cache<(String, String), bool>>,
+    /// `[auth] expire_sessions` and `token_refresh_notice`.
+    pub(crate) expire_sessions: bool,
+    pub(crate) token_refresh_notice: u64,
+    pub(crate) max_sessions_per_user: usize,
+    pub(crate) max_messages_per_second: u32,
+    pub(crate) metrics: ServiceMetrics,
     /// Where publications are kept, and which destinations keep them.
     pub(crate) history: Arc<dyn History>,
     pub(crate) kept: Vec<(Vec<String>, Retention)>,
@@ -95,7 +108,15 @@ impl StompService {
                     .map_err(|e| format!("services.{name}.history[{i}].destinations[{j}]: {e}"))?;
             }
         }
+        for (i, p) in config.subscribe_webhook_destinations.iter().enumerate() {
+            destination::check(p)
+                .map_err(|e| format!("services.{name}.subscribe_webhook_destinations[{i}]: {e}"))?;
+        }
         let auth = auth::Verifier::new(auth_config)?;
+        let any_webhook = auth_config.connect_webhook.is_some()
+            || config.app_webhook.is_some()
+            || config.subscribe_webhook.is_some();
+        let cache = config.subscribe_webhook_cache();
         Ok(StompService {
             shared: Arc::new(Shared {
                 service: name.to_owned(),
@@ -114,11 +135,25 @@ impl StompService {
                 auth,
                 connect_webhook: auth_config.connect_webhook.clone(),
                 app_webhook: config.app_webhook.clone(),
-                webhooks: (auth_config.connect_webhook.is_some() || config.app_webhook.is_some())
-                    .then(|| {
-                        webhook::Webhooks::new(config.webhook_timeout(), config.max_queued_bytes)
-                    }),
+                webhooks: any_webhook.then(|| {
+                    webhook::Webhooks::new(config.webhook_timeout(), config.max_queued_bytes)
+                }),
                 max_pending_frames: config.max_pending_frames,
+                subscribe_webhook: config.subscribe_webhook.clone(),
+                subscribe_webhook_destinations: config.subscribe_webhook_destinations.clone(),
+                subscribe_answers: (config.subscribe_webhook.is_some() && !cache.is_zero()).then(
+                    || {
+                        moka::sync::Cache::builder()
+                            .max_capacity(MAX_CACHED_ANSWERS)
+                            .time_to_live(cache)
+                            .build()
+                    },
+                ),
+                expire_sessions: auth_config.expire_sessions,
+                token_refresh_notice: auth_config.token_refresh_notice,
+                max_sessions_per_user: config.max_sessions_per_user,
+                max_messages_per_second: config.max_messages_per_second,
+                metrics: crate::metrics::get().service(name),
                 history: cluster.history.clone(),
                 kept: config
                     .history
@@ -136,6 +171,10 @@ impl StompService {
         })
     }
 }
+
+/// Subscribe webhook answers kept at most (`subscribe_webhook_cache`); the
+/// least used go first.
+const MAX_CACHED_ANSWERS: u64 = 100_000;
 
 /// Why the backend's publication was refused: the field at fault, and why.
 #[derive(Debug, PartialEq, Eq)]
@@ -191,6 +230,12 @@ impl StompService {
             return Err(refused(
                 "destination",
                 "must start with /user/ (as the user's sessions subscribe to it, e.g. /user/queue/notifications)",
+            ));
+        }
+        if destination == session::GATEWAY_QUEUE {
+            return Err(refused(
+                "destination",
+                "/user/queue/gateway is the gateway's own (token notices)",
             ));
         }
         check_headers(headers)?;
@@ -358,6 +403,14 @@ impl Shared {
             .iter()
             .find(|(patterns, _)| destination::any_matches(patterns, destination))
             .map(|(_, r)| *r)
+    }
+
+    /// The subscribe webhook to ask about a SUBSCRIBE to `destination`, if
+    /// any.
+    pub(crate) fn subscribe_webhook_for(&self, destination: &str) -> Option<&str> {
+        self.subscribe_webhook
+            .as_deref()
+            .filter(|_| destination::any_matches(&self.subscribe_webhook_destinations, destination))
     }
 
     /// The history stream of `key`: the service's name and the key as a

@@ -14,14 +14,18 @@
 //! misses them closes a healthy session. With `0,0` the client sends none
 //! and expects none. A client's bare line ends are still accepted.
 
+use super::auth::Identity;
 use super::destination::any_matches;
+use super::expiry::{self, Expiry};
 use super::frame::{truncate, Decoder, Frame, Item, Version};
 use super::recovery::{self, Asked};
 use super::topics::{addressed_user, message_head, message_tail, user_key};
 use super::webhook::{self, Failure};
 use super::{auth, Shared, Via};
-use crate::cluster::history::Read;
-use crate::service::api::{CloseReason, Handler, SessionCtx, SessionInfo};
+use crate::cluster::history::{Read, Retention};
+use crate::cluster::presence::{self, Counted};
+use crate::metrics::{Limit, SubscribeAnswer, TokenEvent};
+use crate::service::api::{CloseReason, Handler, SessionCtx, SessionInfo, CLOSE_TOO_MANY};
 use futures_util::future::BoxFuture;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -30,6 +34,19 @@ use std::task::Poll;
 /// The close code after an ERROR frame: the STOMP session is over, and
 /// the client should not fall back to another transport for it.
 pub const CLOSE_AFTER_ERROR: u16 = 4400;
+
+/// The close code after `Token expired` (`[auth] expire_sessions`): sign
+/// in again, with a new token.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4401;
+
+/// Where a client sends a fresh token (`Authorization: Bearer ...` or
+/// `passcode`) before its session's expires.
+pub const TOKEN_DESTINATION: &str = "/gateway/token";
+
+/// The gateway's own notices to a session (`x-token-expires-in`); a
+/// signed-in session may always subscribe to it, and nobody else sends
+/// to it.
+pub const GATEWAY_QUEUE: &str = "/user/queue/gateway";
 
 pub struct StompSession {
     shared: Arc<Shared>,
@@ -52,6 +69,8 @@ pub struct StompSession {
     call: Option<Call>,
     /// The client's messages are held back (while a call is under way).
     holding: bool,
+    /// When its token expires (`[auth] expire_sessions`).
+    expiry: Option<Expiry>,
 }
 
 /// A frame waiting for an answer.
@@ -63,6 +82,18 @@ enum Pending {
     App {
         receipt: Option<String>,
     },
+    /// Asking the subscribe webhook.
+    Subscribe(NewSubscription),
+}
+
+/// A SUBSCRIBE that passed the session's own checks.
+struct NewSubscription {
+    key: String,
+    id: String,
+    destination: String,
+    retention: Option<Retention>,
+    asked: Option<Asked>,
+    receipt: Option<String>,
 }
 
 /// A SUBSCRIBE to a destination with history, waiting for its read.
@@ -73,10 +104,20 @@ struct Subscribing {
     receipt: Option<String>,
 }
 
+/// A CONNECT whose user is known, to be let in if the user's sessions
+/// allow (`max_sessions_per_user`).
+struct Admission {
+    version: Version,
+    identity: Identity,
+    receipt: Option<String>,
+}
+
 /// A call under way, and the frame waiting for it.
 enum Call {
     Webhook(webhook::Call, Pending),
     History(BoxFuture<'static, Result<Read, String>>, Subscribing),
+    /// The user's sessions on the other nodes.
+    UserCount(BoxFuture<'static, usize>, Admission),
 }
 
 /// What became of a frame.
@@ -89,16 +130,29 @@ enum Step {
     Ended,
 }
 
-/// A frame the session refuses: the ERROR's `message`, and details.
+/// A frame the session refuses: the ERROR's `message`, details, and the
+/// close code that follows.
 struct Refusal {
     message: String,
     detail: String,
+    close: u16,
 }
 
 fn refuse(message: impl Into<String>, detail: impl Into<String>) -> Refusal {
     Refusal {
         message: message.into(),
         detail: detail.into(),
+        close: CLOSE_AFTER_ERROR,
+    }
+}
+
+impl Refusal {
+    /// Closes with `code` rather than [`CLOSE_AFTER_ERROR`].
+    fn closing(self, code: u16) -> Refusal {
+        Refusal {
+            close: code,
+            ..self
+        }
     }
 }
 
@@ -116,6 +170,7 @@ impl StompSession {
             waiting: VecDeque::new(),
             call: None,
             holding: false,
+            expiry: None,
         }
     }
 
@@ -133,10 +188,30 @@ impl StompSession {
             f = f.header("receipt-id", id);
         }
         ctx.send(f.body(r.detail).encode(self.version()));
-        ctx.close(CLOSE_AFTER_ERROR, "STOMP error");
+        // A close of its own says what it is; every other ERROR closes alike.
+        let reason = match r.close {
+            CLOSE_AFTER_ERROR => "STOMP error".to_owned(),
+            _ => r.message,
+        };
+        ctx.close(r.close, reason);
         self.done = true;
         self.waiting.clear();
         self.call = None;
+        self.expiry = None;
+    }
+
+    /// Sends the receipt of a frame handled after an answer, or the ERROR.
+    fn finish(
+        &mut self,
+        ctx: &mut SessionCtx<'_>,
+        step: Result<Step, Refusal>,
+        receipt: Option<&str>,
+    ) {
+        match step {
+            Ok(Step::Done) => self.receipt(ctx, receipt),
+            Ok(Step::Calling | Step::Ended) => {}
+            Err(r) => self.error(ctx, r, receipt),
+        }
     }
 
     /// Handles the frames that wait, in order, until one calls a webhook.
@@ -145,11 +220,8 @@ impl StompSession {
             let Some(f) = self.waiting.pop_front() else {
                 break;
             };
-            match self.frame(ctx, &f) {
-                Ok(Step::Done) => self.receipt(ctx, f.get("receipt")),
-                Ok(Step::Calling | Step::Ended) => {}
-                Err(r) => self.error(ctx, r, f.get("receipt")),
-            }
+            let step = self.frame(ctx, &f);
+            self.finish(ctx, step, f.get("receipt"));
         }
         let hold = self.call.is_some();
         if hold != self.holding {
@@ -178,7 +250,7 @@ impl StompSession {
                     None => return Err(refuse("Unknown subscription", format!("id {id:?}"))),
                 }
             }
-            "SEND" => return self.send(f),
+            "SEND" => return self.send(ctx, f),
             // Every MESSAGE is acknowledged as it is sent (auto).
             "ACK" | "NACK" | "BEGIN" | "COMMIT" | "ABORT" => {}
             "DISCONNECT" => {
@@ -232,25 +304,73 @@ impl StompSession {
                 return Ok(Step::Calling);
             }
         }
-        let user = self
+        let identity = self
             .shared
             .auth
             .user(authorization, f.get("passcode"))
             .map_err(|why| refuse(why, "CONNECT was refused"))?;
-        self.connected(ctx, version, user);
+        if self.shared.expire_sessions && identity.exp.is_some_and(expiry::passed) {
+            return Err(
+                refuse("Token expired", "CONNECT with a fresh token").closing(CLOSE_TOKEN_EXPIRED)
+            );
+        }
+        self.admit(
+            ctx,
+            Admission {
+                version,
+                identity,
+                receipt: f.get("receipt").map(str::to_owned),
+            },
+        )
+    }
+
+    /// A CONNECT whose user is known: let in unless the user has
+    /// `max_sessions_per_user` already, counted on every node.
+    fn admit(&mut self, ctx: &mut SessionCtx<'_>, a: Admission) -> Result<Step, Refusal> {
+        if let (Some(user), true) = (&a.identity.user, self.shared.max_sessions_per_user > 0) {
+            if !self.shared.bus.peers().is_empty() {
+                let field = presence::field(&self.shared.service, Counted::User, user);
+                let count = self.shared.bus.counted_elsewhere(vec![field]);
+                self.call = Some(Call::UserCount(count, a));
+                return Ok(Step::Calling);
+            }
+        }
+        self.admitted(ctx, a, 0)
+    }
+
+    /// [`Self::admit`], knowing the user's sessions on the other nodes.
+    fn admitted(
+        &mut self,
+        ctx: &mut SessionCtx<'_>,
+        a: Admission,
+        elsewhere: usize,
+    ) -> Result<Step, Refusal> {
+        if let Some(user) = &a.identity.user {
+            let max = self.shared.max_sessions_per_user;
+            let room = (max > 0).then(|| max.saturating_sub(elsewhere));
+            if !self
+                .shared
+                .users
+                .add(user, self.session, a.version, ctx.handle(), room)
+            {
+                self.shared.metrics.limited[Limit::SessionsPerUser as usize].inc();
+                return Err(refuse(
+                    "Too many sessions",
+                    format!("at most {max} sessions of one user (max_sessions_per_user)"),
+                )
+                .closing(CLOSE_TOO_MANY));
+            }
+        }
+        self.connected(ctx, a.version, a.identity);
         Ok(Step::Done)
     }
 
-    /// The CONNECT was accepted for `user`.
-    fn connected(&mut self, ctx: &mut SessionCtx<'_>, version: Version, user: Option<String>) {
-        self.user = user;
+    /// The CONNECT was accepted for this identity (and counted in `users`).
+    fn connected(&mut self, ctx: &mut SessionCtx<'_>, version: Version, identity: Identity) {
+        self.user = identity.user;
         self.version = Some(version);
         self.decoder.set_version(version);
-        if let Some(user) = &self.user {
-            self.shared
-                .users
-                .add(user, self.session, version, ctx.handle());
-        }
+        self.set_expiry(identity.exp);
         ctx.send(
             Frame::new("CONNECTED")
                 .header("version", version.as_str())
@@ -282,18 +402,22 @@ impl StompSession {
                     )),
                     Err(Failure::Failed(why)) => Err(self.webhook_failed("connect", &why)),
                 };
-                match user {
-                    Ok(None) if !self.shared.auth.anonymous() => self.error(
+                let step = match user {
+                    Ok(None) if !self.shared.auth.anonymous() => Err(refuse(
+                        "Authentication refused",
+                        "the backend named no user",
+                    )),
+                    Ok(user) => self.admit(
                         ctx,
-                        refuse("Authentication refused", "the backend named no user"),
-                        receipt.as_deref(),
+                        Admission {
+                            version,
+                            identity: Identity { user, exp: None },
+                            receipt: receipt.clone(),
+                        },
                     ),
-                    Ok(user) => {
-                        self.connected(ctx, version, user);
-                        self.receipt(ctx, receipt.as_deref());
-                    }
-                    Err(r) => self.error(ctx, r, receipt.as_deref()),
-                }
+                    Err(r) => Err(r),
+                };
+                self.finish(ctx, step, receipt.as_deref());
             }
             Pending::App { receipt } => {
                 let replies = match answer {
@@ -315,7 +439,57 @@ impl StompSession {
                     Err(r) => self.error(ctx, r, receipt.as_deref()),
                 }
             }
+            Pending::Subscribe(s) => {
+                let receipt = s.receipt.clone();
+                let step = match self.subscribe_answer(answer) {
+                    Ok((allow, message)) => {
+                        if let (Some(cache), Some(user)) =
+                            (&self.shared.subscribe_answers, &self.user)
+                        {
+                            cache.insert((user.clone(), s.destination.clone()), allow);
+                        }
+                        if allow {
+                            self.subscribe_now(ctx, s)
+                        } else {
+                            Err(subscription_refused(&s.destination, message))
+                        }
+                    }
+                    Err(r) => Err(Refusal {
+                        detail: s.destination.clone(),
+                        ..r
+                    }),
+                };
+                self.finish(ctx, step, receipt.as_deref());
+            }
         }
+    }
+
+    /// What the subscribe webhook answered: allowed or not (with its
+    /// message), or a failure, which refuses too.
+    fn subscribe_answer(
+        &self,
+        answer: Result<serde_json::Value, Failure>,
+    ) -> Result<(bool, Option<String>), Refusal> {
+        let counted = |a: SubscribeAnswer| self.shared.metrics.subscribe_webhook[a as usize].inc();
+        let decided =
+            match answer {
+                Ok(reply) => match reply.get("allow") {
+                    Some(serde_json::Value::Bool(allow)) => {
+                        let message = reply.get("message").and_then(|m| m.as_str());
+                        Ok((*allow, message.map(str::to_owned)))
+                    }
+                    _ => Err(self
+                        .webhook_failed("subscribe", "the reply has no \"allow\": true or false")),
+                },
+                Err(Failure::Refused(message)) => Ok((false, message)),
+                Err(Failure::Failed(why)) => Err(self.webhook_failed("subscribe", &why)),
+            };
+        match &decided {
+            Ok((true, _)) => counted(SubscribeAnswer::Allowed),
+            Ok((false, _)) => counted(SubscribeAnswer::Refused),
+            Err(_) => counted(SubscribeAnswer::Failed),
+        };
+        decided
     }
 
     /// Logs a failed webhook call (never its body) and says so to the client.
@@ -349,7 +523,9 @@ impl StompSession {
             (None, Version::V1_0) => destination,
             (None, _) => return Err(refuse("Missing header id", "SUBSCRIBE needs an id")),
         };
-        if !any_matches(&self.shared.subscribe, destination) {
+        // The gateway's own queue is every signed-in session's to read.
+        let own_queue = destination == GATEWAY_QUEUE && self.user.is_some();
+        if !own_queue && !any_matches(&self.shared.subscribe, destination) {
             return Err(refuse(
                 "Forbidden subscription",
                 format!("{destination} is not in the service's subscribe list"),
@@ -387,22 +563,91 @@ impl StompSession {
                 ))
             }
         };
-        let retention = self.shared.retention(destination);
+        let retention = match own_queue {
+            true => None,
+            false => self.shared.retention(destination),
+        };
         let asked = match retention {
             Some(_) => recovery::asked(f).map_err(|why| refuse("Invalid recovery headers", why))?,
             None => None,
         };
+        let s = NewSubscription {
+            key,
+            id: id.to_owned(),
+            destination: destination.to_owned(),
+            retention,
+            asked,
+            receipt: f.get("receipt").map(str::to_owned),
+        };
+        let Some(url) = self
+            .shared
+            .subscribe_webhook_for(destination)
+            .filter(|_| !own_queue)
+        else {
+            return self.subscribe_now(ctx, s);
+        };
+        let cached = match (&self.shared.subscribe_answers, &self.user) {
+            (Some(cache), Some(user)) => cache.get(&(user.clone(), s.destination.clone())),
+            _ => None,
+        };
+        match cached {
+            Some(allow) => {
+                self.shared.metrics.subscribe_webhook[SubscribeAnswer::Cached as usize].inc();
+                if allow {
+                    self.subscribe_now(ctx, s)
+                } else {
+                    Err(subscription_refused(&s.destination, None))
+                }
+            }
+            None => {
+                let body = webhook::subscribe_request(
+                    self.session,
+                    self.user.as_deref(),
+                    destination,
+                    &f.headers,
+                );
+                let hooks = self
+                    .shared
+                    .webhooks
+                    .as_ref()
+                    .expect("a client with any webhook");
+                let call = hooks.call(url, body);
+                self.call = Some(Call::Webhook(call, Pending::Subscribe(s)));
+                Ok(Step::Calling)
+            }
+        }
+    }
+
+    /// Registers a SUBSCRIBE that every check allowed; one to a destination
+    /// with history then reads it (the receipt comes after).
+    fn subscribe_now(
+        &mut self,
+        ctx: &mut SessionCtx<'_>,
+        s: NewSubscription,
+    ) -> Result<Step, Refusal> {
+        let NewSubscription {
+            key,
+            id,
+            destination,
+            retention,
+            asked,
+            receipt,
+        } = s;
         self.shared.topics.subscribe(
             &key,
             self.session,
-            id,
+            &id,
             self.version(),
             &ctx.handle(),
             retention.is_some(),
         );
+        self.subscription_bytes += id.len() + destination.len();
+        let own_queue = destination == GATEWAY_QUEUE;
         self.subscriptions
-            .insert(id.to_owned(), (key.clone(), destination.to_owned()));
-        self.subscription_bytes += bytes;
+            .insert(id.clone(), (key.clone(), destination));
+        if own_queue && self.expiry.as_ref().is_some_and(|e| e.notice_due()) {
+            self.notify_expiry(ctx);
+        }
         let Some(retention) = retention else {
             return Ok(Step::Done);
         };
@@ -417,9 +662,9 @@ impl StompSession {
             .read(&self.shared.stream(&key), retention, after, limit);
         let subscribing = Subscribing {
             key,
-            id: id.to_owned(),
+            id,
             asked,
-            receipt: f.get("receipt").map(str::to_owned),
+            receipt,
         };
         self.call = Some(Call::History(read, subscribing));
         Ok(Step::Calling)
@@ -468,8 +713,11 @@ impl StompSession {
         }
     }
 
-    fn send(&mut self, f: &Frame) -> Result<Step, Refusal> {
+    fn send(&mut self, ctx: &mut SessionCtx<'_>, f: &Frame) -> Result<Step, Refusal> {
         let destination = destination(&self.shared, f)?;
+        if destination == TOKEN_DESTINATION {
+            return self.refresh(ctx, f);
+        }
         if !any_matches(&self.shared.send, destination) {
             return Err(refuse(
                 "Forbidden destination",
@@ -508,6 +756,12 @@ impl StompSession {
         // `/user/{name}/queue/x` reaches every session of user `name`
         // subscribed to `/user/queue/x`, as in Spring.
         if let Some((user, shown)) = addressed_user(destination) {
+            if shown == GATEWAY_QUEUE {
+                return Err(refuse(
+                    "Reserved destination",
+                    format!("{destination}: only the gateway sends to {GATEWAY_QUEUE}"),
+                ));
+            }
             self.shared.publish(
                 &user_key(user, &shown),
                 &shown,
@@ -522,6 +776,95 @@ impl StompSession {
             format!("{destination}: clients send to /topic/... or /user/NAME/... here"),
         ))
     }
+}
+
+impl StompSession {
+    /// A SEND to [`TOKEN_DESTINATION`]: a new token for the same user,
+    /// checked as at CONNECT, from which the session's expiry now counts.
+    fn refresh(&mut self, ctx: &mut SessionCtx<'_>, f: &Frame) -> Result<Step, Refusal> {
+        let authorization = f.get("Authorization").or_else(|| f.get("authorization"));
+        let Some(token) = auth::token(authorization, f.get("passcode")) else {
+            return Err(refuse(
+                "Missing token",
+                format!(
+                    "a SEND to {TOKEN_DESTINATION} carries Authorization: Bearer TOKEN or passcode"
+                ),
+            ));
+        };
+        let identity = self
+            .shared
+            .auth
+            .verify(token)
+            .map_err(|why| refuse(why, "the new token was refused"))?;
+        if identity.user.is_none() || identity.user != self.user {
+            return Err(refuse(
+                "Token refused",
+                "the new token must name the session's own user (sub)",
+            ));
+        }
+        if self.shared.expire_sessions && identity.exp.is_some_and(expiry::passed) {
+            return Err(refuse("Token expired", "the new token has expired already")
+                .closing(CLOSE_TOKEN_EXPIRED));
+        }
+        self.shared.metrics.tokens[TokenEvent::Refreshed as usize].inc();
+        self.set_expiry(identity.exp);
+        if self.expiry.as_ref().is_some_and(|e| e.notice_due()) {
+            self.notify_expiry(ctx);
+        }
+        Ok(Step::Done)
+    }
+
+    /// Counts the session's life to `exp`, with `expire_sessions`.
+    fn set_expiry(&mut self, exp: Option<u64>) {
+        self.expiry = match (self.shared.expire_sessions, exp) {
+            (true, Some(exp)) => Some(Expiry::new(exp, self.shared.token_refresh_notice)),
+            _ => None,
+        };
+    }
+
+    /// Tells the session's subscriptions to [`GATEWAY_QUEUE`] when its
+    /// token expires (`x-token-expires-in`, seconds).
+    fn notify_expiry(&self, ctx: &mut SessionCtx<'_>) {
+        let Some(e) = &self.expiry else { return };
+        let left = e.seconds_left();
+        let headers = [
+            ("x-token-expires-in".to_owned(), left.to_string()),
+            ("content-type".to_owned(), "application/json".to_owned()),
+        ];
+        let body = format!(r#"{{"token_expires_in":{left}}}"#);
+        let version = self.version();
+        for (id, (_, destination)) in &self.subscriptions {
+            if destination == GATEWAY_QUEUE {
+                let mut text = message_head(id, self.shared.topics.next_message_id(), version);
+                text.push_str(&message_tail(&headers, destination, &body, version));
+                ctx.send(text);
+            }
+        }
+    }
+
+    /// The expiry's clock: the notice when due, then the end.
+    fn poll_expiry(&mut self, ctx: &mut SessionCtx<'_>, cx: &mut std::task::Context<'_>) {
+        while let Some(e) = self.expiry.as_mut() {
+            match e.poll(cx) {
+                Poll::Pending => return,
+                Poll::Ready(expiry::Due::Notice) => self.notify_expiry(ctx),
+                Poll::Ready(expiry::Due::End) => {
+                    self.shared.metrics.tokens[TokenEvent::Expired as usize].inc();
+                    let r = refuse("Token expired", "sign in again with a fresh token")
+                        .closing(CLOSE_TOKEN_EXPIRED);
+                    return self.error(ctx, r, None);
+                }
+            }
+        }
+    }
+}
+
+/// The ERROR for a SUBSCRIBE the subscribe webhook refused.
+fn subscription_refused(destination: &str, message: Option<String>) -> Refusal {
+    refuse(
+        format!("Subscription to {destination} refused"),
+        message.unwrap_or_else(|| "refused by the subscribe webhook".into()),
+    )
 }
 
 fn required<'f>(f: &'f Frame, name: &str) -> Result<&'f str, Refusal> {
@@ -595,12 +938,40 @@ impl Handler for StompSession {
                         break;
                     }
                 },
+                Some(Call::UserCount(mut count, a)) => match count.as_mut().poll(cx) {
+                    Poll::Ready(elsewhere) => {
+                        let receipt = a.receipt.clone();
+                        let step = self.admitted(ctx, a, elsewhere);
+                        self.finish(ctx, step, receipt.as_deref());
+                    }
+                    Poll::Pending => {
+                        self.call = Some(Call::UserCount(count, a));
+                        break;
+                    }
+                },
                 None => break,
             }
             self.run(ctx);
         }
+        if !self.done {
+            self.poll_expiry(ctx, cx);
+        }
         // More calls may come with later frames.
         Poll::Pending
+    }
+
+    fn on_rate_limited(&mut self, ctx: &mut SessionCtx<'_>) {
+        if self.done {
+            return;
+        }
+        let r = refuse(
+            "Too many messages",
+            format!(
+                "at most {} messages per second (max_messages_per_second)",
+                self.shared.max_messages_per_second
+            ),
+        );
+        self.error(ctx, r.closing(CLOSE_TOO_MANY), None);
     }
 
     fn on_close(&mut self, _info: &SessionInfo, _reason: &CloseReason) {

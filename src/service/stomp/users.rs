@@ -42,15 +42,27 @@ pub struct Users {
 }
 
 impl Users {
-    pub fn add(&self, user: &str, session: u64, version: Version, handle: SessionHandle) {
-        self.lock()
-            .entry(user.to_owned())
-            .or_default()
-            .push(Member {
-                session,
-                version,
-                handle,
-            });
+    /// Adds a session of `user`, unless `user` holds `room` sessions here
+    /// already (`None`: no limit). Whether it was added.
+    pub fn add(
+        &self,
+        user: &str,
+        session: u64,
+        version: Version,
+        handle: SessionHandle,
+        room: Option<usize>,
+    ) -> bool {
+        let mut map = self.lock();
+        let held = map.get(user).map_or(0, Vec::len);
+        if room.is_some_and(|room| held >= room) {
+            return false;
+        }
+        map.entry(user.to_owned()).or_default().push(Member {
+            session,
+            version,
+            handle,
+        });
+        true
     }
 
     pub fn remove(&self, user: &str, session: u64) {

@@ -1,6 +1,7 @@
 //! Calls from a `stomp` service to its backend over HTTP: the connect
-//! webhook, which names the user of a CONNECT, and the app webhook, which
-//! gets SENDs to `/app/...`. JSON both ways, through reqwest (pooled, and
+//! webhook, which names the user of a CONNECT, the app webhook, which
+//! gets SENDs to `/app/...`, and the subscribe webhook, which allows or
+//! refuses a SUBSCRIBE. JSON both ways, through reqwest (pooled, and
 //! Send, so a call can be polled from a session's task).
 
 use super::destination::is_plain;
@@ -157,6 +158,22 @@ pub fn app_request(
         "destination": destination,
         "headers": header_map(headers),
         "body": body,
+    })
+}
+
+/// The subscribe webhook's request for one SUBSCRIBE: the frame's headers
+/// (its `id`, and any the client added for the backend).
+pub fn subscribe_request(
+    session: u64,
+    user: Option<&str>,
+    destination: &str,
+    headers: &[(String, String)],
+) -> Value {
+    json!({
+        "session": session.to_string(),
+        "user": user,
+        "destination": destination,
+        "headers": header_map(headers),
     })
 }
 
