@@ -11,6 +11,9 @@
 # the gateway's kind = "proxy" in front of bench's upstream-echo, against
 # the in-process echo and against nginx proxying a plain WebSocket to the
 # same upstream (PROXY_IDLE sessions held HOLD seconds, default 5000).
+# ONLY=limits: the gateway with every limit on the echo service takes
+# (max_sessions_per_ip, max_new_sessions_per_ip, max_messages_per_second,
+# set far above what the load needs) against the same gateway with none.
 # Exits non-zero if the gateway lost or corrupted any message.
 # Ratios are reported as the median and the spread (min-max) of the
 # per-round ratios; how busy the machine was just before each run is
@@ -47,7 +50,7 @@ bench=target/release/sockjs-bench
 : > "$out"
 
 PROXY_IDLE=${PROXY_IDLE:-5000}
-port() { case $1 in ours|inproc|proxy) echo 8090 ;; node) echo 8091 ;; bare) echo 8092 ;; nginx) echo 8094 ;; esac; }
+port() { case $1 in ours|inproc|proxy|limited) echo 8090 ;; node) echo 8091 ;; bare) echo 8092 ;; nginx) echo 8094 ;; esac; }
 url() { # server, service
   case $1 in
     bare) echo "http://127.0.0.1:8092/ws" ;;
@@ -77,8 +80,13 @@ start() { # server
   case $1 in
     proxy|nginx) start_upstream ;;
   esac
+  # Every limit of the echo service on, none reached: what checking costs.
+  local limits=()
+  [ "$1" = limited ] && limits=(SOCKJS_GATEWAY__SERVICES__ECHO__MAX_SESSIONS_PER_IP=1000000
+    SOCKJS_GATEWAY__SERVICES__ECHO__MAX_NEW_SESSIONS_PER_IP=1000000
+    SOCKJS_GATEWAY__SERVICES__ECHO__MAX_MESSAGES_PER_SECOND=1000000)
   case $1 in
-    ours|inproc|proxy) RUST_LOG=warn SOCKJS_GATEWAY__SERVICES__ECHO__HEARTBEAT_DELAY=10 SOCKJS_GATEWAY__SERVICES__BROADCAST__HEARTBEAT_DELAY=10 \
+    ours|inproc|proxy|limited) env "${limits[@]}" RUST_LOG=warn SOCKJS_GATEWAY__SERVICES__ECHO__HEARTBEAT_DELAY=10 SOCKJS_GATEWAY__SERVICES__BROADCAST__HEARTBEAT_DELAY=10 \
             SOCKJS_GATEWAY__SERVICES__PROXIED__HEARTBEAT_DELAY=10 \
             taskset -c "$SERVER_CORE" target/release/sockjs-gateway --config bench/gateway.toml >/dev/null & ;;
     nginx) nginx_dir=$(mktemp -d)
@@ -165,6 +173,14 @@ scenarios() { # round
     for s in "${porder[@]}"; do
       [ "$s" = nginx ] || run "$s" idle echo --sessions "$PROXY_IDLE" --hold "$hold" --min-heartbeats $((hold / 10 > 1 ? hold / 10 - 1 : 0))
     done
+    group=core
+  fi
+  if want limits; then
+    group=limits
+    local lorder=(ours limited)
+    [ $(($1 % 2)) -eq 0 ] && lorder=(limited ours)
+    for s in "${lorder[@]}"; do run "$s" ws-echo echo --sessions 100 --inflight 1 --size 128 --duration "$DURATION"; done
+    for s in "${lorder[@]}"; do run "$s" xhr-polling echo --sessions 50 --duration "$DURATION"; done
     group=core
   fi
 }

@@ -6,9 +6,10 @@ from collections import defaultdict
 
 runs = defaultdict(list)
 proxy_runs = defaultdict(list)
+limit_runs = defaultdict(list)
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    into = proxy_runs if r.get("group") == "proxy" else runs
+    into = {"proxy": proxy_runs, "limits": limit_runs}.get(r.get("group"), runs)
     into[(r["scenario"], r["sessions"], r["label"])].append(r)
 
 def med(rows, key):
@@ -94,17 +95,39 @@ if proxy_runs:
             "–" if idle else p99, lost, extra, str(len(px or [])),
         ]) + " |")
 
+# The limits scenarios: every limit on (none reached) against none, the
+# same gateway otherwise.
+if limit_runs:
+    print("\nLimits scenarios (every limit of the echo service on, none reached):\n")
+    head = ["scenario", "figure", "limits on", "limits off", "on/off (min–max)",
+            "p99 ms on / off", "server CPU µs/msg on / off", "lost+errors on (per round)", "rounds"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for scenario, sessions in sorted({(s, n) for s, n, _ in limit_runs}):
+        on, off = (limit_runs.get((scenario, sessions, l)) for l in ("limited", "ours"))
+        def cost(x):
+            per = [r["server_cpu_pct"] * 1e4 / r["msgs_per_s"] for r in x or []
+                   if r.get("server_cpu_pct") and r.get("msgs_per_s")]
+            return statistics.median(per) if per else None
+        print("| " + " | ".join([
+            f"{scenario} ×{sessions}", "msgs/s", fmt(med(on, "msgs_per_s") if on else None),
+            fmt(med(off, "msgs_per_s") if off else None), per_round_ratio(on, off, "msgs_per_s"),
+            " / ".join(fmt(med(x, "p99_ms") if x else None, 2) for x in (on, off)),
+            " / ".join(fmt(cost(x), 2) for x in (on, off)),
+            "–" if not on else "/".join(str(r["lost"] + r["errors"]) for r in on), str(len(on or [])),
+        ]) + " |")
+
 # How quiet the machine was: its busy share just before each run, when
 # no server or load tool of this run was up.
-bg = sorted(r["background_cpu_pct"] for group in (runs, proxy_runs) for rs in group.values() for r in rs
+bg = sorted(r["background_cpu_pct"] for group in (runs, proxy_runs, limit_runs) for rs in group.values() for r in rs
             if r.get("background_cpu_pct") is not None)
 if bg:
     print(f"\nMachine busy before each run (other processes, % of all cores): "
           f"median {statistics.median(bg):.1f}, max {bg[-1]:.1f}, over {len(bg)} runs.")
 
 # A gateway that loses or corrupts messages has no score.
-bad = [(s, n, r["errors"], r["lost"]) for group in (runs, proxy_runs) for (s, n, label), rs in group.items()
-       if label in ("ours", "proxy", "inproc") for r in rs if r["errors"] or r["lost"]]
+bad = [(s, n, r["errors"], r["lost"]) for group in (runs, proxy_runs, limit_runs) for (s, n, label), rs in group.items()
+       if label in ("ours", "proxy", "inproc", "limited") for r in rs if r["errors"] or r["lost"]]
 if bad:
     print(f"\nthe gateway failed runs (scenario, sessions, errors, lost): {bad}", file=sys.stderr)
     sys.exit(1)
