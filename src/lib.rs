@@ -17,7 +17,9 @@
 //!   wrapping: pure functions); [`limits`] (the open-file budget,
 //!   `max_connections` and the derived `max_sessions` ([`limits::fds`]), the
 //!   accept-error log rate, request head size, stalled readers cut off,
-//!   memory handed back after a load); [`metrics`] (Prometheus handles,
+//!   sessions per client address ([`limits::per_address`]) and messages
+//!   per session ([`limits::message_rate`]), memory handed back after a
+//!   load); [`metrics`] (Prometheus handles,
 //!   served at `/metrics` on the API's listener).
 //! - [`config`]: plain values and the checks of their shape, one file per
 //!   section ([`config::service`], [`config::auth`], [`config::api`],
@@ -49,8 +51,9 @@
 //!   ([`service::proxy`]: upstream choice, handshake, close codes) and the
 //!   `stomp` kind ([`service::stomp`]: frame codec, destination patterns,
 //!   subscriptions and fan-out with history positions, recovery on
-//!   SUBSCRIBE, users, the per-session protocol, JWT auth, the connect and
-//!   app webhooks, the demo's sign-in).
+//!   SUBSCRIBE, users and their session cap, the per-session protocol,
+//!   JWT auth and token expiry ([`service::stomp::expiry`]), the connect,
+//!   app and subscribe webhooks, the demo's sign-in).
 //! - [`transport`]: one file per transport family ([`transport::polling`],
 //!   [`transport::streaming`], [`transport::send`],
 //!   [`transport::websocket`], whose socket runs inside its session's
