@@ -75,7 +75,7 @@ impl Read {
 /// this process and appends in it too ([`History::append_here`]);
 /// [`super::redis_history::RedisHistory`] holds them in Redis, where a
 /// publication is appended by the same script that publishes it to the
-/// other nodes ([`super::Bus::publish_kept`]), so that none is live
+/// other nodes ([`super::Bus::publish_asking`]), so that none is live
 /// without being kept.
 pub trait History: Send + Sync {
     /// `stream`'s position, and its publications after `after`, at most

@@ -8,7 +8,7 @@
 //! `ttl` seconds after the last publication. The braces keep the pair in
 //! one slot.
 //!
-//! [`APPEND`] gives the next offset, appends the entry and publishes the
+//! `APPEND` gives the next offset, appends the entry and publishes the
 //! event with its position on the events channel in one script, so that a
 //! node that sees offset N+1 live finds N in the stream. A stream whose
 //! meta hash is gone (expired, evicted, Redis restarted empty) starts over
@@ -153,7 +153,7 @@ type Reading = Shared<BoxFuture<'static, Result<Read, String>>>;
 type Waiting = Mutex<HashMap<(String, u64, usize), Reading>>;
 
 /// Streams in the cluster's Redis, read through the bus's connection, at
-/// most [`READS_IN_FLIGHT`] at a time. Identical reads waiting their turn
+/// most `READS_IN_FLIGHT` at a time. Identical reads waiting their turn
 /// are made once: the clients of a topic that reconnect together recover
 /// it with one read. Only reads not yet sent are joined, so a read's
 /// answer is never older than the moment a joiner asked.
