@@ -3,7 +3,7 @@
 //! per session and per user, each from two client addresses (127.0.0.2
 //! and 127.0.0.3) or two nodes.
 mod common;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, HttpResponse};
 use common::redis::Redis;
 use common::stomp::*;
 use common::*;
@@ -25,19 +25,12 @@ impl Backend {
     fn start() -> Backend {
         let calls: Calls = Arc::default();
         let seen = web::Data::new(calls.clone());
-        let server = HttpServer::new(move || {
-            App::new()
+        let (addr, handle) = serve(move |config| {
+            config
                 .app_data(seen.clone())
-                .route("/subscribe", web::post().to(subscribe))
-        })
-        .workers(1)
-        .disable_signals()
-        .bind("127.0.0.1:0")
-        .unwrap();
-        let url = format!("http://{}/subscribe", server.addrs()[0]);
-        let server = server.run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
+                .route("/subscribe", web::post().to(subscribe));
+        });
+        let url = format!("http://{addr}/subscribe");
         Backend {
             url,
             calls,
@@ -90,9 +83,22 @@ fn webhook_config(backend: &Backend, extra: &str) -> String {
     )
 }
 
+/// A session that sent CONNECT with `Authorization: Bearer` a token of
+/// `user` valid for `ttl` seconds; its answer not read yet.
+async fn connecting(gw: &Gateway, user: &str, ttl: i64) -> Client {
+    let mut c = Client::open(gw).await;
+    let bearer = format!("Bearer {}", token(SECRET, user, ttl));
+    c.frame(
+        "CONNECT",
+        &[("accept-version", "1.2"), ("Authorization", &bearer)],
+        "",
+    )
+    .await;
+    c
+}
+
 async fn signed_in(gw: &Gateway, user: &str) -> Client {
-    let bearer = format!("Bearer {}", token(SECRET, user, 60));
-    Client::connect_with(gw, &[("Authorization", &bearer)]).await
+    signed_in_for(gw, user, 60).await
 }
 
 /// An ERROR with `message`, then the close `code` that follows it; the
@@ -267,20 +273,14 @@ async fn a_session_ends_when_its_token_expires_after_a_notice() {
     assert_eq!(metric(&gw, expired).await, 1.0);
     // A token that has expired already (inside the verifier's leeway) does
     // not start a session.
-    let mut c = Client::open(&gw).await;
-    let bearer = format!("Bearer {}", token(SECRET, "alice", -5));
-    c.frame(
-        "CONNECT",
-        &[("accept-version", "1.2"), ("Authorization", &bearer)],
-        "",
-    )
-    .await;
+    let mut c = connecting(&gw, "alice", -5).await;
     expect_error(&mut c, "Token expired", 4401).await;
 }
 
 async fn signed_in_for(gw: &Gateway, user: &str, ttl: i64) -> Client {
-    let bearer = format!("Bearer {}", token(SECRET, user, ttl));
-    Client::connect_with(gw, &[("Authorization", &bearer)]).await
+    let mut c = connecting(gw, user, ttl).await;
+    assert_eq!(c.next().await.0, "CONNECTED");
+    c
 }
 
 #[actix_rt::test]
@@ -466,15 +466,7 @@ async fn a_stomp_session_past_its_message_rate_gets_an_error() {
 async fn sessions_of_one_user_are_limited() {
     let gw = Gateway::start(&config("max_sessions_per_user = 2"));
     let mut tabs = vec![signed_in(&gw, "alice").await, signed_in(&gw, "alice").await];
-    let mut third = Client::open(&gw).await;
-    let bearer = format!("Bearer {}", token(SECRET, "alice", 60));
-    third
-        .frame(
-            "CONNECT",
-            &[("accept-version", "1.2"), ("Authorization", &bearer)],
-            "",
-        )
-        .await;
+    let mut third = connecting(&gw, "alice", 60).await;
     let body = expect_error(&mut third, "Too many sessions", 4429).await;
     assert!(body.contains("max_sessions_per_user"), "{body}");
     signed_in(&gw, "bob").await;
@@ -482,13 +474,7 @@ async fn sessions_of_one_user_are_limited() {
     tabs.pop().unwrap().ws.send_close(1000).await;
     let until = Instant::now() + Duration::from_secs(5);
     loop {
-        let mut c = Client::open(&gw).await;
-        c.frame(
-            "CONNECT",
-            &[("accept-version", "1.2"), ("Authorization", &bearer)],
-            "",
-        )
-        .await;
+        let mut c = connecting(&gw, "alice", 60).await;
         if c.next().await.0 == "CONNECTED" {
             break;
         }
@@ -519,14 +505,7 @@ async fn the_sessions_of_one_user_are_counted_on_every_node() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // ...node two refuses her second session, and lets bob in.
-    let mut c = Client::open(&two).await;
-    let bearer = format!("Bearer {}", token(SECRET, "alice", 60));
-    c.frame(
-        "CONNECT",
-        &[("accept-version", "1.2"), ("Authorization", &bearer)],
-        "",
-    )
-    .await;
+    let mut c = connecting(&two, "alice", 60).await;
     expect_error(&mut c, "Too many sessions", 4429).await;
     signed_in(&two, "bob").await;
 }

@@ -2,7 +2,7 @@
 //! the connect webhook names the user, the app webhook gets SENDs to
 //! `/app/...` in order and its reply comes back; failures are ERRORs.
 mod common;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, HttpResponse};
 use common::stomp::*;
 use common::*;
 use serde_json::{json, Value};
@@ -23,21 +23,13 @@ impl Backend {
     fn start() -> Backend {
         let calls: Calls = Arc::default();
         let seen = web::Data::new(calls.clone());
-        let server = HttpServer::new(move || {
-            App::new()
+        let (addr, handle) = serve(move |config| {
+            config
                 .app_data(seen.clone())
                 .route("/connect", web::post().to(connect))
                 .route("/app", web::post().to(app))
-                .route("/redirect", web::post().to(redirect))
-        })
-        .workers(1)
-        .disable_signals()
-        .bind("127.0.0.1:0")
-        .unwrap();
-        let addr = server.addrs()[0].to_string();
-        let server = server.run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
+                .route("/redirect", web::post().to(redirect));
+        });
         Backend {
             addr,
             calls,

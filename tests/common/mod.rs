@@ -170,6 +170,25 @@ pub async fn poll_after_abort(gw: &Gateway, s: &str) -> String {
     body
 }
 
+/// A backend a test talks to: an HTTP server on a loopback port with the
+/// app `routes` configures, one worker. Its address, and its handle (it
+/// stops with the test's runtime).
+pub fn serve(
+    routes: impl Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+) -> (String, actix_web::dev::ServerHandle) {
+    let server =
+        actix_web::HttpServer::new(move || actix_web::App::new().configure(routes.clone()))
+            .workers(1)
+            .disable_signals()
+            .bind("127.0.0.1:0")
+            .unwrap();
+    let addr = server.addrs()[0].to_string();
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (addr, handle)
+}
+
 /// A config with one echo service at `/echo` plus `extra` keys for it.
 /// A loopback address that was free a moment ago: nothing listens there.
 pub fn dead_addr() -> String {

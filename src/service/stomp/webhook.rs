@@ -144,7 +144,8 @@ pub fn connect_user(reply: &Value) -> Result<Option<String>, String> {
     }
 }
 
-/// The app webhook's request for one SEND.
+/// The app webhook's request for one SEND: a subscribe request's fields
+/// and the body.
 pub fn app_request(
     session: u64,
     user: Option<&str>,
@@ -152,13 +153,9 @@ pub fn app_request(
     headers: &[(String, String)],
     body: &str,
 ) -> Value {
-    json!({
-        "session": session.to_string(),
-        "user": user,
-        "destination": destination,
-        "headers": header_map(headers),
-        "body": body,
-    })
+    let mut request = subscribe_request(session, user, destination, headers);
+    request["body"] = Value::String(body.to_owned());
+    request
 }
 
 /// The subscribe webhook's request for one SUBSCRIBE: the frame's headers
