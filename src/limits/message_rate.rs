@@ -4,17 +4,14 @@
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
 
-/// One session's allowance; boxed, so that a session without the limit
-/// carries only a null pointer.
+/// One session's allowance.
 pub struct MessageRate(DefaultDirectRateLimiter);
 
 impl MessageRate {
     /// `None` when the limit is off (0).
-    pub fn new(per_second: u32) -> Option<Box<MessageRate>> {
+    pub fn new(per_second: u32) -> Option<MessageRate> {
         let n = NonZeroU32::new(per_second)?;
-        Some(Box::new(MessageRate(RateLimiter::direct(
-            Quota::per_second(n),
-        ))))
+        Some(MessageRate(RateLimiter::direct(Quota::per_second(n))))
     }
 
     /// Takes one message from the allowance, if there is one left.

@@ -51,8 +51,15 @@ pub struct SessionActor {
     /// The transport that opened it, for the open-sessions gauge
     /// ([`crate::metrics::TRANSPORTS`]).
     transport: Option<u8>,
+    /// What limits this session, if any does: boxed, so that a session
+    /// without limits carries a null pointer only.
+    limits: Option<Box<Limits>>,
+}
+
+/// A session's limits.
+struct Limits {
     /// `max_messages_per_second`, when set.
-    rate: Option<Box<MessageRate>>,
+    rate: Option<MessageRate>,
     /// Its place in `max_sessions_per_ip`, given back when it is dropped.
     _slot: Option<Slot>,
 }
@@ -102,6 +109,8 @@ impl SessionActor {
     ) -> Self {
         let handler = hub.new_handler(&info);
         let rate = MessageRate::new(hub.config().max_messages_per_second);
+        let limits =
+            (rate.is_some() || slot.is_some()).then(|| Box::new(Limits { rate, _slot: slot }));
         SessionActor {
             key,
             sid: sid.map(Into::into),
@@ -122,8 +131,7 @@ impl SessionActor {
             disconnect_timer: None,
             expired: false,
             transport: None,
-            rate,
-            _slot: slot,
+            limits,
         }
     }
 
@@ -412,7 +420,8 @@ impl SessionActor {
         messages: impl IntoIterator<Item = String>,
         ctx: &mut Context<Self>,
     ) -> bool {
-        let rate = self.rate.take();
+        let limits = self.limits.take();
+        let rate = limits.as_ref().and_then(|l| l.rate.as_ref());
         let mut limited = false;
         let allowed = messages.into_iter().take_while(|_| match &rate {
             Some(r) if !r.allow() => {
@@ -426,7 +435,7 @@ impl SessionActor {
         } else {
             self.incoming(allowed, ctx);
         }
-        self.rate = rate;
+        self.limits = limits;
         if limited && self.closed.is_none() {
             self.hub.metrics().limited[Limit::MessagesPerSecond as usize].inc();
             self.run_handler(ctx, |h, sctx| h.on_rate_limited(sctx));
