@@ -136,7 +136,7 @@ impl Gateway {
                 if cfg.max_sessions.is_some() {
                     ""
                 } else {
-                    " (derived)"
+                    " (derived: WebSocket sessions; an HTTP session counts as 2)"
                 }
             );
             if cfg.allows_any_origin() {

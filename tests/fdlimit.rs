@@ -146,7 +146,8 @@ async fn a_flood_past_the_fd_limit_is_refused_and_harms_no_session() {
     // Every session slot was taken (a handshake that lost the race for the
     // last slot is answered 101, then closed with 1013).
     let opened = outcomes.get("open").copied().unwrap_or(0);
-    let free = max_sessions - old.len() - polling.len();
+    // The derived cap counts connections: a polling session holds two.
+    let free = max_sessions - old.len() - 2 * polling.len();
     assert!(
         (free..free + 50).contains(&opened),
         "{outcomes:?}, max_sessions {max_sessions}, max_connections {max_connections}"
@@ -228,4 +229,35 @@ async fn a_flood_past_the_fd_limit_is_refused_and_harms_no_session() {
     assert_eq!(r, "status 200");
     assert!(!gw.log().contains("Too many open files"), "{}", gw.log());
     drop(held);
+}
+
+/// The derived `max_sessions` counts connections: an HTTP session, which
+/// holds its poll and the connection its sends come on, takes two places;
+/// a WebSocket session one. A `max_sessions` set by hand counts sessions.
+#[actix_rt::test]
+async fn the_derived_session_cap_counts_an_http_session_twice() {
+    const HTTP: usize = 20;
+    for (extra, http_weight) in [
+        ("disconnect_delay = 60", 2),
+        ("disconnect_delay = 60\nmax_sessions = 100", 1),
+    ] {
+        let gw = Gateway::start_with_fd_limit(&echo_config(extra), 256);
+        let max_sessions = logged(&gw, "service echo: max_sessions");
+        for _ in 0..HTTP {
+            let s = gw.url(&session("/echo"));
+            let r = request("POST", &format!("{s}/xhr"), &[("Connection", "close")], "").await;
+            assert_eq!(r.body, "o\n");
+        }
+        // WebSocket sessions, one at a time, until one is refused.
+        let mut held = Vec::new();
+        loop {
+            let (what, sock) = session_attempt("127.0.0.2", &gw).await;
+            if what != "open" {
+                assert_eq!(what, "status 503");
+                break;
+            }
+            held.extend(sock);
+        }
+        assert_eq!(held.len(), max_sessions - http_weight * HTTP, "{extra}");
+    }
 }

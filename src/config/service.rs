@@ -392,9 +392,11 @@ impl ServiceConfig {
     pub fn upstream_ping_interval(&self) -> Duration {
         Duration::from_secs_f64(self.upstream_ping_interval)
     }
-    /// `max_sessions`, or its default: 90 % of the connections the
-    /// open-file limit allows ([`crate::limits::fds`]), halved for a proxy,
-    /// whose sessions also hold an upstream socket each.
+    /// `max_sessions`, or its default: the connections the open-file limit
+    /// allows ([`crate::limits::fds`]) but a reserve for other requests,
+    /// halved for a proxy, whose sessions also hold an upstream socket
+    /// each; counted in WebSocket sessions (see
+    /// [`ServiceConfig::http_session_weight`]).
     pub fn max_sessions(&self) -> usize {
         let per_session = if self.kind == ServiceKind::Proxy {
             2
@@ -406,6 +408,16 @@ impl ServiceConfig {
                 b.default_max_sessions(per_session)
             })
         })
+    }
+
+    /// How many sessions an HTTP session counts as against `max_sessions`:
+    /// the connections it holds when the cap is derived from them, one when
+    /// `max_sessions` is set (a plain count).
+    pub fn http_session_weight(&self) -> usize {
+        match self.max_sessions {
+            Some(_) => 1,
+            None => crate::limits::fds::HTTP_SESSION_CONNECTIONS,
+        }
     }
 
     /// `high_water_bytes`, or its default.

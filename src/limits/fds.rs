@@ -8,8 +8,9 @@
 //! sockets) and refuses a connection past `max_connections`, or when the
 //! count comes within a reserve of the limit, by resetting it at once.
 //! Sessions stop earlier still (`max_sessions`, derived from the same
-//! figures), so a flood of sessions meets 503 while `/healthz`, `/info` and
-//! existing sessions keep their descriptors.
+//! figures, counting the connections each session holds), so a flood of
+//! sessions meets 503 while `/healthz`, `/info` and existing sessions keep
+//! their descriptors.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -19,9 +20,18 @@ use std::sync::OnceLock;
 /// dialled, the log, and the accept of a connection about to be refused.
 pub const RESERVE: usize = 128;
 
-/// Share of `max_connections` that sessions may take by default; the rest
-/// is for requests that make none (`/info`, sends, pages, 503s).
-const SESSION_SHARE: f64 = 0.9;
+/// Connections kept from sessions by default, for requests that make none
+/// (`/healthz`, `/readyz`, `/info`, pages, the 503s that refuse sessions):
+/// 1 % of `max_connections`, and at least this many. Each of those is
+/// short; an HTTP session's sends are counted with it instead (see
+/// [`HTTP_SESSION_CONNECTIONS`]).
+const MIN_REQUEST_RESERVE: usize = 32;
+
+/// Connections an HTTP session holds, as the default `max_sessions` counts
+/// them: its poll or stream, and the one its sends come on (a browser opens
+/// a second connection for them, and keeps it). A WebSocket session holds
+/// one.
+pub const HTTP_SESSION_CONNECTIONS: usize = 2;
 
 /// The process's descriptor budget.
 #[derive(Debug)]
@@ -84,11 +94,19 @@ pub fn budget() -> Option<&'static Budget> {
 }
 
 impl Budget {
-    /// The default `max_sessions` of a service whose sessions each hold
-    /// `fds_per_session` counted descriptors (2 for a proxy: the client's
-    /// and the upstream's).
+    /// Connections the default `max_sessions` leaves to other requests.
+    pub fn request_reserve(&self) -> usize {
+        (self.max_connections / 100).max(MIN_REQUEST_RESERVE)
+    }
+
+    /// The default `max_sessions` of a service whose WebSocket sessions each
+    /// hold `fds_per_session` counted descriptors (2 for a proxy: the
+    /// client's and the upstream's): every connection but the request
+    /// reserve. It is counted in WebSocket sessions; an HTTP session counts
+    /// as [`HTTP_SESSION_CONNECTIONS`] of them.
     pub fn default_max_sessions(&self, fds_per_session: usize) -> usize {
-        ((self.max_connections as f64 * SESSION_SHARE) as usize / fds_per_session.max(1)).max(1)
+        (self.max_connections.saturating_sub(self.request_reserve()) / fds_per_session.max(1))
+            .max(1)
     }
 
     /// Counts a new client connection; `None` if it must be refused.
@@ -266,8 +284,13 @@ mod tests {
     #[test]
     fn session_defaults_leave_room_for_other_requests() {
         let b = budget(20_000, 19_852);
-        assert_eq!(b.default_max_sessions(1), 17_866);
-        assert_eq!(b.default_max_sessions(2), 8_933);
+        assert_eq!(b.request_reserve(), 198);
+        assert_eq!(b.default_max_sessions(1), 19_654);
+        assert_eq!(b.default_max_sessions(2), 9_827);
+        // A small limit still keeps a few connections for health checks.
+        let b = budget(512, 370);
+        assert_eq!(b.request_reserve(), 32);
+        assert_eq!(b.default_max_sessions(1), 338);
     }
 
     #[test]

@@ -42,7 +42,7 @@ impl ServiceHub {
         trusted_proxies: Vec<ipnet::IpNet>,
         cluster: Cluster,
     ) -> Arc<Self> {
-        let registry = Registry::new(config.max_sessions());
+        let registry = Registry::new(config.max_sessions(), config.http_session_weight());
         let prefix = config.prefix.as_str().into();
         let forward_headers = config
             .forward_headers

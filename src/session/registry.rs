@@ -7,7 +7,7 @@ use super::actor::SessionActor;
 use actix::Addr;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Why a new session could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,12 +22,20 @@ pub struct Registry {
     all: DashMap<u64, Addr<SessionActor>>,
     next_key: AtomicU64,
     max_sessions: usize,
+    /// How many sessions an HTTP session counts as against `max_sessions`.
+    http_weight: usize,
+    /// Entries of `by_sid`, counted apart: `DashMap::len` locks every
+    /// shard, and a session is made while its id's shard is locked.
+    http_sessions: AtomicUsize,
 }
 
 impl Registry {
-    pub fn new(max_sessions: usize) -> Self {
+    /// At most `max_sessions`, an HTTP session counting as `http_weight`
+    /// (the connections it holds, when the cap is a connection budget).
+    pub fn new(max_sessions: usize, http_weight: usize) -> Self {
         Registry {
             max_sessions,
+            http_weight: http_weight.max(1),
             next_key: AtomicU64::new(1),
             ..Default::default()
         }
@@ -37,9 +45,16 @@ impl Registry {
         self.all.len()
     }
 
-    /// Whether a new session would be refused.
+    /// Whether a new WebSocket session would be refused.
     pub fn is_full(&self) -> bool {
-        self.all.len() >= self.max_sessions
+        !self.has_room(1)
+    }
+
+    /// Whether a session that counts as `weight` fits.
+    fn has_room(&self, weight: usize) -> bool {
+        let http = self.http_sessions.load(Ordering::Relaxed);
+        let load = self.all.len() + (self.http_weight - 1) * http;
+        load + weight <= self.max_sessions
     }
 
     pub fn is_empty(&self) -> bool {
@@ -64,8 +79,9 @@ impl Registry {
         match self.by_sid.entry(sid.into()) {
             Entry::Occupied(e) => Ok((e.get().1.clone(), false)),
             Entry::Vacant(e) => {
-                let (key, addr) = self.start(start)?;
+                let (key, addr) = self.start(self.http_weight, start)?;
                 e.insert((key, addr.clone()));
+                self.http_sessions.fetch_add(1, Ordering::Relaxed);
                 Ok((addr, true))
             }
         }
@@ -76,14 +92,15 @@ impl Registry {
         &self,
         start: impl FnOnce(u64) -> Addr<SessionActor>,
     ) -> Result<Addr<SessionActor>, RegistryFull> {
-        self.start(start).map(|(_, addr)| addr)
+        self.start(1, start).map(|(_, addr)| addr)
     }
 
     fn start(
         &self,
+        weight: usize,
         start: impl FnOnce(u64) -> Addr<SessionActor>,
     ) -> Result<(u64, Addr<SessionActor>), RegistryFull> {
-        if self.is_full() {
+        if !self.has_room(weight) {
             return Err(RegistryFull);
         }
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
@@ -98,6 +115,9 @@ impl Registry {
     pub fn remove(&self, sid: Option<&str>, key: u64) -> bool {
         let had_sid =
             sid.is_some_and(|sid| self.by_sid.remove_if(sid, |_, (k, _)| *k == key).is_some());
+        if had_sid {
+            self.http_sessions.fetch_sub(1, Ordering::Relaxed);
+        }
         self.all.remove(&key);
         had_sid
     }
