@@ -93,14 +93,10 @@ impl Verifier {
         self.anonymous
     }
 
-    /// Who a CONNECT with these credentials is, or why not (the text of
-    /// the ERROR frame; never the token).
-    pub fn user(
-        &self,
-        authorization: Option<&str>,
-        passcode: Option<&str>,
-    ) -> Result<Identity, String> {
-        let Some(token) = token(authorization, passcode) else {
+    /// Who a CONNECT with this token (see [`token`]) is, or why not (the
+    /// text of the ERROR frame; never the token).
+    pub fn user(&self, token: Option<&str>) -> Result<Identity, String> {
+        let Some(token) = token else {
             return if self.anonymous {
                 Ok(Identity::anonymous())
             } else {
@@ -207,11 +203,9 @@ mod tests {
             user: Some("alice".into()),
             exp: Some(exp),
         };
-        assert_eq!(
-            v.user(Some(&format!("Bearer {t}")), None),
-            Ok(alice.clone())
-        );
-        assert_eq!(v.user(None, Some(&t)), Ok(alice));
+        let bearer = format!("Bearer {t}");
+        assert_eq!(v.user(super::token(Some(&bearer), None)), Ok(alice.clone()));
+        assert_eq!(v.user(super::token(None, Some(&t))), Ok(alice));
     }
 
     #[test]
@@ -253,11 +247,11 @@ mod tests {
             ("not.a.jwt".to_owned(), "malformed"),
         ];
         for (t, why) in cases {
-            let e = v.user(None, Some(&t)).unwrap_err();
+            let e = v.user(Some(&t)).unwrap_err();
             assert_eq!(e, format!("Invalid token: {why}"));
             assert!(!e.contains(&t));
         }
-        assert_eq!(v.user(None, None), Err("Authentication required".into()));
+        assert_eq!(v.user(None), Err("Authentication required".into()));
     }
 
     #[test]
@@ -270,8 +264,8 @@ mod tests {
     #[test]
     fn anonymous_only_when_configured() {
         let v = Verifier::new(&config(None, true)).unwrap();
-        assert_eq!(v.user(None, None), Ok(Identity::anonymous()));
+        assert_eq!(v.user(None), Ok(Identity::anonymous()));
         let v = Verifier::new(&config(None, false)).unwrap();
-        assert_eq!(v.user(None, None), Err("Authentication required".into()));
+        assert_eq!(v.user(None), Err("Authentication required".into()));
     }
 }

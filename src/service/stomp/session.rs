@@ -284,8 +284,7 @@ impl StompSession {
                 format!("accept-version was {:?}", f.get("accept-version")),
             ));
         };
-        let authorization = f.get("Authorization").or_else(|| f.get("authorization"));
-        let token = auth::token(authorization, f.get("passcode"));
+        let token = token_of(f);
         // A token goes to the JWT check when one is configured; anything
         // else to the connect webhook, when there is one.
         if let (Some(url), Some(hooks)) = (&self.shared.connect_webhook, &self.shared.webhooks) {
@@ -307,13 +306,9 @@ impl StompSession {
         let identity = self
             .shared
             .auth
-            .user(authorization, f.get("passcode"))
+            .user(token)
             .map_err(|why| refuse(why, "CONNECT was refused"))?;
-        if self.shared.expire_sessions && identity.exp.is_some_and(expiry::passed) {
-            return Err(
-                refuse("Token expired", "CONNECT with a fresh token").closing(CLOSE_TOKEN_EXPIRED)
-            );
-        }
+        self.unexpired(&identity, "CONNECT with a fresh token")?;
         self.admit(
             ctx,
             Admission {
@@ -504,14 +499,25 @@ impl StompSession {
     /// A message from the app webhook's reply, to this session's own
     /// subscriptions to its destination.
     fn reply(&self, ctx: &mut SessionCtx<'_>, r: &webhook::Reply) {
+        self.to_own(ctx, &r.destination, &r.headers, &r.body);
+    }
+
+    /// A MESSAGE to this session's own subscriptions to `destination` only
+    /// (not through the topics: other sessions never get it).
+    fn to_own(
+        &self,
+        ctx: &mut SessionCtx<'_>,
+        destination: &str,
+        headers: &[(String, String)],
+        body: &str,
+    ) {
         let version = self.version();
-        for (id, (_, destination)) in &self.subscriptions {
-            if *destination != r.destination {
-                continue;
+        for (id, (_, subscribed)) in &self.subscriptions {
+            if subscribed == destination {
+                let mut text = message_head(id, self.shared.topics.next_message_id(), version);
+                text.push_str(&message_tail(headers, destination, body, version));
+                ctx.send(text);
             }
-            let mut text = message_head(id, self.shared.topics.next_message_id(), version);
-            text.push_str(&message_tail(&r.headers, destination, &r.body, version));
-            ctx.send(text);
         }
     }
 
@@ -782,8 +788,7 @@ impl StompSession {
     /// A SEND to [`TOKEN_DESTINATION`]: a new token for the same user,
     /// checked as at CONNECT, from which the session's expiry now counts.
     fn refresh(&mut self, ctx: &mut SessionCtx<'_>, f: &Frame) -> Result<Step, Refusal> {
-        let authorization = f.get("Authorization").or_else(|| f.get("authorization"));
-        let Some(token) = auth::token(authorization, f.get("passcode")) else {
+        let Some(token) = token_of(f) else {
             return Err(refuse(
                 "Missing token",
                 format!(
@@ -802,16 +807,22 @@ impl StompSession {
                 "the new token must name the session's own user (sub)",
             ));
         }
-        if self.shared.expire_sessions && identity.exp.is_some_and(expiry::passed) {
-            return Err(refuse("Token expired", "the new token has expired already")
-                .closing(CLOSE_TOKEN_EXPIRED));
-        }
+        self.unexpired(&identity, "the new token has expired already")?;
         self.shared.metrics.tokens[TokenEvent::Refreshed as usize].inc();
         self.set_expiry(identity.exp);
         if self.expiry.as_ref().is_some_and(|e| e.notice_due()) {
             self.notify_expiry(ctx);
         }
         Ok(Step::Done)
+    }
+
+    /// With `expire_sessions`, a token whose `exp` has passed (the verifier
+    /// allows some leeway) starts or renews no session.
+    fn unexpired(&self, identity: &Identity, detail: &str) -> Result<(), Refusal> {
+        match self.shared.expire_sessions && identity.exp.is_some_and(expiry::passed) {
+            true => Err(token_expired(detail)),
+            false => Ok(()),
+        }
     }
 
     /// Counts the session's life to `exp`, with `expire_sessions`.
@@ -832,14 +843,7 @@ impl StompSession {
             ("content-type".to_owned(), "application/json".to_owned()),
         ];
         let body = format!(r#"{{"token_expires_in":{left}}}"#);
-        let version = self.version();
-        for (id, (_, destination)) in &self.subscriptions {
-            if destination == GATEWAY_QUEUE {
-                let mut text = message_head(id, self.shared.topics.next_message_id(), version);
-                text.push_str(&message_tail(&headers, destination, &body, version));
-                ctx.send(text);
-            }
-        }
+        self.to_own(ctx, GATEWAY_QUEUE, &headers, &body);
     }
 
     /// The expiry's clock: the notice when due, then the end.
@@ -850,13 +854,20 @@ impl StompSession {
                 Poll::Ready(expiry::Due::Notice) => self.notify_expiry(ctx),
                 Poll::Ready(expiry::Due::End) => {
                     self.shared.metrics.tokens[TokenEvent::Expired as usize].inc();
-                    let r = refuse("Token expired", "sign in again with a fresh token")
-                        .closing(CLOSE_TOKEN_EXPIRED);
-                    return self.error(ctx, r, None);
+                    return self.error(
+                        ctx,
+                        token_expired("sign in again with a fresh token"),
+                        None,
+                    );
                 }
             }
         }
     }
+}
+
+/// The ERROR `Token expired`, and its close code.
+fn token_expired(detail: &str) -> Refusal {
+    refuse("Token expired", detail).closing(CLOSE_TOKEN_EXPIRED)
 }
 
 /// The ERROR for a SUBSCRIBE the subscribe webhook refused.
@@ -865,6 +876,13 @@ fn subscription_refused(destination: &str, message: Option<String>) -> Refusal {
         format!("Subscription to {destination} refused"),
         message.unwrap_or_else(|| "refused by the subscribe webhook".into()),
     )
+}
+
+/// The token a frame carries (CONNECT, or a SEND to [`TOKEN_DESTINATION`]):
+/// `Authorization: Bearer`, else `passcode`.
+fn token_of(f: &Frame) -> Option<&str> {
+    let authorization = f.get("Authorization").or_else(|| f.get("authorization"));
+    auth::token(authorization, f.get("passcode"))
 }
 
 fn required<'f>(f: &'f Frame, name: &str) -> Result<&'f str, Refusal> {
