@@ -509,12 +509,19 @@ impl ServiceConfig {
                 ));
             }
         }
-        if !self.history.is_empty() && self.kind != ServiceKind::Stomp {
-            return Err(format!(
-                "{}: only a kind = \"stomp\" service keeps history (this one is {:?})",
-                key("history"),
-                self.kind.name()
-            ));
+        let stomp_only = [
+            ("history", !self.history.is_empty()),
+            ("subscribe_webhook", self.subscribe_webhook.is_some()),
+            ("max_sessions_per_user", self.max_sessions_per_user > 0),
+        ];
+        for (k, set) in stomp_only {
+            if set && self.kind != ServiceKind::Stomp {
+                return Err(format!(
+                    "{}: only a kind = \"stomp\" service has it (this one is {:?})",
+                    key(k),
+                    self.kind.name()
+                ));
+            }
         }
         for (i, h) in self.history.iter().enumerate() {
             let key = |k: &str| format!("{}[{i}].{k}", key("history"));
@@ -551,19 +558,6 @@ impl ServiceConfig {
                 "{}: must be from 0 to {MAX_SUBSCRIBE_WEBHOOK_CACHE} seconds, got {c}",
                 key("subscribe_webhook_cache")
             ));
-        }
-        let stomp_only = [
-            ("subscribe_webhook", self.subscribe_webhook.is_some()),
-            ("max_sessions_per_user", self.max_sessions_per_user > 0),
-        ];
-        for (k, set) in stomp_only {
-            if set && self.kind != ServiceKind::Stomp {
-                return Err(format!(
-                    "{}: only a kind = \"stomp\" service has it (this one is {:?})",
-                    key(k),
-                    self.kind.name()
-                ));
-            }
         }
         match (self.kind, self.upstream.is_empty()) {
             (ServiceKind::Proxy, true) => {

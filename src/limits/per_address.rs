@@ -79,27 +79,24 @@ impl AddressLimits {
         // Counted under the entry's lock, so racing sessions of one address
         // cannot both take its last place.
         let mut open = self.open.entry(addr).or_insert(0);
-        if *open >= self.max_open {
-            let empty = *open == 0;
-            drop(open);
-            if empty {
-                self.open.remove_if(&addr, |_, n| *n == 0);
-            }
-            return Err(Refused::Open);
+        let refused = match *open >= self.max_open {
+            true => Some(Refused::Open),
+            false => self.rate(&self.new, addr).err(),
+        };
+        let Some(refused) = refused else {
+            *open += 1;
+            return Ok(Some(Slot {
+                limits: self.clone(),
+                addr,
+            }));
+        };
+        // An entry made for this attempt alone goes with it.
+        let empty = *open == 0;
+        drop(open);
+        if empty {
+            self.open.remove_if(&addr, |_, n| *n == 0);
         }
-        if let Err(r) = self.rate(&self.new, addr) {
-            let empty = *open == 0;
-            drop(open);
-            if empty {
-                self.open.remove_if(&addr, |_, n| *n == 0);
-            }
-            return Err(r);
-        }
-        *open += 1;
-        Ok(Some(Slot {
-            limits: self.clone(),
-            addr,
-        }))
+        Err(refused)
     }
 
     /// Whether `addr` may ask `GET /info` now: not while it holds its

@@ -12,7 +12,9 @@ use crate::session::actor::{CloseSession, Heartbeat, Push};
 use crate::session::handler::{Handler, SessionInfo};
 use crate::session::hub::Hub;
 use crate::session::registry::Registry;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct ServiceHub {
     /// The service's name in the configuration (`[services.NAME]`): how
@@ -95,20 +97,21 @@ impl ServiceHub {
     }
 
     /// Counts a new session of the client at `addr` against the limits per
-    /// address, or says which refuses it (and counts the refusal).
-    pub fn admit(&self, addr: Option<std::net::IpAddr>) -> Result<Option<Slot>, Refused> {
+    /// address, or says which refuses it (and counts the refusal). The
+    /// address is resolved only when there are limits.
+    pub fn admit(&self, addr: impl FnOnce() -> Option<IpAddr>) -> Result<Option<Slot>, Refused> {
         let Some(limits) = &self.address_limits else {
             return Ok(None);
         };
-        limits.admit(addr).inspect_err(|r| self.refused(*r))
+        limits.admit(addr()).inspect_err(|r| self.refused(*r))
     }
 
     /// Whether the client at `addr` may ask `GET /info` now.
-    pub fn admit_info(&self, addr: Option<std::net::IpAddr>) -> Result<(), Refused> {
+    pub fn admit_info(&self, addr: impl FnOnce() -> Option<IpAddr>) -> Result<(), Refused> {
         let Some(limits) = &self.address_limits else {
             return Ok(());
         };
-        limits.info(addr).inspect_err(|r| self.refused(*r))
+        limits.info(addr()).inspect_err(|r| self.refused(*r))
     }
 
     fn refused(&self, r: Refused) {
@@ -124,31 +127,12 @@ impl ServiceHub {
     /// session keeps an idle session small. Needs a running actix system;
     /// stops when the service is dropped.
     pub fn start_heartbeat(self: &Arc<Self>) {
-        let hub = Arc::downgrade(self);
-        let every = self.config.heartbeat();
-        actix_web::rt::spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(hub) = hub.upgrade() else { return };
-                hub.registry.for_each(|addr| addr.do_send(Heartbeat));
-            }
+        every(self.config.heartbeat(), self, |hub| {
+            hub.registry.for_each(|addr| addr.do_send(Heartbeat))
         });
         if let Some(limits) = &self.address_limits {
             // Addresses seen once leave the rate limiters' memory.
-            let limits = Arc::downgrade(limits);
-            actix_web::rt::spawn(async move {
-                let every = std::time::Duration::from_secs(5);
-                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-                loop {
-                    tick.tick().await;
-                    let Some(limits) = limits.upgrade() else {
-                        return;
-                    };
-                    limits.sweep();
-                }
-            });
+            every(Duration::from_secs(5), limits, AddressLimits::sweep);
         }
     }
 
@@ -162,6 +146,23 @@ impl ServiceHub {
     pub fn session_count(&self) -> usize {
         self.registry.len()
     }
+}
+
+/// Runs `work` on `target` every `period` (the first after one period),
+/// until `target` is dropped.
+fn every<T: Send + Sync + 'static>(period: Duration, target: &Arc<T>, work: impl Fn(&T) + 'static) {
+    let target = Arc::downgrade(target);
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(target) = target.upgrade() else {
+                return;
+            };
+            work(&target);
+        }
+    });
 }
 
 impl Hub for ServiceHub {

@@ -111,7 +111,7 @@ pub async fn attach(
     // refused hears why in the transport's own close frame.
     let mut slot = None;
     if hub.address_limits.is_some() && hub.registry.get(sid).is_none() {
-        match hub.admit(Trust::of(hub).client_addr(req)) {
+        match hub.admit(|| Trust::of(hub).client_addr(req)) {
             Ok(s) => slot = s,
             Err(_) => return Ok(closed(kind(), prelude, &CloseCode::too_many_sessions())),
         }
