@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   ROOT, TRANSPORTS, wontPick, startGateway, startNginx, launchBrowser, freePort,
-  startRedis, clusterSection, untilJoined, shippedNginxConfig, substitute,
+  startRedis, clusterSection, untilJoined, shippedNginxConfig, substitute, apiCall,
 } from './lib.mjs';
 
 const KEY = 'cluster-test-api-key-0123';
@@ -61,15 +61,7 @@ after(async () => {
   for (const p of [...nodes, redis]) await p?.stop();
 });
 
-async function api(node, method, p, body) {
-  const r = await fetch(`${node.api}${p}`, {
-    method,
-    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
-    body: body && JSON.stringify(body),
-  });
-  assert.equal(r.status, 200, await r.clone().text());
-  return r.json();
-}
+const api = (node, method, p, body) => apiCall(node.api, KEY, method, p, body);
 
 // Open STOMP sessions each node holds, from its metrics.
 async function sessionsPerNode() {

@@ -130,6 +130,18 @@ allowed_origins = ${origins}
 `;
 }
 
+// A request to the gateway's HTTP API at `base` with `key`: asserts 200
+// and resolves with the JSON answer.
+export async function apiCall(base, key, method, path, body) {
+  const r = await fetch(`${base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: body && JSON.stringify(body),
+  });
+  assert.equal(r.status, 200, await r.clone().text());
+  return r.json();
+}
+
 // A free loopback port (for nginx, which cannot report the one it got).
 export async function freePort() {
   const net = await import('node:net');

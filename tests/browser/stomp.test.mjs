@@ -11,7 +11,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { TRANSPORTS, startGateway, startNodeBackend, launchBrowser, wontPick, freePort } from './lib.mjs';
+import { TRANSPORTS, startGateway, startNodeBackend, launchBrowser, wontPick, freePort, apiCall } from './lib.mjs';
 
 const SECRET = 'browser-test-secret-0123456789abcdef';
 const KEY = 'browser-test-api-key-0123';
@@ -25,15 +25,7 @@ function jwt(sub, ttl, secret = SECRET) {
   return `${body}.${crypto.createHmac('sha256', secret).update(body).digest('base64url')}`;
 }
 
-async function api(path, body) {
-  const r = await fetch(`http://127.0.0.1:${apiPort}${path}`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  assert.equal(r.status, 200, await r.clone().text());
-  return r.json();
-}
+const api = (path, body) => apiCall(`http://127.0.0.1:${apiPort}`, KEY, 'POST', path, body);
 
 before(async () => {
   apiPort = await freePort();
