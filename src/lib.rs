@@ -64,8 +64,10 @@
 //!   ([`transport::client_addr`]: trusted proxies, and other nodes by
 //!   `cluster.secret`), requests for a session another node holds
 //!   ([`transport::forward`], called by `receive` and `send`, calling
-//!   neither), hang-up detection ([`transport::hangup`]), URL routing
-//!   ([`transport::routes`]).
+//!   neither) and the links between nodes they travel on
+//!   ([`transport::link`]: frames, the forwarding side, the owner's side,
+//!   which runs them through the routes), hang-up detection
+//!   ([`transport::hangup`]), URL routing ([`transport::routes`]).
 //! - [`api`]: the HTTP API backends publish through, on its own listener
 //!   (endpoints, key check, JSON errors).
 //! - [`server`]: assembling it all into an actix-web server, the API's

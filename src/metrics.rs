@@ -132,6 +132,9 @@ pub struct ClusterMetrics {
     pub publishes_dropped: Counter,
     /// Requests for another node's session, forwarded to it.
     pub forwarded_requests: Counter,
+    /// Links open to other nodes, over which requests are forwarded
+    /// ([`crate::transport::link`]; one per worker and node).
+    pub links: Gauge,
     /// 1 while connected to Redis.
     pub redis_connected: Gauge,
 }
@@ -325,6 +328,11 @@ impl Metrics {
             "forwarded_requests",
             "Requests for another node's session forwarded to it",
             m.cluster.forwarded_requests.clone(),
+        );
+        c.register(
+            "links",
+            "Links open to other nodes, which forwarded requests take",
+            m.cluster.links.clone(),
         );
         c.register(
             "redis_connected",

@@ -16,7 +16,7 @@ use crate::service::hub::ServiceHub;
 use crate::service::inbox::Services;
 use crate::service::stomp::demo_login::{self, DemoLogin};
 use crate::transport::client_addr::Trust;
-use crate::transport::{hangup, routes};
+use crate::transport::{hangup, link, routes};
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -212,6 +212,7 @@ impl Gateway {
             let demo_login = demo_login.clone();
             let demo_key = app_demo_key.clone();
             let (trusted_proxies, nodes) = (trusted_proxies.clone(), nodes.clone());
+            let link_nodes = nodes.clone();
             App::new()
                 .wrap(middleware::from_fn(move |req, next| {
                     limits::head::check(max_header_bytes, req, next)
@@ -239,6 +240,10 @@ impl Gateway {
                 )
                 .route("/readyz", web::get().to(readyz))
                 .configure(move |cfg| {
+                    // Other nodes forward requests for this node's sessions.
+                    if let Some(nodes) = link_nodes {
+                        link::server::Accept::new(hubs.clone(), nodes, max_header_bytes).route(cfg);
+                    }
                     for hub in hubs {
                         routes::mount(cfg, hub, sockjs_client.clone());
                     }

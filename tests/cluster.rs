@@ -246,6 +246,13 @@ async fn an_http_session_is_served_through_any_node() {
     // which holds the session, nothing.
     assert!(forwarded(&two).await >= 11.0);
     assert_eq!(forwarded(&one).await, 0.0);
+    // Over a link (one per worker that forwarded), not a request each.
+    let links = |gw: &Gateway| {
+        let url = gw.api_url("/metrics");
+        async move { metric_value(&get(&url).await.body, "sockjs_gateway_cluster_links").unwrap() }
+    };
+    assert!(links(&two).await >= 1.0);
+    assert_eq!(links(&one).await, 0.0);
 
     // A stream through node two, fed by a send through node one.
     let mut stream = Stream::open("POST", &two.url(&format!("{s}/xhr_streaming"))).await;
@@ -258,6 +265,135 @@ async fn an_http_session_is_served_through_any_node() {
     assert_eq!(
         stream.next_line().await.as_deref(),
         Some("a[\"streamed\"]\n")
+    );
+}
+
+#[actix_rt::test]
+async fn a_forwarded_poll_whose_client_leaves_frees_its_session_at_once() {
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    let s = session("/echo");
+    assert_eq!(post(&one.url(&format!("{s}/xhr")), "").await.body, "o\n");
+    let mut pending = Raw::connect(&two.addr).await;
+    pending
+        .send("POST", &format!("{s}/xhr"), "1.1", &[], "")
+        .await;
+    assert_eq!(pending.head().await.status, 200);
+    // The owner holds the forwarded poll as its session's receiver...
+    assert_eq!(
+        post(&one.url(&format!("{s}/xhr")), "").await.body,
+        "c[2010,\"Another connection still open\"]\n"
+    );
+    // ...until its client, on the other node, goes away.
+    drop(pending);
+    assert_eq!(
+        poll_after_abort(&one, &s).await,
+        "c[1002,\"Connection interrupted\"]\n"
+    );
+}
+
+#[actix_rt::test]
+async fn a_forwarded_stream_to_a_slow_reader_loses_nothing() {
+    let redis = Redis::start();
+    // Streams long enough to carry everything, and a session queue that
+    // holds it while the reader does not read.
+    let big = "[services.big]\nprefix = \"/big\"\nkind = \"echo\"\n\
+               response_limit = 33554432\nmax_queued_bytes = 33554432\n";
+    let start = |id: &str| {
+        Gateway::start(&format!(
+            "[cluster]\nredis_url = \"{}\"\nsecret = \"test-cluster-secret-0123456789abcdef\"\n\
+             node_id = \"{id}\"\npresence_interval = 0.2\n\
+             [api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\n{big}",
+            redis.url()
+        ))
+    };
+    let (one, two) = (start("one"), start("two"));
+    until_joined(&[&one, &two]).await;
+    let s = session("/big");
+    assert_eq!(post(&one.url(&format!("{s}/xhr")), "").await.body, "o\n");
+    let mut stream = Stream::open("POST", &two.url(&format!("{s}/xhr_streaming"))).await;
+    assert_eq!(stream.status, 200);
+    stream.read_exact(2049).await;
+    // 8 MiB while nobody reads: far more than the link lets the owner send
+    // ahead (256 KiB), so the owner waits for the reader and sends on as
+    // it reads.
+    let pad = "x".repeat(16 * 1024);
+    let count = 512;
+    for i in 0..count {
+        let r = post(
+            &one.url(&format!("{s}/xhr_send")),
+            &format!("[\"{i} {pad}\"]"),
+        )
+        .await;
+        assert_eq!(r.status, 204, "send {i}: {}", r.body);
+    }
+    for i in 0..count {
+        let line = stream.next_line().await.expect("the stream goes on");
+        assert_eq!(line, format!("a[\"{i} {pad}\"]\n"), "message {i}");
+    }
+}
+
+#[actix_rt::test]
+async fn a_node_that_takes_no_link_is_forwarded_to_over_http() {
+    use actix_web::{web, HttpRequest, HttpResponse};
+    let redis = Redis::start();
+    // One worker: links are per worker, so is the memory of a refusal.
+    let two = Gateway::start(&format!(
+        "workers = 1\n[cluster]\nredis_url = \"{}\"\nsecret = \"test-cluster-secret-0123456789abcdef\"\n\
+         node_id = \"two\"\npresence_interval = 0.2\n\
+         [api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\nmetrics = true\n{}",
+        redis.url(),
+        echo_config("")
+    ));
+    until_joined(&[&two]).await;
+    // A node of an earlier version: it knows no link (404 at its path),
+    // and answers a forwarded poll over HTTP.
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let log = seen.clone();
+    let (addr, _old) = serve(move |cfg| {
+        let log = log.clone();
+        cfg.default_service(web::to(move |req: HttpRequest| {
+            let log = log.clone();
+            async move {
+                let by = req
+                    .headers()
+                    .get("x-sockjs-gateway-forwarded-by")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                log.lock().unwrap().push(format!("{} {by:?}", req.path()));
+                if req.path().ends_with("/xhr") {
+                    HttpResponse::Ok().body("a[\"from the old node\"]\n")
+                } else {
+                    HttpResponse::NotFound().finish()
+                }
+            }
+        }));
+    });
+    let s = session("/echo");
+    let sid = s.rsplit('/').next().unwrap();
+    let presence = json!({"node": "old", "advertise": format!("http://{addr}"), "services": {}});
+    redis.command(&format!("SET sockjs-gateway:node:old '{presence}' EX 60"));
+    redis.command(&format!("SET sockjs-gateway:session:echo:{sid} old EX 60"));
+    for _ in 0..3 {
+        let r = post(&two.url(&format!("{s}/xhr")), "").await;
+        assert_eq!(r.body, "a[\"from the old node\"]\n");
+    }
+    // The link was tried once, then each poll went as HTTP, as from a node.
+    let seen = seen.lock().unwrap().clone();
+    let tries = seen
+        .iter()
+        .filter(|l| l.starts_with("/_cluster/link "))
+        .count();
+    assert_eq!(tries, 1, "{seen:?}");
+    let polls = seen
+        .iter()
+        .filter(|l| l.ends_with("/xhr Some(\"two\")"))
+        .count();
+    assert_eq!(polls, 3, "{seen:?}");
+    let metrics = get(&two.api_url("/metrics")).await.body;
+    assert_eq!(
+        metric_value(&metrics, "sockjs_gateway_cluster_links"),
+        Some(0.0)
     );
 }
 
@@ -451,6 +587,30 @@ async fn only_a_node_that_proves_the_secret_speaks_for_the_client() {
         h.get("x-forwarded-host").map(String::as_str),
         Some(two.addr.as_str())
     );
+    // Nor can a client open a link between nodes: without the secret, or
+    // with a wrong one, there is nothing at its path.
+    let upgrade = [
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let handshake = |secret: Option<&'static str>| {
+        let mut headers = upgrade.to_vec();
+        headers.extend(secret.map(|s| ("x-sockjs-gateway-secret", s)));
+        headers.push(("x-sockjs-gateway-forwarded-by", "two"));
+        let addr = one.addr.clone();
+        async move {
+            let mut raw = Raw::connect(&addr).await;
+            raw.send("GET", "/_cluster/link", "1.1", &headers, "").await;
+            raw.head().await.status
+        }
+    };
+    for secret in [None, Some("not-the-secret"), Some("")] {
+        assert_eq!(handshake(secret).await, 404, "secret {secret:?}");
+    }
+    // With it, the handshake is answered (what a node does).
+    assert_eq!(handshake(Some(CLUSTER_SECRET)).await, 101);
 }
 
 /// Issue 18, finding 2: a node's presence, which every other node reads

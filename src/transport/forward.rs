@@ -1,7 +1,9 @@
 //! A request for an HTTP session that another node holds
 //! ([`crate::cluster::owners`]) goes to that node as it came, and the answer
 //! comes back as the owner writes it: a poll when it is answered, a stream
-//! frame by frame. The owner learns the client's address, scheme and host
+//! frame by frame. It goes over this worker's link to the owner
+//! ([`crate::transport::link`]); to a node that takes no link (an older
+//! version, during a rolling upgrade) it goes as an HTTP request. The owner learns the client's address, scheme and host
 //! as this node resolved them, in `X-Forwarded-*` headers that it believes
 //! because the request proves `cluster.secret` ([`NODE_SECRET`]); whatever
 //! forwarding headers the client wrote itself are not passed on.
@@ -15,6 +17,7 @@ use crate::service::hub::ServiceHub;
 use crate::transport::callback::callback_param;
 use crate::transport::client_addr::{Trust, FORWARDED_BY, FORWARDING_HEADERS, NODE_SECRET};
 use crate::transport::hangup;
+use crate::transport::link::client::{self as link, Event};
 use actix_web::http::{header, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
@@ -60,9 +63,33 @@ fn client() -> &'static reqwest::Client {
 /// range, so never a local receiver's id (those count up from 1).
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(u64::MAX / 2);
 
+/// Where an owner's answer comes from.
+enum Answer {
+    Link(link::Call),
+    Http(reqwest::Response),
+}
+
+impl Answer {
+    /// The next piece of the body; `Ok(None)` at its end, `Err` if the
+    /// owner is gone mid-answer.
+    async fn chunk(&mut self) -> Result<Option<Bytes>, String> {
+        match self {
+            Answer::Link(call) => match call.next().await {
+                Event::Chunk(data) => {
+                    call.passed_on(data.len());
+                    Ok(Some(data))
+                }
+                Event::End => Ok(None),
+                Event::Head { .. } | Event::Broken | Event::NoLink => Err("the link broke".into()),
+            },
+            Answer::Http(resp) => resp.chunk().await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
 /// An owner's answer on its way to the client.
 struct Relay {
-    answer: reqwest::Response,
+    answer: Answer,
     hung_up: tokio::sync::oneshot::Receiver<()>,
     _guard: Option<hangup::HangupGuard>,
     /// For a poll or stream: the close frame, wrapped for its transport.
@@ -91,52 +118,96 @@ pub async fn forward(
     body: Bytes,
 ) -> Result<HttpResponse, Failed> {
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    // actix and reqwest use different versions of the `http` crate.
-    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
-        .map_err(|_| Failed::Unreachable)?;
-    let mut out = client().request(method, format!("{owner}{path}"));
-    for (name, value) in req.headers() {
-        let name = name.as_str();
-        let ours =
-            FORWARDING_HEADERS.contains(&name) || name == FORWARDED_BY || name == NODE_SECRET;
-        if !HOP_BY_HOP.contains(&name) && !ours {
-            out = out.header(name, value.as_bytes());
-        }
-    }
     // The client as this node resolved it, which the owner believes since
     // the request proves the cluster's secret.
     let client = Trust::of(hub).client(req);
-    if let Some(ip) = client.addr {
-        out = out.header(header::X_FORWARDED_FOR.as_str(), ip.to_string());
+    let ip = client.addr.map(|ip| ip.to_string());
+    let mut headers: Vec<(&[u8], &[u8])> = req
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+        .filter(|(name, _)| {
+            let ours =
+                FORWARDING_HEADERS.contains(name) || *name == FORWARDED_BY || *name == NODE_SECRET;
+            !HOP_BY_HOP.contains(name) && !ours
+        })
+        .map(|(n, v)| (n.as_bytes(), v))
+        .collect();
+    if let Some(ip) = &ip {
+        headers.push((b"x-forwarded-for", ip.as_bytes()));
     }
-    out = out.header("x-forwarded-proto", client.proto);
-    if let Some(host) = client.host {
-        out = out.header("x-forwarded-host", host);
+    headers.push((b"x-forwarded-proto", client.proto.as_bytes()));
+    if let Some(host) = &client.host {
+        headers.push((b"x-forwarded-host", host.as_bytes()));
     }
-    out = out.header(NODE_SECRET, owners.secret());
-    out = out.header(FORWARDED_BY, owners.node()).body(body);
-    let answer = match tokio::time::timeout(owners.request_timeout(), out.send()).await {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(e)) => {
-            log::debug!("cluster: forwarding to {owner} failed: {e}");
-            return Err(Failed::Unreachable);
+    headers.push((NODE_SECRET.as_bytes(), owners.secret().as_bytes()));
+    headers.push((FORWARDED_BY.as_bytes(), owners.node().as_bytes()));
+    let method = req.method().as_str().as_bytes();
+    let call = link::call(
+        owner,
+        owners,
+        method,
+        path.as_bytes(),
+        headers.iter().copied(),
+        &body,
+    );
+    let linked = match call {
+        Ok(mut call) => {
+            let head = async {
+                match call.next().await {
+                    Event::Head { status, headers } => Ok((status, headers)),
+                    Event::NoLink => Err(true),
+                    _ => Err(false),
+                }
+            };
+            match tokio::time::timeout(owners.request_timeout(), head).await {
+                Ok(Ok((status, headers))) => Some((status, headers, Answer::Link(call))),
+                // The link was refused before anything went: HTTP, then.
+                Ok(Err(true)) => None,
+                Ok(Err(false)) | Err(_) => return Err(Failed::Unreachable),
+            }
         }
-        Err(_) => return Err(Failed::Unreachable),
+        Err(_) => None,
+    };
+    let (status, answer_headers, answer) = match linked {
+        Some(linked) => linked,
+        None => {
+            let url = format!("{owner}{path}");
+            let answer = over_http(owners, method, &url, &headers, body).await?;
+            let status = answer.status().as_u16();
+            let headers = answer
+                .headers()
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        Bytes::copy_from_slice(n.as_str().as_bytes()),
+                        Bytes::copy_from_slice(v.as_bytes()),
+                    )
+                })
+                .collect();
+            (status, headers, Answer::Http(answer))
+        }
     };
     crate::metrics::get().cluster.forwarded_requests.inc();
-    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut resp = HttpResponse::build(status);
-    for (name, value) in answer.headers() {
+    for (name, value) in &answer_headers {
+        let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name),
+            header::HeaderValue::from_maybe_shared(value.clone()),
+        ) else {
+            continue;
+        };
         if !HOP_BY_HOP.contains(&name.as_str()) {
-            resp.append_header((name.as_str(), value.as_bytes()));
+            resp.append_header((name, value));
         }
     }
     if matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) {
         return Ok(resp.finish());
     }
     // A client that leaves is noticed here (actix alone would notice only
-    // at its next write); dropping the answer then closes the connection
-    // to the owner, which sees its receiver go, as if the client were its.
+    // at its next write); dropping the answer then tells the owner, which
+    // sees its receiver go, as if the client were its.
     let (gone, hung_up) = tokio::sync::oneshot::channel::<()>();
     let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
     let guard = hangup::watch(req, token, move || {
@@ -153,7 +224,7 @@ pub async fn forward(
         let mut relay = relay?;
         tokio::select! {
             chunk = relay.answer.chunk() => match chunk {
-                Ok(Some(chunk)) => Some((Ok::<Bytes, reqwest::Error>(chunk), Some(relay))),
+                Ok(Some(chunk)) => Some((Ok::<Bytes, Broken>(chunk), Some(relay))),
                 Ok(None) => None,
                 // The owner died mid-answer: a poll or stream ends with the
                 // close frame its client understands, not a cut connection
@@ -163,7 +234,7 @@ pub async fn forward(
                         log::debug!("cluster: the owner's answer broke off: {e}");
                         Some((Ok(close), None))
                     }
-                    None => Some((Err(e), None)),
+                    None => Some((Err(Broken(e)), None)),
                 },
             },
             _ = &mut relay.hung_up => None,
@@ -177,4 +248,40 @@ pub async fn forward(
             .set_connection_type(actix_http::ConnectionType::Close);
     }
     Ok(resp)
+}
+
+/// An answer that broke off where no close frame can end it (a send's).
+#[derive(Debug)]
+struct Broken(String);
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Broken {}
+
+/// The request as HTTP, to an owner that takes no link.
+async fn over_http(
+    owners: &Owners,
+    method: &[u8],
+    url: &str,
+    headers: &[(&[u8], &[u8])],
+    body: Bytes,
+) -> Result<reqwest::Response, Failed> {
+    // actix and reqwest use different versions of the `http` crate.
+    let method = reqwest::Method::from_bytes(method).map_err(|_| Failed::Unreachable)?;
+    let mut out = client().request(method, url);
+    for (name, value) in headers {
+        out = out.header(*name, *value);
+    }
+    match tokio::time::timeout(owners.request_timeout(), out.body(body).send()).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => {
+            log::debug!("cluster: forwarding to {url} failed: {e}");
+            Err(Failed::Unreachable)
+        }
+        Err(_) => Err(Failed::Unreachable),
+    }
 }

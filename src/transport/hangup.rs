@@ -11,7 +11,7 @@
 //! (sends, WebSockets, pages) cost no extra descriptor.
 
 use actix_web::dev::Extensions;
-use actix_web::HttpRequest;
+use actix_web::{HttpMessage, HttpRequest};
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
@@ -33,6 +33,23 @@ struct Watch {
     /// Dropped with the connection, which ends the watching task (and
     /// closes the duplicate fd) even if the peer never hangs up.
     _stop: oneshot::Sender<()>,
+}
+
+/// A hang-up that is told rather than seen on a socket: a request that came
+/// over a link between nodes ([`crate::transport::link`]) has no socket of
+/// its own, and its forwarding node says when its client left.
+#[derive(Clone, Default)]
+pub struct Told(Rc<RefCell<Option<(u64, OnHangup)>>>);
+
+impl Told {
+    /// Calls whatever waits on the request now, as a hang-up would.
+    pub fn hang_up(&self) {
+        // Taken out first: the callback must not run under the borrow.
+        let waiter = self.0.borrow_mut().take();
+        if let Some((_, on_hangup)) = waiter {
+            on_hangup();
+        }
+    }
 }
 
 /// For `HttpServer::on_connect`: turns on TCP_NODELAY (actix leaves Nagle on,
@@ -76,12 +93,16 @@ pub fn watch(
     token: u64,
     on_hangup: impl FnOnce() + 'static,
 ) -> Option<HangupGuard> {
-    let conn = req.conn_data::<Rc<Connection>>()?;
-    let mut slot = conn.watch.borrow_mut();
-    if slot.is_none() {
-        *slot = Some(start_watch(conn.fd)?);
-    }
-    let waiting = slot.as_ref().expect("just set").waiting.clone();
+    let waiting = match req.conn_data::<Rc<Connection>>() {
+        Some(conn) => {
+            let mut slot = conn.watch.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(start_watch(conn.fd)?);
+            }
+            slot.as_ref().expect("just set").waiting.clone()
+        }
+        None => req.extensions().get::<Told>()?.0.clone(),
+    };
     *waiting.borrow_mut() = Some((token, Box::new(on_hangup)));
     Some(HangupGuard { waiting, token })
 }

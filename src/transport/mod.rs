@@ -7,6 +7,7 @@ pub mod client_addr;
 pub mod forward;
 pub mod hangup;
 pub mod headers;
+pub mod link;
 pub mod pages;
 pub mod polling;
 pub mod receive;
