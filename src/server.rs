@@ -272,8 +272,7 @@ impl Gateway {
                 limits::fds::refuse(sock);
                 return;
             };
-            ext.insert(held);
-            hangup::on_connect(sock, ext);
+            hangup::on_connect(sock, ext, held);
             if let Err(e) = limits::write_timeout::apply(sock, write_timeout) {
                 log::warn!("write_timeout: cannot set TCP_USER_TIMEOUT: {e}");
             }

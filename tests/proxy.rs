@@ -312,7 +312,9 @@ async fn a_gateway_shutdown_tells_the_upstream() {
     let mut ws = ws_session(&gw).await;
     gw.signal(libc::SIGTERM);
     assert_eq!(ws.recv().await, "c[1001,\"Server shutting down\"]");
-    let seen = up.wait_for("a close", |s| s[0].close.is_some()).await;
+    let seen = up
+        .wait_for("a close", |s| s.first().is_some_and(|c| c.close.is_some()))
+        .await;
     assert_eq!(seen[0].close, Some((1001, "Server shutting down".into())));
     gw.wait_exit(Duration::from_secs(10)).await.expect("exits");
 }
@@ -350,7 +352,9 @@ async fn binary_from_the_upstream_passes_as_text_when_it_is_utf8() {
     assert_eq!(ws.recv().await, "a[\"zażółć\"]");
     ws.send("[\"bad\"]").await;
     assert_eq!(ws.recv().await, "c[4902,\"Upstream sent binary data\"]");
-    let seen = up.wait_for("a close", |s| s[0].close.is_some()).await;
+    let seen = up
+        .wait_for("a close", |s| s.first().is_some_and(|c| c.close.is_some()))
+        .await;
     assert_eq!(seen[0].close.as_ref().map(|c| c.0), Some(1003));
 }
 

@@ -29,24 +29,24 @@ pub struct SessionActor {
     opened: bool,
     /// The handler asked to open later ([`Open::Later`]); the receiver waits.
     opening: bool,
-    /// The waker of the task that polls [`BackendHandler::poll`], while
-    /// that polling goes on.
-    task_waker: Option<Waker>,
-    /// Wake the handler's polling once the backlog is at most this.
-    drain_at: Option<usize>,
+    /// The handler's own asynchronous work, while it goes on (boxed: only
+    /// some handlers have any, and every idle session carries the actor).
+    task: Option<Box<Polling>>,
     /// The handler holds back the client's messages (see `client_held`).
     client_held: bool,
     /// The close frame every later receiver gets, once closed.
-    closed: Option<CloseCode>,
+    closed: Option<Box<CloseCode>>,
     queue: Vec<Message>,
     queued_bytes: usize,
-    /// What the handler sent during its current call (kept for its buffer).
-    sent: Vec<Message>,
     /// Client messages that raced ahead of the first receiver; handled
-    /// right after `on_open` so none is lost.
-    early: Vec<String>,
+    /// right after `on_open` so none is lost. Boxed on purpose: rare, and
+    /// 8 bytes here instead of a `Vec`'s 24 in every session.
+    #[allow(clippy::box_collection)]
+    early: Option<Box<Vec<String>>>,
     receiver: Option<Receiver>,
-    disconnect_timer: Option<SpawnHandle>,
+    /// The `disconnect_delay` timer while it runs; the default handle (which
+    /// actix never gives a future: it counts from 1) while none does.
+    disconnect_timer: SpawnHandle,
     expired: bool,
     /// The transport that opened it, for the open-sessions gauge
     /// ([`crate::metrics::TRANSPORTS`]).
@@ -54,6 +54,20 @@ pub struct SessionActor {
     /// What limits this session, if any does: boxed, so that a session
     /// without limits carries a null pointer only.
     limits: Option<Box<Limits>>,
+}
+
+/// The state of the task that polls [`BackendHandler::poll`].
+struct Polling {
+    waker: Waker,
+    /// Wake it once the backlog is at most this.
+    drain_at: Option<usize>,
+}
+
+thread_local! {
+    /// What a handler sends during one call, reused across calls and
+    /// sessions on this worker: most handlers send something on every
+    /// message. Taken out for a call, so a call within a call gets its own.
+    static SENT: std::cell::Cell<Vec<Message>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// A session's limits.
@@ -119,16 +133,14 @@ impl SessionActor {
             handler: Some(handler),
             opened: false,
             opening: false,
-            task_waker: None,
-            drain_at: None,
+            task: None,
             client_held: false,
             closed: None,
             queue: Vec::new(),
             queued_bytes: 0,
-            sent: Vec::new(),
-            early: Vec::new(),
+            early: None,
             receiver: None,
-            disconnect_timer: None,
+            disconnect_timer: SpawnHandle::default(),
             expired: false,
             transport: None,
             limits,
@@ -147,9 +159,7 @@ impl SessionActor {
             r.deliver(Frame::Close(c.code, &c.reason));
             return;
         }
-        if let Some(t) = self.disconnect_timer.take() {
-            ctx.cancel_future(t);
-        }
+        self.stop_disconnect_timer(ctx);
         if self.transport.is_none() {
             let t = r.transport();
             self.transport = Some(t as u8);
@@ -182,7 +192,7 @@ impl SessionActor {
         self.opened = true;
         self.deliver(Frame::Open, ctx);
         self.run_handler(ctx, |h, sctx| h.on_open(sctx));
-        let early = std::mem::take(&mut self.early);
+        let early = self.early.take().map(|e| *e).unwrap_or_default();
         self.incoming(early, ctx);
     }
 
@@ -193,20 +203,24 @@ impl SessionActor {
     }
 
     fn wake_task(&self) {
-        if let Some(w) = &self.task_waker {
-            w.wake_by_ref();
+        if let Some(t) = &self.task {
+            t.waker.wake_by_ref();
         }
     }
 
     /// Wakes the handler's polling if the backlog it waits for was reached,
     /// else has the receiver's transport wake it.
     fn check_drain(&mut self) {
-        let Some(at) = self.drain_at else { return };
-        if self.backlog() <= at {
-            self.drain_at = None;
-            self.wake_task();
-        } else if let (Some(r), Some(w)) = (&self.receiver, &self.task_waker) {
-            r.wake_when_at_most(at.saturating_sub(self.queued_bytes), w);
+        let backlog = self.backlog();
+        let Some(task) = self.task.as_mut() else {
+            return;
+        };
+        let Some(at) = task.drain_at else { return };
+        if backlog <= at {
+            task.drain_at = None;
+            task.waker.wake_by_ref();
+        } else if let Some(r) = &self.receiver {
+            r.wake_when_at_most(at.saturating_sub(self.queued_bytes), &task.waker);
         }
     }
 
@@ -217,24 +231,31 @@ impl SessionActor {
         cx: &mut std::task::Context<'_>,
     ) -> Poll<()> {
         if self.handler.is_none() {
-            self.task_waker = None;
+            self.task = None;
             return Poll::Ready(());
         }
-        if !self
-            .task_waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            self.task_waker = Some(cx.waker().clone());
+        match self.task.as_mut() {
+            Some(t) => {
+                if !t.waker.will_wake(cx.waker()) {
+                    t.waker = cx.waker().clone();
+                }
+                // A wait for the backlog ends with this poll; the handler
+                // asks again if need be.
+                t.drain_at = None;
+            }
+            None => {
+                self.task = Some(Box::new(Polling {
+                    waker: cx.waker().clone(),
+                    drain_at: None,
+                }))
+            }
         }
-        // A wait for the backlog ends with this poll; the handler asks again if need be.
-        self.drain_at = None;
         let mut result = Poll::Pending;
         self.run_handler(ctx, |h, sctx| result = h.poll(sctx, cx));
         // What it sent, or a close, goes out now.
         self.flush(ctx);
         if result.is_ready() || self.handler.is_none() {
-            self.task_waker = None;
+            self.task = None;
             return Poll::Ready(());
         }
         result
@@ -301,16 +322,21 @@ impl SessionActor {
             self.expire(ctx);
             return;
         }
-        if let Some(t) = self.disconnect_timer.take() {
-            ctx.cancel_future(t);
-        }
+        self.stop_disconnect_timer(ctx);
         let delay = self.hub.config().disconnect();
-        self.disconnect_timer = Some(ctx.run_later(delay, |act, ctx| {
-            act.disconnect_timer = None;
+        self.disconnect_timer = ctx.run_later(delay, |act, ctx| {
+            act.disconnect_timer = SpawnHandle::default();
             if act.receiver.is_none() {
                 act.expire(ctx);
             }
-        }));
+        });
+    }
+
+    fn stop_disconnect_timer(&mut self, ctx: &mut Context<Self>) {
+        let t = std::mem::take(&mut self.disconnect_timer);
+        if t != SpawnHandle::default() {
+            ctx.cancel_future(t);
+        }
     }
 
     fn enqueue(&mut self, msg: Message) {
@@ -334,7 +360,7 @@ impl SessionActor {
         if self.closed.is_some() {
             return;
         }
-        self.closed = Some(reason.close_code());
+        self.closed = Some(Box::new(reason.close_code()));
         let m = self.hub.metrics();
         m.sessions_closed[reason.metric_index()].inc();
         if matches!(reason, CloseReason::QueueOverflow) {
@@ -357,7 +383,7 @@ impl SessionActor {
             return;
         };
         // Reused across calls: most handlers send something on every message.
-        let mut sent = std::mem::take(&mut self.sent);
+        let mut sent = SENT.take();
         let mut requests = Requests::default();
         let mut sctx = SessionCtx {
             info: &self.info,
@@ -371,7 +397,7 @@ impl SessionActor {
         for m in sent.drain(..) {
             self.enqueue(m);
         }
-        self.sent = sent;
+        SENT.set(sent);
         if let Some(c) = requests.close {
             self.close_with(CloseReason::Server(c));
         }
@@ -379,7 +405,10 @@ impl SessionActor {
             self.open_now(ctx);
         }
         if let Some(at) = requests.drain_at {
-            self.drain_at = Some(at);
+            // Only a handler's own polling asks to wait for the backlog.
+            if let Some(t) = self.task.as_mut() {
+                t.drain_at = Some(at);
+            }
             self.check_drain();
         }
         if let Some(hold) = requests.hold_client {
@@ -431,7 +460,9 @@ impl SessionActor {
             _ => true,
         });
         if !self.opened {
-            self.early.extend(allowed);
+            self.early
+                .get_or_insert_with(Default::default)
+                .extend(allowed);
         } else {
             self.incoming(allowed, ctx);
         }

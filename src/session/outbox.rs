@@ -5,7 +5,9 @@
 //! WebSocket runs inside its session's own task, so what the session pushes
 //! while the socket is calling into it is picked up by the socket's next
 //! step, and a wake-up would only make the task run once more for nothing.
-//! It also allocates nothing while empty, and every idle session has one.
+//! It also allocates nothing for one item at a time (an open frame, a
+//! heartbeat, an echo): the first item waits in a slot of its own, and only
+//! what queues up behind it takes a buffer; every idle session has one.
 
 use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;
@@ -13,59 +15,100 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
-struct Shared<T> {
-    items: Mutex<VecDeque<T>>,
+/// The queue: `next` first, then `rest`. An item goes to `next` only when
+/// both are empty, so the order holds.
+struct Items<T> {
+    next: Option<T>,
+    rest: VecDeque<T>,
+}
+
+impl<T> Items<T> {
+    fn push(&mut self, item: T) {
+        if self.next.is_none() && self.rest.is_empty() {
+            self.next = Some(item);
+        } else {
+            self.rest.push_back(item);
+        }
+    }
+
+    fn pop(&mut self) -> Option<T> {
+        self.next.take().or_else(|| self.rest.pop_front())
+    }
+
+    fn clear(&mut self) {
+        self.next = None;
+        self.rest.clear();
+    }
+}
+
+struct Shared<T, E> {
+    items: Mutex<Items<T>>,
     /// How many items are queued, readable without the lock: the transport
     /// polls an empty queue far more often than it finds something.
     len: AtomicUsize,
     waker: AtomicWaker,
     tx_gone: AtomicBool,
     rx_gone: AtomicBool,
+    /// What else both sides share, in the same allocation.
+    extra: E,
 }
 
-impl<T> Shared<T> {
-    fn items(&self) -> MutexGuard<'_, VecDeque<T>> {
+impl<T, E> Shared<T, E> {
+    fn items(&self) -> MutexGuard<'_, Items<T>> {
         // Nothing panics while holding the lock; a poisoned queue is still whole.
         self.items.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// The session's side.
-pub struct Tx<T>(Arc<Shared<T>>);
+pub struct Tx<T, E = ()>(Arc<Shared<T, E>>);
 
 /// The transport's side.
-pub struct Rx<T>(Arc<Shared<T>>);
+pub struct Rx<T, E = ()>(Arc<Shared<T, E>>);
 
 pub fn outbox<T>() -> (Tx<T>, Rx<T>) {
+    outbox_with(())
+}
+
+/// An outbox whose sides also share `extra`.
+pub fn outbox_with<T, E>(extra: E) -> (Tx<T, E>, Rx<T, E>) {
     let shared = Arc::new(Shared {
-        items: Mutex::new(VecDeque::new()),
+        items: Mutex::new(Items {
+            next: None,
+            rest: VecDeque::new(),
+        }),
         len: AtomicUsize::new(0),
         waker: AtomicWaker::new(),
         tx_gone: AtomicBool::new(false),
         rx_gone: AtomicBool::new(false),
+        extra,
     });
     (Tx(shared.clone()), Rx(shared))
 }
 
-impl<T> std::fmt::Debug for Tx<T> {
+impl<T, E> std::fmt::Debug for Tx<T, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("outbox::Tx")
     }
 }
 
-impl<T> std::fmt::Debug for Rx<T> {
+impl<T, E> std::fmt::Debug for Rx<T, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("outbox::Rx")
     }
 }
 
-impl<T> Tx<T> {
+impl<T, E> Tx<T, E> {
+    pub fn extra(&self) -> &E {
+        &self.0.extra
+    }
+
     /// Queues `item`, or gives it back if the transport's side is gone.
     pub fn push(&self, item: T) -> Result<(), T> {
         if self.0.rx_gone.load(Ordering::Acquire) {
             return Err(item);
         }
-        self.0.items().push_back(item);
+        self.0.items().push(item);
         // Counted after the push and before the wake, so a transport that
         // reads 0 here has registered in time to be woken.
         self.0.len.fetch_add(1, Ordering::AcqRel);
@@ -74,7 +117,7 @@ impl<T> Tx<T> {
     }
 }
 
-impl<T> Drop for Tx<T> {
+impl<T, E> Drop for Tx<T, E> {
     fn drop(&mut self) {
         self.0.tx_gone.store(true, Ordering::Release);
         self.0.waker.wake();
@@ -84,7 +127,11 @@ impl<T> Drop for Tx<T> {
 /// Queues that grew past this give their memory back once drained.
 const KEEP_CAPACITY: usize = 4;
 
-impl<T> Rx<T> {
+impl<T, E> Rx<T, E> {
+    pub fn extra(&self) -> &E {
+        &self.0.extra
+    }
+
     /// The next item; `None` once the session's side is gone and all was taken.
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         if let Some(item) = self.try_next() {
@@ -106,12 +153,12 @@ impl<T> Rx<T> {
             return None;
         }
         let mut items = self.0.items();
-        let item = items.pop_front();
+        let item = items.pop();
         if item.is_some() {
             self.0.len.fetch_sub(1, Ordering::AcqRel);
         }
-        if items.is_empty() && items.capacity() > KEEP_CAPACITY {
-            items.shrink_to(KEEP_CAPACITY);
+        if items.rest.is_empty() && items.rest.capacity() > KEEP_CAPACITY {
+            items.rest.shrink_to(KEEP_CAPACITY);
         }
         item
     }
@@ -123,7 +170,7 @@ impl<T> Rx<T> {
     }
 }
 
-impl<T> Drop for Rx<T> {
+impl<T, E> Drop for Rx<T, E> {
     fn drop(&mut self) {
         self.0.rx_gone.store(true, Ordering::Release);
         self.0.items().clear();
@@ -207,6 +254,27 @@ mod tests {
             tx.push(i).unwrap();
         }
         while rx.try_next().is_some() {}
-        assert!(rx.0.items().capacity() <= KEEP_CAPACITY);
+        assert!(rx.0.items().rest.capacity() <= KEEP_CAPACITY);
+    }
+
+    #[test]
+    fn one_item_at_a_time_takes_no_buffer_and_order_holds() {
+        let (tx, mut rx) = outbox();
+        for i in 0..10 {
+            tx.push(i).unwrap();
+            assert_eq!(rx.try_next(), Some(i));
+        }
+        assert_eq!(rx.0.items().rest.capacity(), 0);
+        // Behind a waiting first item, the rest queue in order; an item
+        // pushed once the first was taken still comes after those.
+        tx.push(1).unwrap();
+        tx.push(2).unwrap();
+        assert_eq!(rx.try_next(), Some(1));
+        tx.push(3).unwrap();
+        assert_eq!(rx.try_next(), Some(2));
+        tx.push(4).unwrap();
+        assert_eq!(rx.try_next(), Some(3));
+        assert_eq!(rx.try_next(), Some(4));
+        assert_eq!(rx.try_next(), None);
     }
 }

@@ -2,12 +2,11 @@
 //! WebSocket. The session formats frames for it and decides when it is done;
 //! the transport only forwards what arrives on the channel.
 
-use super::outbox::{self, outbox};
+use super::outbox::{self, outbox_with};
 use crate::protocol::{CloseCode, Frame, Wrapping};
 use bytestring::ByteString;
 use futures_util::task::AtomicWaker;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 
 /// What a session hands to its receiver's transport.
 #[derive(Debug)]
@@ -56,17 +55,16 @@ static NEXT_RECEIVER_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 pub struct Receiver {
     id: u64,
-    tx: outbox::Tx<Outgoing>,
+    /// The queue, with the [`Flow`] both sides keep in the same allocation.
+    tx: outbox::Tx<Outgoing, Flow>,
     kind: ReceiverKind,
-    flow: Arc<Flow>,
 }
 
 /// The transport's side of a receiver.
 #[derive(Debug)]
 pub struct ReceiverRx {
     pub id: u64,
-    rx: outbox::Rx<Outgoing>,
-    flow: Arc<Flow>,
+    rx: outbox::Rx<Outgoing, Flow>,
 }
 
 /// Bytes handed to the transport and not yet taken by it, and a waiter to
@@ -82,17 +80,8 @@ struct Flow {
 /// Creates a connected receiver pair.
 pub fn channel(kind: ReceiverKind) -> (Receiver, ReceiverRx) {
     let id = NEXT_RECEIVER_ID.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = outbox();
-    let flow = Arc::new(Flow::default());
-    (
-        Receiver {
-            id,
-            tx,
-            kind,
-            flow: flow.clone(),
-        },
-        ReceiverRx { id, rx, flow },
-    )
+    let (tx, rx) = outbox_with(Flow::default());
+    (Receiver { id, tx, kind }, ReceiverRx { id, rx })
 }
 
 impl Receiver {
@@ -122,13 +111,13 @@ impl Receiver {
     /// Bytes handed to the transport but not yet taken by it: counts against
     /// the session's queue limit so a reader that stalls cannot grow memory.
     pub fn in_flight(&self) -> usize {
-        self.flow.in_flight.load(Ordering::Relaxed)
+        self.tx.extra().in_flight.load(Ordering::Relaxed)
     }
 
     /// Wakes `waker` once the transport has taken enough that at most
     /// `bytes` are left in flight (at once if that is already so).
     pub fn wake_when_at_most(&self, bytes: usize, waker: &std::task::Waker) {
-        let flow = &self.flow;
+        let flow = self.tx.extra();
         flow.drained.register(waker);
         flow.wake_at.store(bytes, Ordering::Relaxed);
         flow.waiting.store(true, Ordering::Release);
@@ -186,9 +175,10 @@ impl Receiver {
 
     fn push(&self, data: ByteString) -> bool {
         let len = data.len();
-        self.flow.in_flight.fetch_add(len, Ordering::Relaxed);
+        let flow = self.tx.extra();
+        flow.in_flight.fetch_add(len, Ordering::Relaxed);
         if self.tx.push(Outgoing::Data(data)).is_err() {
-            self.flow.in_flight.fetch_sub(len, Ordering::Relaxed);
+            flow.in_flight.fetch_sub(len, Ordering::Relaxed);
             return false;
         }
         true
@@ -223,7 +213,7 @@ impl ReceiverRx {
 
     fn taken(&self, item: &Option<Outgoing>) {
         if let Some(Outgoing::Data(d)) = item {
-            let flow = &self.flow;
+            let flow = self.rx.extra();
             let left = flow.in_flight.fetch_sub(d.len(), Ordering::AcqRel) - d.len();
             if flow.waiting.load(Ordering::Acquire)
                 && left <= flow.wake_at.load(Ordering::Relaxed)
@@ -239,6 +229,7 @@ impl ReceiverRx {
 mod tests {
     use super::*;
     use crate::protocol::Message;
+    use std::sync::Arc;
 
     fn drain(rx: &mut ReceiverRx) -> Vec<String> {
         let mut out = Vec::new();

@@ -80,6 +80,7 @@ impl Registry {
             Entry::Occupied(e) => Ok((e.get().1.clone(), false)),
             Entry::Vacant(e) => {
                 let (key, addr) = self.start(self.http_weight, start)?;
+                self.all.insert(key, addr.clone());
                 e.insert((key, addr.clone()));
                 self.http_sessions.fetch_add(1, Ordering::Relaxed);
                 Ok((addr, true))
@@ -87,14 +88,18 @@ impl Registry {
         }
     }
 
-    /// Makes a session that has no SockJS id (a WebSocket session).
+    /// Makes a session that has no SockJS id (a WebSocket session). Its
+    /// address stays here only: each copy of an actix address allocates.
     pub fn create_anonymous(
         &self,
         start: impl FnOnce(u64) -> Addr<SessionActor>,
-    ) -> Result<Addr<SessionActor>, RegistryFull> {
-        self.start(1, start).map(|(_, addr)| addr)
+    ) -> Result<(), RegistryFull> {
+        let (key, addr) = self.start(1, start)?;
+        self.all.insert(key, addr);
+        Ok(())
     }
 
+    /// A key and a started session, not yet listed.
     fn start(
         &self,
         weight: usize,
@@ -104,9 +109,7 @@ impl Registry {
             return Err(RegistryFull);
         }
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        let addr = start(key);
-        self.all.insert(key, addr.clone());
-        Ok((key, addr))
+        Ok((key, start(key)))
     }
 
     /// Forgets a session; only the entry that `key` owns is removed, so a newer

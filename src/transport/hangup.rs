@@ -25,6 +25,10 @@ type OnHangup = Box<dyn FnOnce()>;
 struct Connection {
     fd: RawFd,
     watch: RefCell<Option<Watch>>,
+    /// The connection's place in the descriptor budget, given back when it
+    /// closes (kept here rather than as an entry of its own: one
+    /// allocation less per connection).
+    _held: crate::limits::fds::Held,
 }
 
 struct Watch {
@@ -53,12 +57,18 @@ impl Told {
 }
 
 /// For `HttpServer::on_connect`: turns on TCP_NODELAY (actix leaves Nagle on,
-/// which delays small frames by tens of ms) and records the socket's fd.
-pub fn on_connect(sock: &actix_web::rt::net::TcpStream, ext: &mut Extensions) {
+/// which delays small frames by tens of ms) and records the socket's fd,
+/// with the connection's place in the descriptor budget.
+pub fn on_connect(
+    sock: &actix_web::rt::net::TcpStream,
+    ext: &mut Extensions,
+    held: crate::limits::fds::Held,
+) {
     let _ = sock.set_nodelay(true);
     ext.insert(Rc::new(Connection {
         fd: sock.as_raw_fd(),
         watch: RefCell::new(None),
+        _held: held,
     }));
 }
 

@@ -176,24 +176,39 @@ const SAFE_HEADERS: &[&str] = &[
     "accept-language",
 ];
 
+/// `http` or `https`, one shared copy each rather than one per session.
+fn shared_proto(proto: &'static str) -> Arc<str> {
+    static HTTP: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "http".into());
+    static HTTPS: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "https".into());
+    match proto {
+        "http" => HTTP.clone(),
+        "https" => HTTPS.clone(),
+        other => other.into(),
+    }
+}
+
 /// What a backend may know about the request that opened a session.
 pub fn session_info(req: &HttpRequest, hub: &ServiceHub, key: u64) -> SessionInfo {
     let header = |name: &str| Some(req.headers().get(name)?.to_str().ok()?.to_owned());
-    let headers = SAFE_HEADERS
+    // Exactly as long as needed (nothing when none is there): every
+    // session keeps them.
+    let mut headers: Vec<_> = SAFE_HEADERS
         .iter()
         .filter_map(|&name| Some((name, header(name)?)))
         .collect();
-    let forwarded = hub
+    headers.shrink_to_fit();
+    let mut forwarded: Vec<_> = hub
         .forward_headers
         .iter()
         .filter_map(|name| Some((name.clone(), header(name)?)))
         .collect();
+    forwarded.shrink_to_fit();
     let client = Trust::of(hub).client(req);
     SessionInfo {
         id: key,
         prefix: hub.prefix.clone(),
         remote_addr: client.addr,
-        proto: client.proto.into(),
+        proto: shared_proto(client.proto),
         host: client.host,
         headers,
         forwarded,

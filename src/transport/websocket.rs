@@ -90,7 +90,7 @@ pub async fn websocket(
     };
     let (receiver, rx) = receiver::channel(kind);
     let socket = Socket {
-        attach: Some(receiver),
+        attach: Some(Box::new(receiver)),
         ws,
         stream,
         rx,
@@ -135,8 +135,9 @@ async fn refuse(mut ws: Session, framing: Framing, close: CloseCode) {
 
 /// One WebSocket, driven from inside its session's task.
 struct Socket {
-    /// Handed to the session on the first poll.
-    attach: Option<Receiver>,
+    /// Handed to the session on the first poll (boxed: the socket lives
+    /// as long as its session, this only until then).
+    attach: Option<Box<Receiver>>,
     ws: Session,
     stream: AggregatedMessageStream,
     rx: ReceiverRx,
@@ -145,9 +146,11 @@ struct Socket {
     /// ping): counted rather than timed, so no clock is read per message.
     silent_heartbeats: u8,
     /// A message taken for the socket that the socket could not take yet.
-    out: Option<Message>,
+    /// (Boxed, as is the pong below: rare, and the socket lives as long as
+    /// its session.)
+    out: Option<Box<Message>>,
     ping_due: bool,
-    pong_due: Option<bytes::Bytes>,
+    pong_due: Option<Box<bytes::Bytes>>,
     /// The socket's end was handled (see `Drop`).
     ended: bool,
 }
@@ -204,7 +207,7 @@ impl ActorFuture<SessionActor> for Socket {
         // for wake-ups again before the socket waits.
         this.rx.quiet();
         if let Some(receiver) = this.attach.take() {
-            session.attach(receiver, ctx);
+            session.attach(*receiver, ctx);
         }
         for _ in 0..POLL_BUDGET {
             match this.step(session, ctx, cx) {
@@ -229,7 +232,7 @@ impl Drop for Socket {
         if self.ended {
             return;
         }
-        let mut pending: Vec<Message> = self.out.take().into_iter().collect();
+        let mut pending: Vec<Message> = self.out.take().map(|m| *m).into_iter().collect();
         let mut code = None;
         while let Some(item) = self.rx.try_recv() {
             match item {
@@ -329,7 +332,7 @@ impl Socket {
         };
         match step {
             Step::Continue => {}
-            Step::Pong(p) => self.pong_due = Some(p),
+            Step::Pong(p) => self.pong_due = Some(Box::new(p)),
             Step::End(end) => return Err(end),
         }
         Ok(true)
@@ -340,7 +343,7 @@ impl Socket {
         let mut moved = false;
         loop {
             let msg = match self.out.take() {
-                Some(msg) => msg,
+                Some(msg) => *msg,
                 None => match self.next_outgoing(cx)? {
                     Some(msg) => msg,
                     None => return Ok(moved),
@@ -358,7 +361,7 @@ impl Socket {
                 }
                 Poll::Ready(Err(_)) => return Err(gone()),
                 Poll::Pending => {
-                    self.out = Some(msg);
+                    self.out = Some(Box::new(msg));
                     return Ok(moved);
                 }
             }
@@ -370,7 +373,7 @@ impl Socket {
     fn next_outgoing(&mut self, cx: &mut std::task::Context<'_>) -> Result<Option<Message>, End> {
         loop {
             if let Some(p) = self.pong_due.take() {
-                return Ok(Some(Message::Pong(p)));
+                return Ok(Some(Message::Pong(*p)));
             }
             if std::mem::take(&mut self.ping_due) {
                 return Ok(Some(Message::Ping(bytes::Bytes::new())));
