@@ -51,6 +51,7 @@ pub struct Running {
     ready: Arc<Readiness>,
     /// This node's link to the others, with `[cluster]`.
     pub redis: Option<Arc<RedisBus>>,
+    links_closing: Arc<link::server::Closing>,
 }
 
 impl Gateway {
@@ -203,6 +204,8 @@ impl Gateway {
         let write_timeout = Duration::from_secs_f64(config.write_timeout);
         let app_ready = ready.clone();
         let app_demo_key = demo_key.clone();
+        let links_closing = Arc::new(link::server::Closing::default());
+        let app_links_closing = links_closing.clone();
         let mut server = HttpServer::new(move || {
             let hubs = hubs.clone();
             let ready = web::Data::from(app_ready.clone());
@@ -213,6 +216,7 @@ impl Gateway {
             let demo_key = app_demo_key.clone();
             let (trusted_proxies, nodes) = (trusted_proxies.clone(), nodes.clone());
             let link_nodes = nodes.clone();
+            let links_closing = app_links_closing.clone();
             App::new()
                 .wrap(middleware::from_fn(move |req, next| {
                     limits::head::check(max_header_bytes, req, next)
@@ -242,7 +246,9 @@ impl Gateway {
                 .configure(move |cfg| {
                     // Other nodes forward requests for this node's sessions.
                     if let Some(nodes) = link_nodes {
-                        link::server::Accept::new(hubs.clone(), nodes, max_header_bytes).route(cfg);
+                        let closing = links_closing.clone();
+                        link::server::Accept::new(hubs.clone(), nodes, closing, max_header_bytes)
+                            .route(cfg);
                     }
                     for hub in hubs {
                         routes::mount(cfg, hub, sockjs_client.clone());
@@ -341,6 +347,7 @@ impl Gateway {
             config,
             ready,
             redis,
+            links_closing,
         })
     }
 }
@@ -381,6 +388,7 @@ pub struct Shutdown {
     close: CloseCode,
     ready: Arc<Readiness>,
     redis: Option<Arc<RedisBus>>,
+    links_closing: Arc<link::server::Closing>,
     drain: Duration,
 }
 
@@ -404,6 +412,9 @@ impl Shutdown {
             for hub in &this.services {
                 hub.close_all(&this.close);
             }
+            // Other nodes' links here close once their answers are done
+            // (the close frames just sent among them).
+            this.links_closing.begin();
             // After the closes: a node seen leaving has its sessions
             // answered as gone by the others.
             if let Some(bus) = this.redis.clone() {
@@ -427,6 +438,7 @@ impl Running {
             close: CloseCode::new(s.close_code, s.close_reason.clone()),
             ready: self.ready.clone(),
             redis: self.redis.clone(),
+            links_closing: self.links_closing.clone(),
             drain: Duration::from_secs_f64(s.drain_delay),
         }
     }

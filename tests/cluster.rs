@@ -294,6 +294,31 @@ async fn a_forwarded_poll_whose_client_leaves_frees_its_session_at_once() {
 }
 
 #[actix_rt::test]
+async fn a_node_that_shuts_down_closes_forwarded_polls_and_its_links() {
+    let redis = Redis::start();
+    // A grace far longer than the test waits: an open link would hold the
+    // graceful stop that long.
+    let mut one = node_with(&redis, "one", "[shutdown]\ngrace = 30");
+    let two = node(&redis, "two");
+    until_joined(&[&one, &two]).await;
+    let s = session("/echo");
+    assert_eq!(post(&one.url(&format!("{s}/xhr")), "").await.body, "o\n");
+    let mut pending = Raw::connect(&two.addr).await;
+    pending
+        .send("POST", &format!("{s}/xhr"), "1.1", &[], "")
+        .await;
+    assert_eq!(pending.head().await.status, 200);
+    one.signal(libc::SIGTERM);
+    // The poll through the other node hears the shutdown...
+    assert!(pending
+        .read_until("\r\n0\r\n\r\n")
+        .await
+        .contains("c[1001,\"Server shutting down\"]"));
+    // ...and the node stops without waiting for its grace.
+    assert!(one.wait_exit(Duration::from_secs(10)).await.is_some());
+}
+
+#[actix_rt::test]
 async fn a_forwarded_stream_to_a_slow_reader_loses_nothing() {
     let redis = Redis::start();
     // Streams long enough to carry everything, and a session queue that

@@ -36,6 +36,7 @@ type Dispatch = Rc<dyn Fn(actix_http::Request) -> LocalBoxFuture<'static, HttpRe
 pub struct Accept {
     hubs: Vec<Arc<ServiceHub>>,
     nodes: Arc<Owners>,
+    closing: Arc<Closing>,
     /// The largest request a link takes: the largest body any service
     /// takes, plus room for the request's head.
     max_frame: usize,
@@ -43,7 +44,12 @@ pub struct Accept {
 }
 
 impl Accept {
-    pub fn new(hubs: Vec<Arc<ServiceHub>>, nodes: Arc<Owners>, max_header_bytes: usize) -> Accept {
+    pub fn new(
+        hubs: Vec<Arc<ServiceHub>>,
+        nodes: Arc<Owners>,
+        closing: Arc<Closing>,
+        max_header_bytes: usize,
+    ) -> Accept {
         let body = hubs
             .iter()
             .map(|h| h.config.max_message_bytes)
@@ -52,6 +58,7 @@ impl Accept {
         Accept {
             hubs,
             nodes,
+            closing,
             max_frame: body + max_header_bytes + 64 * 1024,
             dispatch: RefCell::default(),
         }
@@ -112,8 +119,29 @@ async fn accept(req: HttpRequest, body: web::Payload, this: web::Data<Accept>) -
     };
     let stream = stream.max_frame_size(this.max_frame);
     let peer = req.peer_addr();
-    actix_web::rt::spawn(serve(dispatch, session, stream, peer));
+    let closing = this.closing.clone();
+    actix_web::rt::spawn(serve(dispatch, session, stream, peer, closing));
     resp
+}
+
+/// This node's links, told when it shuts down: each closes once the
+/// answers under way on it are done, so its peers stop using it and the
+/// server's graceful stop does not wait `shutdown.grace` for it.
+#[derive(Default)]
+pub struct Closing {
+    begun: std::sync::atomic::AtomicBool,
+    told: Notify,
+}
+
+impl Closing {
+    pub fn begin(&self) {
+        self.begun.store(true, std::sync::atomic::Ordering::Release);
+        self.told.notify_waiters();
+    }
+
+    fn begun(&self) -> bool {
+        self.begun.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// One forwarded request's state on the owner.
@@ -138,6 +166,7 @@ async fn serve(
     mut session: actix_ws::Session,
     mut stream: actix_ws::MessageStream,
     peer: Option<SocketAddr>,
+    closing: Arc<Closing>,
 ) {
     let out = Rc::new(Outgoing::default());
     let writing = out.clone();
@@ -151,7 +180,16 @@ async fn serve(
     });
     let calls: Rc<RefCell<HashMap<u64, Rc<InFlight>>>> = Rc::default();
     'link: loop {
-        let msg = match tokio::time::timeout(SILENT_FOR, stream.recv()).await {
+        if closing.begun() && calls.borrow().is_empty() {
+            break;
+        }
+        let received = tokio::select! {
+            r = tokio::time::timeout(SILENT_FOR, stream.recv()) => r,
+            _ = closing.told.notified(), if !closing.begun() => continue,
+            // While closing, look again now and then for the last answer.
+            _ = tokio::time::sleep(std::time::Duration::from_millis(50)), if closing.begun() => continue,
+        };
+        let msg = match received {
             Ok(Some(msg)) => msg,
             Ok(None) => break,
             Err(_) => {
