@@ -33,19 +33,20 @@ struct Connection {
 
 struct Watch {
     /// What to call if the peer hangs up now: the waiting receiver's.
-    waiting: Rc<RefCell<Option<(u64, OnHangup)>>>,
+    waiting: Waiting,
     /// Dropped with the connection, which ends the watching task (and
     /// closes the duplicate fd) even if the peer never hangs up.
     _stop: oneshot::Sender<()>,
 }
 
-/// A hang-up that is told rather than seen on a socket: a request that came
-/// over a link between nodes ([`crate::transport::link`]) has no socket of
-/// its own, and its forwarding node says when its client left.
+/// The receiver waiting on a connection's hang-up, if one does, for
+/// whoever learns of the hang-up: the watch of a socket, or, for a request
+/// that came over a link between nodes ([`crate::transport::link`]) and has
+/// no socket of its own, its forwarding node's word that its client left.
 #[derive(Clone, Default)]
-pub struct Told(Rc<RefCell<Option<(u64, OnHangup)>>>);
+pub struct Waiting(Rc<RefCell<Option<(u64, OnHangup)>>>);
 
-impl Told {
+impl Waiting {
     /// Calls whatever waits on the request now, as a hang-up would.
     pub fn hang_up(&self) {
         // Taken out first: the callback must not run under the borrow.
@@ -75,13 +76,13 @@ pub fn on_connect(
 /// Unregisters a receiver from its connection's watch when dropped (held by
 /// the response body).
 pub struct HangupGuard {
-    waiting: Rc<RefCell<Option<(u64, OnHangup)>>>,
+    waiting: Waiting,
     token: u64,
 }
 
 impl Drop for HangupGuard {
     fn drop(&mut self) {
-        let mut w = self.waiting.borrow_mut();
+        let mut w = self.waiting.0.borrow_mut();
         if w.as_ref().is_some_and(|(t, _)| *t == self.token) {
             *w = None;
         }
@@ -111,9 +112,9 @@ pub fn watch(
             }
             slot.as_ref().expect("just set").waiting.clone()
         }
-        None => req.extensions().get::<Told>()?.0.clone(),
+        None => req.extensions().get::<Waiting>()?.clone(),
     };
-    *waiting.borrow_mut() = Some((token, Box::new(on_hangup)));
+    *waiting.0.borrow_mut() = Some((token, Box::new(on_hangup)));
     Some(HangupGuard { waiting, token })
 }
 
@@ -142,7 +143,7 @@ fn start_watch(fd: RawFd) -> Option<Watch> {
             return None;
         }
     };
-    let waiting: Rc<RefCell<Option<(u64, OnHangup)>>> = Rc::default();
+    let waiting = Waiting::default();
     let (stop, stopped) = oneshot::channel();
     let notify = waiting.clone();
     actix_web::rt::spawn(async move {
@@ -159,11 +160,7 @@ fn start_watch(fd: RawFd) -> Option<Watch> {
         };
         tokio::select! {
             r = closed => if r.is_ok() {
-                // Take it out first: the callback must not run under the borrow.
-                let waiter = notify.borrow_mut().take();
-                if let Some((_, on_hangup)) = waiter {
-                    on_hangup();
-                }
+                notify.hang_up();
             },
             _ = stopped => {}
         }

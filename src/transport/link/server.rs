@@ -151,7 +151,7 @@ struct InFlight {
     credit: Cell<i64>,
     cancelled: Cell<bool>,
     changed: Notify,
-    hangup: hangup::Told,
+    hangup: hangup::Waiting,
 }
 
 impl InFlight {
