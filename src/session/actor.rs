@@ -211,11 +211,14 @@ impl SessionActor {
     /// Wakes the handler's polling if the backlog it waits for was reached,
     /// else has the receiver's transport wake it.
     fn check_drain(&mut self) {
+        // Most sessions wait for nothing: that is known before any count.
+        let Some(at) = self.task.as_ref().and_then(|t| t.drain_at) else {
+            return;
+        };
         let backlog = self.backlog();
         let Some(task) = self.task.as_mut() else {
             return;
         };
-        let Some(at) = task.drain_at else { return };
         if backlog <= at {
             task.drain_at = None;
             task.waker.wake_by_ref();
