@@ -3,10 +3,11 @@
 //! comes back as the owner writes it: a poll when it is answered, a stream
 //! frame by frame. It goes over this worker's link to the owner
 //! ([`crate::transport::link`]); to a node that takes no link (an older
-//! version, during a rolling upgrade) it goes as an HTTP request. The owner learns the client's address, scheme and host
-//! as this node resolved them, in `X-Forwarded-*` headers that it believes
-//! because the request proves `cluster.secret` ([`NODE_SECRET`]); whatever
-//! forwarding headers the client wrote itself are not passed on.
+//! version, during a rolling upgrade) it goes as an HTTP request. The owner
+//! learns the client's address, scheme and host as this node resolved them,
+//! in `X-Forwarded-*` headers that it believes because the request proves
+//! `cluster.secret` ([`NODE_SECRET`]); whatever forwarding headers the
+//! client wrote itself are not passed on.
 //!
 //! A request that a node forwarded carries [`FORWARDED_BY`] and is never
 //! forwarded again: the owner answers it as a single node would.
