@@ -18,13 +18,35 @@ fn node(redis: &Redis, id: &str) -> Gateway {
 /// [`node`] with more `[cluster]` keys.
 fn node_with(redis: &Redis, id: &str, cluster: &str) -> Gateway {
     Gateway::start(&format!(
-        "[cluster]\nredis_url = \"{}\"\nsecret = \"test-cluster-secret-0123456789abcdef\"\nnode_id = \"{id}\"\npresence_interval = 0.2\n{cluster}\n\
+        "{}{cluster}\n\
          [api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\nmetrics = true\n\
          [services.chat]\nprefix = \"/chat\"\nkind = \"broadcast\"\n\
          [services.echo]\nprefix = \"/echo\"\nkind = \"echo\"\n{}",
-        redis.url(),
+        cluster_section(redis, id),
         config("")
     ))
+}
+
+/// The `[cluster]` table of node `id` on `redis`.
+fn cluster_section(redis: &Redis, id: &str) -> String {
+    format!(
+        "[cluster]\nredis_url = \"{}\"\nsecret = \"{CLUSTER_SECRET}\"\nnode_id = \"{id}\"\n\
+         presence_interval = 0.2\n",
+        redis.url()
+    )
+}
+
+/// An HTTP session opened on node `one`, and a poll for it sent through
+/// node `two` that `one` now holds as the session's receiver.
+async fn forwarded_poll(one: &Gateway, two: &Gateway) -> (String, Raw) {
+    let s = session("/echo");
+    assert_eq!(post(&one.url(&format!("{s}/xhr")), "").await.body, "o\n");
+    let mut pending = Raw::connect(&two.addr).await;
+    pending
+        .send("POST", &format!("{s}/xhr"), "1.1", &[], "")
+        .await;
+    assert_eq!(pending.head().await.status, 200);
+    (s, pending)
 }
 
 async fn chat(gw: &Gateway) -> Ws {
@@ -273,13 +295,7 @@ async fn a_forwarded_poll_whose_client_leaves_frees_its_session_at_once() {
     let redis = Redis::start();
     let (one, two) = (node(&redis, "one"), node(&redis, "two"));
     until_joined(&[&one, &two]).await;
-    let s = session("/echo");
-    assert_eq!(post(&one.url(&format!("{s}/xhr")), "").await.body, "o\n");
-    let mut pending = Raw::connect(&two.addr).await;
-    pending
-        .send("POST", &format!("{s}/xhr"), "1.1", &[], "")
-        .await;
-    assert_eq!(pending.head().await.status, 200);
+    let (s, pending) = forwarded_poll(&one, &two).await;
     // The owner holds the forwarded poll as its session's receiver...
     assert_eq!(
         post(&one.url(&format!("{s}/xhr")), "").await.body,
@@ -301,13 +317,7 @@ async fn a_node_that_shuts_down_closes_forwarded_polls_and_its_links() {
     let mut one = node_with(&redis, "one", "[shutdown]\ngrace = 30");
     let two = node(&redis, "two");
     until_joined(&[&one, &two]).await;
-    let s = session("/echo");
-    assert_eq!(post(&one.url(&format!("{s}/xhr")), "").await.body, "o\n");
-    let mut pending = Raw::connect(&two.addr).await;
-    pending
-        .send("POST", &format!("{s}/xhr"), "1.1", &[], "")
-        .await;
-    assert_eq!(pending.head().await.status, 200);
+    let (_, mut pending) = forwarded_poll(&one, &two).await;
     one.signal(libc::SIGTERM);
     // The poll through the other node hears the shutdown...
     assert!(pending
@@ -327,10 +337,8 @@ async fn a_forwarded_stream_to_a_slow_reader_loses_nothing() {
                response_limit = 33554432\nmax_queued_bytes = 33554432\n";
     let start = |id: &str| {
         Gateway::start(&format!(
-            "[cluster]\nredis_url = \"{}\"\nsecret = \"test-cluster-secret-0123456789abcdef\"\n\
-             node_id = \"{id}\"\npresence_interval = 0.2\n\
-             [api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\n{big}",
-            redis.url()
+            "{}[api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\n{big}",
+            cluster_section(&redis, id)
         ))
     };
     let (one, two) = (start("one"), start("two"));
@@ -365,10 +373,8 @@ async fn a_node_that_takes_no_link_is_forwarded_to_over_http() {
     let redis = Redis::start();
     // One worker: links are per worker, so is the memory of a refusal.
     let two = Gateway::start(&format!(
-        "workers = 1\n[cluster]\nredis_url = \"{}\"\nsecret = \"test-cluster-secret-0123456789abcdef\"\n\
-         node_id = \"two\"\npresence_interval = 0.2\n\
-         [api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\nmetrics = true\n{}",
-        redis.url(),
+        "workers = 1\n{}[api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\nmetrics = true\n{}",
+        cluster_section(&redis, "two"),
         echo_config("")
     ));
     until_joined(&[&two]).await;
@@ -525,14 +531,12 @@ async fn only_a_node_that_proves_the_secret_speaks_for_the_client() {
     let upstream = common::upstream::Upstream::start();
     let config = |id: &str| {
         format!(
-            "trusted_proxies = [\"127.0.0.1/32\"]\n\
-             [cluster]\nredis_url = \"{}\"\nsecret = \"{CLUSTER_SECRET}\"\nnode_id = \"{id}\"\n\
-             presence_interval = 0.2\n\
+            "trusted_proxies = [\"127.0.0.1/32\"]\n{}\
              [api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\n\
              [services.bound]\nprefix = \"/bound\"\nkind = \"echo\"\nsession_binding = \"ip\"\n\
              [services.echo]\nprefix = \"/echo\"\nkind = \"echo\"\n\
              [services.app]\nprefix = \"/app\"\nkind = \"proxy\"\nupstream = \"ws://{}/echo\"\n",
-            redis.url(),
+            cluster_section(&redis, id),
             upstream.addr
         )
     };
