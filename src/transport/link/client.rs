@@ -132,10 +132,14 @@ pub fn call<'a>(
         return Err(Refused::NoLink);
     }
     let link = LINKS.with(|l| {
-        l.borrow_mut()
-            .entry(owner.to_owned())
-            .or_insert_with(|| open(owner, nodes))
-            .clone()
+        let mut links = l.borrow_mut();
+        // Looked up first: the owner's URL is copied only to open a link.
+        if let Some(link) = links.get(owner) {
+            return link.clone();
+        }
+        let link = open(owner, nodes);
+        links.insert(owner.to_owned(), link.clone());
+        link
     });
     let id = link.next_id.get();
     link.next_id.set(id + 1);
