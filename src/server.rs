@@ -233,7 +233,7 @@ impl Gateway {
                             };
                             trust
                                 .client_addr(req.request())
-                                .map_or_else(|| "-".to_owned(), |ip| ip.to_string())
+                                .map_or_else(|| "-".to_owned(), |a| a.to_string())
                         })
                         .log_target("sockjs_gateway::access"),
                 ))

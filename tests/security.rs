@@ -251,3 +251,106 @@ fn shipped_configs_open_no_door() {
     assert!(demo.auth.demo_login);
     assert!(demo.listen.starts_with("127.0.0.1:"), "{}", demo.listen);
 }
+
+/// Issue 28, finding 8: a page on a foreign name that resolves to
+/// 127.0.0.1 (DNS rebinding) asks `/demo/api` under its own `Host`; only a
+/// loopback name or address gets the key.
+#[actix_rt::test]
+async fn the_demo_key_is_shown_only_under_a_loopback_host() {
+    let gw = Gateway::start(&format!(
+        "[api]\nlisten = \"127.0.0.1:0\"\ndemo_key = true\n{}",
+        config("")
+    ));
+    let port = gw.addr.rsplit(':').next().unwrap().to_owned();
+    for host in ["evil.example", &format!("evil.example:{port}"), "10.0.0.1"] {
+        let r = request("GET", &gw.url("/demo/api"), &[("Host", host)], "").await;
+        assert_eq!(r.status, 403, "{host}: {}", r.body);
+        assert!(!r.body.contains("key\""), "{host}: {}", r.body);
+        assert!(r.body.contains("loopback"), "{host}: {}", r.body);
+    }
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        let r = request("GET", &gw.url("/demo/api"), &[("Host", &host)], "").await;
+        assert_eq!(r.status, 200, "{host}: {}", r.body);
+        assert!(r.body.contains("\"key\""), "{host}: {}", r.body);
+    }
+}
+
+/// A token for `sub` with the given `exp`, whatever it is.
+fn token_expiring_at(sub: &str, exp: u64) -> String {
+    let claims = serde_json::json!({"sub": sub, "aud": "gw", "exp": exp});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// Issue 28, finding 7: with `expire_sessions`, a token whose `exp` is
+/// past what the clock can hold panicked the session. It never expires:
+/// the session works, no notice comes, and nothing panics.
+#[actix_rt::test]
+async fn an_exp_past_the_clock_never_expires() {
+    let gw = Gateway::start_with_fd_limit(
+        &config("").replace(
+            "jwt_audience = \"gw\"\n",
+            "jwt_audience = \"gw\"\nexpire_sessions = true\ntoken_refresh_notice = 60\n",
+        ),
+        4096,
+    );
+    for exp in [1u64 << 63, u64::MAX] {
+        let t = format!("Bearer {}", token_expiring_at("alice", exp));
+        let mut c = Client::connect_with(&gw, &[("Authorization", &t)]).await;
+        c.subscribe("g", "/user/queue/gateway").await;
+        c.subscribe("n", "/user/queue/n").await;
+        c.frame(
+            "SEND",
+            &[("destination", "/user/alice/queue/n")],
+            "still here",
+        )
+        .await;
+        let (cmd, h, body) = c.next().await;
+        assert_eq!((cmd.as_str(), body.as_str()), ("MESSAGE", "still here"));
+        assert_eq!(header(&h, "subscription"), Some("n"), "no notice first");
+    }
+    assert!(!gw.log().contains("panicked"), "{}", gw.log());
+}
+
+/// Issue 28, finding 4: behind a trusted proxy that writes the client as
+/// `IP:port` or `unknown`, the entry to its left is the client's own
+/// writing. The proxy's entry is the client: forged entries to its left
+/// get no one past `max_sessions_per_ip`.
+#[actix_rt::test]
+async fn forwarded_entries_that_do_not_parse_are_not_skipped() {
+    let gw = Gateway::start_with_fd_limit(
+        &format!(
+            "trusted_proxies = [\"127.0.0.0/8\"]\naccess_log = true\n{}",
+            echo_config("max_sessions_per_ip = 1")
+        ),
+        4096,
+    );
+    for proxy_wrote in ["203.0.113.7:51234", "[2001:db8::7]:443", "unknown"] {
+        let mut answers = Vec::new();
+        for n in 1..=3 {
+            let xff = format!("198.51.100.{n}, {proxy_wrote}");
+            let url = gw.url(&format!("{}/xhr", session("/echo")));
+            let r = request("POST", &url, &[("X-Forwarded-For", &xff)], "").await;
+            answers.push(r.body);
+        }
+        assert_eq!(answers[0], "o\n", "{proxy_wrote}");
+        for refused in &answers[1..] {
+            assert_eq!(refused, "c[4429,\"Too many sessions\"]\n", "{proxy_wrote}");
+        }
+    }
+    // The access log names what the proxy wrote, never the forged entries.
+    let until = Instant::now() + Duration::from_secs(5);
+    while gw.log().matches("/xhr").count() < 9 {
+        assert!(Instant::now() < until, "no access log lines:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = gw.log();
+    assert!(!log.contains("198.51.100."), "{log}");
+    for shown in ["203.0.113.7 \"POST", "2001:db8::7 \"POST", "unknown \"POST"] {
+        assert_eq!(log.matches(shown).count(), 3, "{shown}: {log}");
+    }
+}

@@ -108,7 +108,8 @@ pub struct SessionInfo {
     /// The service prefix, e.g. `/echo` (shared by the service's sessions).
     pub prefix: Arc<str>,
     /// The client's address: the peer address, or, when the peer is one of
-    /// `trusted_proxies`, the rightmost `X-Forwarded-For` entry that is not.
+    /// `trusted_proxies`, the rightmost `X-Forwarded-For` entry that is not;
+    /// `None` when that entry is no address (`unknown`, say).
     pub remote_addr: Option<IpAddr>,
     /// The scheme the client used: `X-Forwarded-Proto` from a trusted
     /// proxy, else `http` (the gateway does not terminate TLS).

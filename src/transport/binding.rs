@@ -20,7 +20,7 @@ pub fn registry_id<'a>(req: &HttpRequest, hub: &ServiceHub, sid: &'a str) -> Cow
         SessionBinding::Ip => {
             let ip = Trust::of(hub)
                 .client_addr(req)
-                .map_or("-".into(), |ip| ip.to_string());
+                .map_or("-".into(), |a| a.to_string());
             Cow::Owned(format!("{sid}/{ip}"))
         }
     }

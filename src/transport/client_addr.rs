@@ -4,6 +4,7 @@
 //! `cluster.secret`) says in `X-Forwarded-For`.
 
 use crate::cluster::owners::Owners;
+use crate::protocol::forwarded_for::{self, ClientAddr};
 use crate::service::hub::ServiceHub;
 use actix_web::HttpRequest;
 use std::net::IpAddr;
@@ -62,10 +63,16 @@ impl<'a> Trust<'a> {
 
     /// The client's address: the peer, unless the peer is a trusted proxy;
     /// then the rightmost `X-Forwarded-For` entry that is not a trusted
-    /// proxy (entries further left were written by the client and could be
-    /// anything). A node writes the one address it resolved.
-    pub fn client_addr(&self, req: &HttpRequest) -> Option<IpAddr> {
+    /// proxy, parsed or not (entries further left were written by the
+    /// client and could be anything). A node writes the one address it
+    /// resolved. `None` only for a peer with no address.
+    pub fn client_addr(&self, req: &HttpRequest) -> Option<ClientAddr> {
         self.client_addr_as(req, self.from_node(req))
+    }
+
+    /// The address the per-address limits count the client under.
+    pub fn limit_addr(&self, req: &HttpRequest) -> Option<IpAddr> {
+        self.client_addr(req).map(ClientAddr::limit_key)
     }
 
     /// The client as the gateway believes it: address, scheme and host,
@@ -93,33 +100,28 @@ impl<'a> Trust<'a> {
     }
 
     /// [`Trust::client_addr`], knowing whether a node forwarded `req`.
-    fn client_addr_as(&self, req: &HttpRequest, from_node: bool) -> Option<IpAddr> {
+    fn client_addr_as(&self, req: &HttpRequest, from_node: bool) -> Option<ClientAddr> {
         let peer = req.peer_addr().map(|a| a.ip())?;
         if !from_node && !is_trusted(&peer, self.proxies) {
-            return Some(peer);
+            return Some(ClientAddr::Ip(peer));
         }
-        let forwarded: Vec<IpAddr> = req
+        // A value that is not text is one entry that does not parse.
+        let values: Vec<&str> = req
             .headers()
             .get_all("x-forwarded-for")
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|v| v.trim().parse().ok())
+            .map(|v| v.to_str().unwrap_or("unknown"))
             .collect();
-        let found = if from_node {
-            forwarded.last().copied()
-        } else {
-            forwarded
-                .into_iter()
-                .rev()
-                .find(|ip| !is_trusted(ip, self.proxies))
+        let found = match from_node {
+            true => forwarded_for::last(values.into_iter()),
+            false => forwarded_for::client(values.into_iter(), |ip| is_trusted(ip, self.proxies)),
         };
-        Some(found.unwrap_or(peer))
+        Some(found.unwrap_or(ClientAddr::Ip(peer)))
     }
 }
 
 /// The client behind a request, as [`Trust::client`] resolved it.
 pub struct Client {
-    pub addr: Option<IpAddr>,
+    pub addr: Option<ClientAddr>,
     /// `http` or `https`.
     pub proto: &'static str,
     pub host: Option<String>,

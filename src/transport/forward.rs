@@ -122,7 +122,7 @@ pub async fn forward(
     // The client as this node resolved it, which the owner believes since
     // the request proves the cluster's secret.
     let client = Trust::of(hub).client(req);
-    let ip = client.addr.map(|ip| ip.to_string());
+    let ip = client.addr.map(|a| a.to_string());
     let mut headers: Vec<(&[u8], &[u8])> = req
         .headers()
         .iter()

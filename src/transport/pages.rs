@@ -29,7 +29,7 @@ pub fn info(req: &HttpRequest, hub: &ServiceHub) -> HttpResponse {
         Ok(o) => o,
         Err(resp) => return resp,
     };
-    if let Err(limit) = hub.admit_info(|| Trust::of(hub).client_addr(req)) {
+    if let Err(limit) = hub.admit_info(|| Trust::of(hub).limit_addr(req)) {
         return headers::too_many(&origin, "Too many sessions", limit.key());
     }
     let body = serde_json::json!({

@@ -111,7 +111,7 @@ pub async fn attach(
     // refused hears why in the transport's own close frame.
     let mut slot = None;
     if hub.address_limits.is_some() && hub.registry.get(sid).is_none() {
-        match hub.admit(|| Trust::of(hub).client_addr(req)) {
+        match hub.admit(|| Trust::of(hub).limit_addr(req)) {
             Ok(s) => slot = s,
             Err(_) => return Ok(closed(kind(), prelude, &CloseCode::too_many_sessions())),
         }
@@ -207,7 +207,7 @@ pub fn session_info(req: &HttpRequest, hub: &ServiceHub, key: u64) -> SessionInf
     SessionInfo {
         id: key,
         prefix: hub.prefix.clone(),
-        remote_addr: client.addr,
+        remote_addr: client.addr.and_then(|a| a.ip()),
         proto: shared_proto(client.proto),
         host: client.host,
         headers,

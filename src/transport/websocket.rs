@@ -65,7 +65,7 @@ pub async fn websocket(
     if hub.registry.is_full() {
         return headers::service_unavailable();
     }
-    let admitted = hub.admit(|| Trust::of(hub).client_addr(req));
+    let admitted = hub.admit(|| Trust::of(hub).limit_addr(req));
     let (resp, ws, stream) = match actix_ws::handle(req, body) {
         Ok(parts) => parts,
         Err(e) => return e.error_response(),

@@ -1,7 +1,8 @@
 //! When a session's token runs out (`[auth] expire_sessions`): a notice
 //! `token_refresh_notice` seconds before the token's `exp`, then the end.
 //! A token's `exp` is wall-clock time; the timer runs on the monotonic
-//! clock from the moment it is set.
+//! clock from the moment it is set, at most [`LONGEST_WAIT`] at a time.
+//! An `exp` past what the clock can hold (about 2^63 seconds) never comes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,28 +19,47 @@ pub enum Due {
     End,
 }
 
+/// The longest the timer waits before it looks at the wall clock again:
+/// a far `exp` is a far instant no timer need hold.
+const LONGEST_WAIT: Duration = Duration::from_secs(86_400);
+
 pub struct Expiry {
     exp: u64,
+    notice_at: u64,
     notice_due: bool,
     /// Until the notice, then until `exp`.
     timer: Pin<Box<Sleep>>,
+    /// Whether the timer is set for that time, not for a look on the way.
+    aimed: bool,
 }
 
-/// Whether `exp` (Unix seconds) has passed.
+/// Whether `exp` (Unix seconds) has passed; one the clock cannot hold
+/// never does.
 pub fn passed(exp: u64) -> bool {
-    SystemTime::now() >= at(exp)
+    at(exp).is_some_and(|t| SystemTime::now() >= t)
 }
 
-fn at(unix: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(unix)
+/// The wall-clock time of `unix`, if the clock can hold it.
+fn at(unix: u64) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(Duration::from_secs(unix))
 }
 
-/// The monotonic instant of a wall-clock time; now if it has passed.
-fn deadline(unix: u64) -> Instant {
-    let left = at(unix)
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
-    Instant::now() + left
+/// How long until `unix`: zero if it has passed, `None` if never.
+fn left(unix: u64) -> Option<Duration> {
+    Some(
+        at(unix)?
+            .duration_since(SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
+/// When the timer next looks: at `unix`, or sooner if that is far; and
+/// whether that is `unix` itself.
+fn deadline(unix: u64) -> (Instant, bool) {
+    match left(unix) {
+        Some(l) if l <= LONGEST_WAIT => (Instant::now() + l, true),
+        _ => (Instant::now() + LONGEST_WAIT, false),
+    }
 }
 
 impl Expiry {
@@ -49,10 +69,13 @@ impl Expiry {
         let notice_at = exp.saturating_sub(notice);
         let notice_due = passed(notice_at);
         let first = if notice_due { exp } else { notice_at };
+        let (at, aimed) = deadline(first);
         Expiry {
             exp,
+            notice_at,
             notice_due,
-            timer: Box::pin(tokio::time::sleep_until(deadline(first))),
+            timer: Box::pin(tokio::time::sleep_until(at)),
+            aimed,
         }
     }
 
@@ -62,24 +85,37 @@ impl Expiry {
         self.notice_due
     }
 
-    /// Whole seconds until `exp`, rounded up.
+    /// Whole seconds until `exp`, rounded up (`u64::MAX` for never).
     pub fn seconds_left(&self) -> u64 {
-        let left = at(self.exp)
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
-        left.as_secs() + u64::from(left.subsec_nanos() > 0)
+        left(self.exp).map_or(u64::MAX, |l| l.as_secs() + u64::from(l.subsec_nanos() > 0))
     }
 
     pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Due> {
-        if self.timer.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if self.aimed {
+                if self.notice_due || passed(self.exp) {
+                    return Poll::Ready(Due::End);
+                }
+                self.notice_due = true;
+                self.arm(self.exp);
+                return Poll::Ready(Due::Notice);
+            }
+            // A look on the way to a far time: aim again from now.
+            self.arm(if self.notice_due {
+                self.exp
+            } else {
+                self.notice_at
+            });
         }
-        if self.notice_due || passed(self.exp) {
-            return Poll::Ready(Due::End);
-        }
-        self.notice_due = true;
-        self.timer.as_mut().reset(deadline(self.exp));
-        Poll::Ready(Due::Notice)
+    }
+
+    fn arm(&mut self, unix: u64) {
+        let (at, aimed) = deadline(unix);
+        self.timer.as_mut().reset(at);
+        self.aimed = aimed;
     }
 }
 
@@ -112,5 +148,19 @@ mod tests {
         let due = std::future::poll_fn(|cx| e.poll(cx)).await;
         assert_eq!(due, Due::End);
         assert!(passed(exp));
+    }
+
+    /// An `exp` the clock cannot hold never comes, and costs no panic.
+    #[tokio::test(start_paused = true)]
+    async fn an_exp_past_the_clock_never_comes() {
+        for exp in [1 << 63, u64::MAX, u64::MAX - 1, (1 << 62) + now()] {
+            assert!(!passed(exp), "{exp}");
+            let mut e = Expiry::new(exp, 60);
+            assert!(!e.notice_due());
+            assert!(e.seconds_left() > 1 << 61, "{exp}");
+            let waited =
+                tokio::time::timeout(LONGEST_WAIT * 3, std::future::poll_fn(|cx| e.poll(cx))).await;
+            assert!(waited.is_err(), "{exp}: {waited:?}");
+        }
     }
 }
