@@ -354,3 +354,38 @@ async fn forwarded_entries_that_do_not_parse_are_not_skipped() {
         assert_eq!(log.matches(shown).count(), 3, "{shown}: {log}");
     }
 }
+
+/// Issue 28, finding 6: `max_messages_per_second` counted SockJS messages,
+/// and one message may carry up to `max_pending_frames` STOMP frames. A
+/// stomp service counts frames: 100 SENDs in one message, with a limit of
+/// 5 a second, publish none past the limit.
+#[actix_rt::test]
+async fn a_message_of_many_stomp_frames_counts_each_frame() {
+    let gw = Gateway::start(&config("max_messages_per_second = 5"));
+    let mut watcher = Client::connect(&gw).await;
+    watcher.subscribe("w", "/topic/chat/a").await;
+    let mut flood = Client::connect(&gw).await;
+    let send = "SEND\ndestination:/topic/chat/a\n\nflood\0";
+    flood.send(&[&send.repeat(100)]).await;
+    let (cmd, h, body) = flood.next().await;
+    assert_eq!(
+        (cmd.as_str(), header(&h, "message")),
+        ("ERROR", Some("Too many messages")),
+        "{body}"
+    );
+    assert!(body.contains("STOMP frames per second"), "{body}");
+    // The watcher's own SEND comes after whatever the flood published.
+    watcher
+        .frame("SEND", &[("destination", "/topic/chat/a")], "marker")
+        .await;
+    let mut flooded = 0;
+    loop {
+        let (cmd, _, body) = watcher.next().await;
+        assert_eq!(cmd, "MESSAGE");
+        if body == "marker" {
+            break;
+        }
+        flooded += 1;
+    }
+    assert!(flooded <= 5, "{flooded} of the flood's SENDs were published");
+}

@@ -434,12 +434,16 @@ impl SessionActor {
             if self.closed.is_some() {
                 return;
             }
-            self.hub.metrics().messages_in.inc();
-            self.hub.metrics().bytes_in.inc_by(m.len() as u64);
-            self.run_handler(ctx, |h, sctx| h.on_message(sctx, m));
+            self.incoming_one(m, ctx);
         }
         // A handler with asynchronous work may have something new to do.
         self.wake_task();
+    }
+
+    fn incoming_one(&mut self, m: String, ctx: &mut Context<Self>) {
+        self.hub.metrics().messages_in.inc();
+        self.hub.metrics().bytes_in.inc_by(m.len() as u64);
+        self.run_handler(ctx, |h, sctx| h.on_message(sctx, m));
     }
 
     /// Messages from the client, in order (`Incoming`, or called directly by
@@ -455,19 +459,26 @@ impl SessionActor {
         let limits = self.limits.take();
         let rate = limits.as_ref().and_then(|l| l.rate.as_ref());
         let mut limited = false;
-        let allowed = messages.into_iter().take_while(|_| match &rate {
-            Some(r) if !r.allow() => {
-                limited = true;
-                false
+        for m in messages {
+            if self.opened && self.closed.is_some() {
+                break;
             }
-            _ => true,
-        });
-        if !self.opened {
-            self.early
-                .get_or_insert_with(Default::default)
-                .extend(allowed);
-        } else {
-            self.incoming(allowed, ctx);
+            if let Some(r) = rate {
+                let cost = self.handler.as_deref().map_or(1, |h| h.rate_cost(&m));
+                if !r.allow(cost) {
+                    limited = true;
+                    break;
+                }
+            }
+            if !self.opened {
+                self.early.get_or_insert_with(Default::default).push(m);
+            } else {
+                self.incoming_one(m, ctx);
+            }
+        }
+        if self.opened {
+            // A handler with asynchronous work may have something new to do.
+            self.wake_task();
         }
         self.limits = limits;
         if limited && self.closed.is_none() {

@@ -27,6 +27,13 @@ pub trait Handler: 'static {
     fn on_open(&mut self, _ctx: &mut SessionCtx<'_>) {}
     /// One message from the client, in the order the client sent it.
     fn on_message(&mut self, ctx: &mut SessionCtx<'_>, message: String);
+    /// How much of `max_messages_per_second` a message from the client
+    /// takes: 1 (the default) counts SockJS messages; a protocol that
+    /// carries several requests in one message counts them, so that one
+    /// message cannot carry a second's worth many times over.
+    fn rate_cost(&self, _message: &str) -> u32 {
+        1
+    }
     /// The client sent faster than `max_messages_per_second`; the messages
     /// past it were dropped. The default closes the session with `4429`
     /// "Too many messages"; a protocol with its own errors says so first.

@@ -978,6 +978,14 @@ impl Handler for StompSession {
         Poll::Pending
     }
 
+    /// Every frame counts: a frame ends with NUL, so a message costs its
+    /// NULs (a body with NULs of its own counts them too), and at least 1
+    /// (a piece of a frame, or bare line ends).
+    fn rate_cost(&self, message: &str) -> u32 {
+        let frames = message.bytes().filter(|&b| b == 0).count();
+        frames.clamp(1, u32::MAX as usize) as u32
+    }
+
     fn on_rate_limited(&mut self, ctx: &mut SessionCtx<'_>) {
         if self.done {
             return;
@@ -985,7 +993,7 @@ impl Handler for StompSession {
         let r = refuse(
             "Too many messages",
             format!(
-                "at most {} messages per second (max_messages_per_second)",
+                "at most {} STOMP frames per second (max_messages_per_second)",
                 self.shared.max_messages_per_second
             ),
         );
