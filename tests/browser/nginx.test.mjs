@@ -18,7 +18,9 @@ let browser, pages, gw1, gw2, gateways, redis, proxy, prefixOnly;
 // nginx's own root, with sockjs-client at an application path), and only
 // the SockJS prefixes go to the gateway, with the shipped proxy settings.
 function prefixOnlyConfig(port, upstream, pagesDir) {
-  const proxyConf = fs.readFileSync(path.join(ROOT, 'config/nginx/sockjs-proxy.conf'), 'utf8');
+  // The main location alone: only the prefixes are routed, /_cluster/ is not.
+  const shipped = fs.readFileSync(path.join(ROOT, 'config/nginx/sockjs-proxy.conf'), 'utf8');
+  const proxyConf = shipped.slice(shipped.indexOf('location / {'));
   const locations = ['/echo/', '/close/'].map((p) => substitute(proxyConf, 'location / {', `location ${p} {`)).join('\n');
   return `pid nginx.pid;
 events {}
@@ -247,4 +249,38 @@ test('a poll dropped behind nginx still interrupts its session', async () => {
     await new Promise((r) => setTimeout(r, 20));
   }
   assert.equal(body, 'c[1002,"Connection interrupted"]\n');
+});
+
+// Issue 28, finding 5: a client must not speak as a node through the
+// shipped config, even one that learned `cluster.secret`: no link between
+// nodes through nginx, and none of the gateways' own headers passed on.
+test('the shipped config keeps clients from speaking as a node', async () => {
+  const secret = 'test-cluster-secret-0123456789abcdef';
+  const node = { 'X-Sockjs-Gateway-Secret': secret, 'X-Sockjs-Gateway-Forwarded-By': 'n2' };
+  const direct = await request(`http://127.0.0.1:${gateways[0].port}/_cluster/link`, { headers: { ...wsHeaders, ...node } });
+  assert.equal(direct.status, 101, 'a node opens a link on the gateway itself');
+  const viaNginx = await request(`${proxy.url}/_cluster/link`, { headers: { ...wsHeaders, ...node } });
+  assert.equal(viaNginx.status, 404, 'no link through nginx');
+  // What the shipped proxy settings pass on, seen by a stand-in upstream.
+  const seen = [];
+  const recorder = http.createServer((req, res) => { seen.push(req.headers); res.end('ok'); });
+  await new Promise((r) => recorder.listen(0, '127.0.0.1', r));
+  const port = await freePort();
+  const conf = fs.readFileSync(path.join(ROOT, 'config/nginx/sockjs-proxy.conf'), 'utf8');
+  const dir = fs.mkdtempSync(path.join(ROOT, 'target', 'nginx-headers-'));
+  fs.writeFileSync(path.join(dir, 'proxy.conf'), conf);
+  const shipped = await startNginx(`pid nginx.pid; events {} http { include ${ROOT}/config/nginx/sockjs-maps.conf; access_log off;
+    upstream sockjs_gateway { server 127.0.0.1:${recorder.address().port}; } server { listen 127.0.0.1:${port}; include ${dir}/proxy.conf; } }`);
+  try {
+    const r = await request(`${shipped.url}/echo/000/abc/xhr`, { method: 'POST', headers: node });
+    assert.equal(r.status, 200);
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0]['x-sockjs-gateway-secret'], undefined, JSON.stringify(seen[0]));
+    assert.equal(seen[0]['x-sockjs-gateway-forwarded-by'], undefined, JSON.stringify(seen[0]));
+    assert.equal((await request(`${shipped.url}/_cluster/link`, { headers: { ...wsHeaders, ...node } })).status, 404);
+    assert.equal(seen.length, 1, 'nginx itself answers /_cluster/');
+  } finally {
+    await shipped.stop();
+    recorder.close();
+  }
 });
