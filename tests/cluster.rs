@@ -754,3 +754,131 @@ async fn delivered_counts_what_every_node_reached_at_once() {
     );
     two.signal(libc::SIGCONT);
 }
+
+/// Two nodes whose `/echo` takes messages of up to `max_message_bytes`.
+fn echo_nodes(redis: &Redis, max_message_bytes: usize) -> (Gateway, Gateway) {
+    let config = |id: &str| {
+        format!(
+            "{}[api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\n\
+             [services.echo]\nprefix = \"/echo\"\nkind = \"echo\"\n\
+             max_message_bytes = {max_message_bytes}\nmax_queued_bytes = {}\n",
+            cluster_section(redis, id),
+            2 * max_message_bytes + 1024
+        )
+    };
+    (
+        Gateway::start(&config("one")),
+        Gateway::start(&config("two")),
+    )
+}
+
+/// Polls of sessions node two holds, held through node one: they share
+/// node one's link to node two with whatever else goes that way.
+async fn bystanders(one: &Gateway, two: &Gateway) -> Vec<(String, Raw)> {
+    let mut polls = Vec::new();
+    for _ in 0..4 {
+        polls.push(forwarded_poll(two, one).await);
+    }
+    polls
+}
+
+/// Each bystander's poll answers what its session got: the link held.
+async fn bystanders_still_served(two: &Gateway, polls: Vec<(String, Raw)>) {
+    for (i, (s, mut pending)) in polls.into_iter().enumerate() {
+        let text = format!("[\"still linked {i}\"]");
+        let r = post(&two.url(&format!("{s}/xhr_send")), &text).await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        // The whole chunked body: the frame, then the last chunk.
+        let got = pending.read_until("\r\n0\r\n\r\n").await;
+        assert!(
+            got.contains(&format!("a{text}\n")),
+            "bystander {i}: {got:?}"
+        );
+    }
+}
+
+/// Issue 28, finding 2: node one sent all that was ready for node two as
+/// one message, and node two dropped the link over its largest request
+/// plus room: concurrent sends each within `max_message_bytes` broke every
+/// other session's forwarded poll (4503). Batches now stay within what the
+/// owner takes.
+#[actix_rt::test]
+async fn concurrent_large_sends_do_not_break_the_link_between_nodes() {
+    let redis = Redis::start();
+    let max = 1 << 20;
+    let (one, two) = echo_nodes(&redis, max);
+    until_joined(&[&one, &two]).await;
+    let polls = bystanders(&one, &two).await;
+    // The attacker's own session on node two, written to through node one.
+    let s = session("/echo");
+    assert_eq!(post(&two.url(&format!("{s}/xhr")), "").await.body, "o\n");
+    let body = format!("[\"{}\"]", "x".repeat(max - 16));
+    let url = one.url(&format!("{s}/xhr_send"));
+    let sends = (0..12).map(|_| post(&url, &body));
+    let answers = futures_util::future::join_all(sends).await;
+    assert_eq!(answers[0].status, 204, "{}", answers[0].body);
+    for a in &answers {
+        // Past its queue the attacker's session closes: later sends 404.
+        assert!([204, 404].contains(&a.status), "{} {}", a.status, a.body);
+        assert!(!a.body.contains("4503"), "{}", a.body);
+    }
+    bystanders_still_served(&two, polls).await;
+}
+
+/// Issue 28, finding 2, the other way: an answer of a message over 16 MiB
+/// (tungstenite's frame limit on the forwarding side) broke the link. It
+/// goes in pieces.
+#[actix_rt::test]
+async fn an_answer_of_any_allowed_size_does_not_break_the_link() {
+    let redis = Redis::start();
+    let max = 20 << 20;
+    let (one, two) = echo_nodes(&redis, max);
+    until_joined(&[&one, &two]).await;
+    let polls = bystanders(&one, &two).await;
+    let s = session("/echo");
+    assert_eq!(post(&two.url(&format!("{s}/xhr")), "").await.body, "o\n");
+    let big = "y".repeat(17 << 20);
+    let r = post(&two.url(&format!("{s}/xhr_send")), &format!("[\"{big}\"]")).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let echoed = post(&one.url(&format!("{s}/xhr")), "").await.body;
+    assert_eq!(
+        echoed.len(),
+        big.len() + 6,
+        "{}",
+        &echoed[..echoed.len().min(80)]
+    );
+    assert!(echoed.starts_with("a[\"yyy") && echoed.ends_with("y\"]\n"));
+    bystanders_still_served(&two, polls).await;
+}
+
+/// Issue 28, finding 3: a poll for an unknown session claimed it in Redis
+/// (`session_record_ttl`, a day) before the limits per address ran, so a
+/// refused session left a record. The limits run first now.
+#[actix_rt::test]
+async fn a_refused_session_leaves_no_record_in_redis() {
+    let redis = Redis::start();
+    let gw = Gateway::start(&format!(
+        "{}[api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\n{}",
+        cluster_section(&redis, "one"),
+        echo_config("max_sessions_per_ip = 1")
+    ));
+    until_joined(&[&gw]).await;
+    let records = || redis.command("KEYS sockjs-gateway:session:*");
+    let open = |from: &'static str| {
+        let url = gw.url(&format!("{}/xhr", session("/echo")));
+        async move { request_from(from, "POST", &url, &[], "").await.body }
+    };
+    assert_eq!(open("127.0.0.2").await, "o\n");
+    assert_eq!(records().as_deref(), Some("*1"), "the session is recorded");
+    for _ in 0..200 {
+        assert_eq!(open("127.0.0.2").await, "c[4429,\"Too many sessions\"]\n");
+    }
+    assert_eq!(
+        records().as_deref(),
+        Some("*1"),
+        "refused sessions left records"
+    );
+    // Another address opens, and is recorded.
+    assert_eq!(open("127.0.0.3").await, "o\n");
+    assert_eq!(records().as_deref(), Some("*2"));
+}

@@ -242,7 +242,10 @@ async fn run(owner: &str, credentials: &Credentials, link: &Link) -> End {
                 .insert(HeaderName::from_static(name), v);
         }
     }
-    let config = WebSocketConfig::default().max_message_size(None);
+    // What an owner sends: batches and frames within ANSWERS_MAX.
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(super::ANSWERS_MAX))
+        .max_frame_size(Some(super::ANSWERS_MAX));
     let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
     let ws = match tokio::time::timeout(credentials.connect_timeout, connect).await {
         Ok(Ok((ws, _))) => ws,

@@ -20,6 +20,33 @@ pub const LINK_PATH: &str = "/_cluster/link";
 /// node has passed on to its client.
 pub const WINDOW: usize = 256 * 1024;
 
+/// The most one message carries when it holds several frames: what is
+/// ready beyond it leaves in the next. One frame alone may be larger (a
+/// request with a large body), never larger than its peer takes.
+pub const BATCH: usize = 256 * 1024;
+
+/// Body bytes in one `Chunk` frame at most: a larger piece of an answer
+/// goes as several.
+pub const CHUNK: usize = 64 * 1024;
+
+/// The most an answer's `Head` frame holds: headers past it are left out
+/// (the gateway's own answers carry a few hundred bytes).
+pub const HEAD: usize = 64 * 1024;
+
+/// The largest message the forwarding node takes: a batch of answers, or
+/// one `Head` (every frame of an answer is at most [`BATCH`] or [`HEAD`]).
+pub const ANSWERS_MAX: usize = BATCH + HEAD;
+
+/// The largest message an owner takes: a batch of requests, or one
+/// request of the largest body any service takes (`max_message_bytes`)
+/// with a head within `max_header_bytes`, and the frame's own fields and
+/// the headers the forwarding node adds. Both sides know it from the
+/// config they share, so no client's request can make a message the owner
+/// refuses, which would drop the link for every session on it.
+pub fn requests_max(largest_body: usize, max_header_bytes: usize) -> usize {
+    (largest_body + max_header_bytes + 64 * 1024).max(BATCH)
+}
+
 /// How often the forwarding node pings a link, and how long either side
 /// lets it stay silent (no frame, no ping or pong) before it counts as
 /// broken: a peer whose host vanished sends no FIN.

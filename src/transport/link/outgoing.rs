@@ -1,7 +1,7 @@
 //! What a link's side has ready to send: frames are written into one
-//! buffer as they come, and the link's writer takes all of it as one
-//! message whenever it can write, so frames that come while a write is
-//! under way leave together in the next.
+//! buffer as they come, and the link's writer takes them as one message
+//! whenever it can write (up to [`super::BATCH`] bytes), so frames that come
+//! while a write is under way leave together in the next.
 
 use super::wire::Batch;
 use bytes::Bytes;
@@ -39,7 +39,7 @@ impl Outgoing {
             {
                 let mut batch = self.batch.borrow_mut();
                 if !batch.is_empty() {
-                    return Some(batch.take());
+                    return Some(batch.take(super::BATCH));
                 }
             }
             self.ready.notified().await;

@@ -7,7 +7,7 @@
 
 use super::outgoing::Outgoing;
 use super::wire::{self, Frame, Header};
-use super::{SILENT_FOR, WINDOW};
+use super::{CHUNK, HEAD, SILENT_FOR, WINDOW};
 use crate::cluster::owners::Owners;
 use crate::service::hub::ServiceHub;
 use crate::transport::client_addr::NODE_SECRET;
@@ -37,8 +37,7 @@ pub struct Accept {
     hubs: Vec<Arc<ServiceHub>>,
     nodes: Arc<Owners>,
     closing: Arc<Closing>,
-    /// The largest request a link takes: the largest body any service
-    /// takes, plus room for the request's head.
+    /// The largest message a link takes ([`super::requests_max`]).
     max_frame: usize,
     dispatch: RefCell<Option<Dispatch>>,
 }
@@ -59,7 +58,7 @@ impl Accept {
             hubs,
             nodes,
             closing,
-            max_frame: body + max_header_bytes + 64 * 1024,
+            max_frame: super::requests_max(body, max_header_bytes),
             dispatch: RefCell::default(),
         }
     }
@@ -221,7 +220,12 @@ async fn serve(
                 }) => {
                     let Some(req) = request(&method, &path, &headers, body, peer) else {
                         out.push(|b| {
-                            b.head(id, StatusCode::BAD_REQUEST.as_u16(), std::iter::empty());
+                            b.head(
+                                id,
+                                StatusCode::BAD_REQUEST.as_u16(),
+                                std::iter::empty(),
+                                HEAD,
+                            );
                             b.end(id);
                         });
                         continue;
@@ -304,7 +308,7 @@ async fn answer(
         .iter()
         .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
         .collect();
-    out.push(|b| b.head(id, resp.status().as_u16(), headers.iter().copied()));
+    out.push(|b| b.head(id, resp.status().as_u16(), headers.iter().copied(), HEAD));
     drop(headers);
     let mut body: BoxBody = resp.into_body();
     loop {
@@ -333,7 +337,7 @@ async fn answer(
             return;
         }
         state.credit.set(state.credit.get() - data.len() as i64);
-        out.push(|b| b.chunk(id, &data));
+        out.push(|b| b.chunk(id, &data, CHUNK));
     }
     out.push(|b| b.end(id));
 }

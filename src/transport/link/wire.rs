@@ -140,9 +140,20 @@ impl Batch {
         self.buf.is_empty()
     }
 
-    /// What was written so far, as one message; the batch is empty after.
-    pub fn take(&mut self) -> Bytes {
-        self.buf.split().freeze()
+    /// The frames written so far, oldest first, as one message of at most
+    /// `max` bytes (or one frame, if the first alone is larger); the rest
+    /// stay for the next.
+    pub fn take(&mut self, max: usize) -> Bytes {
+        let mut end = 0;
+        while end + 4 <= self.buf.len() {
+            let len = u32::from_be_bytes(self.buf[end..end + 4].try_into().expect("4 bytes"));
+            let next = end + 4 + len as usize;
+            if end > 0 && next > max {
+                break;
+            }
+            end = next;
+        }
+        self.buf.split_to(end).freeze()
     }
 
     fn open(&mut self, kind: u8, id: u64, room: usize) -> &mut BytesMut {
@@ -202,16 +213,29 @@ impl Batch {
         Some(())
     }
 
-    /// Appends a `Head` frame; a header over 64 KiB is left out.
+    /// Appends a `Head` frame of at most `max` bytes: a header over 64 KiB,
+    /// and those past `max`, are left out.
     pub fn head<'a>(
         &mut self,
         id: u64,
         status: u16,
         headers: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+        max: usize,
     ) {
         let fits =
             |(n, v): &(&[u8], &[u8])| n.len() <= u16::MAX as usize && v.len() <= u16::MAX as usize;
-        let headers = headers.filter(fits).take(u16::MAX as usize);
+        let mut room = max.saturating_sub(4 + 9 + 4);
+        let headers = headers
+            .filter(fits)
+            .take_while(move |(n, v)| {
+                let size = 4 + n.len() + v.len();
+                room = match room.checked_sub(size) {
+                    Some(r) => r,
+                    None => return false,
+                };
+                true
+            })
+            .take(u16::MAX as usize);
         let (count, room) = headers
             .clone()
             .fold((0, 0), |(c, r), (n, v)| (c + 1, r + 4 + n.len() + v.len()));
@@ -221,9 +245,15 @@ impl Batch {
         self.close();
     }
 
-    pub fn chunk(&mut self, id: u64, data: &[u8]) {
-        self.open(CHUNK, id, data.len()).put_slice(data);
-        self.close();
+    /// Appends `data` as `Chunk` frames of at most `max` bytes each.
+    pub fn chunk(&mut self, id: u64, data: &[u8], max: usize) {
+        let mut pieces = data.chunks(max.max(1));
+        // An empty piece is a frame too, as written.
+        let first = pieces.next().unwrap_or_default();
+        for piece in std::iter::once(first).chain(pieces) {
+            self.open(CHUNK, id, piece.len()).put_slice(piece);
+            self.close();
+        }
     }
 
     pub fn end(&mut self, id: u64) {
@@ -313,8 +343,8 @@ mod tests {
                 id,
                 status,
                 headers,
-            } => batch.head(*id, *status, pairs(headers).iter().copied()),
-            Frame::Chunk { id, data } => batch.chunk(*id, data),
+            } => batch.head(*id, *status, pairs(headers).iter().copied(), usize::MAX),
+            Frame::Chunk { id, data } => batch.chunk(*id, data, usize::MAX),
             Frame::End { id } => batch.end(*id),
             Frame::Cancel { id } => batch.cancel(*id),
             Frame::Credit { id, bytes } => batch.credit(*id, *bytes),
@@ -369,13 +399,77 @@ mod tests {
         for f in every_kind() {
             write(&f, &mut batch);
         }
-        let read: Result<Vec<Frame>, Malformed> = frames(batch.take()).collect();
+        let read: Result<Vec<Frame>, Malformed> = frames(batch.take(usize::MAX)).collect();
         assert_eq!(read, Ok(every_kind()));
         assert!(batch.is_empty());
         for f in every_kind() {
             write(&f, &mut batch);
-            let read: Vec<_> = frames(batch.take()).collect();
+            let read: Vec<_> = frames(batch.take(usize::MAX)).collect();
             assert_eq!(read, vec![Ok(f)]);
+        }
+    }
+
+    /// Issue 28, finding 2: a message never grows past what the peer
+    /// takes, however much is ready.
+    #[test]
+    fn messages_hold_whole_frames_up_to_a_limit() {
+        let mut batch = Batch::default();
+        let body = vec![b'x'; 1000];
+        for id in 0..10 {
+            batch.request(id, b"POST", b"/a", std::iter::empty(), &body);
+        }
+        let one = 4 + 9 + 1 + 4 + 2 + 2 + 2 + 1000;
+        let mut ids = Vec::new();
+        while !batch.is_empty() {
+            let message = batch.take(3 * one + 10);
+            assert!(message.len() <= 3 * one + 10, "{}", message.len());
+            let read: Vec<Frame> = frames(message).map(Result::unwrap).collect();
+            assert!(!read.is_empty() && read.len() <= 3);
+            ids.extend(read.iter().map(|f| match f {
+                Frame::Request { id, .. } => *id,
+                _ => unreachable!(),
+            }));
+        }
+        assert_eq!(ids, (0..10).collect::<Vec<_>>(), "in order, none lost");
+        // A frame larger than the limit goes alone.
+        batch.chunk(1, b"a", 100);
+        batch.request(2, b"POST", b"/", std::iter::empty(), &body);
+        batch.chunk(3, b"b", 100);
+        let counts: Vec<usize> = (0..3).map(|_| frames(batch.take(100)).count()).collect();
+        assert_eq!(counts, [1, 1, 1]);
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn a_chunk_over_its_limit_is_several_and_a_head_keeps_within_its_own() {
+        let mut batch = Batch::default();
+        let data: Vec<u8> = (0..250u8).collect();
+        batch.chunk(4, &data, 100);
+        let read: Vec<Frame> = frames(batch.take(usize::MAX)).map(Result::unwrap).collect();
+        let sizes: Vec<usize> = read
+            .iter()
+            .map(|f| match f {
+                Frame::Chunk { id: 4, data } => data.len(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        let joined: Vec<u8> = read
+            .iter()
+            .flat_map(|f| match f {
+                Frame::Chunk { data, .. } => data.to_vec(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(joined, data);
+        let value = [b'v'; 100];
+        let headers: Vec<(&[u8], &[u8])> = (0..50).map(|_| (&b"n"[..], &value[..])).collect();
+        batch.head(5, 200, headers.iter().copied(), 1000);
+        let head = batch.take(usize::MAX);
+        assert!(head.len() <= 1000 + 4, "{}", head.len());
+        match frames(head).next() {
+            Some(Ok(Frame::Head { headers, .. })) => assert_eq!(headers.len(), 9),
+            other => panic!("{other:?}"),
         }
     }
 
@@ -395,8 +489,8 @@ mod tests {
         assert!(batch.is_empty());
         // A head leaves such a header out and keeps the rest.
         let headers = [(&b"x"[..], &long[..]), (&b"a"[..], &b"b"[..])];
-        batch.head(1, 200, headers.iter().copied());
-        let read: Vec<_> = frames(batch.take()).collect();
+        batch.head(1, 200, headers.iter().copied(), usize::MAX);
+        let read: Vec<_> = frames(batch.take(usize::MAX)).collect();
         assert_eq!(
             read,
             vec![Ok(Frame::Head {
@@ -410,8 +504,8 @@ mod tests {
     #[test]
     fn truncated_lying_or_unknown_frames_are_refused() {
         let mut batch = Batch::default();
-        batch.head(1, 200, [(&b"a"[..], &b"b"[..])].into_iter());
-        let whole = batch.take();
+        batch.head(1, 200, [(&b"a"[..], &b"b"[..])].into_iter(), usize::MAX);
+        let whole = batch.take(usize::MAX);
         for cut in 1..whole.len() {
             let read: Vec<_> = frames(whole.slice(..cut)).collect();
             assert_eq!(read, vec![Err(Malformed)], "cut at {cut}");
