@@ -366,7 +366,10 @@ async fn a_message_of_many_stomp_frames_counts_each_frame() {
     watcher.subscribe("w", "/topic/chat/a").await;
     let mut flood = Client::connect(&gw).await;
     let send = "SEND\ndestination:/topic/chat/a\n\nflood\0";
-    flood.send(&[&send.repeat(100)]).await;
+    // A second message asks for a receipt: it comes only if the first
+    // message's frames were all taken.
+    let receipt = "SUBSCRIBE\nid:s\ndestination:/topic/chat/b\nreceipt:r\n\n\0";
+    flood.send(&[&send.repeat(100), receipt]).await;
     let (cmd, h, body) = flood.next().await;
     assert_eq!(
         (cmd.as_str(), header(&h, "message")),
@@ -387,5 +390,8 @@ async fn a_message_of_many_stomp_frames_counts_each_frame() {
         }
         flooded += 1;
     }
-    assert!(flooded <= 5, "{flooded} of the flood's SENDs were published");
+    assert!(
+        flooded <= 5,
+        "{flooded} of the flood's SENDs were published"
+    );
 }

@@ -87,9 +87,33 @@ pub async fn attach(
     kind: impl Fn() -> ReceiverKind,
     prelude: Option<String>,
 ) -> Result<ReceiverBody, HttpResponse> {
+    let mut slot = None;
+    let mut admitted = false;
+    // Whether this node recorded itself as the session's owner.
+    let mut claimed = None;
     if let Some(owners) = &hub.cluster.owners {
         if hub.registry.get(sid).is_none() && !Trust::of(hub).from_node(req) {
-            let gone = match owners.locate(&hub.name, sid, true).await {
+            // With limits per address, a session new to the cluster is
+            // admitted before anything is written for it: a refused one
+            // leaves no record. Without, one round trip looks and claims.
+            let limited = hub.address_limits.is_some();
+            let mut owner = owners.locate(&hub.name, sid, !limited).await;
+            if limited && owner == Owner::Here {
+                match hub.admit(|| Trust::of(hub).limit_addr(req)) {
+                    Ok(s) => slot = s,
+                    Err(_) => return Ok(closed(kind(), prelude, &CloseCode::too_many_sessions())),
+                }
+                admitted = true;
+                owner = owners.locate(&hub.name, sid, true).await;
+                if owner != Owner::Here {
+                    // Another node's after all: the place goes back.
+                    slot = None;
+                }
+            }
+            if owner == Owner::Here {
+                claimed = Some(owners);
+            }
+            let gone = match owner {
                 Owner::Here | Owner::Unknown => false,
                 Owner::Gone => true,
                 Owner::Elsewhere(url) => {
@@ -109,8 +133,7 @@ pub async fn attach(
     }
     // A new session is counted against its address's limits first; one
     // refused hears why in the transport's own close frame.
-    let mut slot = None;
-    if hub.address_limits.is_some() && hub.registry.get(sid).is_none() {
+    if !admitted && hub.address_limits.is_some() && hub.registry.get(sid).is_none() {
         match hub.admit(|| Trust::of(hub).limit_addr(req)) {
             Ok(s) => slot = s,
             Err(_) => return Ok(closed(kind(), prelude, &CloseCode::too_many_sessions())),
@@ -119,12 +142,16 @@ pub async fn attach(
     // A session that expires between lookup and attach has a closed mailbox;
     // the retry then finds the id free and makes a fresh session.
     for _ in 0..2 {
-        let (addr, _) = hub
-            .registry
-            .get_or_create(sid, |key| {
-                start_session(hub, req, Some(sid), key, slot.take())
-            })
-            .map_err(|_| headers::service_unavailable())?;
+        let made = hub.registry.get_or_create(sid, |key| {
+            start_session(hub, req, Some(sid), key, slot.take())
+        });
+        let Ok((addr, _)) = made else {
+            // Never made (the node is full): no record of it stays.
+            if let Some(owners) = claimed {
+                owners.release(&hub.name, sid);
+            }
+            return Err(headers::service_unavailable());
+        };
         let (receiver, rx) = receiver::channel(kind());
         let receiver_id = rx.id;
         if addr.send(Attach(receiver)).await.is_err() {
