@@ -14,7 +14,9 @@
 //! - Leaves, used by every layer and using none: [`protocol`] (frames,
 //!   SockJS JSON escaping, messages with a fan-out's shared, escaped-once
 //!   tail, id and callback checks, client payload decoding, transport
-//!   wrapping: pure functions); [`limits`] (the open-file budget,
+//!   wrapping, the client in `X-Forwarded-For` ([`protocol::forwarded_for`]),
+//!   whether a `Host` names this machine ([`protocol::loopback_host`]):
+//!   pure functions); [`limits`] (the open-file budget,
 //!   `max_connections` and the derived `max_sessions` ([`limits::fds`]), the
 //!   accept-error log rate, request head size, stalled readers cut off,
 //!   sessions per client address ([`limits::per_address`]) and messages
@@ -42,8 +44,10 @@
 //!   ([`cluster::presence`]: a small presence, and counts written as
 //!   changes), which node holds each HTTP session ([`cluster::owners`]),
 //!   publications kept per destination for recovery ([`cluster::history`]:
-//!   offsets, epochs and the in-memory store; [`cluster::redis_history`]:
-//!   the Redis store, appended to by the script that publishes).
+//!   offsets, epochs, marks of a store's moment for destinations with no
+//!   stream, and the in-memory store, capped per service;
+//!   [`cluster::redis_history`]: the Redis store, appended to by the
+//!   script that publishes, never written by a read).
 //! - [`service`]: the backend API ([`service::api`]), a mounted service
 //!   ([`service::hub`], which implements the session's `Hub` over the
 //!   cluster), the built-in services ([`service::builtin`]), other nodes'

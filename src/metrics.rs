@@ -145,8 +145,12 @@ pub struct ClusterMetrics {
 pub struct HistoryMetrics {
     /// Streams the in-memory store holds.
     pub streams: Gauge,
-    /// Bytes of the in-memory store's publications (bodies and headers).
+    /// Bytes the in-memory store's streams cost, as counted against
+    /// `history_max_bytes`: publications with their bookkeeping.
     pub bytes: Gauge,
+    /// Streams the in-memory store dropped to stay within
+    /// `history_max_bytes`.
+    pub evicted: Counter,
     /// Publications sent by recoveries on SUBSCRIBE.
     pub recovered: Counter,
     /// SUBSCRIBEs that asked to recover and were told `x-recovered: false`.
@@ -347,8 +351,13 @@ impl Metrics {
         );
         h.register(
             "bytes",
-            "Bytes of the in-memory history's publications",
+            "Bytes the in-memory history's streams cost (publications and bookkeeping)",
             m.history.bytes.clone(),
+        );
+        h.register(
+            "evicted",
+            "Streams the in-memory history dropped to stay within history_max_bytes",
+            m.history.evicted.clone(),
         );
         h.register(
             "recovered",

@@ -123,7 +123,7 @@ impl Gateway {
                 let cluster = Cluster {
                     bus: bus.clone(),
                     owners: Some(Arc::new(Owners::new(bus.clone()))),
-                    history: Arc::new(RedisHistory::new(bus.clone())),
+                    history: Some(Arc::new(RedisHistory::new(bus.clone()))),
                 };
                 (cluster, Some(bus))
             }

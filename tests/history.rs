@@ -136,10 +136,17 @@ async fn a_client_recovers_what_it_missed_on_one_node() {
     let mut a = Client::connect(&gw).await;
     let first = subscribe(&mut a, "s", "/topic/news/x", None).await;
     assert_eq!(first.recovered(), None, "it did not ask");
-    let (offset, epoch) = first.position();
+    // No stream yet: a mark of the moment, which no stream's epoch is.
+    let (offset, mark) = first.position();
     assert_eq!(offset, 0);
+    assert!(mark.starts_with('@'), "{mark}");
+    let mut epoch = String::new();
     for i in 1..=3 {
         let answer = publish(&gw, "/topic/news/x", &format!("n{i}")).await;
+        if i == 1 {
+            epoch = answer["epoch"].as_str().unwrap().to_owned();
+            assert!(!epoch.starts_with('@'), "{epoch}");
+        }
         assert_eq!(
             answer,
             json!({"delivered": 1, "offset": i, "epoch": epoch.clone()})
@@ -192,10 +199,11 @@ async fn a_client_recovers_what_it_missed_on_one_node() {
         ]})
     );
     // What the store holds and what recoveries did, in /metrics: one
-    // stream of nine bodies of two bytes.
+    // stream of nine bodies of two bytes, with their bookkeeping.
+    let bytes = metric(&gw, "sockjs_gateway_history_bytes").await;
+    assert!((18.0..4096.0).contains(&bytes), "{bytes}");
     for (name, value) in [
         ("sockjs_gateway_history_streams", 1.0),
-        ("sockjs_gateway_history_bytes", 18.0),
         ("sockjs_gateway_history_recovered_total", 5.0),
         ("sockjs_gateway_history_recoveries_failed_total", 2.0),
     ] {
@@ -247,13 +255,12 @@ async fn a_users_queue_keeps_its_history_while_the_user_is_away() {
 #[actix_rt::test]
 async fn recovery_fails_beyond_the_size_kept_and_max_recovered() {
     let gw = single(5, "max_recovered = 3");
-    let mut c = Client::connect(&gw).await;
-    let (_, epoch) = subscribe(&mut c, "s", "/topic/news/x", None)
-        .await
-        .position();
-    drop(c);
+    let mut epoch = String::new();
     for i in 1..=10 {
-        publish(&gw, "/topic/news/x", &i.to_string()).await;
+        epoch = publish(&gw, "/topic/news/x", &i.to_string()).await["epoch"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     }
     let mut c = Client::connect(&gw).await;
     // 6..10 are kept; from 4, 5 is missing.
@@ -304,22 +311,25 @@ async fn a_hundred_missed_are_recovered_through_another_node() {
     let redis = Redis::start();
     let (one, two) = (node(&redis, "one"), node(&redis, "two"));
     until_joined(&[&one, &two]).await;
+    // Subscribed on node one before anything was published: a mark.
     let mut c = Client::connect(&one).await;
-    let (offset, epoch) = subscribe(&mut c, "s", "/topic/news/x", None)
+    let (offset, mark) = subscribe(&mut c, "s", "/topic/news/x", None)
         .await
         .position();
     assert_eq!(offset, 0);
+    assert!(mark.starts_with('@'), "{mark}");
     drop(c);
+    let mut epoch = None;
     for i in 1..=100 {
         let gw = if i % 2 == 0 { &one } else { &two };
         let answer = publish(gw, "/topic/news/x", &i.to_string()).await;
-        assert_eq!(
-            (answer["offset"].as_u64(), answer["epoch"].as_str()),
-            (Some(i), Some(epoch.as_str()))
-        );
+        let e = answer["epoch"].as_str().unwrap().to_owned();
+        assert_eq!(epoch.get_or_insert_with(|| e.clone()), &e);
+        assert_eq!(answer["offset"].as_u64(), Some(i));
     }
+    // Recovered from the mark on node two: the whole stream, made since.
     let mut c = Client::connect(&two).await;
-    let s = subscribe(&mut c, "s", "/topic/news/x", Some((0, &epoch))).await;
+    let s = subscribe(&mut c, "s", "/topic/news/x", Some((0, &mark))).await;
     assert_eq!(s.recovered(), Some("true"));
     let offsets: Vec<u64> = s.messages.iter().map(|m| m.offset).collect();
     assert_eq!(offsets, (1..=100).collect::<Vec<_>>());
@@ -337,6 +347,10 @@ struct Seen {
 
 impl Seen {
     fn take(&mut self, m: &Got, who: usize) {
+        // From a mark (nothing yet), the stream's epoch comes with its first.
+        if self.epoch.starts_with('@') && self.last == 0 {
+            self.epoch = m.epoch.clone();
+        }
         assert_eq!(m.epoch, self.epoch, "client {who}");
         assert_eq!(m.offset, self.last + 1, "client {who}: after {}", self.last);
         self.last = m.offset;
@@ -524,4 +538,126 @@ async fn the_clients_of_a_killed_node_recover_everything_on_another() {
         let offsets: Vec<u64> = s.messages.iter().map(|m| m.offset).collect();
         assert_eq!(offsets, (1..=50).collect::<Vec<_>>(), "{d}");
     }
+}
+
+/// A single node, or a node on `redis`, whose `/topic/news/**` history
+/// lives `ttl` seconds, with `extra` service keys.
+fn short_lived(redis: Option<&Redis>, ttl: u64, extra: &str) -> Gateway {
+    let cluster = redis.map_or(String::new(), |r| {
+        format!(
+            "[cluster]\nredis_url = \"{}\"\nsecret = \"test-cluster-secret-0123456789abcdef\"\n\
+             node_id = \"one\"\npresence_interval = 0.2\n",
+            r.url()
+        )
+    });
+    Gateway::start(&format!(
+        "{cluster}{API}key = \"{KEY}\"\nmetrics = true\n{}",
+        config(&format!(
+            "{extra}\n[[services.stomp.history]]\n\
+             destinations = [\"/topic/news/**\"]\nsize = 100\nttl = {ttl}\n"
+        ))
+    ))
+}
+
+/// Subscribes without recovering (so it is told a mark), leaves, and
+/// has `body` published meanwhile; the mark.
+async fn away_from_a_mark(gw: &Gateway, destination: &str, body: &str) -> String {
+    let mut c = Client::connect(gw).await;
+    let (offset, mark) = subscribe(&mut c, "s", destination, None).await.position();
+    assert_eq!(offset, 0);
+    assert!(mark.starts_with('@'), "{mark}");
+    drop(c);
+    publish(gw, destination, body).await;
+    mark
+}
+
+/// Issue 28, finding 1: no read makes a stream, so a fresh subscription is
+/// told a mark; recovering from it is exact. A stream made after the mark
+/// and gone (its `ttl`) while the client was away is a loss, and says so;
+/// one still there is recovered whole.
+#[actix_rt::test]
+async fn a_mark_recovers_what_followed_it_and_a_stream_gone_since_is_a_loss() {
+    let redis = Redis::start();
+    // Redis's marks are set a second early (clocks), so its ttl is longer.
+    for (redis, ttl) in [(None, 2), (Some(&redis), 4)] {
+        let gw = short_lived(redis, ttl, "");
+        if redis.is_some() {
+            until_joined(&[&gw]).await;
+        }
+        let kept = away_from_a_mark(&gw, "/topic/news/kept", "while away").await;
+        let lost = away_from_a_mark(&gw, "/topic/news/lost", "gone since").await;
+        let mut c = Client::connect(&gw).await;
+        let s = subscribe(&mut c, "k", "/topic/news/kept", Some((0, &kept))).await;
+        assert_eq!(s.recovered(), Some("true"), "{kept}");
+        assert_eq!(bodies(&s.messages), ["while away"]);
+        assert_eq!(s.position().0, 1);
+        // Past the ttl, the stream made since the mark is gone.
+        tokio::time::sleep(Duration::from_millis(ttl * 1000 + 1500)).await;
+        let s = subscribe(&mut c, "l", "/topic/news/lost", Some((0, &lost))).await;
+        assert_eq!(s.recovered(), Some("false"), "redis: {}", redis.is_some());
+        assert!(s.messages.is_empty());
+        // And again with a new stream made since: still a loss.
+        publish(&gw, "/topic/news/lost", "new").await;
+        let s = subscribe(&mut c, "m", "/topic/news/lost", Some((0, &lost))).await;
+        assert_eq!(s.recovered(), Some("false"), "redis: {}", redis.is_some());
+    }
+}
+
+/// A subscription on a node that delivers the destination already is told
+/// the position of the last publication delivered there, with no read:
+/// exactly what it recovers from later.
+#[actix_rt::test]
+async fn a_subscription_is_told_the_last_position_its_node_delivered() {
+    let gw = single(100, "");
+    let mut a = Client::connect(&gw).await;
+    subscribe(&mut a, "s", "/topic/news/k", None).await;
+    let mut epoch = String::new();
+    for i in 1..=3 {
+        epoch = publish(&gw, "/topic/news/k", &i.to_string()).await["epoch"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(got(a.next().await).offset, i);
+    }
+    let mut b = Client::connect(&gw).await;
+    let s = subscribe(&mut b, "s", "/topic/news/k", None).await;
+    assert_eq!(s.position(), (3, epoch.clone()));
+    drop(b);
+    for i in 4..=5 {
+        publish(&gw, "/topic/news/k", &i.to_string()).await;
+    }
+    let mut b = Client::connect(&gw).await;
+    let s = subscribe(&mut b, "s", "/topic/news/k", Some((3, &epoch))).await;
+    assert_eq!(s.recovered(), Some("true"));
+    assert_eq!(bodies(&s.messages), ["4", "5"]);
+}
+
+/// Issue 28, finding 1: whatever clients publish, the in-memory history of
+/// a service costs at most `history_max_bytes`; the streams published to
+/// least recently go, and a client holding a position in one is told
+/// `x-recovered: false`.
+#[actix_rt::test]
+async fn in_memory_history_stays_within_its_bytes() {
+    let cap = 40_000;
+    let gw = short_lived(None, 600, &format!("history_max_bytes = {cap}"));
+    let body = "b".repeat(100);
+    let mut positions = Vec::new();
+    for i in 0..300 {
+        let answer = publish(&gw, &format!("/topic/news/{i}"), &body).await;
+        positions.push(answer["epoch"].as_str().unwrap().to_owned());
+    }
+    let bytes = metric(&gw, "sockjs_gateway_history_bytes").await;
+    assert!(bytes <= cap as f64 && bytes > cap as f64 / 2.0, "{bytes}");
+    let streams = metric(&gw, "sockjs_gateway_history_streams").await;
+    assert!(streams < 300.0 && streams > 10.0, "{streams}");
+    assert_eq!(
+        metric(&gw, "sockjs_gateway_history_evicted_total").await,
+        300.0 - streams
+    );
+    let mut c = Client::connect(&gw).await;
+    let first = subscribe(&mut c, "a", "/topic/news/0", Some((1, &positions[0]))).await;
+    assert_eq!(first.recovered(), Some("false"), "the oldest went first");
+    let last = subscribe(&mut c, "b", "/topic/news/299", Some((0, &positions[299]))).await;
+    assert_eq!(last.recovered(), Some("true"));
+    assert_eq!(bodies(&last.messages), [body.as_str()]);
 }

@@ -4,6 +4,7 @@
 //! subjects that change what a user queue means, addresses spoofed into the
 //! access log, and configurations that would leave a door open.
 mod common;
+use common::redis::Redis;
 use common::stomp::*;
 use common::*;
 use std::time::{Duration, Instant};
@@ -394,4 +395,89 @@ async fn a_message_of_many_stomp_frames_counts_each_frame() {
         flooded <= 5,
         "{flooded} of the flood's SENDs were published"
     );
+}
+
+/// Resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+/// `pairs` SUBSCRIBE + UNSUBSCRIBE pairs to fresh destinations under
+/// `/topic/news/`, from two anonymous sessions, 50 pairs a SockJS message;
+/// done once each session's last receipt is in.
+async fn subscribe_and_leave(gw: &Gateway, pairs: usize, round: &str) {
+    let sessions = (0..2).map(|who| async move {
+        let mut c = Client::connect(gw).await;
+        for chunk in 0..pairs / 2 / 50 {
+            let mut text = String::new();
+            for i in 0..50 {
+                let n = chunk * 50 + i;
+                text.push_str(&format!(
+                    "SUBSCRIBE\nid:{n}\ndestination:/topic/news/{round}-{who}-{n}\n\n\0\
+                     UNSUBSCRIBE\nid:{n}\n\n\0"
+                ));
+            }
+            c.send(&[&text]).await;
+        }
+        c.subscribe("done", "/topic/done").await;
+    });
+    futures_util::future::join_all(sessions).await;
+}
+
+/// Issue 28, finding 1: every SUBSCRIBE to a destination with history
+/// read it, and a read made the stream, which lived for `ttl` (86 MB for
+/// 200,000 pairs). A SUBSCRIBE that does not recover reads nothing, and
+/// no read makes anything.
+#[actix_rt::test]
+async fn subscriptions_to_fresh_destinations_leave_no_history_behind() {
+    let gw = Gateway::start(&config(&format!(
+        "[[services.stomp.history]]\ndestinations = [\"/topic/news/**\"]\nsize = 100\nttl = 600\n\
+         [api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\nmetrics = true\n"
+    )));
+    // Warm up, so that what the allocator keeps for a busy session is
+    // counted before.
+    subscribe_and_leave(&gw, 20_000, "warm").await;
+    let before = rss(gw.pid());
+    subscribe_and_leave(&gw, 200_000, "flood").await;
+    let after = rss(gw.pid());
+    assert!(
+        after < before + (5 << 20),
+        "RSS grew by {} KiB over 200,000 pairs",
+        (after.saturating_sub(before)) >> 10
+    );
+    let metrics = get(&gw.api_url("/metrics")).await.body;
+    assert_eq!(
+        metric_value(&metrics, "sockjs_gateway_history_streams"),
+        Some(0.0)
+    );
+}
+
+/// Issue 28, finding 1, in a cluster: a SUBSCRIBE wrote a meta key for
+/// `ttl` in Redis and took one of the node's 32 read permits. Now Redis
+/// sees nothing of it: the same keys before and after.
+#[actix_rt::test]
+async fn subscriptions_to_fresh_destinations_write_nothing_to_redis() {
+    let redis = Redis::start();
+    let gw = Gateway::start(&format!(
+        "[cluster]\nredis_url = \"{}\"\nsecret = \"test-cluster-secret-0123456789abcdef\"\n\
+         node_id = \"one\"\npresence_interval = 0.2\n{}",
+        redis.url(),
+        config(&format!(
+            "[[services.stomp.history]]\ndestinations = [\"/topic/news/**\"]\n\
+             [api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\n"
+        ))
+    ));
+    until_joined(&[&gw]).await;
+    let history_keys = || redis.command("KEYS sockjs-gateway:history:*");
+    let before = history_keys();
+    subscribe_and_leave(&gw, 20_000, "flood").await;
+    assert_eq!(history_keys(), before, "only the store's name, if anything");
+    assert_eq!(before.as_deref(), Some("*1"));
 }

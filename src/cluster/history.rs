@@ -4,13 +4,20 @@
 //! history is lost, so a client holding offset N of epoch E knows whether
 //! "everything after N" can still be told.
 //!
+//! Reading never makes a stream: only a publication does. A client whose
+//! destination has no stream yet (or whose node knows no position for it)
+//! is given a [`Mark`], a moment of the store's own clock, instead of an
+//! offset; recovering from a mark gives what was published from that
+//! moment on, when the store can tell that nothing of it was lost.
+//!
 //! [`History`] is the interface services read through; [`MemoryHistory`]
 //! keeps streams in this process (a single node), bounded by each stream's
-//! [`Retention`]; [`super::redis_history::RedisHistory`] keeps them in
-//! Redis for a cluster.
+//! [`Retention`] and by the bytes of all of a service's streams;
+//! [`super::redis_history::RedisHistory`] keeps them in Redis for a
+//! cluster.
 
 use futures_util::future::BoxFuture;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,24 +34,89 @@ pub struct Retention {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub offset: u64,
+    /// When it was kept, in milliseconds of the store's clock.
+    pub at: u64,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 /// Where a stream stands: the last offset given (0 before any) and its
-/// epoch.
+/// epoch; or a [`Mark`], offset 0.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Position {
     pub offset: u64,
     pub epoch: Arc<str>,
 }
 
-/// What a read of a stream found: where it stands, and the publications
-/// after the offset asked for that it still keeps (at most the limit).
+impl Position {
+    /// Whether this is a mark rather than a stream's position.
+    pub fn is_mark(&self) -> bool {
+        self.epoch.starts_with(MARK)
+    }
+}
+
+/// What starts a mark's epoch; a stream's epoch never does.
+const MARK: char = '@';
+
+/// A moment of a store's clock, given as a position (`x-stream-offset: 0`,
+/// `x-stream-epoch: @BOOT.MS`): "everything published from MS on". `boot`
+/// names the store (it changes when the store loses what it held: a
+/// restart of a single node, Redis restarted empty), so that a mark of a
+/// store that is gone never recovers anything. An empty `boot` (a node
+/// that never reached its store) never does either.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mark {
+    pub boot: Arc<str>,
+    pub at: u64,
+}
+
+impl Mark {
+    pub fn position(&self) -> Position {
+        Position {
+            offset: 0,
+            epoch: format!("{MARK}{}.{}", self.boot, self.at).into(),
+        }
+    }
+
+    /// The mark an epoch names, if it is one.
+    pub fn parse(epoch: &str) -> Option<Mark> {
+        let (boot, at) = epoch.strip_prefix(MARK)?.rsplit_once('.')?;
+        Some(Mark {
+            boot: boot.into(),
+            at: at.parse().ok()?,
+        })
+    }
+}
+
+/// Where a read starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Since {
+    /// After this offset.
+    Offset(u64),
+    /// From this moment of the store's clock on (a [`Mark`]'s).
+    Mark(u64),
+}
+
+/// What a read of a stream found: where it stands, the publications after
+/// the point asked for that it still keeps (at most the limit), and what
+/// the store can tell of losses the stream cannot show.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Read {
+    /// The stream's position; when there is no stream, a mark of the
+    /// moment of the read.
     pub position: Position,
     pub entries: Vec<Entry>,
+    /// When the stream was made (store clock); `None`: there is none.
+    pub created: Option<u64>,
+    /// The store: its identity and its clock at the read, and the last
+    /// moment it dropped a stream to stay within its bytes (0: never).
+    pub boot: Arc<str>,
+    pub now: u64,
+    pub evicted: u64,
+    /// For a read since a mark: the offset of the newest publication made
+    /// before it, when history can tell (0: none was); `entries` are then
+    /// those after it.
+    pub before: Option<u64>,
 }
 
 impl Read {
@@ -54,7 +126,7 @@ impl Read {
     /// left out by the read's limit).
     pub fn is_everything_after(&self, offset: u64, epoch: &str) -> bool {
         let top = self.position.offset;
-        if *self.position.epoch != *epoch || offset > top {
+        if self.created.is_none() || *self.position.epoch != *epoch || offset > top {
             return false;
         }
         if offset == top {
@@ -69,6 +141,35 @@ impl Read {
             _ => false,
         }
     }
+
+    /// Whether `entries` are everything a client holding `offset` of
+    /// `epoch` missed, `epoch` being a stream's or a [`Mark`]'s. From a
+    /// mark, nothing may have been lost since it: the same store, every
+    /// publication from the mark on still kept, and no stream made after
+    /// the mark and gone since (one lives `ttl` at least, unless the store
+    /// dropped streams for room).
+    pub fn recovers(&self, offset: u64, epoch: &str, ttl: Duration) -> bool {
+        let Some(mark) = Mark::parse(epoch) else {
+            return self.is_everything_after(offset, epoch);
+        };
+        if mark.boot.is_empty() || mark.boot != self.boot || self.evicted >= mark.at {
+            return false;
+        }
+        let lived = mark.at.saturating_add(ttl.as_millis() as u64);
+        match self.created {
+            // None made since the mark could be gone yet.
+            None => self.now <= lived,
+            Some(created) => {
+                if created >= mark.at && created > lived {
+                    return false;
+                }
+                match self.before {
+                    Some(from) => self.is_everything_after(from, &self.position.epoch),
+                    None => false,
+                }
+            }
+        }
+    }
 }
 
 /// Where publications are kept, read back. [`MemoryHistory`] holds them in
@@ -78,17 +179,20 @@ impl Read {
 /// other nodes ([`super::Bus::publish_asking`]), so that none is live
 /// without being kept.
 pub trait History: Send + Sync {
-    /// `stream`'s position, and its publications after `after`, at most
-    /// `limit`, oldest first. A stream that does not exist is made, empty,
-    /// in a new epoch (kept for `retention.ttl`), so that the position a
-    /// client is told holds from then on.
+    /// `stream`'s position, and its publications from `since` on, at most
+    /// `limit`, oldest first. A stream that does not exist is not made:
+    /// the read says so ([`Read::created`]).
     fn read(
         &self,
         stream: &str,
         retention: Retention,
-        after: u64,
+        since: Since,
         limit: usize,
     ) -> BoxFuture<'static, Result<Read, String>>;
+    /// The store's moment now, as a position: what a client that has
+    /// nothing of a destination yet recovers from. At or before the true
+    /// moment, never after.
+    fn mark(&self) -> Position;
     /// Appends a publication in this process, when this store is where
     /// appends happen; `None` when they happen with the publish.
     fn append_here(
@@ -100,31 +204,31 @@ pub trait History: Send + Sync {
     ) -> Option<Position>;
 }
 
+/// Bytes a stream costs beyond its key and publications (its record, its
+/// epoch, its place in the order of eviction), and a publication beyond
+/// its headers and body: what [`MemoryHistory`] counts against its cap.
+const STREAM_BYTES: usize = 256;
+const ENTRY_BYTES: usize = 96;
+const HEADER_BYTES: usize = 48;
+
 /// One destination's stream.
 struct Stream {
     epoch: Arc<str>,
     top: u64,
     entries: VecDeque<Entry>,
+    /// When it was made, in the store's milliseconds.
+    created: u64,
     /// The last publication, or when the stream was made.
     touched: Instant,
+    /// Its place in the order of eviction: larger is more recent.
+    seq: u64,
     /// Its retention as last given: what a sweep goes by.
     ttl: Duration,
-    /// Bytes of the entries' headers and bodies.
+    /// Bytes it costs, counted as [`STREAM_BYTES`] says.
     bytes: usize,
 }
 
 impl Stream {
-    fn new(now: Instant, ttl: Duration) -> Stream {
-        Stream {
-            epoch: crate::protocol::ids::random_hex::<6>().into(),
-            top: 0,
-            entries: VecDeque::new(),
-            touched: now,
-            ttl,
-            bytes: 0,
-        }
-    }
-
     fn position(&self) -> Position {
         Position {
             offset: self.top,
@@ -138,84 +242,159 @@ impl Stream {
 }
 
 fn entry_bytes(e: &Entry) -> usize {
-    e.body.len()
+    ENTRY_BYTES
+        + e.body.len()
         + e.headers
             .iter()
-            .map(|(k, v)| k.len() + v.len())
+            .map(|(k, v)| HEADER_BYTES + k.len() + v.len())
             .sum::<usize>()
 }
 
 /// How often appends and reads sweep expired streams away, at most.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// Streams in this process. Lost at a restart: every stream then starts
-/// again in a new epoch. Memory: each stream's publications (at most its
-/// `size`), their headers and bodies counted by [`MemoryHistory::usage`],
-/// plus about 200 bytes per stream and 100 per publication of bookkeeping;
-/// a stream is dropped once its `ttl` passed without a publication.
+/// Streams in this process, for one service. Lost at a restart: every
+/// stream then starts again in a new epoch (and every mark is of another
+/// store). Memory: each stream's publications (at most its `size`), their
+/// headers and bodies, and bookkeeping, counted by [`MemoryHistory::usage`]
+/// and capped at `max_bytes` in all: past it the streams published to
+/// least recently are dropped (their clients learn `x-recovered: false`);
+/// a stream is dropped too once its `ttl` passed without a publication.
 pub struct MemoryHistory {
     inner: Mutex<Streams>,
+    /// Names this store in its marks.
+    boot: Arc<str>,
+    /// The store's clock: milliseconds since this.
+    started: Instant,
+    max_bytes: usize,
 }
 
 struct Streams {
-    by_key: HashMap<String, Stream>,
+    by_key: HashMap<Arc<str>, Stream>,
+    /// Keys by their stream's `seq`: the least recently published first.
+    order: BTreeMap<u64, Arc<str>>,
+    next_seq: u64,
     swept: Instant,
     /// The streams' bytes, summed.
     bytes: usize,
+    /// The last moment a stream was dropped for room (store clock).
+    evicted: u64,
+    /// What this store last added to `/metrics` (streams, bytes).
+    reported: (i64, i64),
 }
 
 impl Default for MemoryHistory {
     fn default() -> Self {
-        MemoryHistory {
-            inner: Mutex::new(Streams {
-                by_key: HashMap::new(),
-                swept: Instant::now(),
-                bytes: 0,
-            }),
-        }
+        MemoryHistory::new(crate::config::service::DEFAULT_HISTORY_MAX_BYTES)
     }
 }
 
-impl Streams {
-    /// `key`'s stream, made anew when there is none or it expired; sweeps
-    /// the others now and then.
-    fn stream(&mut self, key: &str, retention: Retention, now: Instant) -> &mut Stream {
-        if now.saturating_duration_since(self.swept) >= SWEEP_EVERY {
-            self.swept = now;
-            let mut freed = 0;
-            self.by_key.retain(|_, s| {
-                let keep = !s.expired(now);
-                if !keep {
-                    freed += s.bytes;
-                }
-                keep
-            });
-            self.bytes -= freed;
-        }
-        let stream = self
-            .by_key
-            .entry(key.to_owned())
-            .or_insert_with(|| Stream::new(now, retention.ttl));
-        if stream.expired(now) {
-            self.bytes -= stream.bytes;
-            *stream = Stream::new(now, retention.ttl);
-        }
-        stream.ttl = retention.ttl;
-        stream
-    }
-}
-
-impl Streams {
-    /// Shows what the store holds in `/metrics`.
-    fn report(&self) {
+impl Drop for MemoryHistory {
+    fn drop(&mut self) {
         let m = &crate::metrics::get().history;
-        m.streams.set(self.by_key.len() as i64);
-        m.bytes.set(self.bytes as i64);
+        let inner = self.lock();
+        m.streams.dec_by(inner.reported.0);
+        m.bytes.dec_by(inner.reported.1);
+    }
+}
+
+impl Streams {
+    /// Drops streams whose `ttl` passed, now and then.
+    fn sweep(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.swept) < SWEEP_EVERY {
+            return;
+        }
+        self.swept = now;
+        let mut freed = 0;
+        let order = &mut self.order;
+        self.by_key.retain(|_, s| {
+            let keep = !s.expired(now);
+            if !keep {
+                freed += s.bytes;
+                order.remove(&s.seq);
+            }
+            keep
+        });
+        self.bytes -= freed;
+    }
+
+    /// `key`'s stream, if there is one and its `ttl` has not passed.
+    fn live(&mut self, key: &str, now: Instant) -> Option<&mut Stream> {
+        self.sweep(now);
+        if self.by_key.get(key).is_some_and(|s| s.expired(now)) {
+            self.remove(key);
+        }
+        self.by_key.get_mut(key)
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(s) = self.by_key.remove(key) {
+            self.bytes -= s.bytes;
+            self.order.remove(&s.seq);
+        }
+    }
+
+    /// Shows what the store holds in `/metrics` (summed over services).
+    fn report(&mut self) {
+        let now = (self.by_key.len() as i64, self.bytes as i64);
+        let m = &crate::metrics::get().history;
+        m.streams.inc_by(now.0 - self.reported.0);
+        m.bytes.inc_by(now.1 - self.reported.1);
+        self.reported = now;
+    }
+}
+
+impl Read {
+    /// What `stream` holds from `since` on, at most `limit`.
+    fn fill(&mut self, stream: &Stream, since: Since, limit: usize) {
+        self.position = stream.position();
+        self.created = Some(stream.created);
+        let kept = &stream.entries;
+        // The first offset still kept; the one after the top when none is.
+        let first = kept.front().map_or(stream.top + 1, |e| e.offset);
+        let skip = match since {
+            Since::Offset(after) => after.saturating_sub(first - 1).min(kept.len() as u64) as usize,
+            Since::Mark(t) => {
+                // Those made from the mark on are the newest ones.
+                let from = kept.iter().rposition(|e| e.at < t).map_or(0, |i| i + 1);
+                self.before = match from {
+                    0 if first == 1 => Some(0),
+                    0 => None,
+                    i => Some(kept[i - 1].offset),
+                };
+                from
+            }
+        };
+        self.entries = kept.iter().skip(skip).take(limit).cloned().collect();
     }
 }
 
 impl MemoryHistory {
-    /// Appends a publication to `key`'s stream; its position now.
+    /// A store whose streams cost at most `max_bytes` together.
+    pub fn new(max_bytes: usize) -> MemoryHistory {
+        MemoryHistory {
+            inner: Mutex::new(Streams {
+                by_key: HashMap::new(),
+                order: BTreeMap::new(),
+                next_seq: 0,
+                swept: Instant::now(),
+                bytes: 0,
+                evicted: 0,
+                reported: (0, 0),
+            }),
+            boot: crate::protocol::ids::random_hex::<6>().into(),
+            started: Instant::now(),
+            max_bytes,
+        }
+    }
+
+    /// `at` on the store's clock, in milliseconds (from 1).
+    fn millis(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_millis() as u64 + 1
+    }
+
+    /// Appends a publication to `key`'s stream (made if there is none);
+    /// its position now.
     pub fn append(
         &self,
         key: &str,
@@ -224,16 +403,49 @@ impl MemoryHistory {
         body: &str,
         now: Instant,
     ) -> Position {
+        let at = self.millis(now);
         let mut inner = self.lock();
-        let stream = inner.stream(key, retention, now);
+        let inner = &mut *inner;
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        let found = inner.live(key, now).map(|s| (s.seq, s.bytes));
+        let before = match found {
+            Some((old, bytes)) => {
+                inner.order.remove(&old);
+                bytes
+            }
+            None => {
+                let key: Arc<str> = key.into();
+                let stream = Stream {
+                    epoch: crate::protocol::ids::random_hex::<6>().into(),
+                    top: 0,
+                    entries: VecDeque::new(),
+                    created: at,
+                    touched: now,
+                    seq,
+                    ttl: retention.ttl,
+                    bytes: STREAM_BYTES + key.len(),
+                };
+                inner.by_key.insert(key, stream);
+                0
+            }
+        };
+        let (key, _) = inner
+            .by_key
+            .get_key_value(key)
+            .expect("made or found above");
+        let key = key.clone();
+        let stream = inner.by_key.get_mut(&key).expect("made or found above");
         stream.top += 1;
         stream.touched = now;
+        stream.ttl = retention.ttl;
+        stream.seq = seq;
         let entry = Entry {
             offset: stream.top,
+            at,
             headers: headers.to_vec(),
             body: body.to_owned(),
         };
-        let before = stream.bytes;
         stream.bytes += entry_bytes(&entry);
         stream.entries.push_back(entry);
         while stream.entries.len() > retention.size {
@@ -242,40 +454,52 @@ impl MemoryHistory {
             }
         }
         let (after, position) = (stream.bytes, stream.position());
+        inner.order.insert(seq, key);
         inner.bytes = inner.bytes + after - before;
+        // Past the cap, the streams published to least recently go.
+        while inner.bytes > self.max_bytes {
+            let Some((_, oldest)) = inner.order.pop_first() else {
+                break;
+            };
+            if let Some(s) = inner.by_key.remove(&oldest) {
+                inner.bytes -= s.bytes;
+            }
+            inner.evicted = at;
+            crate::metrics::get().history.evicted.inc();
+        }
         inner.report();
         position
     }
 
     /// [`History::read`] at `now`.
-    pub fn read_at(
-        &self,
-        key: &str,
-        retention: Retention,
-        after: u64,
-        limit: usize,
-        now: Instant,
-    ) -> Read {
+    pub fn read_at(&self, key: &str, since: Since, limit: usize, now: Instant) -> Read {
+        let millis = self.millis(now);
         let mut inner = self.lock();
-        let stream = inner.stream(key, retention, now);
-        // The first offset still kept; the one after the top when none is.
-        let first = stream.entries.front().map_or(stream.top + 1, |e| e.offset);
-        let skip = after
-            .saturating_sub(first - 1)
-            .min(stream.entries.len() as u64) as usize;
-        Read {
-            position: stream.position(),
-            entries: stream
-                .entries
-                .iter()
-                .skip(skip)
-                .take(limit)
-                .cloned()
-                .collect(),
+        let evicted = inner.evicted;
+        let mut read = Read {
+            position: self.mark_at(millis).position(),
+            entries: Vec::new(),
+            created: None,
+            boot: self.boot.clone(),
+            now: millis,
+            evicted,
+            before: None,
+        };
+        if let Some(stream) = inner.live(key, now) {
+            read.fill(stream, since, limit);
+        }
+        inner.report();
+        read
+    }
+
+    fn mark_at(&self, millis: u64) -> Mark {
+        Mark {
+            boot: self.boot.clone(),
+            at: millis,
         }
     }
 
-    /// Streams held, and bytes of their publications' headers and bodies.
+    /// Streams held, and bytes they cost as counted against the cap.
     pub fn usage(&self) -> (usize, usize) {
         let inner = self.lock();
         (inner.by_key.len(), inner.bytes)
@@ -290,12 +514,16 @@ impl History for MemoryHistory {
     fn read(
         &self,
         stream: &str,
-        retention: Retention,
-        after: u64,
+        _: Retention,
+        since: Since,
         limit: usize,
     ) -> BoxFuture<'static, Result<Read, String>> {
-        let read = self.read_at(stream, retention, after, limit, Instant::now());
+        let read = self.read_at(stream, since, limit, Instant::now());
         Box::pin(std::future::ready(Ok(read)))
+    }
+
+    fn mark(&self) -> Position {
+        self.mark_at(self.millis(Instant::now())).position()
     }
 
     fn append_here(
@@ -322,89 +550,101 @@ mod tests {
         r.entries.iter().map(|e| e.body.as_str()).collect()
     }
 
-    fn position(h: &MemoryHistory, key: &str, t: Instant) -> Position {
-        h.read_at(key, KEEP_3, 0, 0, t).position
+    fn after(h: &MemoryHistory, key: &str, offset: u64, t: Instant) -> Read {
+        h.read_at(key, Since::Offset(offset), 100, t)
     }
 
     #[test]
     fn offsets_count_from_one_per_destination_in_one_epoch() {
         let h = MemoryHistory::default();
         let t = Instant::now();
-        let start = position(&h, "/topic/a", t);
-        assert_eq!(start.offset, 0);
         let one = h.append("/topic/a", KEEP_3, &[], "1", t);
         let two = h.append("/topic/a", KEEP_3, &[], "2", t);
         let other = h.append("/topic/b", KEEP_3, &[], "x", t);
         assert_eq!((one.offset, two.offset, other.offset), (1, 2, 1));
-        assert_eq!(one.epoch, start.epoch);
-        assert_eq!(two.epoch, start.epoch);
-        assert_ne!(other.epoch, start.epoch, "epochs are per stream");
+        assert_eq!(one.epoch, two.epoch);
+        assert_ne!(other.epoch, one.epoch, "epochs are per stream");
+        assert!(!one.is_mark());
     }
 
     #[test]
     fn what_followed_an_offset_is_read_in_order() {
         let h = MemoryHistory::default();
         let t = Instant::now();
-        let e = position(&h, "/t", t).epoch;
         for b in ["1", "2", "3"] {
             h.append("/t", KEEP_3, &[("x".into(), b.into())], b, t);
         }
-        let r = h.read_at("/t", KEEP_3, 1, 100, t);
+        let r = after(&h, "/t", 1, t);
+        let e = r.position.epoch.clone();
         assert_eq!(r.position.offset, 3);
         assert_eq!(bodies(&r), ["2", "3"]);
         assert!(r.is_everything_after(1, &e));
-        let all = h.read_at("/t", KEEP_3, 0, 100, t);
+        let all = after(&h, "/t", 0, t);
         assert_eq!(bodies(&all), ["1", "2", "3"]);
         assert!(all.is_everything_after(0, &e));
-        let none = h.read_at("/t", KEEP_3, 3, 100, t);
+        let none = after(&h, "/t", 3, t);
         assert_eq!(bodies(&none), [] as [&str; 0]);
         assert!(none.is_everything_after(3, &e));
         // An offset the stream never gave, another epoch, or over the limit.
-        assert!(!h
-            .read_at("/t", KEEP_3, 4, 100, t)
-            .is_everything_after(4, &e));
+        assert!(!after(&h, "/t", 4, t).is_everything_after(4, &e));
         assert!(!r.is_everything_after(1, "other"));
-        let limited = h.read_at("/t", KEEP_3, 0, 2, t);
+        let limited = h.read_at("/t", Since::Offset(0), 2, t);
         assert_eq!(bodies(&limited), ["1", "2"]);
         assert!(!limited.is_everything_after(0, &e));
-        assert!(h.read_at("/t", KEEP_3, 1, 2, t).is_everything_after(1, &e));
+        assert!(h
+            .read_at("/t", Since::Offset(1), 2, t)
+            .is_everything_after(1, &e));
     }
 
     #[test]
     fn retention_by_size_keeps_the_last_and_refuses_older_positions() {
         let h = MemoryHistory::default();
         let t = Instant::now();
-        let e = position(&h, "/t", t).epoch;
         for i in 1..=5 {
             h.append("/t", KEEP_3, &[], &i.to_string(), t);
         }
         // 3, 4 and 5 are kept: from offset 2 on everything is there.
-        let from_2 = h.read_at("/t", KEEP_3, 2, 100, t);
+        let from_2 = after(&h, "/t", 2, t);
+        let e = from_2.position.epoch.clone();
         assert_eq!(bodies(&from_2), ["3", "4", "5"]);
         assert!(from_2.is_everything_after(2, &e));
-        let from_1 = h.read_at("/t", KEEP_3, 1, 100, t);
+        let from_1 = after(&h, "/t", 1, t);
         assert_eq!(bodies(&from_1), ["3", "4", "5"]);
         assert!(!from_1.is_everything_after(1, &e), "2 is no longer kept");
-        assert_eq!(h.usage(), (1, 3));
+        let one_entry = ENTRY_BYTES + 1;
+        assert_eq!(h.usage(), (1, STREAM_BYTES + 2 + 3 * one_entry));
+    }
+
+    /// Issue 28, finding 1: a read makes nothing; it tells there is no
+    /// stream, and gives a mark of the moment instead of a position.
+    #[test]
+    fn a_read_never_makes_a_stream() {
+        let h = MemoryHistory::default();
+        let t = Instant::now();
+        for i in 0..1000 {
+            let r = after(&h, &format!("/fresh/{i}"), 0, t);
+            assert_eq!(r.created, None);
+            assert!(r.position.is_mark(), "{:?}", r.position);
+            assert!(!r.is_everything_after(0, &r.position.epoch));
+        }
+        assert_eq!(h.usage(), (0, 0));
     }
 
     #[test]
-    fn a_stream_past_its_ttl_starts_again_in_a_new_epoch() {
+    fn a_stream_past_its_ttl_is_gone_and_starts_again_in_a_new_epoch() {
         let h = MemoryHistory::default();
         let t = Instant::now();
         let first = h.append("/t", KEEP_3, &[], "1", t);
         let later = t + KEEP_3.ttl + Duration::from_secs(1);
-        let r = h.read_at("/t", KEEP_3, 0, 100, later);
-        assert!(!r.is_everything_after(0, &first.epoch));
-        assert_ne!(r.position.epoch, first.epoch);
-        assert_eq!(r.position.offset, 0);
-        assert_eq!(h.append("/t", KEEP_3, &[], "2", later).offset, 1);
+        let r = after(&h, "/t", 0, later);
+        assert_eq!(r.created, None);
+        assert!(!r.recovers(0, &first.epoch, KEEP_3.ttl));
+        let again = h.append("/t", KEEP_3, &[], "2", later);
+        assert_eq!(again.offset, 1);
+        assert_ne!(again.epoch, first.epoch);
         // Within the ttl, each publication keeps the stream alive.
         let soon = later + KEEP_3.ttl - Duration::from_secs(1);
-        assert_eq!(
-            h.append("/t", KEEP_3, &[], "3", soon).epoch,
-            r.position.epoch
-        );
+        assert_eq!(h.append("/t", KEEP_3, &[], "3", soon).epoch, again.epoch);
     }
 
     #[test]
@@ -414,17 +654,138 @@ mod tests {
         h.append("/old", KEEP_3, &[], "1234", t);
         let later = t + Duration::from_secs(50);
         h.append("/new", KEEP_3, &[("k".into(), "v".into())], "12", later);
-        assert_eq!(h.usage(), (2, 8));
+        let new = STREAM_BYTES + 4 + ENTRY_BYTES + 2 + HEADER_BYTES + 2;
+        assert_eq!(h.usage().0, 2);
         // Any use past /old's ttl drops it.
-        position(&h, "/new", t + Duration::from_secs(70));
-        assert_eq!(h.usage(), (1, 4));
+        after(&h, "/new", 0, t + Duration::from_secs(70));
+        assert_eq!(h.usage(), (1, new));
     }
 
     #[test]
-    fn a_new_store_is_a_new_epoch() {
+    fn a_new_store_is_a_new_epoch_and_another_store_for_marks() {
         let t = Instant::now();
-        let a = MemoryHistory::default().append("/t", KEEP_3, &[], "1", t);
-        let b = MemoryHistory::default().append("/t", KEEP_3, &[], "1", t);
-        assert_ne!(a.epoch, b.epoch, "a restart loses the history");
+        let (a, b) = (MemoryHistory::default(), MemoryHistory::default());
+        let pa = a.append("/t", KEEP_3, &[], "1", t);
+        let pb = b.append("/t", KEEP_3, &[], "1", t);
+        assert_ne!(pa.epoch, pb.epoch, "a restart loses the history");
+        let mark = a.mark();
+        let r = b.read_at("/t", Since::Mark(1), 100, t);
+        assert!(!r.recovers(0, &mark.epoch, KEEP_3.ttl), "b is not a");
+    }
+
+    /// Issue 28, finding 1: what a client recovers from a mark. The store
+    /// is driven at chosen instants: `at(s)` is `s` seconds in.
+    #[test]
+    fn a_mark_recovers_exactly_what_followed_it_or_says_it_cannot() {
+        let h = MemoryHistory::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mark_at = |s: u64| h.mark_at(h.millis(at(s))).position();
+        let ttl = KEEP_3.ttl;
+        let recover = |m: &Position, now: Instant| {
+            let since = Mark::parse(&m.epoch).unwrap().at;
+            let r = h.read_at("/t", Since::Mark(since), 100, now);
+            (r.recovers(0, &m.epoch, ttl), r)
+        };
+        // Nothing yet, then nothing made since: exact, nothing to send.
+        let m0 = mark_at(1);
+        let (ok, r) = recover(&m0, at(2));
+        assert!(ok && r.entries.is_empty());
+        // A stream made after the mark: all of it.
+        h.append("/t", KEEP_3, &[], "a", at(3));
+        h.append("/t", KEEP_3, &[], "b", at(4));
+        let (ok, r) = recover(&m0, at(5));
+        assert!(ok);
+        assert_eq!(bodies(&r), ["a", "b"]);
+        // A mark taken while the stream lives: what came after it only.
+        let m1 = mark_at(5);
+        h.append("/t", KEEP_3, &[], "c", at(6));
+        let (ok, r) = recover(&m1, at(7));
+        assert!(ok);
+        assert_eq!(bodies(&r), ["c"]);
+        // Trimmed past what followed the mark: not exact.
+        h.append("/t", KEEP_3, &[], "d", at(8));
+        let (ok, _) = recover(&m0, at(9));
+        assert!(!ok, "a was dropped by size");
+        assert!(recover(&m1, at(9)).0, "c and d are kept, b before them too");
+        h.append("/t", KEEP_3, &[], "e", at(10));
+        assert!(
+            !recover(&m1, at(11)).0,
+            "b, the last before m1, was dropped: c may have been too"
+        );
+    }
+
+    /// A stream made after a mark, published to and gone while the client
+    /// was away is a loss, whether or not another stream was made since.
+    #[test]
+    fn a_stream_made_and_gone_since_a_mark_is_a_loss() {
+        let h = MemoryHistory::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let ttl = KEEP_3.ttl;
+        let m = h.mark_at(h.millis(at(1))).position();
+        let since = Since::Mark(Mark::parse(&m.epoch).unwrap().at);
+        h.append("/t", KEEP_3, &[], "lost", at(2));
+        // Gone (ttl), nothing since.
+        let gone = at(2) + ttl + Duration::from_secs(1);
+        let r = h.read_at("/t", since, 100, gone);
+        assert_eq!(r.created, None);
+        assert!(!r.recovers(0, &m.epoch, ttl));
+        // Gone, and another stream made since.
+        h.append("/t", KEEP_3, &[], "new", gone);
+        let r = h.read_at("/t", since, 100, gone);
+        assert_eq!(bodies(&r), ["new"]);
+        assert!(!r.recovers(0, &m.epoch, ttl));
+    }
+
+    /// Issue 28, finding 1: streams together cost at most the cap; the
+    /// least recently published go first, their clients are told, and so
+    /// are the holders of marks from before.
+    #[test]
+    fn streams_past_the_cap_go_least_recently_published_first() {
+        let one = STREAM_BYTES + 4 + ENTRY_BYTES + 10;
+        let h = MemoryHistory::new(3 * one);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mark = h.mark_at(h.millis(at(0))).position();
+        let mut positions = Vec::new();
+        for (i, key) in ["/k/0", "/k/1", "/k/2"].into_iter().enumerate() {
+            positions.push(h.append(key, KEEP_3, &[], "0123456789", at(i as u64 + 1)));
+        }
+        assert_eq!(h.usage(), (3, 3 * one));
+        // /k/0 is published to again: /k/1 is now the least recent.
+        h.append("/k/0", KEEP_3, &[], "", at(4));
+        let (streams, bytes) = h.usage();
+        assert!(bytes <= 3 * one, "{bytes}");
+        assert_eq!(streams, 2);
+        let gone = after(&h, "/k/1", 0, at(5));
+        assert_eq!(gone.created, None);
+        assert!(!gone.recovers(1, &positions[1].epoch, KEEP_3.ttl));
+        assert!(after(&h, "/k/0", 1, at(5)).recovers(1, &positions[0].epoch, KEEP_3.ttl));
+        // A mark from before the eviction recovers nothing anywhere now.
+        let r = h.read_at("/k/2", Since::Mark(1), 100, at(5));
+        assert!(!r.recovers(0, &mark.epoch, KEEP_3.ttl));
+        // Nor does a key that was never written.
+        let r = h.read_at("/never", Since::Mark(1), 100, at(5));
+        assert!(!r.recovers(0, &mark.epoch, KEEP_3.ttl));
+    }
+
+    #[test]
+    fn marks_read_back_and_other_epochs_are_not_marks() {
+        let m = Mark {
+            boot: "ab12".into(),
+            at: 1234,
+        };
+        let p = m.position();
+        assert_eq!((p.offset, &*p.epoch), (0, "@ab12.1234"));
+        assert!(p.is_mark());
+        assert_eq!(Mark::parse(&p.epoch), Some(m));
+        for not in ["ab12", "@ab12", "@ab12.x", "", "ab12.5"] {
+            assert_eq!(Mark::parse(not), None, "{not}");
+        }
+        // A mark of an unknown store recovers nothing.
+        let h = MemoryHistory::default();
+        let r = h.read_at("/t", Since::Mark(0), 100, Instant::now());
+        assert!(!r.recovers(0, "@.0", KEEP_3.ttl));
     }
 }

@@ -191,7 +191,9 @@ impl Bus for Alone {
 pub struct Cluster {
     pub bus: Arc<dyn Bus>,
     pub owners: Option<Arc<owners::Owners>>,
-    pub history: Arc<dyn History>,
+    /// Where every service's publications are kept (Redis); `None`: each
+    /// service keeps its own in memory ([`Cluster::history_of`]).
+    pub history: Option<Arc<dyn History>>,
 }
 
 impl Cluster {
@@ -199,7 +201,16 @@ impl Cluster {
         Cluster {
             bus: Arc::new(Alone),
             owners: None,
-            history: Arc::new(MemoryHistory::default()),
+            history: None,
+        }
+    }
+
+    /// Where a service keeps its publications: the cluster's store, or its
+    /// own in memory, costing at most `max_bytes`.
+    pub fn history_of(&self, max_bytes: usize) -> Arc<dyn History> {
+        match &self.history {
+            Some(h) => h.clone(),
+            None => Arc::new(MemoryHistory::new(max_bytes)),
         }
     }
 }

@@ -6,7 +6,8 @@
 //! - `NS:events`: the channel every node publishes to and reads;
 //! - `NS:replies:ID`: the channel where the other nodes tell node `ID` what
 //!   its counted events reached ([`super::tally`]);
-//! - `NS:history:{...}`: history streams ([`super::redis_history`]);
+//! - `NS:history:{...}`: history streams, and `NS:history:boot`, which
+//!   names them ([`super::redis_history`]);
 //! - `NS:nodes`: the set of node ids; `NS:node:ID`: that node's
 //!   [`Presence`] as JSON, and `NS:node:ID:counts`: its [`Counts`] as a
 //!   hash written as changes only; both expire after three
@@ -14,7 +15,7 @@
 //! - `NS:session:SERVICE:SID`: the node holding an HTTP session
 //!   ([`super::owners`]).
 
-use super::history::Position;
+use super::history::{Mark, Position};
 use super::presence::{self, Counts};
 use super::tally::{self, Tallies};
 use super::State;
@@ -27,7 +28,7 @@ use redis::aio::MultiplexedConnection;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Pauses between reconnection attempts: doubling from the first to the
@@ -85,8 +86,25 @@ pub struct RedisBus {
     /// The counts this node's hash holds; `None` until it is written whole
     /// on a new connection (Redis may have lost or kept stale ones).
     written: Mutex<Option<Counts>>,
+    /// This Redis's history as last heard: its name and its clock.
+    heard: RwLock<Option<Heard>>,
     counts: ClusterMetrics,
 }
+
+/// What a node last heard of the history store: `NS:history:boot`, and
+/// Redis's clock (`TIME`), read at `when`.
+struct Heard {
+    boot: Arc<str>,
+    millis: u64,
+    when: Instant,
+}
+
+/// How far before the moment a node reckons Redis's clock is at its marks
+/// are set: a mark too early only makes a recovery send a publication made
+/// just before the subscription, one too late would lose one. The reckoning
+/// itself never runs ahead (Redis read its clock before the node heard it);
+/// this covers clocks that drift or are stepped between two readings.
+const MARK_MARGIN: Duration = Duration::from_secs(1);
 
 /// What `answer` gives within `wait`, or why not, as text.
 pub(super) async fn within<T>(
@@ -141,6 +159,7 @@ impl RedisBus {
             unechoed: Mutex::default(),
             peers: RwLock::default(),
             written: Mutex::default(),
+            heard: RwLock::default(),
             counts: crate::metrics::get().cluster.clone(),
         }))
     }
@@ -188,6 +207,47 @@ impl RedisBus {
     /// The key of the record of session `sid` of `service`: its node.
     pub fn session_key(&self, service: &str, sid: &str) -> String {
         self.key(&format!("session:{service}:{sid}"))
+    }
+
+    /// The history's moment now, as this node reckons Redis's clock, less
+    /// [`MARK_MARGIN`]; a mark of no store (it never recovers anything)
+    /// before this node first heard Redis.
+    pub fn mark(&self) -> Mark {
+        match &*self.heard.read().unwrap_or_else(|e| e.into_inner()) {
+            Some(h) => Mark {
+                boot: h.boot.clone(),
+                at: (h.millis + h.when.elapsed().as_millis() as u64)
+                    .saturating_sub(MARK_MARGIN.as_millis() as u64),
+            },
+            None => Mark {
+                boot: "".into(),
+                at: 0,
+            },
+        }
+    }
+
+    /// Adds to `pipe` what tells this node the history's name (made first
+    /// if Redis has none) and Redis's clock: two answers, for [`Self::hear`].
+    fn ask_clock(&self, pipe: &mut redis::Pipeline) {
+        let boot = redis_history::boot_key(&self.config.namespace);
+        pipe.cmd("SET")
+            .arg(&boot)
+            .arg(crate::protocol::ids::random_hex::<6>())
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&boot)
+            .cmd("TIME");
+    }
+
+    /// Keeps what [`Self::ask_clock`] was answered.
+    fn hear(&self, boot: Option<String>, (secs, micros): (u64, u64)) {
+        let heard = Heard {
+            boot: boot.unwrap_or_default().into(),
+            millis: secs * 1000 + micros / 1000,
+            when: Instant::now(),
+        };
+        *self.heard.write().unwrap_or_else(|e| e.into_inner()) = Some(heard);
     }
 
     /// A live node's presence: from the last read, or from Redis for a node
@@ -253,6 +313,14 @@ impl RedisBus {
                         };
                     if let Some(why) = why {
                         log::warn!("cluster: could not record this node's sessions again: {why}");
+                    }
+                    // Before any client is given a mark of this Redis.
+                    let mut pipe = redis::pipe();
+                    self.ask_clock(&mut pipe);
+                    let clock = pipe.query_async::<(Option<String>, (u64, u64))>(&mut conn);
+                    match within(self.config.request_timeout(), clock).await {
+                        Ok((boot, time)) => self.hear(boot, time),
+                        Err(why) => log::warn!("cluster: could not read Redis's clock: {why}"),
                     }
                     failing = false;
                     pause = RETRY_FIRST;
@@ -443,7 +511,8 @@ impl RedisBus {
         }
         pipe.cmd("PEXPIRE").arg(&counts_key).arg(ttl_ms).ignore();
         let nodes_key = self.key("nodes");
-        let (members,): (Vec<String>,) = pipe
+        self.ask_clock(&mut pipe);
+        let (boot, time, members): (Option<String>, (u64, u64), Vec<String>) = pipe
             .cmd("SET")
             .arg(self.node_key(&self.node))
             .arg(json)
@@ -458,6 +527,7 @@ impl RedisBus {
             .arg(&nodes_key)
             .query_async(conn)
             .await?;
+        self.hear(boot, time);
         let others: Vec<String> = members.into_iter().filter(|m| *m != *self.node).collect();
         let mut peers = Vec::with_capacity(others.len());
         if !others.is_empty() {

@@ -3,18 +3,24 @@
 //!
 //! Keys, under the cluster's namespace, for stream `S` (a service's name
 //! and a destination): `NS:history:{S}`, a Redis stream whose entry ids
-//! are the offsets (`N-0`), trimmed to `size` entries; `NS:history:{S}:meta`,
-//! a hash of the epoch (`e`) and the last offset given (`t`). Both expire
-//! `ttl` seconds after the last publication. The braces keep the pair in
-//! one slot.
+//! are the offsets and the moments they were kept (`N-MS`, Redis's own
+//! clock in milliseconds), trimmed to `size` entries; `NS:history:{S}:meta`,
+//! a hash of the epoch (`e`), the last offset given (`t`), when the stream
+//! was made (`c`) and its last entry's moment (`a`). Both expire `ttl`
+//! seconds after the last publication. The braces keep the pair in one
+//! slot. `NS:history:boot` names this Redis's history: set by the first
+//! node that finds none (Redis restarted empty, or flushed), so that a mark
+//! of what is gone recovers nothing.
 //!
 //! `APPEND` gives the next offset, appends the entry and publishes the
 //! event with its position on the events channel in one script, so that a
 //! node that sees offset N+1 live finds N in the stream. A stream whose
 //! meta hash is gone (expired, evicted, Redis restarted empty) starts over
-//! in a new epoch: the epoch the node proposes with each call.
+//! in a new epoch: the epoch the node proposes with each call. `READ`
+//! never writes: a destination that was only subscribed to costs Redis
+//! nothing.
 
-use super::history::{Entry, History, Position, Read, Retention};
+use super::history::{Entry, History, Mark, Position, Read, Retention, Since};
 use super::redis::{within, RedisBus};
 use futures_util::future::{BoxFuture, Shared};
 use futures_util::FutureExt;
@@ -31,46 +37,84 @@ const READS_IN_FLIGHT: usize = 32;
 
 /// KEYS: stream, meta. ARGV: a new epoch, size, ttl, the entry, the
 /// events channel, the event as JSON (an object, written after the
-/// position). Returns {offset, epoch, nodes that got the event}.
+/// position). Returns {offset, epoch, nodes that got the event}. An
+/// entry's moment never goes back, even if Redis's clock does.
 pub(super) static APPEND: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
-local epoch = redis.call('HGET', KEYS[2], 'e')
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local meta = redis.call('HMGET', KEYS[2], 'e', 't', 'a')
+local epoch = meta[1]
+local top, at
 if not epoch then
   redis.call('DEL', KEYS[1])
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[2], 'e', epoch)
+  epoch, top, at = ARGV[1], 1, now
+  redis.call('HSET', KEYS[2], 'e', epoch, 'c', now, 't', top, 'a', at)
+else
+  top = tonumber(meta[2] or '0') + 1
+  at = math.max(now, tonumber(meta[3] or '0'))
+  redis.call('HSET', KEYS[2], 't', top, 'a', at)
 end
-local top = redis.call('HINCRBY', KEYS[2], 't', 1)
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], top .. '-0', 'p', ARGV[4])
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], string.format('%d-%d', top, at), 'p', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 local receivers = redis.call('PUBLISH', ARGV[5],
-  '{"offset":' .. top .. ',"epoch":"' .. epoch .. '",' .. string.sub(ARGV[6], 2))
+  '{"offset":' .. string.format('%d', top) .. ',"epoch":"' .. epoch .. '",' .. string.sub(ARGV[6], 2))
 return {top, epoch, receivers}
 "#,
     )
 });
 
-/// KEYS: stream, meta. ARGV: a new epoch, ttl, the offset read after, the
-/// first id to read (`after+1`-0), the most entries. Returns {top, epoch,
-/// entries}; makes an empty stream (meta only) when there is none.
+/// KEYS: stream, meta, boot. ARGV: `o` (after an offset) or `m` (from a
+/// mark's moment on), the offset or moment, the first id to read
+/// (`after+1`-0), the most entries. Returns {top, epoch, entries, now,
+/// boot, created, before}: epoch `''` and created -1 when there is no
+/// stream; before (from a mark) the offset of the newest entry kept before
+/// it, 0 when none was made before it, -1 when history cannot tell.
 static READ: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
-local epoch = redis.call('HGET', KEYS[2], 'e')
-if not epoch then
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[2], 'e', ARGV[1], 't', 0)
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-  return {0, ARGV[1], {}}
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local boot = redis.call('GET', KEYS[3]) or ''
+local meta = redis.call('HMGET', KEYS[2], 'e', 't', 'c')
+if not meta[1] then
+  return {0, '', {}, now, boot, -1, -1}
 end
-local top = tonumber(redis.call('HGET', KEYS[2], 't') or '0')
-local limit = tonumber(ARGV[5])
-if limit == 0 or tonumber(ARGV[3]) >= top then
-  return {top, epoch, {}}
+local top = tonumber(meta[2] or '0')
+local created = tonumber(meta[3] or '0')
+local limit = tonumber(ARGV[4])
+if ARGV[1] == 'o' then
+  if limit == 0 or tonumber(ARGV[2]) >= top then
+    return {top, meta[1], {}, now, boot, created, -1}
+  end
+  return {top, meta[1], redis.call('XRANGE', KEYS[1], ARGV[3], '+', 'COUNT', limit), now, boot, created, -1}
 end
-return {top, epoch, redis.call('XRANGE', KEYS[1], ARGV[4], '+', 'COUNT', limit)}
+-- From a mark: the newest entries, back to the first one made before it.
+local mark = tonumber(ARGV[2])
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', limit + 1)
+local after, before = {}, -1
+local function split(id)
+  local dash = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+end
+for _, e in ipairs(newest) do
+  local offset, at = split(e[1])
+  if at < mark then
+    before = offset
+    break
+  end
+  table.insert(after, 1, e)
+end
+if before < 0 and #newest <= limit then
+  -- Every one kept is from the mark on: none before it only if none was
+  -- dropped.
+  if (#newest == 0 and top == 0) or (#newest > 0 and split(newest[#newest][1]) == 1) then
+    before = 0
+  end
+end
+return {top, meta[1], after, now, boot, created, before}
 "#,
     )
 });
@@ -80,6 +124,11 @@ pub(super) fn keys(namespace: &str, stream: &str) -> (String, String) {
     let key = format!("{namespace}:history:{{{stream}}}");
     let meta = format!("{key}:meta");
     (key, meta)
+}
+
+/// The key that names this Redis's history ([`Mark::boot`]).
+pub(super) fn boot_key(namespace: &str) -> String {
+    format!("{namespace}:history:boot")
 }
 
 /// An entry's value in the stream: its headers and body.
@@ -115,9 +164,9 @@ fn position(v: &Value) -> Result<Position, String> {
 fn entry(v: &Value) -> Result<Entry, String> {
     let (id, fields): (String, Vec<(String, String)>) =
         redis::from_redis_value_ref(v).map_err(|e| e.to_string())?;
-    let offset = id
-        .strip_suffix("-0")
-        .and_then(|n| n.parse().ok())
+    let (offset, at) = id
+        .split_once('-')
+        .and_then(|(n, at)| Some((n.parse().ok()?, at.parse().ok()?)))
         .ok_or_else(|| format!("an entry id that is not an offset: {id}"))?;
     let value = fields
         .iter()
@@ -128,6 +177,7 @@ fn entry(v: &Value) -> Result<Entry, String> {
         serde_json::from_str(value).map_err(|e| e.to_string())?;
     Ok(Entry {
         offset,
+        at,
         headers,
         body,
     })
@@ -137,20 +187,42 @@ fn read_answer(v: &Value) -> Result<Read, String> {
     let Value::Array(items) = v else {
         return Err(format!("an unexpected answer: {v:?}"));
     };
-    if items.len() != 3 {
+    if items.len() != 7 {
         return Err(format!("an unexpected answer: {v:?}"));
     }
-    let position = position(v)?;
+    let number = |v: &Value| redis::from_redis_value_ref::<i64>(v).map_err(|e| e.to_string());
+    let now = number(&items[3])?.max(0) as u64;
+    let boot: Arc<str> = redis::from_redis_value_ref::<String>(&items[4])
+        .map_err(|e| e.to_string())?
+        .into();
+    let created = u64::try_from(number(&items[5])?).ok();
+    let before = u64::try_from(number(&items[6])?).ok();
+    let position = match created {
+        Some(_) => position(v)?,
+        None => Mark {
+            boot: boot.clone(),
+            at: now,
+        }
+        .position(),
+    };
     let entries = match &items[2] {
         Value::Array(list) => list.iter().map(entry).collect::<Result<_, _>>()?,
         other => return Err(format!("an unexpected answer: {other:?}")),
     };
-    Ok(Read { position, entries })
+    Ok(Read {
+        position,
+        entries,
+        created,
+        boot,
+        now,
+        evicted: 0,
+        before,
+    })
 }
 
 type Reading = Shared<BoxFuture<'static, Result<Read, String>>>;
-/// Reads waiting for their turn, by stream, offset and limit.
-type Waiting = Mutex<HashMap<(String, u64, usize), Reading>>;
+/// Reads waiting for their turn, by stream, start and limit.
+type Waiting = Mutex<HashMap<(String, Since, usize), Reading>>;
 
 /// Streams in the cluster's Redis, read through the bus's connection, at
 /// most `READS_IN_FLIGHT` at a time. Identical reads waiting their turn
@@ -177,11 +249,11 @@ impl History for RedisHistory {
     fn read(
         &self,
         stream: &str,
-        retention: Retention,
-        after: u64,
+        _: Retention,
+        since: Since,
         limit: usize,
     ) -> BoxFuture<'static, Result<Read, String>> {
-        let id = (stream.to_owned(), after, limit);
+        let id = (stream.to_owned(), since, limit);
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(reading) = waiting.get(&id) {
             return reading.clone().boxed();
@@ -189,8 +261,9 @@ impl History for RedisHistory {
         let bus = self.bus.clone();
         let permits = self.permits.clone();
         let joinable = self.waiting.clone();
-        let (key, meta) = keys(&bus.config().namespace, stream);
-        let ttl = retention.ttl.as_secs().max(1);
+        let namespace = &bus.config().namespace;
+        let (key, meta) = keys(namespace, stream);
+        let boot = boot_key(namespace);
         let turn = id.clone();
         let reading = async move {
             let _permit = permits.acquire_owned().await;
@@ -202,13 +275,17 @@ impl History for RedisHistory {
             let Some(mut conn) = bus.connection() else {
                 return Err("Redis is unreachable".to_owned());
             };
+            let (mode, from) = match since {
+                Since::Offset(after) => ("o", after),
+                Since::Mark(at) => ("m", at),
+            };
             let mut call = READ.prepare_invoke();
             call.key(key)
                 .key(meta)
-                .arg(crate::protocol::ids::random_hex::<6>())
-                .arg(ttl)
-                .arg(after)
-                .arg(format!("{}-0", after.saturating_add(1)))
+                .key(boot)
+                .arg(mode)
+                .arg(from)
+                .arg(format!("{}-0", from.saturating_add(1)))
                 .arg(limit);
             let wait = bus.config().request_timeout();
             read_answer(&within(wait, call.invoke_async::<Value>(&mut conn)).await?)
@@ -217,6 +294,10 @@ impl History for RedisHistory {
         .shared();
         waiting.insert(id, reading.clone());
         reading.boxed()
+    }
+
+    fn mark(&self) -> Position {
+        self.bus.mark().position()
     }
 
     fn append_here(
@@ -238,33 +319,60 @@ mod tests {
         Value::BulkString(s.as_bytes().to_vec())
     }
 
+    fn kept(id: &str, headers: &[(String, String)], body: &str) -> Value {
+        Value::Array(vec![
+            bulk(id),
+            Value::Array(vec![bulk("p"), bulk(&entry_value(headers, body))]),
+        ])
+    }
+
     #[test]
     fn a_read_answer_becomes_the_position_and_entries() {
         let answer = Value::Array(vec![
             Value::Int(7),
             bulk("ab12"),
             Value::Array(vec![
-                Value::Array(vec![
-                    bulk("6-0"),
-                    Value::Array(vec![bulk("p"), bulk(&entry_value(&[], "six"))]),
-                ]),
-                Value::Array(vec![
-                    bulk("7-0"),
-                    Value::Array(vec![
-                        bulk("p"),
-                        bulk(&entry_value(&[("k".into(), "v".into())], "seven")),
-                    ]),
-                ]),
+                kept("6-1700000000000", &[], "six"),
+                kept("7-1700000000500", &[("k".into(), "v".into())], "seven"),
             ]),
+            Value::Int(1700000001000),
+            bulk("b00t"),
+            Value::Int(1699999999000),
+            Value::Int(5),
         ]);
         let read = read_answer(&answer).unwrap();
         assert_eq!(read.position.offset, 7);
         assert_eq!(&*read.position.epoch, "ab12");
         assert_eq!(read.entries.len(), 2);
-        assert_eq!(read.entries[1].offset, 7);
+        assert_eq!(
+            (read.entries[1].offset, read.entries[1].at),
+            (7, 1700000000500)
+        );
         assert_eq!(read.entries[1].headers, [("k".into(), "v".into())]);
         assert_eq!(read.entries[1].body, "seven");
         assert!(read.is_everything_after(5, "ab12"));
+        assert_eq!(
+            (read.created, read.before, &*read.boot, read.now),
+            (Some(1699999999000), Some(5), "b00t", 1700000001000)
+        );
+    }
+
+    #[test]
+    fn no_stream_reads_as_a_mark_of_the_moment() {
+        let answer = Value::Array(vec![
+            Value::Int(0),
+            bulk(""),
+            Value::Array(vec![]),
+            Value::Int(1700000001000),
+            bulk("b00t"),
+            Value::Int(-1),
+            Value::Int(-1),
+        ]);
+        let read = read_answer(&answer).unwrap();
+        assert_eq!(read.created, None);
+        assert_eq!(read.before, None);
+        assert_eq!(&*read.position.epoch, "@b00t.1700000001000");
+        assert!(read.position.is_mark());
     }
 
     #[test]
@@ -273,10 +381,11 @@ mod tests {
         let bad_id = Value::Array(vec![
             Value::Int(1),
             bulk("e"),
-            Value::Array(vec![Value::Array(vec![
-                bulk("x"),
-                Value::Array(vec![bulk("p"), bulk("[[],\"\"]")]),
-            ])]),
+            Value::Array(vec![kept("x", &[], "")]),
+            Value::Int(1),
+            bulk("b"),
+            Value::Int(1),
+            Value::Int(-1),
         ]);
         assert!(read_answer(&bad_id).is_err());
     }

@@ -227,6 +227,11 @@ pub struct ServiceConfig {
     /// a client that missed more is told `x-recovered: false`.
     #[serde(default = "default_max_recovered")]
     pub max_recovered: usize,
+    /// `kind = "stomp"` on a single node: bytes all of the service's
+    /// in-memory history may cost (publications and bookkeeping); past it
+    /// the streams published to least recently are dropped.
+    #[serde(default = "default_history_max_bytes")]
+    pub history_max_bytes: usize,
     /// `kind = "proxy"`: the upstream WebSocket URLs (`ws://`, `wss://`),
     /// tried round-robin.
     #[serde(default, deserialize_with = "list::deserialize")]
@@ -292,6 +297,11 @@ fn default_history_ttl() -> u64 {
 }
 fn default_max_recovered() -> usize {
     1000
+}
+/// 64 MiB.
+pub const DEFAULT_HISTORY_MAX_BYTES: usize = 64 << 20;
+fn default_history_max_bytes() -> usize {
+    DEFAULT_HISTORY_MAX_BYTES
 }
 
 fn default_kind() -> ServiceKind {
@@ -469,6 +479,7 @@ impl ServiceConfig {
             ("max_subscription_bytes", self.max_subscription_bytes),
             ("max_pending_frames", self.max_pending_frames),
             ("max_recovered", self.max_recovered),
+            ("history_max_bytes", self.history_max_bytes),
         ] {
             if v == 0 {
                 return Err(format!("{}: must be greater than 0", key(k)));

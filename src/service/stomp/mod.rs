@@ -20,7 +20,7 @@ pub mod topics;
 pub mod users;
 pub mod webhook;
 
-use crate::cluster::history::{History, Position, Read, Retention};
+use crate::cluster::history::{History, Position, Read, Retention, Since};
 use crate::cluster::presence::{self, Counted, Counts};
 use crate::cluster::{Answers, Asks, Bus, Cluster, Delivery, Event, Keep, State};
 use crate::config::{AuthConfig, ServiceConfig};
@@ -154,7 +154,7 @@ impl StompService {
                 max_sessions_per_user: config.max_sessions_per_user,
                 max_messages_per_second: config.max_messages_per_second,
                 metrics: crate::metrics::get().service(name),
-                history: cluster.history.clone(),
+                history: cluster.history_of(config.history_max_bytes),
                 kept: config
                     .history
                     .iter()
@@ -277,10 +277,12 @@ impl StompService {
                 "no [[history]] table of this service covers it",
             ));
         };
-        Ok(self
-            .shared
-            .history
-            .read(&self.shared.stream(&key), retention, since, limit))
+        Ok(self.shared.history.read(
+            &self.shared.stream(&key),
+            retention,
+            Since::Offset(since),
+            limit,
+        ))
     }
 
     /// Publications this service keeps and one recovery sends, at most.
@@ -546,9 +548,12 @@ impl Shared {
             .upto
             .map_or(self.max_recovered, |upto| (upto - gap.after) as usize)
             .min(MAX_FILL);
-        let read = self
-            .history
-            .read(&self.stream(&key), retention, gap.after, limit);
+        let read = self.history.read(
+            &self.stream(&key),
+            retention,
+            Since::Offset(gap.after),
+            limit,
+        );
         let shared = self.clone();
         actix_web::rt::spawn(async move {
             let read = read.await;

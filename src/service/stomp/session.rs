@@ -22,7 +22,7 @@ use super::recovery::{self, Asked};
 use super::topics::{addressed_user, message_head, message_tail, user_key};
 use super::webhook::{self, Failure};
 use super::{auth, Shared, Via};
-use crate::cluster::history::{Read, Retention};
+use crate::cluster::history::{Mark, Position, Read, Retention, Since};
 use crate::cluster::presence::{self, Counted};
 use crate::metrics::{Limit, SubscribeAnswer, TokenEvent};
 use crate::service::api::{CloseReason, Handler, SessionCtx, SessionInfo, CLOSE_TOO_MANY};
@@ -96,12 +96,16 @@ struct NewSubscription {
     receipt: Option<String>,
 }
 
-/// A SUBSCRIBE to a destination with history, waiting for its read.
+/// A SUBSCRIBE that asked to recover, waiting for its read of history.
 struct Subscribing {
     key: String,
     id: String,
-    asked: Option<Asked>,
+    asked: Asked,
     receipt: Option<String>,
+    /// How long the destination's history lives.
+    ttl: std::time::Duration,
+    /// A mark taken before the subscription was made.
+    mark: Position,
 }
 
 /// A CONNECT whose user is known, to be let in if the user's sessions
@@ -124,6 +128,8 @@ enum Call {
 enum Step {
     /// Handled; its receipt, if it asked for one, goes out now.
     Done,
+    /// Handled, and its receipt (with more to tell) is out already.
+    Answered,
     /// Waiting for a webhook; the receipt goes out with the answer.
     Calling,
     /// It ended the session (DISCONNECT), receipt first.
@@ -209,7 +215,7 @@ impl StompSession {
     ) {
         match step {
             Ok(Step::Done) => self.receipt(ctx, receipt),
-            Ok(Step::Calling | Step::Ended) => {}
+            Ok(Step::Answered | Step::Calling | Step::Ended) => {}
             Err(r) => self.error(ctx, r, receipt),
         }
     }
@@ -624,8 +630,10 @@ impl StompSession {
         }
     }
 
-    /// Registers a SUBSCRIBE that every check allowed; one to a destination
-    /// with history then reads it (the receipt comes after).
+    /// Registers a SUBSCRIBE that every check allowed. One to a
+    /// destination with history is told where it starts (the position this
+    /// node knows, or a mark), with no read of history; one that asks to
+    /// recover then reads it (the receipt comes after).
     fn subscribe_now(
         &mut self,
         ctx: &mut SessionCtx<'_>,
@@ -639,13 +647,15 @@ impl StompSession {
             asked,
             receipt,
         } = s;
-        self.shared.topics.subscribe(
+        // Taken before the subscription is made: at or before its moment.
+        let mark = retention.map(|_| self.shared.history.mark());
+        let top = self.shared.topics.subscribe(
             &key,
             self.session,
             &id,
             self.version(),
             &ctx.handle(),
-            retention.is_some(),
+            retention.is_some() && asked.is_some(),
         );
         self.subscription_bytes += id.len() + destination.len();
         let own_queue = destination == GATEWAY_QUEUE;
@@ -654,69 +664,84 @@ impl StompSession {
         if own_queue && self.expiry.as_ref().is_some_and(|e| e.notice_due()) {
             self.notify_expiry(ctx);
         }
-        let Some(retention) = retention else {
+        let (Some(retention), Some(mark)) = (retention, mark) else {
             return Ok(Step::Done);
         };
-        // Live publications wait in the subscription while history is read.
-        let (after, limit) = match &asked {
-            Some(a) => (a.offset, self.shared.max_recovered),
-            None => (0, 0),
+        let Some(asked) = asked else {
+            if let Some(receipt) = receipt {
+                self.subscribed_receipt(ctx, receipt, None, &top.unwrap_or(mark));
+            }
+            return Ok(Step::Answered);
         };
-        let read = self
-            .shared
-            .history
-            .read(&self.shared.stream(&key), retention, after, limit);
+        // Live publications wait in the subscription while history is read.
+        let since = match Mark::parse(&asked.epoch) {
+            Some(m) => Since::Mark(m.at),
+            None => Since::Offset(asked.offset),
+        };
+        let read = self.shared.history.read(
+            &self.shared.stream(&key),
+            retention,
+            since,
+            self.shared.max_recovered,
+        );
         let subscribing = Subscribing {
             key,
             id,
             asked,
             receipt,
+            ttl: retention.ttl,
+            mark,
         };
         self.call = Some(Call::History(read, subscribing));
         Ok(Step::Calling)
     }
 
-    /// A SUBSCRIBE's read of history is in: the recovered publications,
-    /// the receipt with the outcome and the stream's position, then what
-    /// arrived live meanwhile.
+    /// A recovering SUBSCRIBE's read of history is in: the recovered
+    /// publications, the receipt with the outcome and where the
+    /// subscription stands, then what arrived live meanwhile.
     fn subscribed(&mut self, ctx: &mut SessionCtx<'_>, s: Subscribing, read: Result<Read, String>) {
-        let Subscribing {
-            key,
-            id,
-            asked,
-            receipt,
-        } = s;
         let read = read
             .map_err(|why| {
                 log::warn!(
                     "stomp session {}: could not read history of {}: {why}",
                     self.session,
-                    super::topics::shown_key(&key)
+                    super::topics::shown_key(&s.key)
                 )
             })
             .ok();
         let recovery = self.shared.topics.recovered(
-            &key,
-            self.session,
-            &id,
+            &s.key,
+            (self.session, &s.id),
             read.as_ref(),
-            asked.as_ref().map(|a| (a.offset, a.epoch.as_str())),
+            (s.asked.offset, &s.asked.epoch),
+            s.ttl,
+            &s.mark,
         );
         for m in recovery.messages {
             ctx.send(m);
         }
-        if let Some(receipt) = receipt {
-            let mut frame = Frame::new("RECEIPT").header("receipt-id", receipt);
-            if let Some(recovered) = recovery.recovered {
-                frame = frame.header("x-recovered", if recovered { "true" } else { "false" });
-            }
-            if let Some(read) = &read {
-                frame = frame
-                    .header("x-stream-offset", read.position.offset.to_string())
-                    .header("x-stream-epoch", read.position.epoch.to_string());
-            }
-            ctx.send(frame.encode(self.version()));
+        if let Some(receipt) = s.receipt {
+            self.subscribed_receipt(ctx, receipt, Some(recovery.recovered), &recovery.position);
         }
+    }
+
+    /// The RECEIPT of a SUBSCRIBE to a destination with history: where the
+    /// subscription starts, and whether it recovered, when it asked to.
+    fn subscribed_receipt(
+        &mut self,
+        ctx: &mut SessionCtx<'_>,
+        receipt: String,
+        recovered: Option<bool>,
+        position: &Position,
+    ) {
+        let mut frame = Frame::new("RECEIPT").header("receipt-id", receipt);
+        if let Some(recovered) = recovered {
+            frame = frame.header("x-recovered", if recovered { "true" } else { "false" });
+        }
+        frame = frame
+            .header("x-stream-offset", position.offset.to_string())
+            .header("x-stream-epoch", position.epoch.to_string());
+        ctx.send(frame.encode(self.version()));
     }
 
     fn send(&mut self, ctx: &mut SessionCtx<'_>, f: &Frame) -> Result<Step, Refusal> {

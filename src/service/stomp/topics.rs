@@ -11,6 +11,8 @@
 //! the gap is read from history ([`Topics::deliver`], [`Topics::filled`]);
 //! each subscription remembers the last offset it got, and holds live
 //! publications while its recovery reads history ([`Topics::recovered`]).
+//! A key's last offset here is also what a new subscription is told it
+//! starts from, with no read of history ([`Topics::subscribe`]).
 
 use super::frame::{may_escape, push_header_part, Version};
 use crate::cluster::history::{Entry, Position, Read};
@@ -238,13 +240,16 @@ pub fn check_header(name: &str, value: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// What a subscription's first read of history gave it.
+/// What a subscription's recovery gave it.
 pub struct Recovery {
-    /// Whether everything after the position it asked for was sent (when
-    /// it asked).
-    pub recovered: Option<bool>,
+    /// Whether everything after the position it asked for was sent.
+    pub recovered: bool,
     /// The recovered publications, to send before anything else.
     pub messages: Vec<Message>,
+    /// Where the subscription stands once they are sent: what its RECEIPT
+    /// tells, so that a client that keeps it and recovers from it later
+    /// misses nothing that came after.
+    pub position: Position,
 }
 
 /// Subscriptions by key.
@@ -256,7 +261,9 @@ pub struct Topics {
 
 impl Topics {
     /// Adds a subscription; one `holding` live publications until
-    /// [`Topics::recovered`] (a destination with history).
+    /// [`Topics::recovered`] (a recovery). Returns the position of the
+    /// key's last publication delivered here, if it has one: the new
+    /// subscription gets every one after it.
     pub fn subscribe(
         &self,
         key: &str,
@@ -265,19 +272,21 @@ impl Topics {
         version: Version,
         handle: &SessionHandle,
         holding: bool,
-    ) {
+    ) -> Option<Position> {
         let mut map = self.lock();
-        map.entry(key.to_owned())
-            .or_default()
-            .subs
-            .push(Subscriber {
-                session,
-                id: id.to_owned(),
-                version,
-                handle: handle.clone(),
-                last: None,
-                held: holding.then(Vec::new),
-            });
+        let k = map.entry(key.to_owned()).or_default();
+        k.subs.push(Subscriber {
+            session,
+            id: id.to_owned(),
+            version,
+            handle: handle.clone(),
+            last: None,
+            held: holding.then(Vec::new),
+        });
+        k.top.as_ref().map(|(offset, epoch)| Position {
+            offset: *offset,
+            epoch: epoch.clone(),
+        })
     }
 
     pub fn unsubscribe(&self, key: &str, session: u64, id: &str) {
@@ -429,28 +438,32 @@ impl Topics {
         gaps
     }
 
-    /// The first read of history for subscription `id` of `session` to
-    /// `key` is in (or failed): with `asked` (the position the client
-    /// holds), the publications after it, when history still has all of
-    /// them, are returned to be sent first, and what the subscription held
-    /// goes out after them, none twice.
+    /// The read of history for subscription `id` of `session` to `key`,
+    /// which asked to recover from `asked`, is in (or failed): the
+    /// publications after `asked`, when history still has all of them
+    /// (retention `ttl`), are returned to be sent first, and what the
+    /// subscription held goes out after them, none twice. `mark`: a mark
+    /// taken before the subscription was made.
     pub fn recovered(
         &self,
         key: &str,
-        session: u64,
-        id: &str,
+        (session, id): (u64, &str),
         read: Option<&Read>,
-        asked: Option<(u64, &str)>,
+        asked: (u64, &str),
+        ttl: std::time::Duration,
+        mark: &Position,
     ) -> Recovery {
         let mut map = self.lock();
         let mut recovery = Recovery {
-            recovered: asked.map(|_| false),
+            recovered: false,
             messages: Vec::new(),
+            position: mark.clone(),
         };
         let Some(k) = map.get_mut(key) else {
             return recovery;
         };
-        if let (Some(read), None) = (read, &k.top) {
+        let real = read.filter(|r| r.created.is_some());
+        if let (Some(read), None) = (real, &k.top) {
             // Where live publications of this key are measured from here.
             k.top = Some((read.position.offset, read.position.epoch.clone()));
         }
@@ -461,30 +474,45 @@ impl Topics {
         else {
             return recovery;
         };
-        if let (Some(read), Some((offset, epoch))) = (read, asked) {
-            if read.is_everything_after(offset, epoch) {
-                recovery.recovered = Some(true);
-                s.last = Some((offset, read.position.epoch.clone()));
-                let destination = subscribed_destination(key);
-                for e in &read.entries {
-                    let out = Outgoing::from_entry(destination, e, &read.position.epoch);
-                    let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
-                    recovery.messages.push(s.message(&out, id));
-                    s.last = out.at.clone();
-                }
+        let (offset, epoch) = asked;
+        if let Some(read) = read.filter(|r| r.recovers(offset, epoch, ttl)) {
+            recovery.recovered = true;
+            s.last = real.map(|r| (r.before.unwrap_or(offset), r.position.epoch.clone()));
+            let destination = subscribed_destination(key);
+            for e in &read.entries {
+                let out = Outgoing::from_entry(destination, e, &read.position.epoch);
+                let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+                recovery.messages.push(s.message(&out, id));
+                s.last = out.at.clone();
             }
         }
         let m = &crate::metrics::get().history;
-        match recovery.recovered {
-            Some(true) => {
-                m.recovered.inc_by(recovery.messages.len() as u64);
-            }
-            Some(false) => {
-                m.recoveries_failed.inc();
-            }
-            None => {}
+        if recovery.recovered {
+            m.recovered.inc_by(recovery.messages.len() as u64);
+        } else {
+            m.recoveries_failed.inc();
         }
-        for out in s.held.take().unwrap_or_default() {
+        let held = s.held.take().unwrap_or_default();
+        // The first held one that goes out comes right after the position
+        // told; without one, what the subscription got, or the stream's
+        // top, or the mark.
+        let next = held
+            .iter()
+            .filter(|out| out.is_after(&s.last))
+            .find_map(|out| out.at.clone());
+        recovery.position = match (next, &s.last, real) {
+            (Some((o, e)), _, _) => Position {
+                offset: o - 1,
+                epoch: e,
+            },
+            (None, Some((o, e)), _) => Position {
+                offset: *o,
+                epoch: e.clone(),
+            },
+            (None, None, Some(read)) => read.position.clone(),
+            (None, None, None) => mark.clone(),
+        };
+        for out in held {
             let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
             s.offer(&out, id);
         }
