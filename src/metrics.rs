@@ -158,6 +158,9 @@ pub struct HistoryMetrics {
     /// Publications a node read back from history to close a gap (a lost
     /// link, a missed offset).
     pub gaps_filled: Counter,
+    /// Live subscriptions told they may have missed publications a node
+    /// could not read back (`x-recovered: false` in a MESSAGE).
+    pub losses_told: Counter,
 }
 
 pub struct Metrics {
@@ -373,6 +376,11 @@ impl Metrics {
             "gaps_filled",
             "Publications read back from history to close a gap",
             m.history.gaps_filled.clone(),
+        );
+        h.register(
+            "losses_told",
+            "Live subscriptions told they may have missed publications (x-recovered: false)",
+            m.history.losses_told.clone(),
         );
         Metrics { registry, ..m }
     }

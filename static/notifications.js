@@ -139,9 +139,31 @@
           }
           resolve();
         });
-        this.client.subscribe(destination, (m) => {
+        const sub = this.client.subscribe(destination, (m) => {
+          const offset = m.headers['x-stream-offset'];
+          const epoch = m.headers['x-stream-epoch'];
+          if (m.headers['x-recovered'] === 'false') {
+            // The gateway could not vouch for what came before: it says so.
+            this.keep(destination, offset, epoch);
+            const r = { destination, recovered: false, count: 0 };
+            this.recoveries.push(r);
+            showRecovery(r);
+            return;
+          }
+          if (offset !== undefined) {
+            const kept = this.position(destination);
+            if (kept && kept.epoch === epoch && Number(offset) <= kept.offset) return;
+            // A position that skips one: subscribe again, to recover what
+            // is missing or learn that it cannot be.
+            const skips = kept && (kept.epoch === epoch ? Number(offset) > kept.offset + 1 : Number(offset) !== 1);
+            if (skips) {
+              sub.unsubscribe();
+              this.subscribeNow(destination);
+              return;
+            }
+          }
           this.received[destination].push({ body: m.body, headers: m.headers });
-          this.keep(destination, m.headers['x-stream-offset'], m.headers['x-stream-epoch']);
+          this.keep(destination, offset, epoch);
           show(destination, m.body);
         }, headers);
       });

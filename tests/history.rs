@@ -661,3 +661,134 @@ async fn in_memory_history_stays_within_its_bytes() {
     assert_eq!(last.recovered(), Some("true"));
     assert_eq!(bodies(&last.messages), [body.as_str()]);
 }
+
+/// A MESSAGE as it came: body, offset, epoch, and whether it told a loss.
+async fn next_told(c: &mut Client) -> (String, u64, String, bool) {
+    let (cmd, h, body) = c.next().await;
+    assert_eq!(cmd, "MESSAGE", "{h:?} {body}");
+    let offset = header(&h, "x-stream-offset")
+        .expect("an offset")
+        .parse()
+        .unwrap();
+    let epoch = header(&h, "x-stream-epoch").expect("an epoch").to_owned();
+    (
+        body,
+        offset,
+        epoch,
+        header(&h, "x-recovered") == Some("false"),
+    )
+}
+
+/// Issue 29: a node whose subscriptions have no position yet (they were
+/// told a mark) and whose link drops reads back what it missed meanwhile
+/// from their mark; it skipped such keys before.
+#[actix_rt::test]
+async fn a_node_fills_what_it_missed_for_subscriptions_told_a_mark() {
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    let mut c = Client::connect(&one).await;
+    let (_, mark) = subscribe(&mut c, "s", "/topic/news/h", None)
+        .await
+        .position();
+    assert!(mark.starts_with('@'));
+    // Node one stops, loses its pub/sub link, and a publication is made
+    // meanwhile: it never sees it live.
+    one.signal(libc::SIGSTOP);
+    assert!(redis.kill_pubsub_of(one.pid()));
+    publish(&two, "/topic/news/h", "missed").await;
+    one.signal(libc::SIGCONT);
+    publish_kept(&two, "/topic/news/h", "after").await;
+    let (body, offset, _, told) = next_told(&mut c).await;
+    assert_eq!((body.as_str(), offset, told), ("missed", 1, false));
+    let (body, offset, _, _) = next_told(&mut c).await;
+    assert_eq!((body.as_str(), offset), ("after", 2));
+}
+
+/// Issue 29, the 2,888 silent losses: a node paused while Redis restarts
+/// empty relinks after the others published the new epoch's first
+/// offsets. Its clients are told they may have missed the old epoch's
+/// last publications, then get the new epoch from offset 1, in order.
+#[actix_rt::test]
+async fn a_node_that_relinks_into_a_new_epoch_tells_and_reads_it_from_the_start() {
+    let mut redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    let mut c = Client::connect(&one).await;
+    subscribe(&mut c, "s", "/topic/news/e", None).await;
+    for i in 1..=3 {
+        publish(&two, "/topic/news/e", &format!("old{i}")).await;
+        assert_eq!(next_told(&mut c).await.1, i);
+    }
+    one.signal(libc::SIGSTOP);
+    redis.restart();
+    let mut epoch = String::new();
+    for i in 1..=5 {
+        let answer = publish_kept(&two, "/topic/news/e", &format!("new{i}")).await;
+        assert_eq!(answer, i);
+    }
+    let (_, kept) = api(&two, "GET", "/api/history?destination=/topic/news/e", "").await;
+    epoch.push_str(kept["epoch"].as_str().unwrap());
+    one.signal(libc::SIGCONT);
+    let (body, offset, told_epoch, told) = next_told(&mut c).await;
+    assert!(told, "the loss is told first: {body:?} at {offset}");
+    assert_eq!(
+        (body.as_str(), offset, told_epoch.as_str()),
+        ("", 0, epoch.as_str())
+    );
+    for i in 1..=5 {
+        let (body, offset, e, told) = next_told(&mut c).await;
+        assert_eq!(
+            (body, offset, e, told),
+            (format!("new{i}"), i, epoch.clone(), false)
+        );
+    }
+    publish_kept(&two, "/topic/news/e", "new6").await;
+    assert_eq!(next_told(&mut c).await.0, "new6");
+}
+
+/// Issue 29: killing only a node's pub/sub connection made its API answer
+/// 503 though Redis and its publishing connection were fine. Publishing
+/// does not wait on the subscription: every publication is taken, and
+/// every client, on either node, gets each once, in order.
+#[actix_rt::test]
+async fn publishing_goes_on_while_a_nodes_subscription_is_down() {
+    const TOTAL: u64 = 200;
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "one"), node(&redis, "two"));
+    until_joined(&[&one, &two]).await;
+    let mut clients = Vec::new();
+    for gw in [&one, &two] {
+        let mut c = Client::connect(gw).await;
+        subscribe(&mut c, "s", "/topic/news/sub", None).await;
+        clients.push(c);
+    }
+    let kills = std::cell::Cell::new(0);
+    let publisher = async {
+        for i in 1..=TOTAL {
+            let (status, answer) = try_publish(&two, "/topic/news/sub", &i.to_string()).await;
+            assert_eq!(status, 200, "publication {i}: {answer}");
+            if i % 60 == 30 && redis.kill_pubsub_of(two.pid()) {
+                kills.set(kills.get() + 1);
+            }
+        }
+    };
+    let readers =
+        futures_util::future::join_all(clients.iter_mut().enumerate().map(|(who, c)| async move {
+            let mut seen = Seen {
+                last: 0,
+                epoch: "@".to_owned(),
+            };
+            while seen.last < TOTAL {
+                let m = got(c.next().await);
+                seen.take(&m, who);
+                assert_eq!(m.body, m.offset.to_string());
+            }
+        }));
+    futures_util::join!(publisher, readers);
+    assert!(
+        kills.get() >= 2,
+        "the subscription was killed {} times",
+        kills.get()
+    );
+}

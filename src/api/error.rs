@@ -11,6 +11,8 @@ pub struct ApiError {
     pub message: String,
     /// The request field at fault (`destination`, `headers.x`, ...).
     pub field: Option<String>,
+    /// For a publication: whether it went out (`false`, or `"unknown"`).
+    pub published: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -19,6 +21,7 @@ impl ApiError {
             status,
             message: message.into(),
             field: None,
+            published: None,
         }
     }
 
@@ -29,6 +32,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: format!("{field}: {}", message.into()),
             field: Some(field),
+            published: None,
         }
     }
 }
@@ -48,6 +52,9 @@ impl ResponseError for ApiError {
         let mut body = json!({ "error": self.message });
         if let Some(field) = &self.field {
             body["field"] = json!(field);
+        }
+        if let Some(published) = &self.published {
+            body["published"] = published.clone();
         }
         let mut r = HttpResponse::build(self.status);
         if self.status == StatusCode::UNAUTHORIZED {

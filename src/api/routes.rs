@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use crate::cluster::presence::{self, Counted};
-use crate::cluster::{Bus, State};
+use crate::cluster::{Bus, Failed, State};
 use crate::service::stomp::{Reach, Refused, StompService};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -52,7 +52,10 @@ async fn publish(
     brokers
         .deliver(
             &req,
-            |b| b.publish(&req.destination, &req.headers, &req.body, req.count),
+            |b| {
+                let once = req.idempotency_key.as_deref();
+                b.publish(&req.destination, &req.headers, &req.body, req.count, once)
+            },
             |service| presence::field(service, Counted::Destination, &req.destination),
         )
         .await
@@ -75,7 +78,10 @@ async fn send_to_user(
     brokers
         .deliver(
             &req,
-            |b| b.send_to_user(&user, &req.destination, &req.headers, &req.body, req.count),
+            |b| {
+                let how = (req.count, req.idempotency_key.as_deref());
+                b.send_to_user(&user, &req.destination, &req.headers, &req.body, how)
+            },
             |service| presence::field(service, Counted::Destination, &shown),
         )
         .await
@@ -203,12 +209,27 @@ fn position(p: &crate::cluster::history::Position) -> Value {
     json!({ "offset": p.offset, "epoch": &*p.epoch })
 }
 
-/// 503 for history that cannot be reached or written now.
+/// 503 for history that cannot be read now.
 fn unavailable(why: String) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         format!("history is unavailable: {why}"),
     )
+}
+
+/// A publication that did not go out: `503 {"published": false}` when
+/// nothing was or will be delivered, `504 {"published": "unknown"}` when
+/// Redis may have taken it (a retry with the same `idempotency_key` then
+/// publishes it once).
+fn not_published(failed: Failed) -> ApiError {
+    let (status, published) = match failed.maybe_published {
+        false => (StatusCode::SERVICE_UNAVAILABLE, json!(false)),
+        true => (StatusCode::GATEWAY_TIMEOUT, json!("unknown")),
+    };
+    ApiError {
+        published: Some(published),
+        ..ApiError::new(status, format!("not published: {}", failed.why))
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -262,7 +283,7 @@ impl Brokers {
         let mut body = self
             .reached(req.service.as_deref(), "delivered", one)
             .await?;
-        if !req.count {
+        if !req.count && body.get("duplicate").is_none() {
             let fields = self.pick(req.service.as_deref())?;
             let fields = fields.iter().map(|(name, _)| field(name)).collect();
             let elsewhere = self.bus.counted_elsewhere(fields).await;
@@ -285,23 +306,34 @@ impl Brokers {
     ) -> Result<Value, ApiError> {
         let mut reached = 0;
         let mut partial = false;
+        let mut duplicate = false;
         let mut kept = Map::new();
         let mut waiting = Vec::new();
         for (name, b) in self.pick(service)? {
             let p = one(b)?;
-            reached += p.here;
+            duplicate |= p.duplicate;
             if let Some(p) = p.position {
                 kept.insert(name.to_owned(), position(&p));
             }
-            if let Some(answers) = p.answers {
-                waiting.push((name, answers));
+            match p.answers {
+                Some(answers) => waiting.push((name, p.here, answers)),
+                None => reached += p.here,
             }
         }
-        for (name, answers) in waiting {
+        for (name, here, answers) in waiting {
             let answers = answers.await;
-            if let Some(p) = answers.position {
-                kept.insert(name.to_owned(), position(&p.map_err(unavailable)?));
+            if let Some(published) = answers.published {
+                let published = published.map_err(not_published)?;
+                if let Some(p) = published.position {
+                    kept.insert(name.to_owned(), position(&p));
+                }
+                if published.duplicate {
+                    // Nothing went out: nobody was reached.
+                    duplicate = true;
+                    continue;
+                }
             }
+            reached += here;
             if let Some(e) = answers.elsewhere {
                 reached += e.count;
                 partial |= !e.complete;
@@ -311,6 +343,9 @@ impl Brokers {
         body[counted] = json!(reached);
         if partial {
             body["partial"] = json!(true);
+        }
+        if duplicate {
+            body["duplicate"] = json!(true);
         }
         if kept.len() == 1 {
             let (_, p) = kept.into_iter().next().expect("one");
@@ -352,11 +387,15 @@ impl Brokers {
                     status: StatusCode::NOT_FOUND,
                     message: format!("service: no stomp service is named {name:?}"),
                     field: Some("service".into()),
+                    published: None,
                 }),
             },
         }
     }
 }
+
+/// The longest `idempotency_key`, in bytes.
+const MAX_IDEMPOTENCY_KEY: usize = 128;
 
 /// What a publishing request carries.
 struct Publication {
@@ -366,6 +405,9 @@ struct Publication {
     service: Option<String>,
     /// Whether the other nodes count their deliveries (the default).
     count: bool,
+    /// A retry with the same key publishes nothing
+    /// (`idempotency_window`).
+    idempotency_key: Option<String>,
 }
 
 impl Publication {
@@ -413,10 +455,20 @@ impl Publication {
             Some(Value::Bool(b)) => b,
             Some(_) => return Err(ApiError::bad_field("count", "must be true or false")),
         };
+        let idempotency_key = match fields.remove("idempotency_key") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(k)) if (1..=MAX_IDEMPOTENCY_KEY).contains(&k.len()) => Some(k),
+            Some(_) => {
+                return Err(ApiError::bad_field(
+                    "idempotency_key",
+                    format!("must be a string of 1 to {MAX_IDEMPOTENCY_KEY} bytes"),
+                ))
+            }
+        };
         if let Some(other) = fields.keys().next() {
             return Err(ApiError::bad_field(
                 other.clone(),
-                "unknown field (known: destination, body, headers, service, count)",
+                "unknown field (known: destination, body, headers, service, count, idempotency_key)",
             ));
         }
         Ok(Publication {
@@ -425,6 +477,7 @@ impl Publication {
             headers,
             service,
             count,
+            idempotency_key,
         })
     }
 }

@@ -93,8 +93,22 @@ pub trait Bus: Send + Sync {
 pub struct Asks {
     /// Appended to a history stream by the same step that publishes it.
     pub keep: Option<Keep>,
+    /// Published only if no publication claimed this idempotency key
+    /// before, the claim made by the same step that publishes it.
+    pub once: Option<Once>,
     /// The other nodes report what they reached with it.
     pub count: bool,
+}
+
+/// An idempotency key to claim with a publication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Once {
+    /// What the key is scoped to: the destination's stream name (its
+    /// service and destination), whether or not history keeps it.
+    pub stream: String,
+    pub key: String,
+    /// How long the claim lasts.
+    pub window: std::time::Duration,
 }
 
 /// Where a publication is kept.
@@ -110,12 +124,42 @@ pub struct Keep {
 /// What a publication's asks got.
 #[derive(Debug)]
 pub struct Answers {
-    /// With `keep`: its position, or why it was not kept (then it was not
-    /// published, unless `fallback` delivered it here).
-    pub position: Option<Result<Position, String>>,
+    /// With `keep` or `once`: whether it was published (and where it is
+    /// kept), or why not.
+    pub published: Option<Result<Published, Failed>>,
     /// With `count`: what the other nodes reported; `None` when it did
     /// not reach them (no link).
     pub elsewhere: Option<tally::Elsewhere>,
+}
+
+/// A publication that is out: its position where history keeps it; with
+/// `duplicate`, an earlier one with its idempotency key was, and this one
+/// was not published (the position is the earlier one's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub position: Option<Position>,
+    pub duplicate: bool,
+}
+
+/// Why a publication that had to go through Redis did not (unless
+/// `fallback` delivered it here), and whether it may all the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    pub why: String,
+    /// `false`: nothing was or will be delivered (Redis was not reached,
+    /// or refused it). `true`: the gateway cannot know (Redis took it and
+    /// did not answer in time, or the connection broke on the way).
+    pub maybe_published: bool,
+}
+
+impl Failed {
+    /// Nothing was published.
+    pub fn not(why: impl Into<String>) -> Failed {
+        Failed {
+            why: why.into(),
+            maybe_published: false,
+        }
+    }
 }
 
 /// Who delivers a publication to this node's clients.

@@ -19,7 +19,10 @@ use super::history::{Mark, Position};
 use super::presence::{self, Counts};
 use super::tally::{self, Tallies};
 use super::State;
-use super::{event, redis_history, Answers, Asks, Bus, Delivery, Event, Inbox, Keep, Presence};
+use super::{
+    event, redis_history, Answers, Asks, Bus, Delivery, Event, Failed, Inbox, Keep, Once, Presence,
+    Published,
+};
 use crate::config::cluster::ClusterConfig;
 use crate::metrics::ClusterMetrics;
 use futures_util::future::BoxFuture;
@@ -41,16 +44,39 @@ const BATCH: usize = 256;
 /// What an event asks, and who waits for what Redis answered.
 struct Asked {
     keep: Option<Keep>,
+    once: Option<Once>,
     count: bool,
-    reply: oneshot::Sender<Result<Sent, String>>,
+    reply: oneshot::Sender<Result<Sent, Failed>>,
+}
+
+impl Asked {
+    /// Whether only Redis can publish it: kept (but for a fallback), or
+    /// claiming an idempotency key. It is then never delivered here but
+    /// by its echo, nor here without Redis.
+    fn through_redis_only(&self) -> bool {
+        self.once.is_some() || self.keep.as_ref().is_some_and(|k| !k.fallback)
+    }
 }
 
 /// What Redis answered for an event that asked something.
 struct Sent {
     position: Option<Position>,
+    /// An earlier publication claimed its idempotency key: not published.
+    duplicate: bool,
     /// With `count`: its number, and the tally that resolves once every
     /// other node that got it replied.
     tally: Option<(u64, oneshot::Receiver<()>)>,
+}
+
+/// How an event went into the pipeline, to read its answer by.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    /// `PUBLISH`: the nodes that got it.
+    Plain,
+    /// [`redis_history::APPEND`].
+    Kept,
+    /// [`redis_history::PUBLISH_ONCE`].
+    Once,
 }
 
 /// What the publisher task takes from its queue, in order.
@@ -74,14 +100,22 @@ pub struct RedisBus {
     tallies: Arc<Tallies>,
     /// The command connection while Redis is up.
     conn: RwLock<Option<MultiplexedConnection>>,
+    /// Whether the command connection is up: publications reach Redis.
     up: AtomicBool,
+    /// Whether the subscription to the events is up: this node hears
+    /// them (set under the `unechoed` lock).
+    listening: AtomicBool,
+    /// Told when the command connection fails: subscribe anew too.
+    listen_again: tokio::sync::Notify,
+    /// Told when the subscription ends: look at the command connection
+    /// now rather than at the next presence write (Redis may be gone).
+    look_now: tokio::sync::Notify,
     queue: mpsc::Sender<Job>,
     queue_rx: Mutex<Option<mpsc::Receiver<Job>>>,
     /// This node's events sent to Redis and not yet echoed back, oldest
-    /// first, by number: delivered here when their echo comes, or all at
-    /// once when the link is lost, but for those history keeps (`true`),
-    /// which the services read back from history when the link is back.
-    unechoed: Mutex<VecDeque<(u64, Event, bool)>>,
+    /// first, by number: delivered here when their echo comes, or, when it
+    /// never will, as [`Unechoed`] says.
+    unechoed: Mutex<VecDeque<(u64, Event, Unechoed)>>,
     peers: RwLock<Arc<Vec<Presence>>>,
     /// The counts this node's hash holds; `None` until it is written whole
     /// on a new connection (Redis may have lost or kept stale ones).
@@ -105,6 +139,20 @@ struct Heard {
 /// itself never runs ahead (Redis read its clock before the node heard it);
 /// this covers clocks that drift or are stepped between two readings.
 const MARK_MARGIN: Duration = Duration::from_secs(1);
+
+/// What becomes here of an event sent to Redis whose echo never comes
+/// (the subscription ended before it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unechoed {
+    /// Delivered then: a publication without history.
+    Deliver,
+    /// Not delivered: history gives it back when the subscription is back
+    /// (or only Redis may publish it).
+    FromHistory,
+    /// Delivered when it was sent (nobody was listening): never again,
+    /// its echo included.
+    Delivered,
+}
 
 /// What `answer` gives within `wait`, or why not, as text.
 pub(super) async fn within<T>(
@@ -154,6 +202,9 @@ impl RedisBus {
             client,
             conn: RwLock::new(None),
             up: AtomicBool::new(false),
+            listening: AtomicBool::new(false),
+            listen_again: tokio::sync::Notify::new(),
+            look_now: tokio::sync::Notify::new(),
             queue,
             queue_rx: Mutex::new(Some(rx)),
             unechoed: Mutex::default(),
@@ -176,6 +227,7 @@ impl RedisBus {
             .take();
         if let Some(rx) = rx {
             actix_web::rt::spawn(self.clone().publisher(rx, inbox.clone()));
+            actix_web::rt::spawn(self.clone().listen(inbox.clone()));
             actix_web::rt::spawn(self.clone().link(inbox));
         }
     }
@@ -240,14 +292,18 @@ impl RedisBus {
             .cmd("TIME");
     }
 
-    /// Keeps what [`Self::ask_clock`] was answered.
-    fn hear(&self, boot: Option<String>, (secs, micros): (u64, u64)) {
+    /// Keeps what [`Self::ask_clock`] was answered; whether the history's
+    /// name changed since it was last heard (Redis lost what it held).
+    fn hear(&self, boot: Option<String>, (secs, micros): (u64, u64)) -> bool {
         let heard = Heard {
             boot: boot.unwrap_or_default().into(),
             millis: secs * 1000 + micros / 1000,
             when: Instant::now(),
         };
-        *self.heard.write().unwrap_or_else(|e| e.into_inner()) = Some(heard);
+        let mut last = self.heard.write().unwrap_or_else(|e| e.into_inner());
+        let changed = last.as_ref().is_some_and(|l| l.boot != heard.boot);
+        *last = Some(heard);
+        changed
     }
 
     /// A live node's presence: from the last read, or from Redis for a node
@@ -291,12 +347,14 @@ impl RedisBus {
         .await;
     }
 
+    /// Keeps the command connection (publishing, presence, session
+    /// owners) up, connecting again whenever it fails.
     async fn link(self: Arc<Self>, inbox: Arc<dyn Inbox>) {
         let mut pause = RETRY_FIRST;
         let mut failing = false;
         loop {
             match tokio::time::timeout(self.config.request_timeout(), self.connect()).await {
-                Ok(Ok((mut conn, pubsub))) => {
+                Ok(Ok(mut conn)) => {
                     log::info!(
                         "cluster: node {} connected to Redis at {}",
                         self.node,
@@ -319,7 +377,9 @@ impl RedisBus {
                     self.ask_clock(&mut pipe);
                     let clock = pipe.query_async::<(Option<String>, (u64, u64))>(&mut conn);
                     match within(self.config.request_timeout(), clock).await {
-                        Ok((boot, time)) => self.hear(boot, time),
+                        Ok((boot, time)) => {
+                            self.hear(boot, time);
+                        }
                         Err(why) => log::warn!("cluster: could not read Redis's clock: {why}"),
                     }
                     failing = false;
@@ -327,20 +387,16 @@ impl RedisBus {
                     *self.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
                     self.up.store(true, Ordering::Release);
                     self.counts.redis_connected.set(1);
-                    // Before the first event is read: what was published
-                    // while the link was down is read back from history.
-                    inbox.relinked();
-                    let why = self.connected(conn, pubsub, &*inbox).await;
+                    let why = self.keep_presence(conn, &*inbox).await;
                     self.up.store(false, Ordering::Release);
                     self.counts.redis_connected.set(0);
                     *self.conn.write().unwrap_or_else(|e| e.into_inner()) = None;
-                    // Their echoes went with the subscription. The publisher
-                    // takes the connection and records what it sends under
-                    // one lock, so each event is in here or sees no
-                    // connection and is delivered by the publisher.
-                    self.deliver_unechoed(u64::MAX, None, &*inbox);
                     *self.peers.write().unwrap_or_else(|e| e.into_inner()) = Arc::default();
                     *self.written.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    // A failed connection says little of the other one (a
+                    // hung or restarted Redis, a cut network): listen anew,
+                    // and read back what may have been missed.
+                    self.listen_again.notify_one();
                     log::warn!(
                         "cluster: lost Redis ({why}); publications reach this node's clients only until it is back"
                     );
@@ -367,20 +423,61 @@ impl RedisBus {
         }
     }
 
-    async fn connect(&self) -> redis::RedisResult<(MultiplexedConnection, redis::aio::PubSub)> {
+    /// Keeps the subscription to the events (and this node's replies) up,
+    /// subscribing again whenever it ends. Apart from the command
+    /// connection: publishing does not wait on it. Each time it is back,
+    /// before its first event, what was published meanwhile is read back
+    /// from history.
+    async fn listen(self: Arc<Self>, inbox: Arc<dyn Inbox>) {
+        let mut pause = RETRY_FIRST;
+        loop {
+            match tokio::time::timeout(self.config.request_timeout(), self.subscribe()).await {
+                Ok(Ok(pubsub)) => {
+                    pause = RETRY_FIRST;
+                    // Under the lock the publisher sends under: each event
+                    // sent is delivered here by its echo, or was delivered
+                    // when it was sent.
+                    {
+                        let _sending = self.unechoed();
+                        self.listening.store(true, Ordering::Release);
+                    }
+                    inbox.relinked();
+                    let why = self.read_events(pubsub, &*inbox).await;
+                    self.look_now.notify_one();
+                    {
+                        let _sending = self.unechoed();
+                        self.listening.store(false, Ordering::Release);
+                    }
+                    // Their echoes went with the subscription.
+                    self.deliver_unechoed(u64::MAX, None, &*inbox);
+                    log::warn!(
+                        "cluster: the subscription to the other nodes' events ended ({why}); subscribing again"
+                    );
+                }
+                Ok(Err(e)) => log::debug!("cluster: cannot subscribe to events: {e}"),
+                Err(_) => log::debug!("cluster: subscribing to events took too long"),
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_LAST);
+        }
+    }
+
+    async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
         // The crate's own default (0.5 s) would override request_timeout.
         let wait = Some(self.config.request_timeout());
         let options = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(wait)
             .set_response_timeout(wait);
-        let conn = self
-            .client
+        self.client
             .get_multiplexed_async_connection_with_config(&options)
-            .await?;
+            .await
+    }
+
+    async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
         let mut pubsub = self.client.get_async_pubsub().await?;
         pubsub.subscribe(&self.channel).await?;
         pubsub.subscribe(&self.replies).await?;
-        Ok((conn, pubsub))
+        Ok(pubsub)
     }
 
     /// Records this node as the owner of each HTTP session it holds (where
@@ -406,21 +503,14 @@ impl RedisBus {
         Ok(())
     }
 
-    /// Reads events and writes presence until the connection fails; returns
-    /// why.
-    async fn connected(
-        &self,
-        mut conn: MultiplexedConnection,
-        mut pubsub: redis::aio::PubSub,
-        inbox: &dyn Inbox,
-    ) -> String {
+    /// Reads events until the subscription ends, or the command
+    /// connection failed; returns why.
+    async fn read_events(&self, mut pubsub: redis::aio::PubSub, inbox: &dyn Inbox) -> String {
         let mut messages = pubsub.on_message();
-        let mut tick = tokio::time::interval(self.config.presence_interval());
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 msg = messages.next() => match msg {
-                    None => return "the subscription ended".into(),
+                    None => return "it ended".into(),
                     Some(msg) if msg.get_channel_name() == self.replies => {
                         match tally::parse_reply(msg.get_payload_bytes()) {
                             Some((seq, count)) => self.tallies.reply(seq, count),
@@ -429,14 +519,25 @@ impl RedisBus {
                     }
                     Some(msg) => self.receive(msg.get_payload_bytes(), inbox),
                 },
-                _ = tick.tick() => {
-                    let write = self.exchange_presence(&mut conn, inbox);
-                    match tokio::time::timeout(self.config.request_timeout(), write).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => return e.to_string(),
-                        Err(_) => return format!("no answer within {:?}", self.config.request_timeout()),
-                    }
-                }
+                _ = self.listen_again.notified() => return "the command connection failed".into(),
+            }
+        }
+    }
+
+    /// Writes presence until the command connection fails; returns why.
+    async fn keep_presence(&self, mut conn: MultiplexedConnection, inbox: &dyn Inbox) -> String {
+        let mut tick = tokio::time::interval(self.config.presence_interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.look_now.notified() => {}
+            }
+            let write = self.exchange_presence(&mut conn, inbox);
+            match tokio::time::timeout(self.config.request_timeout(), write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return e.to_string(),
+                Err(_) => return format!("no answer within {:?}", self.config.request_timeout()),
             }
         }
     }
@@ -481,6 +582,19 @@ impl RedisBus {
         conn: &mut MultiplexedConnection,
         inbox: &dyn Inbox,
     ) -> redis::RedisResult<()> {
+        // First: a Redis that lost what this node wrote (restarted empty)
+        // gets the sessions' records again before this node's presence,
+        // which the others go by.
+        let mut clock = redis::pipe();
+        self.ask_clock(&mut clock);
+        let (boot, time): (Option<String>, (u64, u64)) = clock.query_async(conn).await?;
+        if self.hear(boot, time) {
+            return Err((
+                redis::ErrorKind::Io,
+                "Redis lost what it held (restarted empty?)",
+            )
+                .into());
+        }
         let mut me = inbox.presence();
         me.node = self.node.to_string();
         me.advertise = self.advertise.get().cloned();
@@ -511,8 +625,7 @@ impl RedisBus {
         }
         pipe.cmd("PEXPIRE").arg(&counts_key).arg(ttl_ms).ignore();
         let nodes_key = self.key("nodes");
-        self.ask_clock(&mut pipe);
-        let (boot, time, members): (Option<String>, (u64, u64), Vec<String>) = pipe
+        let (members,): (Vec<String>,) = pipe
             .cmd("SET")
             .arg(self.node_key(&self.node))
             .arg(json)
@@ -527,7 +640,6 @@ impl RedisBus {
             .arg(&nodes_key)
             .query_async(conn)
             .await?;
-        self.hear(boot, time);
         let others: Vec<String> = members.into_iter().filter(|m| *m != *self.node).collect();
         let mut peers = Vec::with_capacity(others.len());
         if !others.is_empty() {
@@ -577,9 +689,9 @@ impl RedisBus {
     }
 
     /// Sends `events` to every node, to be delivered here when Redis echoes
-    /// them; delivers them here at once while Redis is unreachable (those
-    /// history keeps only with their `fallback`). `seq` is the number of
-    /// the last event sent.
+    /// them; delivers them here at once while Redis is unreachable (but
+    /// those only Redis may publish: see [`Asked::through_redis_only`]).
+    /// `seq` is the number of the last event sent.
     async fn send(
         &self,
         events: Vec<(Event, Option<Box<Asked>>)>,
@@ -590,6 +702,8 @@ impl RedisBus {
         let mut pipe = redis::pipe();
         // Those whose answers are read, in the pipeline's order.
         let mut answered = Vec::new();
+        // Delivered here as they are sent: nobody listens for their echo.
+        let mut here = Vec::new();
         let mut conn = {
             let mut unechoed = self.unechoed();
             let Some(conn) = self.connection() else {
@@ -602,42 +716,63 @@ impl RedisBus {
                         inbox.deliver(e);
                         continue;
                     };
-                    if asked.keep.as_ref().is_some_and(|k| !k.fallback) {
-                        let _ = asked.reply.send(Err("Redis is unreachable".to_owned()));
+                    if asked.through_redis_only() {
+                        let _ = asked.reply.send(Err(Failed::not("Redis is unreachable")));
                         continue;
                     }
                     inbox.deliver(e);
                     let sent = Sent {
                         position: None,
+                        duplicate: false,
                         tally: None,
                     };
                     let _ = asked.reply.send(Ok(sent));
                 }
                 return;
             };
-            if events
-                .iter()
-                .any(|(_, a)| a.as_ref().is_some_and(|a| a.keep.is_some()))
-            {
+            let scripted = |a: &Option<Box<Asked>>| {
+                a.as_ref()
+                    .map_or((false, false), |a| (a.keep.is_some(), a.once.is_some()))
+            };
+            if events.iter().any(|(_, a)| scripted(a).0) {
                 pipe.load_script(&redis_history::APPEND).ignore();
             }
+            if events.iter().any(|(_, a)| scripted(a) == (false, true)) {
+                pipe.load_script(&redis_history::PUBLISH_ONCE).ignore();
+            }
+            let listening = self.listening.load(Ordering::Acquire);
             for (e, asked) in events {
                 *seq += 1;
                 let count = asked.as_ref().is_some_and(|a| a.count);
                 let text = event::encode(&self.node, *seq, count, &e);
-                let kept = asked.as_ref().is_some_and(|a| a.keep.is_some());
+                let echo_only = asked
+                    .as_ref()
+                    .is_some_and(|a| a.keep.is_some() || a.once.is_some());
+                let unechoed_mode = match (echo_only, listening) {
+                    (true, _) => Unechoed::FromHistory,
+                    (false, true) => Unechoed::Deliver,
+                    // Nobody hears its echo: this node's clients get it now.
+                    (false, false) => {
+                        here.push(e.clone());
+                        Unechoed::Delivered
+                    }
+                };
                 match asked.map(|a| *a) {
                     None => {
                         pipe.cmd("PUBLISH").arg(&self.channel).arg(text).ignore();
                     }
                     Some(Asked {
-                        keep: None, reply, ..
+                        keep: None,
+                        once: None,
+                        reply,
+                        ..
                     }) => {
                         pipe.cmd("PUBLISH").arg(&self.channel).arg(text);
-                        answered.push((reply, false, self.open_tally(count, *seq)));
+                        answered.push((reply, Sending::Plain, self.open_tally(count, *seq)));
                     }
                     Some(Asked {
                         keep: Some(k),
+                        once,
                         reply,
                         ..
                     }) => {
@@ -646,24 +781,60 @@ impl RedisBus {
                         };
                         let (key, meta) = redis_history::keys(&self.config.namespace, &k.stream);
                         let mut call = redis_history::APPEND.prepare_invoke();
-                        call.key(key)
-                            .key(meta)
-                            .arg(crate::protocol::ids::random_hex::<6>())
+                        call.key(key).key(&meta);
+                        match &once {
+                            Some(o) => call.key(self.once_key(o)),
+                            None => call.key(&meta),
+                        };
+                        call.arg(crate::protocol::ids::random_hex::<6>())
                             .arg(k.retention.size)
                             .arg(k.retention.ttl.as_secs().max(1))
                             .arg(redis_history::entry_value(headers, body))
                             .arg(&self.channel)
-                            .arg(text);
+                            .arg(text)
+                            .arg(once.map_or(0, |o| o.window.as_secs().max(1)));
                         pipe.invoke_script(&call);
-                        answered.push((reply, true, self.open_tally(count, *seq)));
+                        answered.push((reply, Sending::Kept, self.open_tally(count, *seq)));
+                    }
+                    Some(Asked {
+                        keep: None,
+                        once: Some(o),
+                        reply,
+                        ..
+                    }) => {
+                        let mut call = redis_history::PUBLISH_ONCE.prepare_invoke();
+                        call.key(self.once_key(&o))
+                            .arg(&self.channel)
+                            .arg(text)
+                            .arg(o.window.as_secs().max(1));
+                        pipe.invoke_script(&call);
+                        answered.push((reply, Sending::Once, self.open_tally(count, *seq)));
                     }
                 }
-                unechoed.push_back((*seq, e, kept));
+                unechoed.push_back((*seq, e, unechoed_mode));
             }
             conn
         };
+        for e in here {
+            inbox.deliver(e);
+        }
         let send = pipe.query_async::<Vec<redis::Value>>(&mut conn);
-        let answer = within(self.config.request_timeout(), send).await;
+        let wait = self.config.request_timeout();
+        let answer = match tokio::time::timeout(wait, send).await {
+            Ok(Ok(values)) => Ok(values),
+            // Refused by Redis: none of it ran as far as its PUBLISH.
+            Ok(Err(e)) if !(e.is_io_error() || e.is_timeout() || e.is_connection_dropped()) => {
+                Err(Failed::not(e.to_string()))
+            }
+            Ok(Err(e)) => Err(Failed {
+                why: e.to_string(),
+                maybe_published: true,
+            }),
+            Err(_) => Err(Failed {
+                why: format!("Redis did not answer within {wait:?}"),
+                maybe_published: true,
+            }),
+        };
         let count = if answer.is_ok() {
             &self.counts.publishes_sent
         } else {
@@ -672,32 +843,44 @@ impl RedisBus {
         count.inc_by(n);
         match answer {
             Ok(values) => {
-                for ((reply, kept, tally), v) in answered.into_iter().zip(values.iter()) {
-                    let sent = if kept {
-                        redis_history::appended(v).map(|(p, receivers)| (Some(p), receivers))
-                    } else {
-                        redis::from_redis_value_ref::<usize>(v)
-                            .map(|receivers| (None, receivers))
-                            .map_err(|e| e.to_string())
-                    };
-                    if let (Some((seq, _)), Ok((_, receivers))) = (&tally, &sent) {
+                for ((reply, sending, tally), v) in answered.into_iter().zip(values.iter()) {
+                    let sent = match sending {
+                        Sending::Kept => redis_history::appended(v)
+                            .map(|(p, receivers, duplicate)| (Some(p), receivers, duplicate)),
+                        Sending::Once => redis_history::published_once(v)
+                            .map(|(receivers, duplicate)| (None, receivers, duplicate)),
+                        Sending::Plain => redis::from_redis_value_ref::<usize>(v)
+                            .map(|receivers| (None, receivers, false))
+                            .map_err(|e| e.to_string()),
+                    }
+                    .map_err(Failed::not);
+                    if let (Some((seq, _)), Ok((_, receivers, _))) = (&tally, &sent) {
                         // This node is one of those that got it while its
                         // link is up.
-                        let mine = usize::from(self.up.load(Ordering::Acquire));
+                        let mine = usize::from(self.listening.load(Ordering::Acquire));
                         self.tallies.expect(*seq, receivers.saturating_sub(mine));
                     }
-                    let _ = reply.send(sent.map(|(position, _)| Sent { position, tally }));
+                    let _ = reply.send(sent.map(|(position, _, duplicate)| Sent {
+                        position,
+                        duplicate,
+                        tally,
+                    }));
                 }
             }
-            Err(why) => {
+            Err(failed) => {
                 for (reply, _, tally) in answered {
                     if let Some((seq, _)) = tally {
                         self.tallies.close(seq);
                     }
-                    let _ = reply.send(Err(why.clone()));
+                    let _ = reply.send(Err(failed.clone()));
                 }
             }
         }
+    }
+
+    /// Where `once`'s key is claimed.
+    fn once_key(&self, once: &Once) -> String {
+        redis_history::once_key(&self.config.namespace, &once.stream, &once.key)
     }
 
     /// The tally of event `seq`, when it is counted.
@@ -716,22 +899,27 @@ impl RedisBus {
     /// one connection's publications in order), but for kept ones, which
     /// the services read back from history.
     fn deliver_unechoed(&self, seq: u64, echo: Option<Event>, inbox: &dyn Inbox) {
-        let due: Vec<(u64, Event, bool)> = {
+        let due: Vec<(u64, Event, Unechoed)> = {
             let mut unechoed = self.unechoed();
             let n = unechoed.iter().take_while(|(s, _, _)| *s <= seq).count();
             unechoed.drain(..n).collect()
         };
         let mut echo = echo;
-        for (s, e, kept) in due {
-            if s == seq {
-                inbox.deliver(echo.take().unwrap_or(e));
-            } else if !kept {
-                inbox.deliver(e);
+        for (s, e, mode) in due {
+            match (s == seq, mode) {
+                (_, Unechoed::Delivered) => {}
+                (true, _) => {
+                    inbox.deliver(echo.take().unwrap_or(e));
+                }
+                (false, Unechoed::Deliver) => {
+                    inbox.deliver(e);
+                }
+                (false, Unechoed::FromHistory) => {}
             }
         }
     }
 
-    fn unechoed(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, Event, bool)>> {
+    fn unechoed(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, Event, Unechoed)>> {
         self.unechoed.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -755,8 +943,10 @@ impl Bus for RedisBus {
     ) -> Result<BoxFuture<'static, Answers>, Event> {
         let (reply, rx) = oneshot::channel();
         let kept = asks.keep.is_some();
+        let told = kept || asks.once.is_some();
         let asked = Asked {
             keep: asks.keep,
+            once: asks.once,
             count: asks.count,
             reply,
         };
@@ -775,13 +965,15 @@ impl Bus for RedisBus {
         Ok(Box::pin(async move {
             let sent = rx
                 .await
-                .unwrap_or_else(|_| Err("the publisher stopped".to_owned()));
-            let position = kept.then(|| match &sent {
-                Ok(s) => s
-                    .position
-                    .clone()
-                    .ok_or_else(|| "Redis is unreachable".to_owned()),
-                Err(why) => Err(why.clone()),
+                .unwrap_or_else(|_| Err(Failed::not("the publisher stopped")));
+            let published = told.then(|| match &sent {
+                // Delivered here only (a fallback): not kept.
+                Ok(s) if kept && s.position.is_none() => Err(Failed::not("Redis is unreachable")),
+                Ok(s) => Ok(Published {
+                    position: s.position.clone(),
+                    duplicate: s.duplicate,
+                }),
+                Err(failed) => Err(failed.clone()),
             });
             let elsewhere = match sent {
                 Ok(Sent {
@@ -794,7 +986,7 @@ impl Bus for RedisBus {
                 _ => None,
             };
             Answers {
-                position,
+                published,
                 elsewhere,
             }
         }))
@@ -810,8 +1002,10 @@ impl Bus for RedisBus {
         })
     }
 
+    /// Up while this node both reaches Redis and hears the others; its
+    /// publications reach Redis as long as the first holds.
     fn state(&self) -> State {
-        if self.up.load(Ordering::Acquire) {
+        if self.up.load(Ordering::Acquire) && self.listening.load(Ordering::Acquire) {
             State::Up
         } else {
             State::Degraded

@@ -35,13 +35,23 @@ use tokio::sync::Semaphore;
 /// writes on the same connection until Redis counted as lost.
 const READS_IN_FLIGHT: usize = 32;
 
-/// KEYS: stream, meta. ARGV: a new epoch, size, ttl, the entry, the
-/// events channel, the event as JSON (an object, written after the
-/// position). Returns {offset, epoch, nodes that got the event}. An
-/// entry's moment never goes back, even if Redis's clock does.
+/// KEYS: stream, meta, the idempotency key (any key when there is none).
+/// ARGV: a new epoch, size, ttl, the entry, the events channel, the event
+/// as JSON (an object, written after the position), the idempotency
+/// window in seconds (0: no key). Returns {offset, epoch, nodes that got
+/// the event, 1 if an earlier publication claimed the key (then nothing
+/// is published, and the position is the earlier one's)}. An entry's
+/// moment never goes back, even if Redis's clock does.
 pub(super) static APPEND: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
+if ARGV[7] ~= '0' then
+  local first = redis.call('GET', KEYS[3])
+  if first then
+    local colon = string.find(first, ':', 1, true)
+    return {tonumber(string.sub(first, 1, colon - 1)), string.sub(first, colon + 1), 0, 1}
+  end
+end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local meta = redis.call('HMGET', KEYS[2], 'e', 't', 'a')
@@ -59,9 +69,27 @@ end
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], string.format('%d-%d', top, at), 'p', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+if ARGV[7] ~= '0' then
+  redis.call('SET', KEYS[3], string.format('%d', top) .. ':' .. epoch, 'EX', ARGV[7])
+end
 local receivers = redis.call('PUBLISH', ARGV[5],
   '{"offset":' .. string.format('%d', top) .. ',"epoch":"' .. epoch .. '",' .. string.sub(ARGV[6], 2))
-return {top, epoch, receivers}
+return {top, epoch, receivers, 0}
+"#,
+    )
+});
+
+/// A publication of a destination without history that claims an
+/// idempotency key. KEYS: the key. ARGV: the events channel, the event,
+/// the window in seconds. Returns {nodes that got it, 1 if an earlier
+/// publication claimed the key (then nothing is published)}.
+pub(super) static PUBLISH_ONCE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
+  return {redis.call('PUBLISH', ARGV[1], ARGV[2]), 0}
+end
+return {0, 1}
 "#,
     )
 });
@@ -136,15 +164,37 @@ pub(super) fn entry_value(headers: &[(String, String)], body: &str) -> String {
     serde_json::to_string(&(headers, body)).expect("entries serialize")
 }
 
-/// What [`APPEND`] answered: the position, and how many nodes got it.
-pub(super) fn appended(v: &Value) -> Result<(Position, usize), String> {
-    let receivers = match v {
-        Value::Array(items) if items.len() == 3 => {
-            redis::from_redis_value_ref(&items[2]).map_err(|e| e.to_string())?
-        }
+/// What [`APPEND`] answered: the position, how many nodes got it, and
+/// whether an earlier publication claimed its idempotency key.
+pub(super) fn appended(v: &Value) -> Result<(Position, usize, bool), String> {
+    let (receivers, duplicate): (usize, u8) = match v {
+        Value::Array(items) if items.len() == 4 => (
+            redis::from_redis_value_ref(&items[2]).map_err(|e| e.to_string())?,
+            redis::from_redis_value_ref(&items[3]).map_err(|e| e.to_string())?,
+        ),
+        Value::ServerError(e) => return Err(e.to_string()),
         _ => return Err(format!("an unexpected answer: {v:?}")),
     };
-    Ok((position(v)?, receivers))
+    Ok((position(v)?, receivers, duplicate == 1))
+}
+
+/// What [`PUBLISH_ONCE`] answered: how many nodes got it, and whether an
+/// earlier publication claimed its key.
+pub(super) fn published_once(v: &Value) -> Result<(usize, bool), String> {
+    match v {
+        Value::ServerError(e) => Err(e.to_string()),
+        v => {
+            let (receivers, duplicate): (usize, u8) =
+                redis::from_redis_value_ref(v).map_err(|e| e.to_string())?;
+            Ok((receivers, duplicate == 1))
+        }
+    }
+}
+
+/// The key an idempotency key is claimed under: beside its destination's
+/// stream (one slot).
+pub(super) fn once_key(namespace: &str, stream: &str, key: &str) -> String {
+    format!("{namespace}:once:{{{stream}}}:{key}")
 }
 
 /// The position a script answered first.

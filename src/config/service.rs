@@ -232,6 +232,14 @@ pub struct ServiceConfig {
     /// the streams published to least recently are dropped.
     #[serde(default = "default_history_max_bytes")]
     pub history_max_bytes: usize,
+    /// `kind = "stomp"`: seconds an API publication's `idempotency_key` is
+    /// remembered: a retry with the same key within it publishes nothing.
+    #[serde(default = "default_idempotency_window")]
+    pub idempotency_window: u64,
+    /// `kind = "stomp"` on a single node: idempotency keys remembered at
+    /// most (with `[cluster]` they are in Redis, for the window).
+    #[serde(default = "default_idempotency_max_keys")]
+    pub idempotency_max_keys: u64,
     /// `kind = "proxy"`: the upstream WebSocket URLs (`ws://`, `wss://`),
     /// tried round-robin.
     #[serde(default, deserialize_with = "list::deserialize")]
@@ -289,6 +297,12 @@ impl HistoryConfig {
     }
 }
 
+impl ServiceConfig {
+    pub fn idempotency_window(&self) -> Duration {
+        Duration::from_secs(self.idempotency_window)
+    }
+}
+
 fn default_history_size() -> usize {
     100
 }
@@ -303,6 +317,14 @@ pub const DEFAULT_HISTORY_MAX_BYTES: usize = 64 << 20;
 fn default_history_max_bytes() -> usize {
     DEFAULT_HISTORY_MAX_BYTES
 }
+fn default_idempotency_window() -> u64 {
+    300
+}
+fn default_idempotency_max_keys() -> u64 {
+    100_000
+}
+/// The longest `idempotency_window` accepted: a day.
+const MAX_IDEMPOTENCY_WINDOW: u64 = 86_400;
 
 fn default_kind() -> ServiceKind {
     ServiceKind::Echo
@@ -480,6 +502,7 @@ impl ServiceConfig {
             ("max_pending_frames", self.max_pending_frames),
             ("max_recovered", self.max_recovered),
             ("history_max_bytes", self.history_max_bytes),
+            ("idempotency_max_keys", self.idempotency_max_keys as usize),
         ] {
             if v == 0 {
                 return Err(format!("{}: must be greater than 0", key(k)));
@@ -533,6 +556,13 @@ impl ServiceConfig {
                     self.kind.name()
                 ));
             }
+        }
+        if !(1..=MAX_IDEMPOTENCY_WINDOW).contains(&self.idempotency_window) {
+            return Err(format!(
+                "{}: must be from 1 to {MAX_IDEMPOTENCY_WINDOW} seconds, got {}",
+                key("idempotency_window"),
+                self.idempotency_window
+            ));
         }
         for (i, h) in self.history.iter().enumerate() {
             let key = |k: &str| format!("{}[{i}].{k}", key("history"));

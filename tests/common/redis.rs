@@ -50,6 +50,17 @@ impl Redis {
         assert!(status.success());
     }
 
+    /// Lets a paused server go on (SIGCONT): it then reads and runs what
+    /// was sent to it meanwhile.
+    pub fn resume(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args(["-CONT", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// Starts it (again) on the same port and waits until it answers.
     pub fn restart(&mut self) {
         self.kill();

@@ -22,12 +22,13 @@ pub mod webhook;
 
 use crate::cluster::history::{History, Position, Read, Retention, Since};
 use crate::cluster::presence::{self, Counted, Counts};
-use crate::cluster::{Answers, Asks, Bus, Cluster, Delivery, Event, Keep, State};
+use crate::cluster::{Answers, Asks, Bus, Cluster, Delivery, Event, Failed, Keep, Once, State};
 use crate::config::{AuthConfig, ServiceConfig};
 use crate::metrics::ServiceMetrics;
 use crate::service::api::{Handler, Service, SessionInfo};
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A `stomp` service: its rules and subscriptions, shared by its sessions.
 pub struct StompService {
@@ -67,6 +68,11 @@ pub(crate) struct Shared {
     pub(crate) history: Arc<dyn History>,
     pub(crate) kept: Vec<(Vec<String>, Retention)>,
     pub(crate) max_recovered: usize,
+    /// How long an API publication's `idempotency_key` is remembered.
+    pub(crate) idempotency_window: std::time::Duration,
+    /// The keys claimed, on a single node (a cluster claims them in
+    /// Redis), by destination and key: the first publication's position.
+    pub(crate) claims: Option<moka::sync::Cache<(String, String), Option<Position>>>,
 }
 
 /// What an event (a publication, a user's disconnection or count) reaches:
@@ -75,6 +81,9 @@ pub(crate) struct Shared {
 pub struct Reach {
     pub here: usize,
     pub position: Option<Position>,
+    /// An earlier publication claimed its idempotency key: nothing was
+    /// published (`position` is the earlier one's).
+    pub duplicate: bool,
     pub answers: Option<BoxFuture<'static, Answers>>,
 }
 
@@ -83,8 +92,30 @@ impl Reach {
         Reach {
             here,
             position,
+            duplicate: false,
             answers: None,
         }
+    }
+
+    /// What Redis and the other nodes will answer; `here` counted now.
+    fn later(here: usize, answers: BoxFuture<'static, Answers>) -> Reach {
+        Reach {
+            here,
+            position: None,
+            duplicate: false,
+            answers: Some(answers),
+        }
+    }
+
+    /// Not published: `why`, certainly (the bus could not take it).
+    fn refused(why: &str) -> Reach {
+        Reach::later(
+            0,
+            Box::pin(std::future::ready(Answers {
+                published: Some(Err(Failed::not(why))),
+                elsewhere: None,
+            })),
+        )
     }
 }
 
@@ -167,6 +198,13 @@ impl StompService {
                     })
                     .collect(),
                 max_recovered: config.max_recovered,
+                idempotency_window: config.idempotency_window(),
+                claims: cluster.history.is_none().then(|| {
+                    moka::sync::Cache::builder()
+                        .max_capacity(config.idempotency_max_keys)
+                        .time_to_live(config.idempotency_window())
+                        .build()
+                }),
             }),
         })
     }
@@ -193,13 +231,15 @@ fn refused(field: impl Into<String>, why: impl Into<String>) -> Refused {
 /// What the backend publishes from outside a session (the HTTP API).
 impl StompService {
     /// Sends `body` to every subscriber of `destination` (not a user's:
-    /// see [`StompService::send_to_user`]).
+    /// see [`StompService::send_to_user`]); with `once`, only if no
+    /// publication to it claimed that idempotency key before.
     pub fn publish(
         &self,
         destination: &str,
         headers: &[(String, String)],
         body: &str,
         count: bool,
+        once: Option<&str>,
     ) -> Result<Reach, Refused> {
         self.shared.check_destination(destination)?;
         if destination.starts_with("/user/") {
@@ -209,9 +249,14 @@ impl StompService {
             ));
         }
         check_headers(headers)?;
-        Ok(self
-            .shared
-            .publish(destination, destination, headers, body, Via::Api { count }))
+        Ok(self.shared.publish(
+            destination,
+            destination,
+            headers,
+            body,
+            Via::Api { count },
+            once,
+        ))
     }
 
     /// Sends `body` to every session of `user` subscribed to
@@ -222,7 +267,7 @@ impl StompService {
         destination: &str,
         headers: &[(String, String)],
         body: &str,
-        count: bool,
+        (count, once): (bool, Option<&str>),
     ) -> Result<Reach, Refused> {
         users::check_name(user).map_err(|why| refused("user", why))?;
         self.shared.check_destination(destination)?;
@@ -245,6 +290,7 @@ impl StompService {
             headers,
             body,
             Via::Api { count },
+            once,
         ))
     }
 
@@ -426,7 +472,10 @@ impl Shared {
     /// Redis cannot keep now is refused (the backend is told, and tries
     /// again), and the other nodes count their deliveries if asked; from a
     /// client's SEND, whom no error could reach, it is delivered here,
-    /// without a position.
+    /// without a position. With `once` (an API publication's
+    /// `idempotency_key`), nothing is published if an earlier publication
+    /// to the destination claimed it within `idempotency_window`: the
+    /// claim and the offset are one step.
     pub(crate) fn publish(
         &self,
         key: &str,
@@ -434,10 +483,32 @@ impl Shared {
         headers: &[(String, String)],
         body: &str,
         via: Via,
+        once: Option<&str>,
     ) -> Reach {
         let from_api = via != Via::Send;
         let count = via == Via::Api { count: true };
+        let stream = self.stream(key);
+        let claim = || (stream.clone(), once.unwrap_or_default().to_owned());
         let Some(retention) = self.retention(destination) else {
+            if let Some(claims) = self.claims.as_ref().filter(|_| once.is_some()) {
+                if !claims.entry(claim()).or_insert(None).is_fresh() {
+                    return Reach {
+                        duplicate: true,
+                        ..Reach::here(0, None)
+                    };
+                }
+            } else if let Some(key_text) = once {
+                let asks = Asks {
+                    keep: None,
+                    once: Some(self.once(&stream, key_text)),
+                    count,
+                };
+                let event = self.event(key, destination, headers, body);
+                return match self.bus.publish_asking(event, asks) {
+                    Ok(answers) => Reach::later(self.topics.subscribers(key), answers),
+                    Err(_) => Reach::refused("too many publications are waiting for Redis"),
+                };
+            }
             if count {
                 return self.asking(
                     self.event(key, destination, headers, body),
@@ -454,16 +525,35 @@ impl Shared {
             };
             return Reach::here(here, None);
         };
-        let stream = self.stream(key);
         let appended = self
             .topics
             .publish_appended(key, destination, headers, body, || {
-                self.history.append_here(&stream, retention, headers, body)
+                let claims = self.claims.as_ref().filter(|_| once.is_some());
+                if let Some(Some(first)) = claims.and_then(|c| c.get(&claim())) {
+                    return Some(topics::Appended::Earlier(first));
+                }
+                let position = self
+                    .history
+                    .append_here(&stream, retention, headers, body)?;
+                if let Some(c) = claims {
+                    c.insert(claim(), Some(position.clone()));
+                }
+                Some(topics::Appended::New(position))
             });
-        if let Some((here, position)) = appended {
-            return Reach::here(here, Some(position));
+        match appended {
+            Some((here, topics::Appended::New(position))) => {
+                return Reach::here(here, Some(position))
+            }
+            Some((_, topics::Appended::Earlier(position))) => {
+                return Reach {
+                    duplicate: true,
+                    ..Reach::here(0, Some(position))
+                }
+            }
+            None => {}
         }
         let asks = Asks {
+            once: once.map(|k| self.once(&stream, k)),
             keep: Some(Keep {
                 stream,
                 retention,
@@ -473,22 +563,20 @@ impl Shared {
         };
         let event = self.event(key, destination, headers, body);
         match self.bus.publish_asking(event, asks) {
-            Ok(answers) => Reach {
-                here: self.topics.subscribers(key),
-                position: None,
-                answers: Some(answers),
-            },
+            Ok(answers) => Reach::later(self.topics.subscribers(key), answers),
             Err(_) if !from_api => {
                 Reach::here(self.topics.publish(key, destination, headers, body), None)
             }
-            Err(_) => Reach {
-                here: 0,
-                position: None,
-                answers: Some(Box::pin(std::future::ready(Answers {
-                    position: Some(Err("too many publications are waiting for Redis".into())),
-                    elsewhere: None,
-                }))),
-            },
+            Err(_) => Reach::refused("too many publications are waiting for Redis"),
+        }
+    }
+
+    /// `key`'s claim on `stream`'s destination.
+    fn once(&self, stream: &str, key: &str) -> Once {
+        Once {
+            stream: stream.to_owned(),
+            key: key.to_owned(),
+            window: self.idempotency_window,
         }
     }
 
@@ -506,14 +594,11 @@ impl Shared {
         }
         let asks = Asks {
             keep: None,
+            once: None,
             count: true,
         };
         match self.bus.publish_asking(event, asks) {
-            Ok(answers) => Reach {
-                here: here_later(),
-                position: None,
-                answers: Some(answers),
-            },
+            Ok(answers) => Reach::later(here_later(), answers),
             Err(_) => Reach::here(here_now(), None),
         }
     }
@@ -537,27 +622,36 @@ impl Shared {
     }
 
     /// Reads `key`'s gap from history, then sends it and what was held
-    /// meanwhile ([`topics::Topics::filled`]).
+    /// meanwhile ([`topics::Topics::filled`]), reading on while it asks.
     pub(crate) fn fill(self: &Arc<Self>, key: String, gap: topics::Gap) {
         let Some(retention) = self.retention(topics::subscribed_destination(&key)) else {
-            self.topics
-                .filled(&key, &gap, Err("no history is kept here".into()));
+            let _ = self.topics.filled(
+                &key,
+                &gap,
+                Err("no history is kept here".into()),
+                Duration::ZERO,
+                || self.history.mark(),
+            );
             return;
         };
-        let limit = gap
-            .upto
-            .map_or(self.max_recovered, |upto| (upto - gap.after) as usize)
-            .min(MAX_FILL);
-        let read = self.history.read(
-            &self.stream(&key),
-            retention,
-            Since::Offset(gap.after),
-            limit,
-        );
         let shared = self.clone();
         actix_web::rt::spawn(async move {
-            let read = read.await;
-            shared.topics.filled(&key, &gap, read);
+            let mut gap = gap;
+            loop {
+                let limit = gap
+                    .missing()
+                    .map_or(shared.max_recovered, |n| n as usize)
+                    .min(MAX_FILL);
+                let read = shared
+                    .history
+                    .read(&shared.stream(&key), retention, gap.since, limit)
+                    .await;
+                let mark = || shared.history.mark();
+                match shared.topics.filled(&key, &gap, read, retention.ttl, mark) {
+                    topics::Filled::Done => return,
+                    topics::Filled::Then(next) => gap = next,
+                }
+            }
         });
     }
 }

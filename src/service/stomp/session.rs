@@ -651,11 +651,11 @@ impl StompSession {
         let mark = retention.map(|_| self.shared.history.mark());
         let top = self.shared.topics.subscribe(
             &key,
-            self.session,
-            &id,
+            (self.session, &id),
             self.version(),
             &ctx.handle(),
             retention.is_some() && asked.is_some(),
+            mark.as_ref(),
         );
         self.subscription_bytes += id.len() + destination.len();
         let own_queue = destination == GATEWAY_QUEUE;
@@ -700,15 +700,17 @@ impl StompSession {
     /// publications, the receipt with the outcome and where the
     /// subscription stands, then what arrived live meanwhile.
     fn subscribed(&mut self, ctx: &mut SessionCtx<'_>, s: Subscribing, read: Result<Read, String>) {
-        let read = read
-            .map_err(|why| {
+        let (read, error) = match read {
+            Ok(read) => (Some(read), None),
+            Err(why) => {
                 log::warn!(
                     "stomp session {}: could not read history of {}: {why}",
                     self.session,
                     super::topics::shown_key(&s.key)
-                )
-            })
-            .ok();
+                );
+                (None, Some(format!("history could not be read: {why}")))
+            }
+        };
         let recovery = self.shared.topics.recovered(
             &s.key,
             (self.session, &s.id),
@@ -721,22 +723,27 @@ impl StompSession {
             ctx.send(m);
         }
         if let Some(receipt) = s.receipt {
-            self.subscribed_receipt(ctx, receipt, Some(recovery.recovered), &recovery.position);
+            let recovered = Some((recovery.recovered, error.as_deref()));
+            self.subscribed_receipt(ctx, receipt, recovered, &recovery.position);
         }
     }
 
     /// The RECEIPT of a SUBSCRIBE to a destination with history: where the
-    /// subscription starts, and whether it recovered, when it asked to.
+    /// subscription starts, and whether it recovered, when it asked to
+    /// (and why not, when history could not be read).
     fn subscribed_receipt(
         &mut self,
         ctx: &mut SessionCtx<'_>,
         receipt: String,
-        recovered: Option<bool>,
+        recovered: Option<(bool, Option<&str>)>,
         position: &Position,
     ) {
         let mut frame = Frame::new("RECEIPT").header("receipt-id", receipt);
-        if let Some(recovered) = recovered {
+        if let Some((recovered, error)) = recovered {
             frame = frame.header("x-recovered", if recovered { "true" } else { "false" });
+            if let Some(error) = error {
+                frame = frame.header("x-recover-error", error);
+            }
         }
         frame = frame
             .header("x-stream-offset", position.offset.to_string())
@@ -781,7 +788,7 @@ impl StompSession {
             .unwrap_or_default();
         if destination.starts_with("/topic/") {
             self.shared
-                .publish(destination, destination, &headers, &f.body, Via::Send);
+                .publish(destination, destination, &headers, &f.body, Via::Send, None);
             return Ok(Step::Done);
         }
         // `/user/{name}/queue/x` reaches every session of user `name`
@@ -799,6 +806,7 @@ impl StompSession {
                 &headers,
                 &f.body,
                 Via::Send,
+                None,
             );
             return Ok(Step::Done);
         }

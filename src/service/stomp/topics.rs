@@ -15,9 +15,20 @@
 //! starts from, with no read of history ([`Topics::subscribe`]).
 
 use super::frame::{may_escape, push_header_part, Version};
-use crate::cluster::history::{Entry, Position, Read};
+use crate::cluster::history::{Entry, Mark, Position, Read, Since};
 use crate::protocol::message::{Message, Tail};
 use crate::service::api::SessionHandle;
+
+/// Where a subscription's MESSAGEs go: its session (tests record them).
+pub trait Sink: Clone {
+    fn send(&self, message: Message);
+}
+
+impl Sink for SessionHandle {
+    fn send(&self, message: Message) {
+        SessionHandle::send(self, message)
+    }
+}
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,11 +95,11 @@ impl Outgoing {
 }
 
 /// One subscription of one session.
-struct Subscriber {
+struct Subscriber<H> {
     session: u64,
     id: String,
     version: Version,
-    handle: SessionHandle,
+    handle: H,
     /// The position of the last publication it got: none older is sent.
     last: Option<At>,
     /// While its first read of history is under way: live publications,
@@ -96,7 +107,7 @@ struct Subscriber {
     held: Option<Vec<Arc<Outgoing>>>,
 }
 
-impl Subscriber {
+impl<H: Sink> Subscriber<H> {
     fn message(&self, out: &Outgoing, message_id: u64) -> Message {
         let tail = if self.version == Version::V1_0 {
             &out.plain
@@ -123,22 +134,54 @@ impl Subscriber {
 }
 
 /// The subscribers of one key, and where its history stands here.
-#[derive(Default)]
-struct Key {
-    subs: Vec<Subscriber>,
+struct Key<H> {
+    subs: Vec<Subscriber<H>>,
     /// The position of the last publication delivered here.
     top: Option<At>,
+    /// Until there is a `top`: the mark of the first subscription, from
+    /// which what the key missed while the link was down is read.
+    start: Option<Position>,
     /// While a gap is read from history: live publications, held.
     held: Option<Vec<Arc<Outgoing>>>,
 }
 
-/// Publications this node missed of one key: those after `after`, of
-/// `epoch`, up to `upto` (unknown after a lost link).
+impl<H> Default for Key<H> {
+    fn default() -> Self {
+        Key {
+            subs: Vec::new(),
+            top: None,
+            start: None,
+            held: None,
+        }
+    }
+}
+
+/// Publications this node missed of one key: those from `since` on, of
+/// `epoch` (a stream's, or a mark's), up to `upto` (unknown after a lost
+/// link).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Gap {
-    pub after: u64,
+    pub since: Since,
     pub epoch: Arc<str>,
     pub upto: Option<u64>,
+}
+
+impl Gap {
+    /// Publications it holds at most, when known.
+    pub fn missing(&self) -> Option<u64> {
+        match self.since {
+            Since::Offset(after) => self.upto.map(|u| u.saturating_sub(after)),
+            Since::Mark(_) => None,
+        }
+    }
+}
+
+/// What to do after a gap's read: nothing more, or read the next part (a
+/// stream that started over, from its first publication).
+#[must_use]
+pub enum Filled {
+    Done,
+    Then(Gap),
 }
 
 /// The key of user `user`'s subscriptions to `/user/queue/...`
@@ -240,6 +283,36 @@ pub fn check_header(name: &str, value: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// What an append here did.
+pub enum Appended {
+    /// Kept at this position, to be sent.
+    New(Position),
+    /// An earlier publication with its idempotency key is at this
+    /// position: nothing was kept, nothing is sent.
+    Earlier(Position),
+}
+
+/// Whether `read` holds every publication `gap` misses.
+fn gap_filled(gap: &Gap, read: &Read, ttl: std::time::Duration) -> bool {
+    match gap.since {
+        Since::Mark(_) => read.recovers(0, &gap.epoch, ttl),
+        Since::Offset(after) => {
+            if read.created.is_none() || read.position.epoch != gap.epoch {
+                return false;
+            }
+            let top = read.position.offset;
+            let wanted = gap.upto.map_or(top, |u| u.min(top));
+            if wanted <= after {
+                return true;
+            }
+            match (read.entries.first(), read.entries.last()) {
+                (Some(first), Some(last)) => first.offset == after + 1 && last.offset >= wanted,
+                _ => false,
+            }
+        }
+    }
+}
+
 /// What a subscription's recovery gave it.
 pub struct Recovery {
     /// Whether everything after the position it asked for was sent.
@@ -253,28 +326,41 @@ pub struct Recovery {
 }
 
 /// Subscriptions by key.
-#[derive(Default)]
-pub struct Topics {
-    by_key: Mutex<HashMap<String, Key>>,
+pub struct Topics<H = SessionHandle> {
+    by_key: Mutex<HashMap<String, Key<H>>>,
     next_message_id: AtomicU64,
 }
 
-impl Topics {
+impl<H> Default for Topics<H> {
+    fn default() -> Self {
+        Topics {
+            by_key: Mutex::default(),
+            next_message_id: AtomicU64::default(),
+        }
+    }
+}
+
+impl<H: Sink> Topics<H> {
     /// Adds a subscription; one `holding` live publications until
     /// [`Topics::recovered`] (a recovery). Returns the position of the
     /// key's last publication delivered here, if it has one: the new
-    /// subscription gets every one after it.
+    /// subscription gets every one after it. `mark` (a destination with
+    /// history): taken before, from which the key reads what it misses
+    /// while the link is down, until it has a position.
     pub fn subscribe(
         &self,
         key: &str,
-        session: u64,
-        id: &str,
+        (session, id): (u64, &str),
         version: Version,
-        handle: &SessionHandle,
+        handle: &H,
         holding: bool,
+        mark: Option<&Position>,
     ) -> Option<Position> {
         let mut map = self.lock();
         let k = map.entry(key.to_owned()).or_default();
+        if k.top.is_none() && k.start.is_none() {
+            k.start = mark.cloned();
+        }
         k.subs.push(Subscriber {
             session,
             id: id.to_owned(),
@@ -316,30 +402,39 @@ impl Topics {
 
     /// Appends a publication with `append` and delivers it with the
     /// position that gives, both under the lock, so that subscribers here
-    /// get a key's publications in the order of their offsets. `None`
-    /// (and nothing sent) when `append` does not append here.
+    /// get a key's publications in the order of their offsets (and an
+    /// idempotency key is claimed once). `None` (and nothing sent) when
+    /// `append` does not append here; nothing is sent either for an
+    /// [`Appended::Earlier`].
     pub fn publish_appended(
         &self,
         key: &str,
         destination: &str,
         headers: &[(String, String)],
         body: &str,
-        append: impl FnOnce() -> Option<Position>,
-    ) -> Option<(usize, Position)> {
+        append: impl FnOnce() -> Option<Appended>,
+    ) -> Option<(usize, Appended)> {
         let mut map = self.lock();
-        let position = append()?;
-        let Some(k) = map.get_mut(key) else {
-            return Some((0, position));
+        let position = match append()? {
+            Appended::New(p) => p,
+            earlier => return Some((0, earlier)),
         };
-        let out = Outgoing::new(destination, headers, body, Some(&position));
-        let n = self.send(k, &out);
-        Some((n, position))
+        let n = match map.get_mut(key) {
+            Some(k) => self.send(
+                k,
+                &Outgoing::new(destination, headers, body, Some(&position)),
+            ),
+            None => 0,
+        };
+        Some((n, Appended::New(position)))
     }
 
     /// Delivers a publication (from the bus, or made here), which `make`
     /// writes only if `key` has subscribers here; returns how many
     /// subscribe, and the gap before it, if there is one: it is then held,
-    /// with what follows, until [`Topics::filled`].
+    /// with what follows, until [`Topics::filled`]. A gap is offsets
+    /// missing after the last one here, or the first ones of a stream that
+    /// started over (another epoch, not from offset 1).
     pub fn deliver(&self, key: &str, make: impl FnOnce() -> Arc<Outgoing>) -> (usize, Option<Gap>) {
         let mut map = self.lock();
         let Some(k) = map.get_mut(key) else {
@@ -352,12 +447,22 @@ impl Topics {
             return (n, None);
         }
         if let (Some((top, epoch)), Some((offset, e))) = (&k.top, &out.at) {
-            if e == epoch && *offset > top + 1 {
-                let gap = Gap {
-                    after: *top,
+            let gap = if e == epoch && *offset > top + 1 {
+                Some(Gap {
+                    since: Since::Offset(*top),
                     epoch: epoch.clone(),
                     upto: Some(offset - 1),
-                };
+                })
+            } else if e != epoch && *offset > 1 {
+                Some(Gap {
+                    since: Since::Offset(0),
+                    epoch: e.clone(),
+                    upto: Some(offset - 1),
+                })
+            } else {
+                None
+            };
+            if let Some(gap) = gap {
                 k.held = Some(vec![out]);
                 return (n, Some(gap));
             }
@@ -367,9 +472,14 @@ impl Topics {
     }
 
     /// Sends `out` to every subscriber of `k` that has not had it; moves
-    /// the key's top.
-    fn send(&self, k: &mut Key, out: &Arc<Outgoing>) -> usize {
+    /// the key's top. One delivered here already may still be missing in
+    /// a subscription whose own read of history is under way: it gets it,
+    /// held, to sort out when its read is in.
+    fn send(&self, k: &mut Key<H>, out: &Arc<Outgoing>) -> usize {
         if !out.is_after(&k.top) {
+            for s in k.subs.iter_mut().filter(|s| s.held.is_some()) {
+                s.offer(out, 0);
+            }
             return k.subs.len();
         }
         let first = self
@@ -380,60 +490,158 @@ impl Topics {
         }
         if out.at.is_some() {
             k.top = out.at.clone();
+            k.start = None;
         }
         k.subs.len()
     }
 
     /// A gap of `key` was read from history (or could not be): sends what
-    /// it missed, then what was held meanwhile, in order.
-    pub fn filled(&self, key: &str, gap: &Gap, read: Result<Read, String>) {
+    /// it missed, then what was held meanwhile, in order. What cannot be
+    /// sent (trimmed, gone, unreadable, or a stream that started over,
+    /// whose earlier publications may have been missed) is told to each
+    /// subscription ([`Topics::tell_loss`]); a stream that started over is
+    /// then read from its first publication (the `Then` gap), before what
+    /// was held. `ttl`: the destination's history's; `mark`: a mark now,
+    /// for a loss told when history could not be read.
+    pub fn filled(
+        &self,
+        key: &str,
+        gap: &Gap,
+        read: Result<Read, String>,
+        ttl: std::time::Duration,
+        mark: impl FnOnce() -> Position,
+    ) -> Filled {
         let mut map = self.lock();
         let Some(k) = map.get_mut(key) else {
-            return;
+            return Filled::Done;
         };
         let destination = subscribed_destination(key);
+        let shown = || shown_key(key);
+        let mut then = Filled::Done;
         match read {
-            Ok(read) if read.position.epoch == gap.epoch => {
-                // Read after `gap.after`: each one was missed here.
-                let m = &crate::metrics::get().history;
-                m.gaps_filled.inc_by(read.entries.len() as u64);
+            Ok(read) if gap_filled(gap, &read, ttl) => {
+                crate::metrics::get()
+                    .history
+                    .gaps_filled
+                    .inc_by(read.entries.len() as u64);
                 for e in &read.entries {
                     let out = Outgoing::from_entry(destination, e, &read.position.epoch);
                     self.send(k, &out);
                 }
+                if read.created.is_some() && k.top.is_none() {
+                    k.top = Some((read.position.offset, read.position.epoch.clone()));
+                    k.start = None;
+                }
             }
-            Ok(_) => log::info!(
-                "stomp: the history of {} started over; what this node missed of it is lost",
-                shown_key(key)
-            ),
-            Err(why) => log::warn!(
-                "stomp: could not read what this node missed of {} from history: {why}",
-                shown_key(key)
-            ),
+            Ok(read) if read.created.is_some() && read.position.epoch != gap.epoch => {
+                log::info!(
+                    "stomp: the history of {} started over; its subscribers are told what this node may have missed",
+                    shown()
+                );
+                let new = Position {
+                    offset: 0,
+                    epoch: read.position.epoch.clone(),
+                };
+                self.tell_loss(
+                    k,
+                    destination,
+                    &new,
+                    "the destination's history started over",
+                );
+                // Once per gap: a stream that starts over again meanwhile
+                // is told, not chased.
+                if gap.since != Since::Offset(0) {
+                    then = Filled::Then(Gap {
+                        since: Since::Offset(0),
+                        epoch: new.epoch,
+                        upto: None,
+                    });
+                }
+            }
+            Ok(read) => {
+                log::info!(
+                    "stomp: what this node missed of {} is no longer all in history; its subscribers are told",
+                    shown()
+                );
+                let why = match read.created {
+                    Some(_) => "missed publications are no longer in history",
+                    None => "the destination's history is gone",
+                };
+                self.tell_loss(k, destination, &read.position, why);
+            }
+            Err(why) => {
+                log::warn!(
+                    "stomp: could not read what this node missed of {} from history: {why}; its subscribers are told",
+                    shown()
+                );
+                let at = mark();
+                self.tell_loss(k, destination, &at, "history could not be read");
+            }
         }
-        for out in k.held.take().unwrap_or_default() {
-            self.send(k, &out);
+        if let Filled::Done = then {
+            for out in k.held.take().unwrap_or_default() {
+                self.send(k, &out);
+            }
         }
+        then
     }
 
-    /// The link to the other nodes is back: every key that has a position
-    /// here holds its live publications from now on, until what it missed
-    /// is read ([`Topics::filled`]); returns those keys and their gaps.
+    /// Tells every subscription of `k` that does not read history itself
+    /// now that it may have missed publications: a MESSAGE with
+    /// `x-recovered: false`, `x-recover-error: why`, no body, and
+    /// `position`, from which it goes on (a stream's moves the key's top,
+    /// so nothing at or before it follows).
+    fn tell_loss(&self, k: &mut Key<H>, destination: &str, position: &Position, why: &str) {
+        let headers = [
+            ("x-recovered".to_owned(), "false".to_owned()),
+            ("x-recover-error".to_owned(), why.to_owned()),
+        ];
+        let out = Outgoing::new(destination, &headers, "", Some(position));
+        let real = (!position.is_mark()).then(|| (position.offset, position.epoch.clone()));
+        let mut told = 0;
+        for s in k.subs.iter_mut().filter(|s| s.held.is_none()) {
+            let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+            s.handle.send(s.message(&out, id));
+            s.last = real.clone();
+            told += 1;
+        }
+        if real.is_some() {
+            k.top = real;
+            k.start = None;
+        }
+        crate::metrics::get().history.losses_told.inc_by(told);
+    }
+
+    /// The link to the other nodes is back: every key holds its live
+    /// publications from now on, until what it missed is read
+    /// ([`Topics::filled`]): from its last position here, or, if none yet,
+    /// from the mark of its first subscription. Returns those keys and
+    /// their gaps.
     pub fn hold_all(&self) -> Vec<(String, Gap)> {
         let mut map = self.lock();
         let mut gaps = Vec::new();
         for (key, k) in map.iter_mut() {
-            if let (Some((top, epoch)), None) = (&k.top, &k.held) {
-                gaps.push((
-                    key.clone(),
-                    Gap {
-                        after: *top,
-                        epoch: epoch.clone(),
+            if k.held.is_some() {
+                continue;
+            }
+            let gap = match (&k.top, &k.start) {
+                (Some((top, epoch)), _) => Gap {
+                    since: Since::Offset(*top),
+                    epoch: epoch.clone(),
+                    upto: None,
+                },
+                (None, Some(mark)) => match Mark::parse(&mark.epoch) {
+                    Some(m) => Gap {
+                        since: Since::Mark(m.at),
+                        epoch: mark.epoch.clone(),
                         upto: None,
                     },
-                ));
-                k.held = Some(Vec::new());
-            }
+                    None => continue,
+                },
+                (None, None) => continue,
+            };
+            gaps.push((key.clone(), gap));
+            k.held = Some(Vec::new());
         }
         gaps
     }
@@ -466,6 +674,7 @@ impl Topics {
         if let (Some(read), None) = (real, &k.top) {
             // Where live publications of this key are measured from here.
             k.top = Some((read.position.offset, read.position.epoch.clone()));
+            k.start = None;
         }
         let Some(s) = k
             .subs
@@ -543,7 +752,203 @@ impl Topics {
         out
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Key>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Key<H>>> {
         self.by_key.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// What a subscription got: its MESSAGEs' texts, in order.
+    #[derive(Clone, Default)]
+    struct Got(Arc<Mutex<Vec<String>>>);
+
+    impl Sink for Got {
+        fn send(&self, message: Message) {
+            self.0.lock().unwrap().push(message.text().into_owned());
+        }
+    }
+
+    impl Got {
+        /// Each MESSAGE as `body@offset` (a loss told as `LOSS@offset`).
+        fn seen(&self) -> Vec<String> {
+            let header = |m: &str, name: &str| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    let body = m.split_once("\n\n").unwrap().1.trim_end_matches('\0');
+                    let shown = match header(m, "x-recovered") == "false" {
+                        true => "LOSS",
+                        false => body,
+                    };
+                    format!("{shown}@{}", header(m, "x-stream-offset"))
+                })
+                .collect()
+        }
+    }
+
+    const TTL: Duration = Duration::from_secs(60);
+    const KEY: &str = "/topic/t";
+
+    fn at(offset: u64, epoch: &str) -> Position {
+        Position {
+            offset,
+            epoch: epoch.into(),
+        }
+    }
+
+    fn publication(offset: u64, epoch: &str) -> Arc<Outgoing> {
+        Outgoing::new(KEY, &[], &format!("p{offset}"), Some(&at(offset, epoch)))
+    }
+
+    fn entry(offset: u64) -> Entry {
+        Entry {
+            offset,
+            at: offset,
+            headers: Vec::new(),
+            body: format!("p{offset}"),
+        }
+    }
+
+    /// A read of stream `epoch` at `top` holding `kept` offsets.
+    fn read(top: u64, epoch: &str, kept: std::ops::RangeInclusive<u64>) -> Read {
+        Read {
+            position: at(top, epoch),
+            entries: kept.map(entry).collect(),
+            created: Some(0),
+            boot: "b".into(),
+            now: 100,
+            evicted: 0,
+            before: None,
+        }
+    }
+
+    fn mark() -> Position {
+        Mark {
+            boot: "b".into(),
+            at: 1,
+        }
+        .position()
+    }
+
+    fn subscribe(t: &Topics<Got>, session: u64, holding: bool) -> Got {
+        let got = Got::default();
+        let m = mark();
+        t.subscribe(KEY, (session, "s"), Version::V1_2, &got, holding, Some(&m));
+        got
+    }
+
+    /// Issue 29: a subscription whose read of history is under way must
+    /// not lose a publication that another subscription's read already
+    /// counted delivered here: B's read (top 7) came in first, 6 and 7 came
+    /// live after, and A's read (top 5) last.
+    #[test]
+    fn a_read_that_finishes_first_takes_nothing_from_a_slower_one() {
+        let t = Topics::<Got>::default();
+        let a = subscribe(&t, 1, true);
+        let b = subscribe(&t, 2, true);
+        let rb = read(7, "E", 1..=7);
+        let r = t.recovered(KEY, (2, "s"), Some(&rb), (7, "E"), TTL, &mark());
+        assert!(r.recovered);
+        for o in [6, 7] {
+            assert_eq!(t.deliver(KEY, || publication(o, "E")).1, None);
+        }
+        let ra = read(5, "E", 1..=5);
+        let r = t.recovered(KEY, (1, "s"), Some(&ra), (5, "E"), TTL, &mark());
+        assert!(r.recovered);
+        assert_eq!(
+            r.position,
+            at(5, "E"),
+            "the RECEIPT is before what was held"
+        );
+        t.deliver(KEY, || publication(8, "E"));
+        assert_eq!(a.seen(), ["p6@6", "p7@7", "p8@8"]);
+        assert_eq!(b.seen(), ["p8@8"]);
+    }
+
+    /// Issue 29: a key with no position yet (its subscriptions were told a
+    /// mark) still reads what it missed while the link was down, from the
+    /// first subscription's mark.
+    #[test]
+    fn a_key_without_a_position_reads_its_outage_from_its_mark() {
+        let t = Topics::<Got>::default();
+        let a = subscribe(&t, 1, false);
+        let gaps = t.hold_all();
+        assert_eq!(gaps.len(), 1, "the key without a position is held too");
+        let (key, gap) = &gaps[0];
+        assert_eq!(gap.since, Since::Mark(1));
+        t.deliver(KEY, || publication(3, "E"));
+        let mut r = read(2, "E", 1..=2);
+        r.before = Some(0);
+        assert!(matches!(t.filled(key, gap, Ok(r), TTL, mark), Filled::Done));
+        assert_eq!(a.seen(), ["p1@1", "p2@2", "p3@3"]);
+    }
+
+    /// Issue 29, the 2,888 silent losses: a node that relinks after
+    /// Redis restarted empty finds another epoch. Its subscriptions are
+    /// told they may have missed the old one's last publications, then get
+    /// the new one from offset 1, then what was held.
+    #[test]
+    fn a_relink_into_a_new_epoch_tells_the_loss_then_reads_it_from_the_start() {
+        let t = Topics::<Got>::default();
+        let a = subscribe(&t, 1, false);
+        t.deliver(KEY, || publication(3, "OLD"));
+        let (key, gap) = t.hold_all().pop().unwrap();
+        assert_eq!(gap.since, Since::Offset(3));
+        t.deliver(KEY, || publication(81, "NEW"));
+        let next = match t.filled(&key, &gap, Ok(read(80, "NEW", 1..=80)), TTL, mark) {
+            Filled::Then(next) => next,
+            Filled::Done => panic!("the new epoch is read from its start"),
+        };
+        assert_eq!((next.since, &*next.epoch), (Since::Offset(0), "NEW"));
+        assert!(matches!(
+            t.filled(&key, &next, Ok(read(80, "NEW", 1..=80)), TTL, mark),
+            Filled::Done
+        ));
+        let seen = a.seen();
+        assert_eq!(seen[..2], ["p3@3", "LOSS@0"]);
+        let rest: Vec<String> = (1..=81).map(|o| format!("p{o}@{o}")).collect();
+        assert_eq!(seen[2..], rest[..]);
+    }
+
+    /// A live publication of another epoch that is not its first: the
+    /// first ones are read before it.
+    #[test]
+    fn a_new_epoch_seen_live_past_its_start_is_read_from_its_start() {
+        let t = Topics::<Got>::default();
+        let a = subscribe(&t, 1, false);
+        t.deliver(KEY, || publication(3, "OLD"));
+        let gap = t.deliver(KEY, || publication(3, "NEW")).1.expect("a gap");
+        assert_eq!((gap.since, gap.upto), (Since::Offset(0), Some(2)));
+        let _ = t.filled(KEY, &gap, Ok(read(3, "NEW", 1..=2)), TTL, mark);
+        assert_eq!(a.seen(), ["p3@3", "p1@1", "p2@2", "p3@3"]);
+    }
+
+    /// What a gap's read cannot give is told, once per subscription, with
+    /// the position it goes on from; nothing at or before it follows.
+    #[test]
+    fn a_gap_that_history_cannot_fill_is_told() {
+        let t = Topics::<Got>::default();
+        let a = subscribe(&t, 1, false);
+        t.deliver(KEY, || publication(3, "E"));
+        let gap = t.deliver(KEY, || publication(9, "E")).1.expect("a gap");
+        // 4 and 5 were trimmed away.
+        let _ = t.filled(KEY, &gap, Ok(read(9, "E", 6..=9)), TTL, mark);
+        t.deliver(KEY, || publication(10, "E"));
+        assert_eq!(a.seen(), ["p3@3", "LOSS@9", "p10@10"]);
+        // Unreadable: told, with a mark to go on from.
+        let (key, gap) = t.hold_all().pop().unwrap();
+        let _ = t.filled(&key, &gap, Err("down".into()), TTL, mark);
+        assert_eq!(a.seen().last().unwrap(), "LOSS@0");
     }
 }
