@@ -121,6 +121,9 @@
       this.received[destination] = this.received[destination] || [];
       const before = this.received[destination].length;
       const pos = this.position(destination);
+      // Until its receipt, a recovering subscription gets its recovery, in
+      // order, from wherever it starts.
+      const state = { recovering: !!pos };
       return new Promise((resolve) => {
         const receipt = 's' + Math.random().toString(36).slice(2);
         const headers = { receipt };
@@ -129,6 +132,7 @@
           headers['x-recover-epoch'] = pos.epoch;
         }
         this.client.watchForReceipt(receipt, (frame) => {
+          state.recovering = false;
           const h = frame.headers;
           this.keep(destination, h['x-stream-offset'], h['x-stream-epoch']);
           if (h['x-recovered'] !== undefined) {
@@ -156,7 +160,7 @@
             // A position that skips one: subscribe again, to recover what
             // is missing or learn that it cannot be.
             const skips = kept && (kept.epoch === epoch ? Number(offset) > kept.offset + 1 : Number(offset) !== 1);
-            if (skips) {
+            if (skips && !state.recovering) {
               sub.unsubscribe();
               this.subscribeNow(destination);
               return;
@@ -178,10 +182,12 @@
       }
     },
 
-    // Keeps a position: a later offset, or any of another epoch.
+    // Keeps a position: a later offset, or any of another epoch; a mark
+    // (an epoch that starts with @) never replaces a stream's position.
     keep(destination, offset, epoch) {
       if (offset === undefined || epoch === undefined) return;
       const old = this.position(destination);
+      if (old && !old.epoch.startsWith('@') && epoch.startsWith('@')) return;
       if (!old || old.epoch !== epoch || Number(offset) > old.offset) {
         localStorage.setItem(this.positionKey(destination), JSON.stringify({ offset: Number(offset), epoch }));
       }
