@@ -86,8 +86,10 @@ fn unroutable_prefixes_stop_the_gateway() {
 
 #[test]
 fn a_near_miss_variable_is_warned_about_without_its_value() {
+    // The embedded config's API listens on 8081: a test must not need the
+    // demo's ports, which the README's first command holds.
     let mut child = gateway()
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"])
         .env("SOCKJS_GATEWAY_LISTEN", "0.0.0.0:1234-secret")
         .spawn()
         .unwrap();
