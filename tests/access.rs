@@ -367,13 +367,11 @@ async fn sessions_at_once_are_limited_per_address() {
     let xhr = gw.url(&format!("{}/xhr", session("/echo")));
     let r = request_from("127.0.0.2", "POST", &xhr, &[], "").await;
     assert_eq!(r.body, format!("{TOO_MANY}\n"));
-    // ...and its /info says so first.
+    // ...while its /info still answers: sockjs-client turns a failed
+    // /info into close 1002, and the page could not tell the limit from
+    // a server that is down.
     let info = request_from("127.0.0.2", "GET", &gw.url("/echo/info"), &[], "").await;
-    assert_eq!(info.status, 429);
-    assert_eq!(
-        serde_json::from_str::<Value>(&info.body).unwrap(),
-        json!({"error": "Too many sessions", "limit": "max_sessions_per_ip"})
-    );
+    assert_eq!(info.status, 200);
     // Another address is not affected.
     let (_other, o) = open_ws_from(&gw, "127.0.0.3").await;
     assert_eq!(o, "o");
@@ -391,7 +389,9 @@ async fn sessions_at_once_are_limited_per_address() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let series = "sockjs_gateway_limited_total{service=\"echo\",limit=\"max_sessions_per_ip\"}";
-    assert!(metric(&gw, series).await >= 3.0);
+    // The WebSocket and the poll above (and any refused while the place
+    // came back).
+    assert!(metric(&gw, series).await >= 2.0);
 }
 
 #[actix_rt::test]
@@ -409,6 +409,18 @@ async fn new_sessions_per_second_are_limited_per_address() {
     // A raw WebSocket hears it as a close code.
     let mut raw = Ws::connect_from("127.0.0.2", &gw.ws_url("/echo/websocket")).await;
     assert_eq!(raw.expect_close().await.0, 4429);
+    // /info has twice the allowance (a burst of four here), then says why.
+    let info_url = gw.url("/echo/info");
+    let info = || request_from("127.0.0.4", "GET", &info_url, &[], "");
+    for _ in 0..4 {
+        assert_eq!(info().await.status, 200);
+    }
+    let refused = info().await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(
+        serde_json::from_str::<Value>(&refused.body).unwrap(),
+        json!({"error": "Too many sessions", "limit": "max_new_sessions_per_ip"})
+    );
 }
 
 #[actix_rt::test]

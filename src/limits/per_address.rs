@@ -38,8 +38,10 @@ pub struct AddressLimits {
     /// Open sessions by address; an address with none has no entry.
     open: DashMap<IpAddr, usize>,
     new: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    /// `GET /info` at the same rate as new sessions: a client asks for it
+    /// `GET /info` at twice the rate of new sessions: a client asks for it
     /// before each session, and nothing else limits it before a session.
+    /// Twice, so that a client refused a session learns it from the
+    /// session's `4429` (sockjs-client turns a failed `/info` into `1002`).
     info: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
@@ -55,14 +57,12 @@ impl AddressLimits {
         if max_open == 0 && max_new_per_second == 0 {
             return None;
         }
-        let limiter = || {
-            NonZeroU32::new(max_new_per_second).map(|n| RateLimiter::keyed(Quota::per_second(n)))
-        };
+        let limiter = |n: u32| NonZeroU32::new(n).map(|n| RateLimiter::keyed(Quota::per_second(n)));
         Some(Arc::new(AddressLimits {
             max_open,
             open: DashMap::new(),
-            new: limiter(),
-            info: limiter(),
+            new: limiter(max_new_per_second),
+            info: limiter(max_new_per_second.saturating_mul(2)),
         }))
     }
 
@@ -99,15 +99,14 @@ impl AddressLimits {
         Err(refused)
     }
 
-    /// Whether `addr` may ask `GET /info` now: not while it holds its
-    /// whole `max_sessions_per_ip`, and at the rate of new sessions.
+    /// Whether `addr` may ask `GET /info` now: at twice the rate of new
+    /// sessions. An address that holds its whole `max_sessions_per_ip`
+    /// still gets it: its session is then refused with `4429`, which a
+    /// page can tell from a server that is down.
     pub fn info(&self, addr: Option<IpAddr>) -> Result<(), Refused> {
         let Some(addr) = addr.map(key) else {
             return Ok(());
         };
-        if self.max_open > 0 && self.open.get(&addr).is_some_and(|n| *n >= self.max_open) {
-            return Err(Refused::Open);
-        }
         self.rate(&self.info, addr)
     }
 
@@ -175,11 +174,11 @@ mod tests {
         let a = l.admit(ip("10.0.0.1")).unwrap();
         let b = l.admit(ip("10.0.0.1")).unwrap();
         assert_eq!(l.admit(ip("10.0.0.1")).err(), Some(Refused::Open));
-        assert_eq!(l.info(ip("10.0.0.1")), Err(Refused::Open));
+        // Info still answers: the session's 4429 says why.
+        assert!(l.info(ip("10.0.0.1")).is_ok());
         // Another address is not affected.
         let c = l.admit(ip("10.0.0.2")).unwrap();
         drop(a);
-        assert!(l.info(ip("10.0.0.1")).is_ok());
         let d = l.admit(ip("10.0.0.1")).unwrap();
         drop((b, c, d));
         assert_eq!(l.addresses(), 0, "entries go with their last session");
@@ -193,8 +192,9 @@ mod tests {
         }
         assert_eq!(l.admit(ip("10.0.0.1")).err(), Some(Refused::Rate));
         assert!(l.admit(ip("10.0.0.2")).is_ok());
-        // Info has its own allowance: a client asks it before each session.
-        for _ in 0..3 {
+        // Info has its own allowance, twice as large: a client asks it
+        // before each session, and learns of a refusal from the session.
+        for _ in 0..6 {
             assert!(l.info(ip("10.0.0.1")).is_ok());
         }
         assert_eq!(l.info(ip("10.0.0.1")), Err(Refused::Rate));
