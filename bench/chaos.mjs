@@ -131,13 +131,17 @@ async function startNode(n) {
 
 let nginx;
 async function startNginx() {
-  const shipped = fs.readFileSync(path.join(ROOT, 'config/nginx/nginx.conf'), 'utf8');
-  const conf = shipped
-    .replaceAll('include /etc/nginx/sockjs/', `include ${ROOT}/config/nginx/`)
+  // The shipped config, its upstreams (inlined) pointed at the nodes.
+  const nginxDir = path.join(ROOT, 'config/nginx');
+  const upstreams = fs.readFileSync(path.join(nginxDir, 'sockjs-upstreams.conf'), 'utf8')
+    .replace(/server 127\.0\.0\.1:809(\d);/g, (_, i) => `server 127.0.0.1:${BASE + Number(i)} max_fails=0;`);
+  const conf = fs.readFileSync(path.join(nginxDir, 'nginx.conf'), 'utf8')
+    .replace('include sockjs-upstreams.conf;', upstreams)
+    .replaceAll('include sockjs-', `include ${nginxDir}/sockjs-`)
     .replace('listen 8080;', `listen 127.0.0.1:${NGINX_PORT};`)
-    .replace(/server gateway(\d):8080;/g, (_, i) => `server 127.0.0.1:${BASE + Number(i)} max_fails=0;`)
     .replace('pid /tmp/nginx.pid;', `pid ${dir}/nginx.pid;`)
     .replace('access_log /dev/stdout sockjs;', 'access_log off;');
+  if (!conf.includes(`server 127.0.0.1:${BASE + 3} max_fails=0;`)) throw new Error('the shipped nginx config changed: see startNginx');
   fs.writeFileSync(path.join(dir, 'nginx.conf'), conf);
   nginx = track(spawn(process.env.NGINX || 'nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', 'stderr', '-g', 'daemon off;'],
     { stdio: ['ignore', 'ignore', fs.openSync(path.join(dir, 'nginx.err'), 'a')] }));

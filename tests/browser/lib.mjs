@@ -161,14 +161,18 @@ export function substitute(text, from, to) {
   return text.split(from).join(to);
 }
 
-// The shipped nginx.conf, pointed at this test's ports and paths.
+// The shipped nginx.conf, pointed at this test's ports and paths: its
+// includes made absolute, and the shipped sockjs-upstreams.conf inlined
+// with `upstreams` for its three servers.
 export function shippedNginxConfig(port, upstreams, dir) {
-  let conf = fs.readFileSync(path.join(ROOT, 'config/nginx/nginx.conf'), 'utf8');
-  conf = substitute(conf, 'include /etc/nginx/sockjs/', `include ${ROOT}/config/nginx/`);
+  const nginxDir = path.join(ROOT, 'config/nginx');
+  const servers = upstreams.map((p) => `server 127.0.0.1:${p};`).join('\n    ');
+  const shippedServers = 'server 127.0.0.1:8091;\n    server 127.0.0.1:8092;\n    server 127.0.0.1:8093;';
+  const ups = substitute(fs.readFileSync(path.join(nginxDir, 'sockjs-upstreams.conf'), 'utf8'), shippedServers, servers);
+  let conf = fs.readFileSync(path.join(nginxDir, 'nginx.conf'), 'utf8');
+  conf = substitute(conf, 'include sockjs-upstreams.conf;', ups);
+  conf = substitute(conf, 'include sockjs-', `include ${nginxDir}/sockjs-`);
   conf = substitute(conf, 'listen 8080;', `listen 127.0.0.1:${port};`);
-  conf = substitute(conf, 'server gateway1:8080;', `server 127.0.0.1:${upstreams[0]};`);
-  conf = substitute(conf, 'server gateway2:8080;', `server 127.0.0.1:${upstreams[1]};`);
-  conf = substitute(conf, 'server gateway3:8080;', `server 127.0.0.1:${upstreams[2]};`);
   conf = substitute(conf, 'pid /tmp/nginx.pid;', `pid ${dir}/nginx.pid;`);
   conf = substitute(conf, 'access_log /dev/stdout sockjs;', `access_log ${dir}/access.log sockjs;`);
   return conf;

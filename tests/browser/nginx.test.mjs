@@ -1,11 +1,13 @@
 // The shipped nginx config (config/nginx/) in front of three clustered
 // gateways with plain round-robin: every transport works through it though
-// one session's requests reach several gateways, and bare proxy_pass
-// configs show what each of its settings is for.
+// one session's requests reach several gateways, bare proxy_pass configs
+// show what each of its settings is for, and docs/deployment.md's TLS
+// server block serves https and wss with a self-signed certificate.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import {
   ROOT, TRANSPORTS, startGateway, startNginx, launchBrowser, exerciseTransport, echoConfig, freePort, substitute,
@@ -282,5 +284,52 @@ test('the shipped config keeps clients from speaking as a node', async () => {
   } finally {
     await shipped.stop();
     recorder.close();
+  }
+});
+
+// --- TLS: docs/deployment.md's server blocks, as written -------------------
+
+// The ```nginx block under "### TLS" in docs/deployment.md.
+function documentedTlsBlock() {
+  const doc = fs.readFileSync(path.join(ROOT, 'docs/deployment.md'), 'utf8');
+  const section = doc.slice(doc.indexOf('### TLS'));
+  const m = /```nginx\n([\s\S]*?)```/.exec(section);
+  assert.ok(m, 'docs/deployment.md has no nginx block under ### TLS');
+  return m[1];
+}
+
+test('the documented TLS server block serves every common transport over https and wss', async (t) => {
+  const dir = fs.mkdtempSync(path.join(ROOT, 'target', 'nginx-tls-'));
+  const [cert, key] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1',
+    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  const [tlsPort, plainPort] = [await freePort(), await freePort()];
+  let block = documentedTlsBlock();
+  block = substitute(block, 'listen 443 ssl;', `listen 127.0.0.1:${tlsPort} ssl;`);
+  block = substitute(block, 'listen 80;', `listen 127.0.0.1:${plainPort};`);
+  block = substitute(block, '/etc/letsencrypt/live/rt.example.com/fullchain.pem', cert);
+  block = substitute(block, '/etc/letsencrypt/live/rt.example.com/privkey.pem', key);
+  block = substitute(block, 'include sockjs-proxy.conf;', `include ${ROOT}/config/nginx/sockjs-proxy.conf;`);
+  const tls = await startNginx(`pid nginx.pid; events {} http { include ${ROOT}/config/nginx/sockjs-maps.conf; access_log off;
+    upstream sockjs_gateway { ${gateways.map((g) => `server 127.0.0.1:${g.port};`).join(' ')} }
+    ${block} }`);
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  try {
+    const origin = `https://127.0.0.1:${tlsPort}`;
+    for (const transport of ['websocket', 'xhr-streaming', 'eventsource', 'xhr-polling']) {
+      await t.test(transport, async (t) => {
+        // A context has newPage() as a browser does.
+        const skip = await exerciseTransport(t, context, {
+          pageOrigin: origin, echoUrl: `${origin}/echo`, closeUrl: `${origin}/close`, transport, crossOrigin: false,
+        });
+        assert.equal(skip, null);
+      });
+    }
+    const redirect = await fetch(`http://127.0.0.1:${plainPort}/echo/info`, { redirect: 'manual' });
+    assert.equal(redirect.status, 301);
+    assert.match(redirect.headers.get('location'), /^https:\/\/127\.0\.0\.1\/echo\/info$/);
+  } finally {
+    await context.close();
+    await tls.stop();
   }
 });

@@ -60,17 +60,22 @@ start_gateway 127.0.0.1:$((port + 1)) gateway1
 start_gateway 127.0.0.1:$((port + 2)) gateway2
 start_gateway 127.0.0.1:$((port + 3)) gateway3
 
-sed -e "s|include /etc/nginx/sockjs/|include $root/config/nginx/|" \
+# The shipped config: its upstreams file pointed at these gateways, its
+# other includes at the checkout.
+sed -e "s|server 127.0.0.1:8091;|server 127.0.0.1:$((port + 1));|" \
+    -e "s|server 127.0.0.1:8092;|server 127.0.0.1:$((port + 2));|" \
+    -e "s|server 127.0.0.1:8093;|server 127.0.0.1:$((port + 3));|" \
+    config/nginx/sockjs-upstreams.conf > "$work/sockjs-upstreams.conf"
+sed -e "s|include sockjs-upstreams.conf;|include $work/sockjs-upstreams.conf;|" \
+    -e "s|include sockjs-|include $root/config/nginx/sockjs-|" \
     -e "s|listen 8080;|listen 127.0.0.1:$port;|" \
-    -e "s|server gateway1:8080;|server 127.0.0.1:$((port + 1));|" \
-    -e "s|server gateway2:8080;|server 127.0.0.1:$((port + 2));|" \
-    -e "s|server gateway3:8080;|server 127.0.0.1:$((port + 3));|" \
     -e "s|pid /tmp/nginx.pid;|pid $work/nginx.pid;|" \
     -e "s|access_log /dev/stdout sockjs;|access_log $work/access.log sockjs;|" \
     config/nginx/nginx.conf > "$work/nginx.conf"
-for line in "include $root/config/nginx/" "listen 127.0.0.1:$port;" "server 127.0.0.1:$((port + 3));" "pid $work/nginx.pid;"; do
+for line in "include $root/config/nginx/sockjs-proxy.conf;" "include $work/sockjs-upstreams.conf;" "listen 127.0.0.1:$port;" "pid $work/nginx.pid;"; do
   grep -qF "$line" "$work/nginx.conf" || { echo "nginx.conf substitution failed: $line" >&2; exit 1; }
 done
+grep -qF "server 127.0.0.1:$((port + 3));" "$work/sockjs-upstreams.conf" || { echo "sockjs-upstreams.conf substitution failed" >&2; exit 1; }
 nginx -p "$work" -c "$work/nginx.conf" -e stderr -g 'daemon off;' &
 nginx_pid=$!
 pids+=("$nginx_pid")
