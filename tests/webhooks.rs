@@ -79,6 +79,7 @@ async fn app(seen: web::Data<Calls>, body: web::Json<Value>) -> HttpResponse {
         "/app/huge" => HttpResponse::Ok().json(json!({"messages": [
             {"destination": "/topic/chat/mine", "body": "x".repeat(20_000)}
         ]})),
+        "/app/gone" => HttpResponse::NotFound().json(json!({"message": "no such room"})),
         _ => HttpResponse::InternalServerError().body("boom"),
     }
 }
@@ -246,9 +247,16 @@ async fn app_sends_reach_the_webhook_in_order_and_replies_come_back() {
         order,
         [json!("/app/echo"), json!("/app/slow"), json!("/app/quiet")]
     );
-    // A failing call is an ERROR and a close.
+    // A failing call is an ERROR and a close...
     c.frame("SEND", &[("destination", "/app/broken")], "").await;
-    expect_error(&mut c, "The app webhook failed: status 500").await;
+    let body = expect_error(&mut c, "The app webhook failed: status 500").await;
+    assert_eq!(body, "try again later");
+    // ...that passes on the backend's own message when it gave one.
+    let mut c = connect_as(&gw, "alice", "sid=good").await;
+    assert_eq!(c.next().await.0, "CONNECTED");
+    c.frame("SEND", &[("destination", "/app/gone")], "").await;
+    let body = expect_error(&mut c, "The app webhook failed: status 404").await;
+    assert_eq!(body, "no such room");
 }
 
 #[actix_rt::test]

@@ -9,6 +9,7 @@
 
 use crate::config::AuthConfig;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use std::borrow::Cow;
 
 /// How tokens are checked; built once per service from `[auth]`.
 pub struct Verifier {
@@ -144,18 +145,22 @@ pub fn token<'a>(authorization: Option<&'a str>, passcode: Option<&'a str>) -> O
 }
 
 /// A short reason that tells the client what to fix, and nothing secret.
-fn reason(e: &jsonwebtoken::errors::Error) -> &'static str {
+fn reason(e: &jsonwebtoken::errors::Error) -> Cow<'static, str> {
     use jsonwebtoken::errors::ErrorKind as K;
-    match e.kind() {
+    Cow::Borrowed(match e.kind() {
         K::ExpiredSignature => "expired",
         K::ImmatureSignature => "not valid yet (nbf)",
         K::InvalidAudience => "wrong audience",
         K::InvalidIssuer => "wrong issuer",
         K::InvalidSignature => "bad signature",
         K::InvalidAlgorithm => "wrong algorithm",
-        K::MissingRequiredClaim(_) => "a required claim is missing",
+        // One of the names this gateway requires (exp, aud, iss...), so
+        // never the token's own text.
+        K::MissingRequiredClaim(claim) => {
+            return Cow::Owned(format!("the required claim \"{claim}\" is missing"))
+        }
         _ => "malformed",
-    }
+    })
 }
 
 #[cfg(test)]
@@ -242,7 +247,7 @@ mod tests {
             ),
             (
                 token("s3cret", serde_json::json!({"sub": "a", "aud": "gw"})),
-                "a required claim is missing",
+                "the required claim \"exp\" is missing",
             ),
             ("not.a.jwt".to_owned(), "malformed"),
         ];

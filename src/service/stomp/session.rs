@@ -402,6 +402,9 @@ impl StompSession {
                         message.unwrap_or_default(),
                     )),
                     Err(Failure::Failed(why)) => Err(self.webhook_failed("connect", &why)),
+                    Err(Failure::Status(status, message)) => {
+                        Err(self.webhook_status("connect", status, message))
+                    }
                 };
                 let step = match user {
                     Ok(None) if !self.shared.auth.anonymous() => Err(refuse(
@@ -429,6 +432,9 @@ impl StompSession {
                         Err(refuse("SEND refused", message.unwrap_or_default()))
                     }
                     Err(Failure::Failed(why)) => Err(self.webhook_failed("app", &why)),
+                    Err(Failure::Status(status, message)) => {
+                        Err(self.webhook_status("app", status, message))
+                    }
                 };
                 match replies {
                     Ok(replies) => {
@@ -484,6 +490,9 @@ impl StompSession {
                 },
                 Err(Failure::Refused(message)) => Ok((false, message)),
                 Err(Failure::Failed(why)) => Err(self.webhook_failed("subscribe", &why)),
+                Err(Failure::Status(status, message)) => {
+                    Err(self.webhook_status("subscribe", status, message))
+                }
             };
         match &decided {
             Ok((true, _)) => counted(SubscribeAnswer::Allowed),
@@ -500,6 +509,16 @@ impl StompSession {
             format!("The {which} webhook failed: {why}"),
             "try again later",
         )
+    }
+
+    /// A webhook that answered another status: the client gets the
+    /// backend's own `message` when it gave one, as with a refusal.
+    fn webhook_status(&self, which: &str, status: u16, message: Option<String>) -> Refusal {
+        let refusal = self.webhook_failed(which, &format!("status {status}"));
+        match message {
+            Some(detail) => Refusal { detail, ..refusal },
+            None => refusal,
+        }
     }
 
     /// A message from the app webhook's reply, to this session's own

@@ -20,9 +20,20 @@ pub type Call = Pin<Box<dyn Future<Output = Result<Value, Failure>> + Send>>;
 pub enum Failure {
     /// The backend answered 401 or 403: it refuses. Its `message`, if any.
     Refused(Option<String>),
-    /// Any other failure (unreachable, timed out, another status, a reply
-    /// that is not JSON), as a short text for the ERROR frame and the log.
+    /// The backend answered another status: the status, and the
+    /// `message` of its JSON body, if any, for the client.
+    Status(u16, Option<String>),
+    /// Any other failure (unreachable, timed out, a reply that is not
+    /// JSON), as a short text for the ERROR frame and the log.
     Failed(String),
+}
+
+/// The most read of a failed call's body, for its `message`.
+const MAX_FAILURE_BODY: usize = 4096;
+
+/// The `message` of a JSON body, if it has one.
+fn message_of(body: Option<Value>) -> Option<String> {
+    body?.get("message")?.as_str().map(str::to_owned)
 }
 
 /// The HTTP client of one service's webhooks.
@@ -69,9 +80,8 @@ impl Webhooks {
                 })
             })?;
             let status = response.status().as_u16();
-            if !matches!(status, 200..=299 | 401 | 403) {
-                return Err(Failure::Failed(format!("status {status}")));
-            }
+            let success = (200..=299).contains(&status);
+            let max = if success { max } else { MAX_FAILURE_BODY };
             let mut bytes = Vec::new();
             loop {
                 let chunk = response.chunk().await.map_err(|e| {
@@ -86,6 +96,11 @@ impl Webhooks {
                 })?;
                 let Some(chunk) = chunk else { break };
                 if bytes.len() + chunk.len() > max {
+                    if !success {
+                        // Too long to be a message for the client.
+                        bytes.clear();
+                        break;
+                    }
                     return Err(Failure::Failed(format!(
                         "the reply is larger than {max} bytes (max_queued_bytes)"
                     )));
@@ -101,13 +116,8 @@ impl Webhooks {
                 (200..=299, Ok(v)) => Ok(v),
                 (200..=299, Err(_)) => Err(Failure::Failed("the reply is not JSON".into())),
                 // A refusal's body is optional, and its message too.
-                (_, v) => Err(Failure::Refused(
-                    v.ok()
-                        .as_ref()
-                        .and_then(|v| v.get("message"))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                )),
+                (401 | 403, v) => Err(Failure::Refused(message_of(v.ok()))),
+                (_, v) => Err(Failure::Status(status, message_of(v.ok()))),
             }
         })
     }
