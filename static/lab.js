@@ -75,6 +75,9 @@
         log(e.code === 1000 ? 'sys' : 'err', 'closed ' + e.code + ' ' + e.reason);
         closed.push({ code: e.code, reason: e.reason, wasClean: e.wasClean });
         setConnected(false);
+        // Echoes still awaited will not come: they end now, quietly.
+        for (const [, p] of pending) p.closed();
+        pending.clear();
         reject(new Error('closed before open: ' + e.code + ' ' + e.reason));
       };
     });
@@ -84,15 +87,23 @@
   function echo(text) {
     return new Promise((resolve, reject) => {
       const started = performance.now();
-      const timer = setTimeout(() => reject(new Error('no echo within 10 s')), 10000);
-      pending.set(text, () => {
+      const timer = setTimeout(() => {
+        pending.delete(text);
+        reject(new Error('no echo within 10 s'));
+      }, 10000);
+      const done = () => {
         clearTimeout(timer);
         const rtt = performance.now() - started;
         rtts.push(rtt);
         $('rtt').textContent = rtt.toFixed(1);
         $('avg').textContent = (rtts.reduce((a, b) => a + b, 0) / rtts.length).toFixed(1);
         resolve(rtt);
-      });
+      };
+      done.closed = () => {
+        clearTimeout(timer);
+        reject(Object.assign(new Error('closed before the echo came back'), { closed: true }));
+      };
+      pending.set(text, done);
       log('out', '⇒ ' + (text.length > 300 ? text.slice(0, 300) + '… (' + text.length + ' chars)' : text));
       sock.send(text);
     });
@@ -147,12 +158,17 @@
   $('disconnect').addEventListener('click', () => close(1000, 'bye'));
   $('form').addEventListener('submit', (e) => {
     e.preventDefault();
-    if ($('text').value) echo($('text').value + ' #' + ++seq).catch((err) => log('err', err.message));
+    if ($('text').value) echo($('text').value + ' #' + ++seq).catch(logFailure);
     $('text').value = '';
   });
   $('ping').addEventListener('click', async () => {
-    for (let i = 0; i < 10; i++) await echo('ping #' + ++seq).catch((err) => log('err', err.message));
+    for (let i = 0; i < 10 && sock && sock.readyState === SockJS.OPEN; i++) await echo('ping #' + ++seq).catch(logFailure);
   });
+
+  // A close says so itself: only a lost echo on an open connection is an error.
+  function logFailure(err) {
+    if (!err.closed) log('err', err.message);
+  }
 
   window.lab = {
     connect, echo, close, connectAndAwaitClose, waitFor, sendAndAwaitClose,

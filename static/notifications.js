@@ -262,8 +262,8 @@
 
   function show(destination, body) {
     const target = destination.startsWith('/user/') ? $('mine') : $('feed');
-    const hint = target.querySelector('.hint');
-    if (hint) hint.remove();
+    // The placeholder goes with the first notification; recovery lines stay.
+    if ($('mine-empty') && target === $('mine')) $('mine-empty').remove();
     const line = document.createElement('div');
     line.textContent = new Date().toLocaleTimeString() + '  ' + destination + '  ' + body;
     target.prepend(line);
@@ -304,8 +304,8 @@
       await notify.subscribe('/topic/news');
       if (user) await notify.subscribe('/user/queue/notifications');
       $('curl-user').textContent = user || 'alice';
-      const hint = $('mine').querySelector('.hint');
-      if (hint) hint.textContent = user ? 'Signed in as ' + user + ': your notifications appear here.' : 'Sign in with a name to get yours.';
+      const empty = $('mine-empty');
+      if (empty) empty.textContent = user ? 'Signed in as ' + user + ': your notifications appear here.' : 'Sign in with a name to get yours.';
       status('connected over ' + used + (user ? ' as ' + user : ' (anonymous)'), true);
     } catch (err) {
       status(err.message, false);
