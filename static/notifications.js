@@ -288,7 +288,9 @@
       $('curl-url').textContent = api.url;
       $('curl-hint').textContent = 'Send one from a backend, through the HTTP API, with the demo key the gateway made at start (it printed it too):';
     } else {
-      $('curl-hint').textContent = 'Send one from a backend, through the HTTP API, once the gateway has a key (SOCKJS_GATEWAY__API__KEY=...):';
+      // The compose demo's key is in the shell that started it.
+      $('curl-hint').textContent = 'Send one from a backend, through the HTTP API, with the key the gateway was given ' +
+        '(the compose demo: SOCKJS_GATEWAY_API_KEY in the shell that started it; elsewhere SOCKJS_GATEWAY__API__KEY):';
     }
   }).catch(() => {});
 

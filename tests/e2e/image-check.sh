@@ -17,7 +17,6 @@ root=$(pwd)
 cache="${IMAGE_CHECK_CACHE:-$root/target/image-check}"
 port="${PORT:-18480}"
 export BUILDAH_ISOLATION=chroot
-base_image=localhost/sockjs-gateway-base:bookworm
 image=localhost/sockjs-gateway:check
 
 for tool in buildah debootstrap curl python3; do
@@ -32,23 +31,7 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 fi
 
 echo "== base: debian bookworm by debootstrap"
-if ! buildah inspect --type image "$base_image" >/dev/null 2>&1; then
-  mkdir -p "$cache"
-  rootfs="$cache/rootfs"
-  if [ ! -x "$rootfs/usr/bin/apt-get" ]; then
-    rm -rf "$rootfs"
-    debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian > "$cache/debootstrap.log" \
-      || { tail -n 20 "$cache/debootstrap.log" >&2; exit 1; }
-  fi
-  ctr=$(buildah from scratch)
-  # buildah add unpacks a local tar archive into the image.
-  tar -C "$rootfs" -cf "$cache/rootfs.tar" .
-  buildah add "$ctr" "$cache/rootfs.tar" / >/dev/null
-  rm -f "$cache/rootfs.tar"
-  buildah config --cmd /bin/bash "$ctr"
-  buildah commit -q "$ctr" "$base_image" >/dev/null
-  buildah rm "$ctr" >/dev/null
-fi
+base_image=$(bash tests/e2e/debian-base.sh "$cache")
 
 echo "== image: Dockerfile target prebuilt"
 # Docker format: OCI image configs have no HEALTHCHECK.

@@ -17,12 +17,16 @@ for f in Dockerfile examples/node-backend/Dockerfile; do
   "$venv/bin/hadolint" --failure-threshold warning "$f"
 done
 echo "docker compose config"
-# No default cluster secret: without one, compose stops and says how to set it.
-if out=$(env -u SOCKJS_GATEWAY_CLUSTER_SECRET "$compose" -f docker-compose.yml config -q 2>&1); then
-  echo "docker compose config passed without SOCKJS_GATEWAY_CLUSTER_SECRET" >&2
-  exit 1
-fi
-grep -q "SOCKJS_GATEWAY_CLUSTER_SECRET" <<< "$out" || { echo "unexpected: $out" >&2; exit 1; }
-SOCKJS_GATEWAY_CLUSTER_SECRET=lint-deploy-secret-0123456789abcdef0123 \
-  "$compose" -f docker-compose.yml config -q
+# No default cluster secret or API key: without one, compose stops and
+# says how to set it.
+export SOCKJS_GATEWAY_CLUSTER_SECRET=lint-deploy-secret-0123456789abcdef0123
+export SOCKJS_GATEWAY_API_KEY=lint-deploy-api-key-0123456789
+for name in SOCKJS_GATEWAY_CLUSTER_SECRET SOCKJS_GATEWAY_API_KEY; do
+  if out=$(env -u "$name" "$compose" -f docker-compose.yml config -q 2>&1); then
+    echo "docker compose config passed without $name" >&2
+    exit 1
+  fi
+  grep -q "$name" <<< "$out" || { echo "unexpected: $out" >&2; exit 1; }
+done
+"$compose" -f docker-compose.yml config -q
 echo "deployment files ok"
