@@ -19,15 +19,28 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 addr=127.0.0.1:$PORT
 echo "{\"open_file_limit\":$(ulimit -n)}"
-RUST_LOG=info SOCKJS_GATEWAY__ACCESS_LOG=false target/release/sockjs-gateway --listen "$addr" \
+RUST_LOG=info SOCKJS_GATEWAY__ACCESS_LOG=false target/release/sockjs-gateway --listen "$addr" --api-listen 127.0.0.1:0 \
   >"$dir/gw.out" 2>"$dir/gw.err" & pids+=($!)
 for _ in $(seq 50); do grep -q listening "$dir/gw.out" 2>/dev/null && break; sleep 0.1; done
+grep -q listening "$dir/gw.out" || { cat "$dir/gw.err" >&2; echo "the gateway did not start" >&2; exit 1; }
+# Waits for a load process's first line; says why not if it died first.
+first_line() { # file, pid
+  for _ in $(seq 600); do
+    [ -s "$1" ] && return 0
+    kill -0 "$2" 2>/dev/null || { echo "$1: its process exited without a word" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "$1: nothing in 120 s" >&2
+  exit 1
+}
 grep "open files\|max_sessions" "$dir/gw.err" | sed 's/^.*] //' | while read -r l; do echo "{\"gateway\":\"$l\"}"; done
 target/release/fd-flood old --from 127.0.0.1 --count 100 --hold 3600 "$addr" >"$dir/old.out" & pids+=($!)
-until [ -s "$dir/old.out" ]; do sleep 0.2; done
+first_line "$dir/old.out" $!
 target/release/fd-flood hold --from 127.0.0.2 --count "$FLOOD" "$addr" >"$dir/a.out" & pids+=($!)
+a=$!
 target/release/fd-flood hold --from 127.0.0.3 --count "$FLOOD" "$addr" >"$dir/b.out" & pids+=($!)
-until [ -s "$dir/a.out" ] && [ -s "$dir/b.out" ]; do sleep 0.5; done
+first_line "$dir/a.out" $a
+first_line "$dir/b.out" $!
 cat "$dir/a.out" "$dir/b.out"
 fail=0
 for _ in 1 2 3; do

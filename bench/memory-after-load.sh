@@ -18,7 +18,7 @@ addr=127.0.0.1:$PORT
 fail=0
 for trim in true false; do
   RUST_LOG=warn SOCKJS_GATEWAY__ACCESS_LOG=false SOCKJS_GATEWAY__TRIM_MEMORY=$trim \
-    target/release/sockjs-gateway --listen "$addr" >/dev/null 2>&1 & gw=$!
+    target/release/sockjs-gateway --listen "$addr" --api-listen 127.0.0.1:0 >/dev/null 2>&1 & gw=$!
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
   rss() { awk '/VmRSS/{print int($2/1024)}' "/proc/$gw/status"; }
   pre=$(rss)
