@@ -56,6 +56,16 @@ impl Asked {
     fn through_redis_only(&self) -> bool {
         self.once.is_some() || self.keep.as_ref().is_some_and(|k| !k.fallback)
     }
+
+    /// Which command publishes it: the APPEND script for a kept one (it
+    /// claims an idempotency key too), PUBLISH_ONCE for a key alone.
+    fn sending(&self) -> Sending {
+        match (&self.keep, &self.once) {
+            (Some(_), _) => Sending::Kept,
+            (None, Some(_)) => Sending::Once,
+            (None, None) => Sending::Plain,
+        }
+    }
 }
 
 /// What Redis answered for an event that asked something.
@@ -730,14 +740,12 @@ impl RedisBus {
                 }
                 return;
             };
-            let scripted = |a: &Option<Box<Asked>>| {
-                a.as_ref()
-                    .map_or((false, false), |a| (a.keep.is_some(), a.once.is_some()))
-            };
-            if events.iter().any(|(_, a)| scripted(a).0) {
+            let sending =
+                |a: &Option<Box<Asked>>| a.as_ref().map_or(Sending::Plain, |a| a.sending());
+            if events.iter().any(|(_, a)| sending(a) == Sending::Kept) {
                 pipe.load_script(&redis_history::APPEND).ignore();
             }
-            if events.iter().any(|(_, a)| scripted(a) == (false, true)) {
+            if events.iter().any(|(_, a)| sending(a) == Sending::Once) {
                 pipe.load_script(&redis_history::PUBLISH_ONCE).ignore();
             }
             let listening = self.listening.load(Ordering::Acquire);
@@ -745,9 +753,8 @@ impl RedisBus {
                 *seq += 1;
                 let count = asked.as_ref().is_some_and(|a| a.count);
                 let text = event::encode(&self.node, *seq, count, &e);
-                let echo_only = asked
-                    .as_ref()
-                    .is_some_and(|a| a.keep.is_some() || a.once.is_some());
+                // A script's publication is delivered only by its echo.
+                let echo_only = sending(&asked) != Sending::Plain;
                 let unechoed_mode = match (echo_only, listening) {
                     (true, _) => Unechoed::FromHistory,
                     (false, true) => Unechoed::Deliver,

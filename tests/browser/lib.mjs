@@ -166,10 +166,11 @@ export function substitute(text, from, to) {
 
 // The shipped nginx.conf, pointed at this test's ports and paths: its
 // includes made absolute, and the shipped sockjs-upstreams.conf inlined
-// with `upstreams` for its three servers.
-export function shippedNginxConfig(port, upstreams, dir) {
+// with `upstreams` for its three servers (each with `serverParams`, e.g.
+// ' max_fails=0'); its access log in `dir`, or none.
+export function shippedNginxConfig(port, upstreams, dir, { accessLog = true, serverParams = '' } = {}) {
   const nginxDir = path.join(ROOT, 'config/nginx');
-  const servers = upstreams.map((p) => `server 127.0.0.1:${p};`).join('\n    ');
+  const servers = upstreams.map((p) => `server 127.0.0.1:${p}${serverParams};`).join('\n    ');
   const shippedServers = 'server 127.0.0.1:8091;\n    server 127.0.0.1:8092;\n    server 127.0.0.1:8093;';
   const ups = substitute(fs.readFileSync(path.join(nginxDir, 'sockjs-upstreams.conf'), 'utf8'), shippedServers, servers);
   let conf = fs.readFileSync(path.join(nginxDir, 'nginx.conf'), 'utf8');
@@ -177,7 +178,7 @@ export function shippedNginxConfig(port, upstreams, dir) {
   conf = substitute(conf, 'include sockjs-', `include ${nginxDir}/sockjs-`);
   conf = substitute(conf, 'listen 8080;', `listen 127.0.0.1:${port};`);
   conf = substitute(conf, 'pid /tmp/nginx.pid;', `pid ${dir}/nginx.pid;`);
-  conf = substitute(conf, 'access_log /dev/stdout sockjs;', `access_log ${dir}/access.log sockjs;`);
+  conf = substitute(conf, 'access_log /dev/stdout sockjs;', accessLog ? `access_log ${dir}/access.log sockjs;` : 'access_log off;');
   return conf;
 }
 

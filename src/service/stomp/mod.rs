@@ -97,6 +97,15 @@ impl Reach {
         }
     }
 
+    /// An earlier publication claimed its idempotency key (at `position`,
+    /// where history keeps it): nothing was published, nobody reached.
+    fn duplicate(position: Option<Position>) -> Reach {
+        Reach {
+            duplicate: true,
+            ..Reach::here(0, position)
+        }
+    }
+
     /// What Redis and the other nodes will answer; `here` counted now.
     fn later(here: usize, answers: BoxFuture<'static, Answers>) -> Reach {
         Reach {
@@ -492,10 +501,7 @@ impl Shared {
         let Some(retention) = self.retention(destination) else {
             if let Some(claims) = self.claims.as_ref().filter(|_| once.is_some()) {
                 if !claims.entry(claim()).or_insert(None).is_fresh() {
-                    return Reach {
-                        duplicate: true,
-                        ..Reach::here(0, None)
-                    };
+                    return Reach::duplicate(None);
                 }
             } else if let Some(key_text) = once {
                 let asks = Asks {
@@ -545,10 +551,7 @@ impl Shared {
                 return Reach::here(here, Some(position))
             }
             Some((_, topics::Appended::Earlier(position))) => {
-                return Reach {
-                    duplicate: true,
-                    ..Reach::here(0, Some(position))
-                }
+                return Reach::duplicate(Some(position))
             }
             None => {}
         }

@@ -18,6 +18,10 @@ use super::frame::{may_escape, push_header_part, Version};
 use crate::cluster::history::{Entry, Mark, Position, Read, Since};
 use crate::protocol::message::{Message, Tail};
 use crate::service::api::SessionHandle;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Where a subscription's MESSAGEs go: its session (tests record them).
 pub trait Sink: Clone {
@@ -29,10 +33,6 @@ impl Sink for SessionHandle {
         SessionHandle::send(self, message)
     }
 }
-use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 /// A stream position as publications carry it.
 type At = (u64, Arc<str>);
@@ -138,8 +138,9 @@ struct Key<H> {
     subs: Vec<Subscriber<H>>,
     /// The position of the last publication delivered here.
     top: Option<At>,
-    /// Until there is a `top`: the mark of the first subscription, from
-    /// which what the key missed while the link was down is read.
+    /// The mark of the first subscription, from which what the key missed
+    /// while the link was down is read; looked at only while there is no
+    /// `top` (which, once set, is never unset).
     start: Option<Position>,
     /// While a gap is read from history: live publications, held.
     held: Option<Vec<Arc<Outgoing>>>,
@@ -490,7 +491,6 @@ impl<H: Sink> Topics<H> {
         }
         if out.at.is_some() {
             k.top = out.at.clone();
-            k.start = None;
         }
         k.subs.len()
     }
@@ -530,7 +530,6 @@ impl<H: Sink> Topics<H> {
                 }
                 if read.created.is_some() && k.top.is_none() {
                     k.top = Some((read.position.offset, read.position.epoch.clone()));
-                    k.start = None;
                 }
             }
             Ok(read) if read.created.is_some() && read.position.epoch != gap.epoch => {
@@ -607,7 +606,6 @@ impl<H: Sink> Topics<H> {
         }
         if real.is_some() {
             k.top = real;
-            k.start = None;
         }
         crate::metrics::get().history.losses_told.inc_by(told);
     }
@@ -674,7 +672,6 @@ impl<H: Sink> Topics<H> {
         if let (Some(read), None) = (real, &k.top) {
             // Where live publications of this key are measured from here.
             k.top = Some((read.position.offset, read.position.epoch.clone()));
-            k.start = None;
         }
         let Some(s) = k
             .subs
