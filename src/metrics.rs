@@ -137,6 +137,11 @@ pub struct ClusterMetrics {
     pub links: Gauge,
     /// 1 while connected to Redis.
     pub redis_connected: Gauge,
+    /// Masters reached other than the one before: failovers (or restarts).
+    pub redis_failovers: Counter,
+    /// Batches of kept publications fewer replicas confirmed than
+    /// `redis_min_replicas` asks (each answered 504).
+    pub publishes_unreplicated: Counter,
 }
 
 /// History's figures ([`crate::cluster::history`] and the `stomp` kind's
@@ -343,8 +348,20 @@ impl Metrics {
         );
         c.register(
             "redis_connected",
-            "1 while connected to Redis",
+            "1 while connected to the Redis master",
             m.cluster.redis_connected.clone(),
+        );
+        c.register(
+            "publishes_unreplicated",
+            "Batches of kept publications that fewer replicas confirmed than redis_min_replicas asks (answered 504)",
+            m.cluster.publishes_unreplicated.clone(),
+        );
+        // sockjs_gateway_redis_failovers_total, the name docs/cluster.md
+        // gives operators, outside cluster_.
+        r.register(
+            "redis_failovers",
+            "Redis masters this node reached other than the one before: failovers (or restarts)",
+            m.cluster.redis_failovers.clone(),
         );
         let h = r.sub_registry_with_prefix("history");
         h.register(

@@ -120,6 +120,8 @@ impl Gateway {
                 let node = c.node_id.clone().unwrap_or_else(random_node_id);
                 let bus = RedisBus::new(c, &node)
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                bus.check_tls()
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
                 let cluster = Cluster {
                     bus: bus.clone(),
                     owners: Some(Arc::new(Owners::new(bus.clone()))),
@@ -311,7 +313,7 @@ impl Gateway {
             log::info!(
                 "cluster: node {} at {advertise}, Redis {}",
                 bus.node,
-                c.redis_url_shown()
+                c.redis_shown()
             );
             let inbox = Services {
                 hubs: services

@@ -4,6 +4,14 @@
 //! history is lost, so a client holding offset N of epoch E knows whether
 //! "everything after N" can still be told.
 //!
+//! An epoch also changes, without the offsets starting over, when a stream
+//! is first written on another Redis master (a failover): the new epoch
+//! takes over from the old one at the last offset this master holds of it
+//! (a [`Read::links`] entry). A client of the old epoch at or before that
+//! offset lost nothing; one past it saw publications this master never
+//! got, and is told so. So no offset is ever given to two publications in
+//! one epoch.
+//!
 //! Reading never makes a stream: only a publication does. A client whose
 //! destination has no stream yet (or whose node knows no position for it)
 //! is given a [`Mark`], a moment of the store's own clock, instead of an
@@ -117,16 +125,44 @@ pub struct Read {
     /// before it, when history can tell (0: none was); `entries` are then
     /// those after it.
     pub before: Option<u64>,
+    /// The stream's earlier epochs that a later one took over from, oldest
+    /// first, each with its last offset here: offsets up to it are of that
+    /// epoch. A read after an offset past one of them starts at its end.
+    pub links: Vec<(Arc<str>, u64)>,
 }
 
 impl Read {
+    /// The epoch of the publication at `offset`.
+    pub fn epoch_of(&self, offset: u64) -> Arc<str> {
+        self.links
+            .iter()
+            .find(|(_, end)| offset <= *end)
+            .map_or_else(|| self.position.epoch.clone(), |(e, _)| e.clone())
+    }
+
+    /// The last offset of `epoch` here, when a later epoch took over from
+    /// it.
+    pub fn link_end(&self, epoch: &str) -> Option<u64> {
+        self.links
+            .iter()
+            .find(|(e, _)| **e == *epoch)
+            .map(|(_, end)| *end)
+    }
+
+    /// Whether `offset` of `epoch` is a point of this stream: of its
+    /// epoch, or of an earlier one at or before where it was taken over.
+    pub fn continues(&self, offset: u64, epoch: &str) -> bool {
+        *self.position.epoch == *epoch || self.link_end(epoch).is_some_and(|end| offset <= end)
+    }
+
     /// Whether `entries` are everything that followed `offset` of `epoch`:
-    /// the same epoch, an offset the stream gave, and no publication
-    /// missing between it and the top (none dropped by retention, none
-    /// left out by the read's limit).
+    /// the same epoch (or one this one took over from, at or after
+    /// `offset`), an offset the stream gave, and no publication missing
+    /// between it and the top (none dropped by retention, none left out by
+    /// the read's limit).
     pub fn is_everything_after(&self, offset: u64, epoch: &str) -> bool {
         let top = self.position.offset;
-        if self.created.is_none() || *self.position.epoch != *epoch || offset > top {
+        if self.created.is_none() || !self.continues(offset, epoch) || offset > top {
             return false;
         }
         if offset == top {
@@ -180,13 +216,16 @@ impl Read {
 /// without being kept.
 pub trait History: Send + Sync {
     /// `stream`'s position, and its publications from `since` on, at most
-    /// `limit`, oldest first. A stream that does not exist is not made:
-    /// the read says so ([`Read::created`]).
+    /// `limit`, oldest first; `of`: the epoch an offset `since` is of (an
+    /// earlier epoch's is read from where the stream's present one took
+    /// over, when that is before it). A stream that does not exist is not
+    /// made: the read says so ([`Read::created`]).
     fn read(
         &self,
         stream: &str,
         retention: Retention,
         since: Since,
+        of: Option<&str>,
         limit: usize,
     ) -> BoxFuture<'static, Result<Read, String>>;
     /// The store's moment now, as a position: what a client that has
@@ -484,6 +523,7 @@ impl MemoryHistory {
             now: millis,
             evicted,
             before: None,
+            links: Vec::new(),
         };
         if let Some(stream) = inner.live(key, now) {
             read.fill(stream, since, limit);
@@ -516,6 +556,7 @@ impl History for MemoryHistory {
         stream: &str,
         _: Retention,
         since: Since,
+        _: Option<&str>,
         limit: usize,
     ) -> BoxFuture<'static, Result<Read, String>> {
         let read = self.read_at(stream, since, limit, Instant::now());

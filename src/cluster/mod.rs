@@ -28,6 +28,7 @@ pub mod owners;
 pub mod presence;
 pub mod redis;
 pub mod redis_history;
+pub mod redis_server;
 pub mod tally;
 
 pub use event::Event;

@@ -1,6 +1,8 @@
 //! The Redis bus: events on one pub/sub channel, and one command connection
-//! for publishing, presence and session owners. Both are made again, with
-//! a growing pause, whenever either fails.
+//! for publishing, presence and session owners (and one more for
+//! publishing alone when `redis_min_replicas` makes publications wait for
+//! replicas). Each is made again, with a growing pause, whenever it fails,
+//! to the master [`RedisServer`] names then: a node follows failovers.
 //!
 //! Keys, under `namespace` (`sockjs-gateway` by default):
 //! - `NS:events`: the channel every node publishes to and reads;
@@ -17,6 +19,7 @@
 
 use super::history::{Mark, Position};
 use super::presence::{self, Counts};
+use super::redis_server::{self, Master, RedisServer};
 use super::tally::{self, Tallies};
 use super::State;
 use super::{
@@ -68,6 +71,19 @@ impl Asked {
     }
 }
 
+/// An event whose answer is read: who waits for it, how it was sent, its
+/// tally, and, held for the replicas, its text.
+type Answered = (
+    oneshot::Sender<Result<Sent, Failed>>,
+    Sending,
+    Option<(u64, oneshot::Receiver<()>)>,
+    Option<String>,
+);
+
+/// What became of an event whose answer is read: its position (kept
+/// ones), the nodes it reached, and whether it was a repeat.
+type Outcome = Result<(Option<Position>, usize, bool), Failed>;
+
 /// What Redis answered for an event that asked something.
 struct Sent {
     position: Option<Position>,
@@ -103,13 +119,18 @@ pub struct RedisBus {
     /// Set at [`RedisBus::start`], once the listener is bound.
     advertise: std::sync::OnceLock<String>,
     config: ClusterConfig,
-    client: redis::Client,
+    server: RedisServer,
     channel: String,
     /// Where the other nodes reply to this node's counted events.
     replies: String,
     tallies: Arc<Tallies>,
     /// The command connection while Redis is up.
     conn: RwLock<Option<MultiplexedConnection>>,
+    /// With `redis_min_replicas`, the connection publications take: their
+    /// `WAIT` holds up nothing else.
+    publishing: RwLock<Option<MultiplexedConnection>>,
+    /// The master the command connection reached last.
+    master: RwLock<Option<Master>>,
     /// Whether the command connection is up: publications reach Redis.
     up: AtomicBool,
     /// Whether the subscription to the events is up: this node hears
@@ -120,6 +141,11 @@ pub struct RedisBus {
     /// Told when the subscription ends: look at the command connection
     /// now rather than at the next presence write (Redis may be gone).
     look_now: tokio::sync::Notify,
+    /// Told when the subscription is made while the command connection is
+    /// down: the master is back (or another one is), connect now.
+    connect_now: tokio::sync::Notify,
+    /// Told whenever the command connection is made.
+    connected: tokio::sync::Notify,
     queue: mpsc::Sender<Job>,
     queue_rx: Mutex<Option<mpsc::Receiver<Job>>>,
     /// This node's events sent to Redis and not yet echoed back, oldest
@@ -176,6 +202,11 @@ pub(super) async fn within<T>(
     }
 }
 
+/// Whether Redis answered that it is a replica, which takes no writes.
+fn is_readonly(v: &redis::Value) -> bool {
+    matches!(v, redis::Value::ServerError(e) if e.code() == "READONLY")
+}
+
 /// The channel where node `node` hears what its counted events reached.
 fn replies_channel(namespace: &str, node: &str) -> String {
     format!("{namespace}:replies:{node}")
@@ -189,18 +220,7 @@ const SCAN_COUNT: usize = 1000;
 impl RedisBus {
     /// A bus for `node`; nothing runs until [`RedisBus::start`].
     pub fn new(config: &ClusterConfig, node: &str) -> Result<Arc<RedisBus>, String> {
-        use redis::IntoConnectionInfo;
-        let bad =
-            |e: redis::RedisError| format!("cluster.redis_url {}: {e}", config.redis_url_shown());
-        // Without TCP_NODELAY a small write (a reply, a publication) can wait
-        // for the ACK of the one before: tens of milliseconds.
-        let info = config
-            .redis_url
-            .as_str()
-            .into_connection_info()
-            .map_err(bad)?
-            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
-        let client = redis::Client::open(info).map_err(bad)?;
+        let server = RedisServer::new(config)?;
         let (queue, rx) = mpsc::channel(config.max_pending_publishes);
         Ok(Arc::new(RedisBus {
             node: node.into(),
@@ -209,12 +229,16 @@ impl RedisBus {
             replies: replies_channel(&config.namespace, node),
             tallies: Arc::default(),
             config: config.clone(),
-            client,
+            server,
             conn: RwLock::new(None),
+            publishing: RwLock::new(None),
+            master: RwLock::new(None),
             up: AtomicBool::new(false),
             listening: AtomicBool::new(false),
             listen_again: tokio::sync::Notify::new(),
             look_now: tokio::sync::Notify::new(),
+            connect_now: tokio::sync::Notify::new(),
+            connected: tokio::sync::Notify::new(),
             queue,
             queue_rx: Mutex::new(Some(rx)),
             unechoed: Mutex::default(),
@@ -245,6 +269,30 @@ impl RedisBus {
     /// The command connection, while Redis is up.
     pub fn connection(&self) -> Option<MultiplexedConnection> {
         self.conn.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The command connection, waiting up to `wait` for it to be made
+    /// (the subscription may be back first: a relink's reads wait here).
+    pub async fn connection_within(&self, wait: Duration) -> Option<MultiplexedConnection> {
+        let made = self.connected.notified();
+        if let Some(conn) = self.connection() {
+            return Some(conn);
+        }
+        let _ = tokio::time::timeout(wait, made).await;
+        self.connection()
+    }
+
+    /// Where publications go, while Redis is up: the command connection,
+    /// or the one of their own.
+    fn publishing_connection(&self) -> Option<MultiplexedConnection> {
+        let own = self.publishing.read().unwrap_or_else(|e| e.into_inner());
+        own.clone().or_else(|| self.connection())
+    }
+
+    /// Fails at start when the Redis server's TLS certificate is not
+    /// trusted ([`RedisServer::check_tls`]).
+    pub fn check_tls(&self) -> Result<(), String> {
+        self.server.check_tls()
     }
 
     pub fn config(&self) -> &ClusterConfig {
@@ -364,12 +412,13 @@ impl RedisBus {
         let mut failing = false;
         loop {
             match tokio::time::timeout(self.config.request_timeout(), self.connect()).await {
-                Ok(Ok(mut conn)) => {
+                Ok(Ok((mut conn, publishing, master))) => {
                     log::info!(
-                        "cluster: node {} connected to Redis at {}",
+                        "cluster: node {} connected to the Redis master at {}",
                         self.node,
-                        self.config.redis_url_shown()
+                        master.addr
                     );
+                    self.met(master);
                     // Before the others can look them up: a restarted Redis
                     // has lost the records of this node's sessions.
                     let reclaim = self.reclaim(&mut conn, &*inbox);
@@ -395,12 +444,15 @@ impl RedisBus {
                     failing = false;
                     pause = RETRY_FIRST;
                     *self.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+                    *self.publishing.write().unwrap_or_else(|e| e.into_inner()) = publishing;
                     self.up.store(true, Ordering::Release);
                     self.counts.redis_connected.set(1);
+                    self.connected.notify_waiters();
                     let why = self.keep_presence(conn, &*inbox).await;
                     self.up.store(false, Ordering::Release);
                     self.counts.redis_connected.set(0);
                     *self.conn.write().unwrap_or_else(|e| e.into_inner()) = None;
+                    *self.publishing.write().unwrap_or_else(|e| e.into_inner()) = None;
                     *self.peers.write().unwrap_or_else(|e| e.into_inner()) = Arc::default();
                     *self.written.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     // A failed connection says little of the other one (a
@@ -413,22 +465,25 @@ impl RedisBus {
                 }
                 Ok(Err(e)) if !failing => {
                     log::warn!(
-                        "cluster: cannot reach Redis at {}: {e}; retrying",
-                        self.config.redis_url_shown()
+                        "cluster: cannot reach the Redis master ({}): {e}; retrying",
+                        self.config.redis_shown()
                     );
                     failing = true;
                 }
                 Err(_) if !failing => {
                     log::warn!(
-                        "cluster: Redis at {} did not answer within {:?}; retrying",
-                        self.config.redis_url_shown(),
+                        "cluster: the Redis master ({}) did not answer within {:?}; retrying",
+                        self.config.redis_shown(),
                         self.config.request_timeout()
                     );
                     failing = true;
                 }
                 _ => {}
             }
-            tokio::time::sleep(pause).await;
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.connect_now.notified() => {}
+            }
             pause = (pause * 2).min(RETRY_LAST);
         }
     }
@@ -451,6 +506,9 @@ impl RedisBus {
                         let _sending = self.unechoed();
                         self.listening.store(true, Ordering::Release);
                     }
+                    if !self.up.load(Ordering::Acquire) {
+                        self.connect_now.notify_one();
+                    }
                     inbox.relinked();
                     let why = self.read_events(pubsub, &*inbox).await;
                     self.look_now.notify_one();
@@ -472,19 +530,54 @@ impl RedisBus {
         }
     }
 
-    async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
+    /// Connects to the master: the command connection, the publishing one
+    /// (with `redis_min_replicas`), and who the master is.
+    async fn connect(
+        &self,
+    ) -> Result<(MultiplexedConnection, Option<MultiplexedConnection>, Master), String> {
+        let client = self.server.client().await.map_err(|e| e.to_string())?;
         // The crate's own default (0.5 s) would override request_timeout.
-        let wait = Some(self.config.request_timeout());
-        let options = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(wait)
-            .set_response_timeout(wait);
-        self.client
-            .get_multiplexed_async_connection_with_config(&options)
+        let options = |wait| {
+            redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.config.request_timeout()))
+                .set_response_timeout(Some(wait))
+        };
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&options(self.config.request_timeout()))
             .await
+            .map_err(|e| e.to_string())?;
+        let master = redis_server::identify(&client, &mut conn).await?;
+        let publishing = if self.config.redis_min_replicas > 0 {
+            let publish = options(self.config.publish_timeout());
+            let c = client.get_multiplexed_async_connection_with_config(&publish);
+            Some(c.await.map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        Ok((conn, publishing, master))
+    }
+
+    /// Keeps the master just reached; counts a failover when it is not the
+    /// one reached before (another server, or the same one restarted: its
+    /// replication id changed).
+    fn met(&self, master: Master) {
+        let mut last = self.master.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(before) = &*last {
+            if before.replid != master.replid {
+                self.counts.redis_failovers.inc();
+                log::warn!(
+                    "cluster: the Redis master is now {} (it was {}): a failover, or a restart",
+                    master.addr,
+                    before.addr
+                );
+            }
+        }
+        *last = Some(master);
     }
 
     async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
-        let mut pubsub = self.client.get_async_pubsub().await?;
+        let client = self.server.client().await?;
+        let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(&self.channel).await?;
         pubsub.subscribe(&self.replies).await?;
         Ok(pubsub)
@@ -716,7 +809,7 @@ impl RedisBus {
         let mut here = Vec::new();
         let mut conn = {
             let mut unechoed = self.unechoed();
-            let Some(conn) = self.connection() else {
+            let Some(conn) = self.publishing_connection() else {
                 drop(unechoed);
                 // Not kept for later: a late copy after the outage would
                 // reach the other nodes out of order with newer ones.
@@ -740,6 +833,15 @@ impl RedisBus {
                 }
                 return;
             };
+            // Read after the connection: the link records a new master
+            // before it hands out its connection, so this is the
+            // connection's master or a newer one, never an older one.
+            let replid = self
+                .master
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map_or_else(String::new, |m| m.replid.clone());
             let sending =
                 |a: &Option<Box<Asked>>| a.as_ref().map_or(Sending::Plain, |a| a.sending());
             if events.iter().any(|(_, a)| sending(a) == Sending::Kept) {
@@ -775,7 +877,7 @@ impl RedisBus {
                         ..
                     }) => {
                         pipe.cmd("PUBLISH").arg(&self.channel).arg(text);
-                        answered.push((reply, Sending::Plain, self.open_tally(count, *seq)));
+                        answered.push((reply, Sending::Plain, self.open_tally(count, *seq), None));
                     }
                     Some(Asked {
                         keep: Some(k),
@@ -793,15 +895,19 @@ impl RedisBus {
                             Some(o) => call.key(self.once_key(o)),
                             None => call.key(&meta),
                         };
+                        // Held for replicas: published once they have it.
+                        let held = (self.config.redis_min_replicas > 0).then(|| text.clone());
                         call.arg(crate::protocol::ids::random_hex::<6>())
                             .arg(k.retention.size)
                             .arg(k.retention.ttl.as_secs().max(1))
                             .arg(redis_history::entry_value(headers, body))
                             .arg(&self.channel)
                             .arg(text)
-                            .arg(once.map_or(0, |o| o.window.as_secs().max(1)));
+                            .arg(once.map_or(0, |o| o.window.as_secs().max(1)))
+                            .arg(u8::from(held.is_some()))
+                            .arg(&replid);
                         pipe.invoke_script(&call);
-                        answered.push((reply, Sending::Kept, self.open_tally(count, *seq)));
+                        answered.push((reply, Sending::Kept, self.open_tally(count, *seq), held));
                     }
                     Some(Asked {
                         keep: None,
@@ -815,20 +921,40 @@ impl RedisBus {
                             .arg(text)
                             .arg(o.window.as_secs().max(1));
                         pipe.invoke_script(&call);
-                        answered.push((reply, Sending::Once, self.open_tally(count, *seq)));
+                        answered.push((reply, Sending::Once, self.open_tally(count, *seq), None));
                     }
                 }
                 unechoed.push_back((*seq, e, unechoed_mode));
             }
             conn
         };
+        // Kept ones are acknowledged once that many replicas have them
+        // (and every write before them on this connection).
+        let replicas = self.config.redis_min_replicas;
+        let wait_replicas = replicas > 0
+            && answered
+                .iter()
+                .any(|(_, sending, _, _)| *sending == Sending::Kept);
+        if wait_replicas {
+            pipe.cmd("WAIT")
+                .arg(replicas)
+                .arg(self.config.redis_replica_timeout_ms);
+        }
         for e in here {
             inbox.deliver(e);
         }
         let send = pipe.query_async::<Vec<redis::Value>>(&mut conn);
-        let wait = self.config.request_timeout();
+        let wait = self.config.publish_timeout();
         let answer = match tokio::time::timeout(wait, send).await {
-            Ok(Ok(values)) => Ok(values),
+            Ok(Ok(values)) => {
+                // A master demoted to a replica (a failover it did not see
+                // from inside): find the master now, not at the next
+                // presence write.
+                if values.iter().any(is_readonly) {
+                    self.look_now.notify_one();
+                }
+                Ok(values)
+            }
             // Refused by Redis: none of it ran as far as its PUBLISH.
             Ok(Err(e)) if !(e.is_io_error() || e.is_timeout() || e.is_connection_dropped()) => {
                 Err(Failed::not(e.to_string()))
@@ -850,17 +976,49 @@ impl RedisBus {
         count.inc_by(n);
         match answer {
             Ok(values) => {
-                for ((reply, sending, tally), v) in answered.into_iter().zip(values.iter()) {
-                    let sent = match sending {
-                        Sending::Kept => redis_history::appended(v)
-                            .map(|(p, receivers, duplicate)| (Some(p), receivers, duplicate)),
-                        Sending::Once => redis_history::published_once(v)
-                            .map(|(receivers, duplicate)| (None, receivers, duplicate)),
-                        Sending::Plain => redis::from_redis_value_ref::<usize>(v)
-                            .map(|receivers| (None, receivers, false))
-                            .map_err(|e| e.to_string()),
-                    }
-                    .map_err(Failed::not);
+                let unreplicated = wait_replicas
+                    .then(|| values.last().and_then(|v| redis::from_redis_value_ref::<u32>(v).ok()))
+                    .and_then(|acked| match acked {
+                        Some(n) if n >= replicas => None,
+                        acked => Some(Failed {
+                            why: format!(
+                                "{} of the {replicas} replicas asked for (redis_min_replicas) confirmed it within {} ms",
+                                acked.unwrap_or(0),
+                                self.config.redis_replica_timeout_ms
+                            ),
+                            maybe_published: true,
+                        }),
+                    });
+                if unreplicated.is_some() {
+                    self.counts.publishes_unreplicated.inc();
+                }
+                // What Redis answered each, kept ones published now that
+                // the replicas have them.
+                let mut results: Vec<Outcome> = answered
+                    .iter()
+                    .zip(values.iter())
+                    .map(|((_, sending, _, _), v)| {
+                        match sending {
+                            Sending::Kept => redis_history::appended(v)
+                                .map(|a| (Some(a.position), a.receivers, a.duplicate)),
+                            Sending::Once => redis_history::published_once(v)
+                                .map(|(receivers, duplicate)| (None, receivers, duplicate)),
+                            Sending::Plain => redis::from_redis_value_ref::<usize>(v)
+                                .map(|receivers| (None, receivers, false))
+                                .map_err(|e| e.to_string()),
+                        }
+                        .map_err(Failed::not)
+                        .and_then(|sent| match (&unreplicated, sending) {
+                            (Some(failed), Sending::Kept) => Err(failed.clone()),
+                            _ => Ok(sent),
+                        })
+                    })
+                    .collect();
+                if wait_replicas && unreplicated.is_none() {
+                    self.publish_held(&mut conn, &answered, &values, &mut results)
+                        .await;
+                }
+                for ((reply, _, tally, _), sent) in answered.into_iter().zip(results) {
                     if let (Some((seq, _)), Ok((_, receivers, _))) = (&tally, &sent) {
                         // This node is one of those that got it while its
                         // link is up.
@@ -875,11 +1033,60 @@ impl RedisBus {
                 }
             }
             Err(failed) => {
-                for (reply, _, tally) in answered {
+                for (reply, _, tally, _) in answered {
                     if let Some((seq, _)) = tally {
                         self.tallies.close(seq);
                     }
                     let _ = reply.send(Err(failed.clone()));
+                }
+            }
+        }
+    }
+
+    /// Publishes the kept publications held for the replicas, now that
+    /// they have them, each with its position: those new, and repeats of
+    /// one in the stream's present epoch (its first try may have been kept
+    /// but never published). Their counts of nodes reached go into
+    /// `results`; when they could not be published, they answer that they
+    /// may have been (a repeat publishes them).
+    async fn publish_held(
+        &self,
+        conn: &mut MultiplexedConnection,
+        answered: &[Answered],
+        values: &[redis::Value],
+        results: &mut [Outcome],
+    ) {
+        let mut pipe = redis::pipe();
+        let mut which = Vec::new();
+        for (i, ((_, _, _, held), v)) in answered.iter().zip(values).enumerate() {
+            let (Some(text), Ok(a)) = (held, redis_history::appended(v)) else {
+                continue;
+            };
+            if results[i].is_ok() && (!a.duplicate || a.present) {
+                pipe.cmd("PUBLISH")
+                    .arg(&self.channel)
+                    .arg(redis_history::published_event(&a.position, text));
+                which.push(i);
+            }
+        }
+        if which.is_empty() {
+            return;
+        }
+        let published = pipe.query_async::<Vec<usize>>(conn);
+        match within(self.config.request_timeout(), published).await {
+            Ok(counts) => {
+                for (i, n) in which.into_iter().zip(counts) {
+                    if let Ok((_, receivers, _)) = &mut results[i] {
+                        *receivers = n;
+                    }
+                }
+            }
+            Err(why) => {
+                for i in which {
+                    results[i] = Err(Failed {
+                        why: format!("kept on the replicas, but not published yet: {why}"),
+                        maybe_published: true,
+                    });
                 }
             }
         }

@@ -38,33 +38,66 @@ const READS_IN_FLIGHT: usize = 32;
 /// KEYS: stream, meta, the idempotency key (any key when there is none).
 /// ARGV: a new epoch, size, ttl, the entry, the events channel, the event
 /// as JSON (an object, written after the position), the idempotency
-/// window in seconds (0: no key). Returns {offset, epoch, nodes that got
-/// the event, 1 if an earlier publication claimed the key (then nothing
-/// is published, and the position is the earlier one's)}. An entry's
-/// moment never goes back, even if Redis's clock does.
+/// window in seconds (0: no key), '1' when publications wait for replicas,
+/// the master's replication id. Returns {offset, epoch, nodes that got the
+/// event, 1 if an earlier publication claimed the key (then nothing is
+/// published, and the position is the earlier one's), 1 if that position
+/// is of the stream's present epoch}.
+///
+/// A stream last written on another master (its `g`, the replication id,
+/// is not this one's) goes on in a new epoch that takes over from the old
+/// one at the last offset this master holds (`l`, the links, the last
+/// four): a publication the old master acknowledged and this one never got
+/// leaves its offset to another publication only in another epoch.
+///
+/// When publications wait for replicas, nothing is published here: the
+/// node publishes once the replicas have it ([`super::redis::RedisBus`]),
+/// and a repeat writes its key again, so that the `WAIT` after it covers
+/// the first publication too. An entry's moment never goes back, even if
+/// Redis's clock does.
 pub(super) static APPEND: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
 if ARGV[7] ~= '0' then
   local first = redis.call('GET', KEYS[3])
   if first then
+    if ARGV[8] == '1' then
+      redis.call('SET', KEYS[3], first, 'KEEPTTL')
+    end
     local colon = string.find(first, ':', 1, true)
-    return {tonumber(string.sub(first, 1, colon - 1)), string.sub(first, colon + 1), 0, 1}
+    local epoch = string.sub(first, colon + 1)
+    local present = 0
+    if redis.call('HGET', KEYS[2], 'e') == epoch then
+      present = 1
+    end
+    return {tonumber(string.sub(first, 1, colon - 1)), epoch, 0, 1, present}
   end
 end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local meta = redis.call('HMGET', KEYS[2], 'e', 't', 'a')
+local meta = redis.call('HMGET', KEYS[2], 'e', 't', 'a', 'g', 'l')
 local epoch = meta[1]
 local top, at
 if not epoch then
   redis.call('DEL', KEYS[1])
   epoch, top, at = ARGV[1], 1, now
-  redis.call('HSET', KEYS[2], 'e', epoch, 'c', now, 't', top, 'a', at)
+  redis.call('HSET', KEYS[2], 'e', epoch, 'c', now, 't', top, 'a', at, 'g', ARGV[9])
 else
   top = tonumber(meta[2] or '0') + 1
   at = math.max(now, tonumber(meta[3] or '0'))
-  redis.call('HSET', KEYS[2], 't', top, 'a', at)
+  if meta[4] and meta[4] ~= ARGV[9] then
+    local links = {}
+    for link in string.gmatch(meta[5] or '', '[^,]+') do
+      table.insert(links, link)
+    end
+    table.insert(links, epoch .. ':' .. string.format('%d', top - 1))
+    while #links > 4 do
+      table.remove(links, 1)
+    end
+    epoch = ARGV[1]
+    redis.call('HSET', KEYS[2], 'e', epoch, 'l', table.concat(links, ','))
+  end
+  redis.call('HSET', KEYS[2], 't', top, 'a', at, 'g', ARGV[9])
 end
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], string.format('%d-%d', top, at), 'p', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
@@ -72,12 +105,26 @@ redis.call('EXPIRE', KEYS[2], ARGV[3])
 if ARGV[7] ~= '0' then
   redis.call('SET', KEYS[3], string.format('%d', top) .. ':' .. epoch, 'EX', ARGV[7])
 end
+if ARGV[8] == '1' then
+  return {top, epoch, 0, 0, 1}
+end
 local receivers = redis.call('PUBLISH', ARGV[5],
   '{"offset":' .. string.format('%d', top) .. ',"epoch":"' .. epoch .. '",' .. string.sub(ARGV[6], 2))
-return {top, epoch, receivers, 0}
+return {top, epoch, receivers, 0, 1}
 "#,
     )
 });
+
+/// The event a kept publication is published as: `event` (a JSON object)
+/// with its position first, as [`APPEND`] writes it.
+pub(super) fn published_event(position: &Position, event: &str) -> String {
+    format!(
+        "{{\"offset\":{},\"epoch\":\"{}\",{}",
+        position.offset,
+        position.epoch,
+        &event[1..]
+    )
+}
 
 /// A publication of a destination without history that claims an
 /// idempotency key. KEYS: the key. ARGV: the events channel, the event,
@@ -95,29 +142,41 @@ return {0, 1}
 });
 
 /// KEYS: stream, meta, boot. ARGV: `o` (after an offset) or `m` (from a
-/// mark's moment on), the offset or moment, the first id to read
-/// (`after+1`-0), the most entries. Returns {top, epoch, entries, now,
-/// boot, created, before}: epoch `''` and created -1 when there is no
-/// stream; before (from a mark) the offset of the newest entry kept before
-/// it, 0 when none was made before it, -1 when history cannot tell.
+/// mark's moment on), the offset or moment, the most entries, the epoch the
+/// offset is of (`''`: the present one). Returns {top, epoch, entries, now,
+/// boot, created, before, links}: epoch `''` and created -1 when there is
+/// no stream; before (from a mark) the offset of the newest entry kept
+/// before it, 0 when none was made before it, -1 when history cannot tell;
+/// links as [`APPEND`] keeps them. After an offset of an earlier epoch
+/// past where a later one took over, the entries start there.
 static READ: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local boot = redis.call('GET', KEYS[3]) or ''
-local meta = redis.call('HMGET', KEYS[2], 'e', 't', 'c')
+local meta = redis.call('HMGET', KEYS[2], 'e', 't', 'c', 'l')
 if not meta[1] then
-  return {0, '', {}, now, boot, -1, -1}
+  return {0, '', {}, now, boot, -1, -1, ''}
 end
 local top = tonumber(meta[2] or '0')
 local created = tonumber(meta[3] or '0')
-local limit = tonumber(ARGV[4])
+local links = meta[4] or ''
+local limit = tonumber(ARGV[3])
 if ARGV[1] == 'o' then
-  if limit == 0 or tonumber(ARGV[2]) >= top then
-    return {top, meta[1], {}, now, boot, created, -1}
+  local after = tonumber(ARGV[2])
+  if ARGV[4] ~= '' and ARGV[4] ~= meta[1] then
+    for epoch, last in string.gmatch(links, '([^:,]+):(%d+)') do
+      if epoch == ARGV[4] and tonumber(last) < after then
+        after = tonumber(last)
+      end
+    end
   end
-  return {top, meta[1], redis.call('XRANGE', KEYS[1], ARGV[3], '+', 'COUNT', limit), now, boot, created, -1}
+  if limit == 0 or after >= top then
+    return {top, meta[1], {}, now, boot, created, -1, links}
+  end
+  local from = string.format('%d', after + 1) .. '-0'
+  return {top, meta[1], redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', limit), now, boot, created, -1, links}
 end
 -- From a mark: the newest entries, back to the first one made before it.
 local mark = tonumber(ARGV[2])
@@ -142,7 +201,7 @@ if before < 0 and #newest <= limit then
     before = 0
   end
 end
-return {top, meta[1], after, now, boot, created, before}
+return {top, meta[1], after, now, boot, created, before, links}
 "#,
     )
 });
@@ -164,18 +223,34 @@ pub(super) fn entry_value(headers: &[(String, String)], body: &str) -> String {
     serde_json::to_string(&(headers, body)).expect("entries serialize")
 }
 
-/// What [`APPEND`] answered: the position, how many nodes got it, and
-/// whether an earlier publication claimed its idempotency key.
-pub(super) fn appended(v: &Value) -> Result<(Position, usize, bool), String> {
-    let (receivers, duplicate): (usize, u8) = match v {
-        Value::Array(items) if items.len() == 4 => (
-            redis::from_redis_value_ref(&items[2]).map_err(|e| e.to_string())?,
-            redis::from_redis_value_ref(&items[3]).map_err(|e| e.to_string())?,
-        ),
+/// What [`APPEND`] answered.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Appended {
+    pub position: Position,
+    /// Nodes that got the event (0 when it waits for replicas).
+    pub receivers: usize,
+    /// An earlier publication claimed its idempotency key: the position is
+    /// that one's.
+    pub duplicate: bool,
+    /// The position is of the stream's present epoch.
+    pub present: bool,
+}
+
+pub(super) fn appended(v: &Value) -> Result<Appended, String> {
+    let number = |v: &Value| redis::from_redis_value_ref::<usize>(v).map_err(|e| e.to_string());
+    let (receivers, duplicate, present) = match v {
+        Value::Array(items) if items.len() == 5 => {
+            (number(&items[2])?, number(&items[3])?, number(&items[4])?)
+        }
         Value::ServerError(e) => return Err(e.to_string()),
         _ => return Err(format!("an unexpected answer: {v:?}")),
     };
-    Ok((position(v)?, receivers, duplicate == 1))
+    Ok(Appended {
+        position: position(v)?,
+        receivers,
+        duplicate: duplicate == 1,
+        present: present == 1,
+    })
 }
 
 /// What [`PUBLISH_ONCE`] answered: how many nodes got it, and whether an
@@ -237,7 +312,7 @@ fn read_answer(v: &Value) -> Result<Read, String> {
     let Value::Array(items) = v else {
         return Err(format!("an unexpected answer: {v:?}"));
     };
-    if items.len() != 7 {
+    if items.len() != 8 {
         return Err(format!("an unexpected answer: {v:?}"));
     }
     let number = |v: &Value| redis::from_redis_value_ref::<i64>(v).map_err(|e| e.to_string());
@@ -259,6 +334,7 @@ fn read_answer(v: &Value) -> Result<Read, String> {
         Value::Array(list) => list.iter().map(entry).collect::<Result<_, _>>()?,
         other => return Err(format!("an unexpected answer: {other:?}")),
     };
+    let links = redis::from_redis_value_ref::<String>(&items[7]).map_err(|e| e.to_string())?;
     Ok(Read {
         position,
         entries,
@@ -267,12 +343,30 @@ fn read_answer(v: &Value) -> Result<Read, String> {
         now,
         evicted: 0,
         before,
+        links: parse_links(&links)?,
     })
 }
 
+/// `EPOCH:LAST,...`, as [`APPEND`] keeps them.
+fn parse_links(text: &str) -> Result<Vec<(Arc<str>, u64)>, String> {
+    text.split(',')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (epoch, last) = l
+                .rsplit_once(':')
+                .ok_or_else(|| format!("a link that is not EPOCH:OFFSET: {l}"))?;
+            let last = last
+                .parse()
+                .map_err(|_| format!("a link that is not EPOCH:OFFSET: {l}"))?;
+            Ok((epoch.into(), last))
+        })
+        .collect()
+}
+
 type Reading = Shared<BoxFuture<'static, Result<Read, String>>>;
-/// Reads waiting for their turn, by stream, start and limit.
-type Waiting = Mutex<HashMap<(String, Since, usize), Reading>>;
+/// Reads waiting for their turn, by stream, start (and its epoch) and
+/// limit.
+type Waiting = Mutex<HashMap<(String, Since, String, usize), Reading>>;
 
 /// Streams in the cluster's Redis, read through the bus's connection, at
 /// most `READS_IN_FLIGHT` at a time. Identical reads waiting their turn
@@ -301,9 +395,14 @@ impl History for RedisHistory {
         stream: &str,
         _: Retention,
         since: Since,
+        of: Option<&str>,
         limit: usize,
     ) -> BoxFuture<'static, Result<Read, String>> {
-        let id = (stream.to_owned(), since, limit);
+        let of = match since {
+            Since::Offset(_) => of.unwrap_or_default().to_owned(),
+            Since::Mark(_) => String::new(),
+        };
+        let id = (stream.to_owned(), since, of.clone(), limit);
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(reading) = waiting.get(&id) {
             return reading.clone().boxed();
@@ -322,7 +421,8 @@ impl History for RedisHistory {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&turn);
-            let Some(mut conn) = bus.connection() else {
+            let wait = bus.config().request_timeout();
+            let Some(mut conn) = bus.connection_within(wait).await else {
                 return Err("Redis is unreachable".to_owned());
             };
             let (mode, from) = match since {
@@ -335,9 +435,8 @@ impl History for RedisHistory {
                 .key(boot)
                 .arg(mode)
                 .arg(from)
-                .arg(format!("{}-0", from.saturating_add(1)))
-                .arg(limit);
-            let wait = bus.config().request_timeout();
+                .arg(limit)
+                .arg(of);
             read_answer(&within(wait, call.invoke_async::<Value>(&mut conn)).await?)
         }
         .boxed()
@@ -389,8 +488,18 @@ mod tests {
             bulk("b00t"),
             Value::Int(1699999999000),
             Value::Int(5),
+            bulk("aa01:2,ff00:6"),
         ]);
         let read = read_answer(&answer).unwrap();
+        // Offsets up to 2 were of epoch aa01, 3 to 6 of ff00, later ones
+        // of ab12: a client of ff00 at 6 lost nothing, one at 7 did.
+        assert_eq!(
+            [1, 2, 3, 6, 7].map(|o| read.epoch_of(o).to_string()),
+            ["aa01", "aa01", "ff00", "ff00", "ab12"]
+        );
+        assert!(read.continues(6, "ff00") && !read.continues(7, "ff00"));
+        assert!(read.continues(7, "ab12") && !read.continues(1, "zz"));
+        assert!(read.is_everything_after(5, "ff00"));
         assert_eq!(read.position.offset, 7);
         assert_eq!(&*read.position.epoch, "ab12");
         assert_eq!(read.entries.len(), 2);
@@ -417,6 +526,7 @@ mod tests {
             bulk("b00t"),
             Value::Int(-1),
             Value::Int(-1),
+            bulk(""),
         ]);
         let read = read_answer(&answer).unwrap();
         assert_eq!(read.created, None);
@@ -436,8 +546,16 @@ mod tests {
             bulk("b"),
             Value::Int(1),
             Value::Int(-1),
+            bulk(""),
         ]);
         assert!(read_answer(&bad_id).is_err());
+        let mut bad_link = match bad_id {
+            Value::Array(items) => items,
+            _ => unreachable!(),
+        };
+        bad_link[2] = Value::Array(vec![]);
+        bad_link[7] = bulk("e1-without-an-offset");
+        assert!(read_answer(&Value::Array(bad_link)).is_err());
     }
 
     #[test]

@@ -7,9 +7,45 @@ use std::time::Duration;
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// `redis://[:password@]host:port/db`; may carry a password, so it is
-    /// never logged whole ([`ClusterConfig::redis_url_shown`]).
-    pub redis_url: String,
+    /// One Redis server: `redis://[:password@]host:port/db`, `rediss://`
+    /// for TLS; may carry a password, so it is never logged whole
+    /// ([`ClusterConfig::redis_shown`]). Exactly one of this and
+    /// `redis_sentinels`.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// The Sentinels that name the master (`redis://host:26379`, or
+    /// `rediss://` for Sentinels that speak TLS), with `redis_master_name`:
+    /// the nodes follow the master they name through failovers.
+    #[serde(default, deserialize_with = "super::list::deserialize")]
+    pub redis_sentinels: Vec<String>,
+    /// The name the Sentinels monitor the master under.
+    #[serde(default)]
+    pub redis_master_name: Option<String>,
+    /// The data nodes' ACL user and password (over any in `redis_url`);
+    /// best from the environment. Never logged.
+    #[serde(default)]
+    pub redis_username: Option<String>,
+    #[serde(default)]
+    pub redis_password: Option<String>,
+    /// The Sentinels' password (`requirepass` in sentinel.conf). Never
+    /// logged.
+    #[serde(default)]
+    pub redis_sentinel_password: Option<String>,
+    /// The CA (PEM) that signed the Redis servers' TLS certificates, for
+    /// `rediss://`; without it, the system's roots.
+    #[serde(default)]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+    /// TLS without checking the server's certificate: for testing only.
+    #[serde(default)]
+    pub redis_tls_insecure: bool,
+    /// Replicas that must hold a kept publication before it is
+    /// acknowledged (Redis `WAIT`); 0: acknowledged once the master has it.
+    #[serde(default)]
+    pub redis_min_replicas: u32,
+    /// How long a publication waits for `redis_min_replicas`, in
+    /// milliseconds; past it, its answer is `504` (published: unknown).
+    #[serde(default = "default_replica_timeout_ms")]
+    pub redis_replica_timeout_ms: u64,
     /// What the nodes prove to each other on forwarded requests, so that a
     /// client that reaches a node directly cannot pose as a node (and have
     /// its `X-Forwarded-For` believed). Required, at least 32 characters;
@@ -49,6 +85,9 @@ pub struct ClusterConfig {
 /// The shortest `secret` accepted.
 pub const MIN_SECRET_LEN: usize = 32;
 
+fn default_replica_timeout_ms() -> u64 {
+    1000
+}
 fn default_namespace() -> String {
     "sockjs-gateway".into()
 }
@@ -73,24 +112,90 @@ impl ClusterConfig {
         Duration::from_secs_f64(self.request_timeout)
     }
 
-    /// The Redis URL with any password replaced, for logs and errors.
-    pub fn redis_url_shown(&self) -> String {
-        shown_url(&self.redis_url)
+    /// Where Redis is, with any password replaced, for logs and errors:
+    /// the URL, or the master's name and its Sentinels.
+    pub fn redis_shown(&self) -> String {
+        match (&self.redis_url, &self.redis_master_name) {
+            (Some(url), _) => shown_url(url),
+            (None, Some(name)) => format!(
+                "master {name:?} of Sentinels {}",
+                self.redis_sentinels
+                    .iter()
+                    .map(|s| shown_url(s))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            (None, None) => "(none)".into(),
+        }
+    }
+
+    /// How long a publication may wait for Redis: its answer, and the
+    /// replicas' when `redis_min_replicas` asks for them.
+    pub fn publish_timeout(&self) -> Duration {
+        let replicas = if self.redis_min_replicas > 0 {
+            Duration::from_millis(self.redis_replica_timeout_ms)
+        } else {
+            Duration::ZERO
+        };
+        self.request_timeout() + replicas
     }
 
     pub(super) fn validate(&self) -> Result<(), String> {
-        let url = &self.redis_url;
-        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-            return Err(format!(
-                "cluster.redis_url: expected redis://host:port/db, got {:?}",
-                shown_url(url)
-            ));
+        match (&self.redis_url, self.redis_sentinels.is_empty()) {
+            (Some(_), false) => {
+                return Err(
+                    "cluster.redis_url and cluster.redis_sentinels: give one, not both (one server, or the Sentinels that name the master)"
+                        .into(),
+                )
+            }
+            (None, true) => {
+                return Err(
+                    "cluster.redis_url: required (redis://host:port/db), or cluster.redis_sentinels with cluster.redis_master_name"
+                        .into(),
+                )
+            }
+            (Some(url), true) => check_url("cluster.redis_url", url)?,
+            (None, false) => {
+                for url in &self.redis_sentinels {
+                    check_url("cluster.redis_sentinels", url)?;
+                }
+                match &self.redis_master_name {
+                    Some(n) if !n.is_empty() && !n.contains(char::is_whitespace) => {}
+                    Some(n) => {
+                        return Err(format!(
+                            "cluster.redis_master_name: a name without spaces expected, got {n:?}"
+                        ))
+                    }
+                    None => {
+                        return Err(
+                            "cluster.redis_master_name: required with cluster.redis_sentinels (the name the Sentinels monitor the master under)"
+                                .into(),
+                        )
+                    }
+                }
+            }
         }
-        if let Err(e) = redis::Client::open(url.as_str()) {
+        if self.redis_url.is_some() && self.redis_master_name.is_some() {
+            return Err(
+                "cluster.redis_master_name: only with cluster.redis_sentinels, not cluster.redis_url"
+                    .into(),
+            );
+        }
+        if let Some(path) = &self.redis_ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                format!("cluster.redis_ca_file: cannot read {}: {e}", path.display())
+            })?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(format!(
+                    "cluster.redis_ca_file: {} holds no PEM certificate",
+                    path.display()
+                ));
+            }
+        }
+        if self.redis_replica_timeout_ms == 0 || self.redis_replica_timeout_ms > 60_000 {
             return Err(format!(
-                "cluster.redis_url: {:?} is not usable: {}",
-                shown_url(url),
-                e.to_string().replace(url.as_str(), &shown_url(url))
+                "cluster.redis_replica_timeout_ms: must be from 1 to 60000, got {}",
+                self.redis_replica_timeout_ms
             ));
         }
         match &self.secret {
@@ -157,10 +262,39 @@ impl ClusterConfig {
     }
 }
 
+/// Checks a Redis URL (of `key`) as the `redis` crate reads it.
+fn check_url(key: &str, url: &str) -> Result<(), String> {
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err(format!(
+            "{key}: expected redis://host:port (or rediss:// for TLS), got {:?}",
+            shown_url(url)
+        ));
+    }
+    if let Err(e) = redis::Client::open(url) {
+        return Err(format!(
+            "{key}: {:?} is not usable: {}",
+            shown_url(url),
+            e.to_string().replace(url, &shown_url(url))
+        ));
+    }
+    Ok(())
+}
+
 impl std::fmt::Debug for ClusterConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
         f.debug_struct("ClusterConfig")
-            .field("redis_url", &self.redis_url_shown())
+            .field("redis", &self.redis_shown())
+            .field("redis_username", &self.redis_username)
+            .field("redis_password", &secret(&self.redis_password))
+            .field(
+                "redis_sentinel_password",
+                &secret(&self.redis_sentinel_password),
+            )
+            .field("redis_ca_file", &self.redis_ca_file)
+            .field("redis_tls_insecure", &self.redis_tls_insecure)
+            .field("redis_min_replicas", &self.redis_min_replicas)
+            .field("redis_replica_timeout_ms", &self.redis_replica_timeout_ms)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("node_id", &self.node_id)
             .field("advertise", &self.advertise)

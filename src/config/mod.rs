@@ -293,7 +293,7 @@ mod tests {
         ])
         .unwrap();
         let cluster = c.cluster.as_ref().unwrap();
-        assert_eq!(cluster.redis_url, url);
+        assert_eq!(cluster.redis_url.as_deref(), Some(url));
         assert_eq!(cluster.secret.as_deref(), Some(secret));
         assert_eq!(cluster.namespace, "sockjs-gateway");
         assert!(!format!("{c:?}").contains("hunter2"));
@@ -323,6 +323,80 @@ mod tests {
             e.contains("cluster.secret") && e.contains("SOCKJS_GATEWAY__CLUSTER__SECRET"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn sentinels_come_from_the_environment_and_their_passwords_stay_hidden() {
+        let secret = (
+            "SOCKJS_GATEWAY__CLUSTER__SECRET",
+            "s3cret-of-the-nodes-s3cret-of-the-nodes",
+        );
+        let sentinels = (
+            "SOCKJS_GATEWAY__CLUSTER__REDIS_SENTINELS",
+            "redis://10.0.0.1:26379, redis://10.0.0.2:26379",
+        );
+        let name = ("SOCKJS_GATEWAY__CLUSTER__REDIS_MASTER_NAME", "mymaster");
+        let c = with_env(&[
+            secret,
+            sentinels,
+            name,
+            ("SOCKJS_GATEWAY__CLUSTER__REDIS_PASSWORD", "hunter2hunter2"),
+            (
+                "SOCKJS_GATEWAY__CLUSTER__REDIS_SENTINEL_PASSWORD",
+                "sentinel-pw-77",
+            ),
+            ("SOCKJS_GATEWAY__CLUSTER__REDIS_MIN_REPLICAS", "1"),
+        ])
+        .unwrap();
+        let cluster = c.cluster.as_ref().unwrap();
+        assert_eq!(
+            cluster.redis_sentinels,
+            ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"]
+        );
+        assert_eq!(cluster.redis_master_name.as_deref(), Some("mymaster"));
+        assert_eq!(cluster.redis_min_replicas, 1);
+        assert_eq!(cluster.redis_replica_timeout_ms, 1000);
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("sentinel-pw"),
+            "{shown}"
+        );
+        assert!(shown.contains("mymaster"), "{shown}");
+
+        let url = (
+            "SOCKJS_GATEWAY__CLUSTER__REDIS_URL",
+            "redis://127.0.0.1:6379",
+        );
+        let missing = std::env::temp_dir().join("no-such-ca.pem");
+        let missing = missing.to_str().unwrap();
+        for (vars, named) in [
+            (
+                vec![secret, sentinels, name, url],
+                "cluster.redis_sentinels",
+            ),
+            (vec![secret, sentinels], "cluster.redis_master_name"),
+            (vec![secret, url, name], "cluster.redis_master_name"),
+            (vec![secret], "cluster.redis_url"),
+            (
+                vec![
+                    secret,
+                    url,
+                    ("SOCKJS_GATEWAY__CLUSTER__REDIS_CA_FILE", missing),
+                ],
+                "cluster.redis_ca_file",
+            ),
+            (
+                vec![
+                    secret,
+                    url,
+                    ("SOCKJS_GATEWAY__CLUSTER__REDIS_REPLICA_TIMEOUT_MS", "0"),
+                ],
+                "cluster.redis_replica_timeout_ms",
+            ),
+        ] {
+            let e = with_env(&vars).unwrap_err();
+            assert!(e.contains(named), "{named}: {e}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod redis;
+pub mod sentinel;
 pub mod stomp;
 pub mod upstream;
 

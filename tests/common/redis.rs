@@ -8,10 +8,17 @@ pub struct Redis {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Arguments beyond the port, address, directory and persistence.
+    extra: Vec<String>,
 }
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    /// One with these arguments too (`--replicaof`, `--tls-port`...).
+    pub fn start_with(extra: &[&str]) -> Redis {
         let port = super::dead_addr()
             .rsplit(':')
             .next()
@@ -22,9 +29,69 @@ impl Redis {
             child: None,
             port,
             dir: tempfile::tempdir().unwrap(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         r.restart();
         r
+    }
+
+    /// A replica of `master`, once it holds the master's data.
+    pub fn replica_of(master: &Redis) -> Redis {
+        let port = master.port.to_string();
+        let r = Redis::start_with(&["--replicaof", "127.0.0.1", &port]);
+        let until = Instant::now() + Duration::from_secs(10);
+        while !r.info("replication").contains("master_link_status:up") {
+            assert!(
+                Instant::now() < until,
+                "the replica never linked to its master"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        r
+    }
+
+    /// Starts it again as a replica of the server at `port`, as a
+    /// supervisor brings back a failed master once Sentinel promoted
+    /// another: never as an empty master.
+    pub fn restart_as_replica_of(&mut self, port: u16) {
+        self.extra = vec!["--replicaof".into(), "127.0.0.1".into(), port.to_string()];
+        self.restart();
+    }
+
+    /// The directory it runs in (and keeps its files in).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// `INFO section`, whole.
+    pub fn info(&self, section: &str) -> String {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if s.write_all(format!("INFO {section}\r\n").as_bytes())
+            .is_err()
+        {
+            return String::new();
+        }
+        let mut r = BufReader::new(s);
+        let mut len = String::new();
+        if r.read_line(&mut len).is_err() {
+            return String::new();
+        }
+        let Ok(n) = len.trim_end().trim_start_matches('$').parse::<usize>() else {
+            return String::new();
+        };
+        let mut text = vec![0; n];
+        if r.read_exact(&mut text).is_err() {
+            return String::new();
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn url(&self) -> String {
@@ -69,6 +136,7 @@ impl Redis {
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server runs (apt-get install redis-server)");

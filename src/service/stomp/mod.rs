@@ -336,6 +336,7 @@ impl StompService {
             &self.shared.stream(&key),
             retention,
             Since::Offset(since),
+            None,
             limit,
         ))
     }
@@ -647,7 +648,13 @@ impl Shared {
                     .min(MAX_FILL);
                 let read = shared
                     .history
-                    .read(&shared.stream(&key), retention, gap.since, limit)
+                    .read(
+                        &shared.stream(&key),
+                        retention,
+                        gap.since,
+                        Some(&gap.epoch),
+                        limit,
+                    )
                     .await;
                 let mark = || shared.history.mark();
                 match shared.topics.filled(&key, &gap, read, retention.ttl, mark) {

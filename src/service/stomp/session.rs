@@ -701,6 +701,7 @@ impl StompSession {
             &self.shared.stream(&key),
             retention,
             since,
+            Some(&asked.epoch),
             self.shared.max_recovered,
         );
         let subscribing = Subscribing {

@@ -165,6 +165,12 @@ pub struct Gap {
     pub since: Since,
     pub epoch: Arc<str>,
     pub upto: Option<u64>,
+    /// The position a live publication came with, when its epoch is not
+    /// `epoch`: one that took over from it (a failover) goes on from
+    /// `since`; a stream that started over is read from its start up to
+    /// that publication, nothing told (the old one's publications all came
+    /// here).
+    pub live: Option<At>,
 }
 
 impl Gap {
@@ -298,7 +304,7 @@ fn gap_filled(gap: &Gap, read: &Read, ttl: std::time::Duration) -> bool {
     match gap.since {
         Since::Mark(_) => read.recovers(0, &gap.epoch, ttl),
         Since::Offset(after) => {
-            if read.created.is_none() || read.position.epoch != gap.epoch {
+            if read.created.is_none() || !read.continues(after, &gap.epoch) {
                 return false;
             }
             let top = read.position.offset;
@@ -453,12 +459,17 @@ impl<H: Sink> Topics<H> {
                     since: Since::Offset(*top),
                     epoch: epoch.clone(),
                     upto: Some(offset - 1),
+                    live: None,
                 })
             } else if e != epoch && *offset > 1 {
+                // Another epoch past its start: one that took over from
+                // this key's (read on from its top), or a stream that
+                // started over (read from its start).
                 Some(Gap {
-                    since: Since::Offset(0),
-                    epoch: e.clone(),
-                    upto: Some(offset - 1),
+                    since: Since::Offset(*top),
+                    epoch: epoch.clone(),
+                    upto: None,
+                    live: Some((*offset, e.clone())),
                 })
             } else {
                 None
@@ -518,19 +529,59 @@ impl<H: Sink> Topics<H> {
         let destination = subscribed_destination(key);
         let shown = || shown_key(key);
         let mut then = Filled::Done;
+        // Publications delivered here past the last one of this key's epoch
+        // that the master holds now: lost in a failover.
+        let lost_after = match (&read, gap.since) {
+            (Ok(read), Since::Offset(after)) => read
+                .link_end(&gap.epoch)
+                .filter(|end| *end < after && *read.position.epoch != *gap.epoch),
+            _ => None,
+        };
         match read {
+            Ok(read) if lost_after.is_some() => {
+                let end = lost_after.unwrap_or_default();
+                log::warn!(
+                    "stomp: {} lost publications this node delivered (past offset {end} of its epoch {}) in a Redis failover; its subscribers are told",
+                    shown(),
+                    gap.epoch
+                );
+                let from = Position {
+                    offset: end,
+                    epoch: read.epoch_of(end + 1),
+                };
+                self.tell_loss(
+                    k,
+                    destination,
+                    &from,
+                    "publications were lost in a Redis failover",
+                );
+                for e in read.entries.iter().filter(|e| e.offset > end) {
+                    let out = Outgoing::from_entry(destination, e, &read.epoch_of(e.offset));
+                    self.send(k, &out);
+                }
+            }
             Ok(read) if gap_filled(gap, &read, ttl) => {
                 crate::metrics::get()
                     .history
                     .gaps_filled
                     .inc_by(read.entries.len() as u64);
                 for e in &read.entries {
-                    let out = Outgoing::from_entry(destination, e, &read.position.epoch);
+                    let out = Outgoing::from_entry(destination, e, &read.epoch_of(e.offset));
                     self.send(k, &out);
                 }
                 if read.created.is_some() && k.top.is_none() {
                     k.top = Some((read.position.offset, read.position.epoch.clone()));
                 }
+            }
+            Ok(read) if read.created.is_some() && gap.live.is_some() => {
+                // Seen live, a stream that started over: from its start.
+                let (offset, epoch) = gap.live.clone().unwrap_or_default();
+                then = Filled::Then(Gap {
+                    since: Since::Offset(0),
+                    epoch,
+                    upto: Some(offset.saturating_sub(1)),
+                    live: None,
+                });
             }
             Ok(read) if read.created.is_some() && read.position.epoch != gap.epoch => {
                 log::info!(
@@ -554,6 +605,7 @@ impl<H: Sink> Topics<H> {
                         since: Since::Offset(0),
                         epoch: new.epoch,
                         upto: None,
+                        live: None,
                     });
                 }
             }
@@ -627,12 +679,14 @@ impl<H: Sink> Topics<H> {
                     since: Since::Offset(*top),
                     epoch: epoch.clone(),
                     upto: None,
+                    live: None,
                 },
                 (None, Some(mark)) => match Mark::parse(&mark.epoch) {
                     Some(m) => Gap {
                         since: Since::Mark(m.at),
                         epoch: mark.epoch.clone(),
                         upto: None,
+                        live: None,
                     },
                     None => continue,
                 },
@@ -686,7 +740,7 @@ impl<H: Sink> Topics<H> {
             s.last = real.map(|r| (r.before.unwrap_or(offset), r.position.epoch.clone()));
             let destination = subscribed_destination(key);
             for e in &read.entries {
-                let out = Outgoing::from_entry(destination, e, &read.position.epoch);
+                let out = Outgoing::from_entry(destination, e, &read.epoch_of(e.offset));
                 let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
                 recovery.messages.push(s.message(&out, id));
                 s.last = out.at.clone();
@@ -827,6 +881,7 @@ mod tests {
             now: 100,
             evicted: 0,
             before: None,
+            links: Vec::new(),
         }
     }
 
@@ -918,17 +973,111 @@ mod tests {
         assert_eq!(seen[2..], rest[..]);
     }
 
-    /// A live publication of another epoch that is not its first: the
-    /// first ones are read before it.
+    /// A live publication of another epoch that is not its first, of a
+    /// stream that started over: the first ones are read before it.
     #[test]
     fn a_new_epoch_seen_live_past_its_start_is_read_from_its_start() {
         let t = Topics::<Got>::default();
         let a = subscribe(&t, 1, false);
         t.deliver(KEY, || publication(3, "OLD"));
         let gap = t.deliver(KEY, || publication(3, "NEW")).1.expect("a gap");
-        assert_eq!((gap.since, gap.upto), (Since::Offset(0), Some(2)));
-        let _ = t.filled(KEY, &gap, Ok(read(3, "NEW", 1..=2)), TTL, mark);
+        assert_eq!((gap.since, &*gap.epoch), (Since::Offset(3), "OLD"));
+        let mut after_3 = read(3, "NEW", 1..=2);
+        after_3.entries.clear();
+        let next = match t.filled(KEY, &gap, Ok(after_3), TTL, mark) {
+            Filled::Then(next) => next,
+            Filled::Done => panic!("a stream that started over is read from its start"),
+        };
+        assert_eq!((next.since, &*next.epoch), (Since::Offset(0), "NEW"));
+        let _ = t.filled(KEY, &next, Ok(read(3, "NEW", 1..=2)), TTL, mark);
         assert_eq!(a.seen(), ["p3@3", "p1@1", "p2@2", "p3@3"]);
+    }
+
+    /// A read of a stream whose epoch `epoch` took over from `old` at
+    /// offset `end` (a failover).
+    fn linked(
+        top: u64,
+        epoch: &str,
+        old: &str,
+        end: u64,
+        kept: std::ops::RangeInclusive<u64>,
+    ) -> Read {
+        let mut r = read(top, epoch, kept);
+        r.links = vec![(old.into(), end)];
+        r
+    }
+
+    /// Issue 31: after a failover the stream goes on in another epoch from
+    /// the last offset the new master holds. A node that had delivered no
+    /// further goes on with nothing told, each publication in its epoch.
+    #[test]
+    fn an_epoch_that_took_over_where_this_node_stood_goes_on_untold() {
+        let t = Topics::<Got>::default();
+        let a = subscribe(&t, 1, false);
+        t.deliver(KEY, || publication(5, "E1"));
+        let gap = t.deliver(KEY, || publication(7, "E2")).1.expect("a gap");
+        let r = linked(7, "E2", "E1", 5, 6..=7);
+        assert!(matches!(
+            t.filled(KEY, &gap, Ok(r), TTL, mark),
+            Filled::Done
+        ));
+        t.deliver(KEY, || publication(8, "E2"));
+        assert_eq!(a.seen(), ["p5@5", "p6@6", "p7@7", "p8@8"]);
+        let epochs: Vec<String> =
+            a.0.lock()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    m.lines()
+                        .find_map(|l| l.strip_prefix("x-stream-epoch:"))
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect();
+        assert_eq!(epochs, ["E1", "E2", "E2", "E2"]);
+    }
+
+    /// Issue 31: a node that delivered offsets the new master never got
+    /// (6 and 7 of E1; it holds E1 up to 5) tells its subscriptions, then
+    /// sends the new epoch's publications from 6 on: none is skipped
+    /// though its offset was seen before.
+    #[test]
+    fn offsets_lost_in_a_failover_are_told_and_none_after_is_skipped() {
+        let t = Topics::<Got>::default();
+        let a = subscribe(&t, 1, false);
+        for o in 5..=7 {
+            t.deliver(KEY, || publication(o, "E1"));
+        }
+        let gap = t.deliver(KEY, || publication(8, "E2")).1.expect("a gap");
+        // The read starts where E2 took over: the script's clamp.
+        let r = linked(8, "E2", "E1", 5, 6..=8);
+        assert!(matches!(
+            t.filled(KEY, &gap, Ok(r), TTL, mark),
+            Filled::Done
+        ));
+        t.deliver(KEY, || publication(9, "E2"));
+        assert_eq!(
+            a.seen(),
+            ["p5@5", "p6@6", "p7@7", "LOSS@5", "p6@6", "p7@7", "p8@8", "p9@9"]
+        );
+    }
+
+    /// Issue 31: a client that comes back with an offset of the old epoch
+    /// recovers across the take-over when it is at or before it, and is
+    /// told otherwise.
+    #[test]
+    fn a_recovery_from_the_old_epoch_goes_on_up_to_the_take_over() {
+        let t = Topics::<Got>::default();
+        let _a = subscribe(&t, 1, true);
+        let _b = subscribe(&t, 2, true);
+        let r = linked(8, "E2", "E1", 5, 5..=8);
+        let ok = t.recovered(KEY, (1, "s"), Some(&r), (4, "E1"), TTL, &mark());
+        assert!(ok.recovered);
+        assert_eq!(ok.messages.len(), 4);
+        assert_eq!(ok.position, at(8, "E2"));
+        let r = linked(8, "E2", "E1", 5, 6..=8);
+        let lost = t.recovered(KEY, (2, "s"), Some(&r), (7, "E1"), TTL, &mark());
+        assert!(!lost.recovered);
     }
 
     /// What a gap's read cannot give is told, once per subscription, with

@@ -1,0 +1,418 @@
+//! Redis that survives the loss of its server (issue 31): nodes that find
+//! the master through Sentinel and follow it through a failover, with
+//! publications acknowledged once a replica has them
+//! (`redis_min_replicas`); and TLS to Redis with the CA of
+//! `redis_ca_file`. Real `redis-server` processes on loopback: a master,
+//! a replica and three Sentinels.
+mod common;
+use common::redis::Redis;
+use common::sentinel::{Sentinels, MASTER_NAME};
+use common::stomp::*;
+use common::*;
+use serde_json::json;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789abcdef";
+const TOPIC: &str = "/topic/news/ha";
+
+/// A node of the cluster on `redis` (its `[cluster]` keys for Redis).
+fn node(redis: &str, id: &str) -> Gateway {
+    Gateway::start(&format!(
+        "[cluster]\n{redis}\nsecret = \"{CLUSTER_SECRET}\"\nnode_id = \"{id}\"\n\
+         presence_interval = 0.2\nrequest_timeout = 1\n\
+         [api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\nmetrics = true\n{}",
+        // SockJS heartbeats each second: a client idles through a failover
+        // without its reads timing out.
+        config("heartbeat_delay = 1\n[[services.stomp.history]]\ndestinations = [\"/topic/news/**\"]\n")
+    ))
+}
+
+/// A STOMP client on `gw` subscribed to [`TOPIC`], whose MESSAGEs are
+/// gathered (as `body`, or `LOSS` for an `x-recovered: false`) until it is
+/// dropped. No heart-beats: it idles through the failover.
+async fn subscriber(gw: &Gateway) -> Rc<RefCell<Vec<String>>> {
+    let mut c = Client::open(gw).await;
+    c.frame(
+        "CONNECT",
+        &[("accept-version", "1.2"), ("heart-beat", "0,0")],
+        "",
+    )
+    .await;
+    assert_eq!(c.next().await.0, "CONNECTED");
+    c.subscribe("s", TOPIC).await;
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let into = got.clone();
+    actix_rt::spawn(async move {
+        loop {
+            let (cmd, headers, body) = c.next().await;
+            assert_eq!(cmd, "MESSAGE", "{headers:?} {body}");
+            let seen = match header(&headers, "x-recovered") {
+                Some("false") => "LOSS".to_owned(),
+                _ => body,
+            };
+            into.borrow_mut().push(seen);
+        }
+    });
+    got
+}
+
+/// Publishes `n` with the idempotency key `k-n` through `nodes` in turn,
+/// again on any answer but 200, until one is 200; returns which node
+/// answered it. Anything but 200, 503 and 504 fails the test.
+async fn publish_until_acked(nodes: &[&Gateway], n: usize, deadline: Instant) -> usize {
+    let body =
+        json!({"destination": TOPIC, "body": n.to_string(), "idempotency_key": format!("k-{n}")});
+    for attempt in 0.. {
+        let i = (n + attempt) % nodes.len();
+        let (status, answer) = api(nodes[i], "POST", "/api/publish", &body.to_string()).await;
+        match status {
+            200 => return i,
+            503 => assert_eq!(answer["published"], json!(false), "{answer}"),
+            504 => assert_eq!(answer["published"], json!("unknown"), "{answer}"),
+            other => panic!("publication {n}: {other} {answer}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "publication {n} was never acknowledged: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    unreachable!()
+}
+
+async fn metric(gw: &Gateway, series: &str) -> f64 {
+    let text = request("GET", &gw.api_url("/metrics"), &[], "").await.body;
+    metric_value(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+/// Until every gathered list ends with `last`, or 20 s.
+async fn until_all_got(lists: &[&Rc<RefCell<Vec<String>>>], last: &str) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while !lists
+        .iter()
+        .all(|l| l.borrow().last().map(String::as_str) == Some(last))
+    {
+        assert!(Instant::now() < until, "not every client got {last}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `kill -9` of the master while both nodes publish, each publication
+/// acknowledged once the replica has it: Sentinel promotes the replica,
+/// both nodes publish again within 15 s, and each subscriber gets every
+/// publication exactly once, in order, with no loss to tell.
+#[actix_rt::test]
+async fn the_nodes_follow_a_failover_and_lose_no_acknowledged_publication() {
+    let mut s = Sentinels::start();
+    let _ = &mut s;
+    let redis = format!(
+        "redis_sentinels = {}\nredis_master_name = \"{MASTER_NAME}\"\nredis_min_replicas = 1",
+        s.urls()
+    );
+    let (a, b) = (node(&redis, "ha-a"), node(&redis, "ha-b"));
+    until_joined(&[&a, &b]).await;
+    let (got_a, got_b) = (subscriber(&a).await, subscriber(&b).await);
+    let nodes = [&a, &b];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for n in 1..=50 {
+        publish_until_acked(&nodes, n, deadline).await;
+    }
+    s.master.kill();
+    let killed = Instant::now();
+    // The old master comes back as the new master's replica once
+    // Sentinel promoted the replica (a supervisor restarting it): what
+    // redis_min_replicas = 1 needs.
+    let supervisor = std::thread::spawn(move || {
+        while s.master_port() != Some(s.replica.port) {
+            assert!(
+                killed.elapsed() < Duration::from_secs(30),
+                "Sentinel never promoted the replica"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s.master.restart_as_replica_of(s.replica.port);
+        s
+    });
+    let mut first_after = [None, None];
+    for n in 51..=150 {
+        let i = publish_until_acked(&nodes, n, deadline).await;
+        first_after[i].get_or_insert_with(|| killed.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _s = supervisor.join().expect("the supervisor");
+    for (i, after) in first_after.iter().enumerate() {
+        let after = after.expect("each node acknowledged publications after the kill");
+        assert!(
+            after < Duration::from_secs(15),
+            "node {i} published again only after {after:?}"
+        );
+    }
+    until_all_got(&[&got_a, &got_b], "150").await;
+    let want: Vec<String> = (1..=150).map(|n| n.to_string()).collect();
+    assert_eq!(*got_a.borrow(), want);
+    assert_eq!(*got_b.borrow(), want);
+    for gw in [&a, &b] {
+        assert!(metric(gw, "sockjs_gateway_redis_failovers_total").await >= 1.0);
+    }
+}
+
+/// With `redis_min_replicas = 1` and the replica stopped, a publication
+/// is kept on the master but neither acknowledged (`504`, published:
+/// unknown) nor delivered; its retry with the same `idempotency_key`, once
+/// the replica is back, is acknowledged as the same publication and
+/// delivered then, once.
+#[actix_rt::test]
+async fn a_publication_no_replica_confirmed_is_held_until_its_retry() {
+    let master = Redis::start();
+    let replica = Redis::replica_of(&master);
+    let redis = format!(
+        "redis_url = \"{}\"\nredis_min_replicas = 1\nredis_replica_timeout_ms = 300",
+        master.url()
+    );
+    let (a, b) = (node(&redis, "held-a"), node(&redis, "held-b"));
+    until_joined(&[&a, &b]).await;
+    let mut c = Client::connect(&b).await;
+    c.subscribe("kept", TOPIC).await;
+    c.subscribe("plain", "/topic/plain").await;
+    let publish = |destination: &str, body: &str, key: &str| {
+        json!({"destination": destination, "body": body, "idempotency_key": key}).to_string()
+    };
+    replica.pause();
+    let (status, answer) = api(&a, "POST", "/api/publish", &publish(TOPIC, "held", "k-1")).await;
+    assert_eq!(
+        (status, &answer["published"]),
+        (504, &json!("unknown")),
+        "{answer}"
+    );
+    // Not delivered: what node a publishes next (no history, so no replica
+    // to wait for) comes first, on the same connection to Redis.
+    let (status, answer) = api(
+        &a,
+        "POST",
+        "/api/publish",
+        &publish("/topic/plain", "next", "k-2"),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(c.next().await.2, "next");
+    replica.resume();
+    let (status, answer) = api(&b, "POST", "/api/publish", &publish(TOPIC, "held", "k-1")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["duplicate"], json!(true), "{answer}");
+    let (cmd, _, body) = c.next().await;
+    assert_eq!((cmd.as_str(), body.as_str()), ("MESSAGE", "held"));
+    // Once: the next one follows it directly.
+    let (status, _) = api(&a, "POST", "/api/publish", &publish(TOPIC, "after", "k-3")).await;
+    assert_eq!(status, 200);
+    assert_eq!(c.next().await.2, "after");
+}
+
+/// A subscription with recovery from `offset` of `epoch`: its RECEIPT's
+/// `x-recovered`, and, when it recovered, the bodies it got up to `last`.
+async fn recover(gw: &Gateway, offset: &str, epoch: &str, last: &str) -> (String, Vec<String>) {
+    let mut c = Client::connect(gw).await;
+    let headers = [
+        ("id", "r"),
+        ("destination", TOPIC),
+        ("receipt", "r"),
+        ("x-recover-offset", offset),
+        ("x-recover-epoch", epoch),
+    ];
+    c.frame("SUBSCRIBE", &headers, "").await;
+    let mut recovered = None;
+    let mut bodies = Vec::new();
+    loop {
+        if recovered.as_deref() == Some("false")
+            || (recovered.is_some() && bodies.last().map(String::as_str) == Some(last))
+        {
+            return (recovered.unwrap_or_default(), bodies);
+        }
+        let (cmd, h, body) = c.next().await;
+        match cmd.as_str() {
+            "RECEIPT" => recovered = Some(header(&h, "x-recovered").unwrap_or("").to_owned()),
+            "MESSAGE" => bodies.push(body),
+            other => panic!("{other} {h:?} {body}"),
+        }
+    }
+}
+
+/// Without `redis_min_replicas`, a failover to a replica that lags loses
+/// what only the old master had (21 to 40 here, acknowledged and
+/// delivered live while the replica was stopped and cut off): the subscribers that saw them are told
+/// (`x-recovered: false`), then get every later publication, none skipped
+/// though its offset was seen before; a client that comes back from
+/// offset 40 is told, one from 20 recovers what followed.
+#[actix_rt::test]
+async fn writes_a_failover_lost_are_told_and_no_later_one_is_skipped() {
+    let mut s = Sentinels::start();
+    let redis = format!(
+        "redis_sentinels = {}\nredis_master_name = \"{MASTER_NAME}\"",
+        s.urls()
+    );
+    let (a, b) = (node(&redis, "lag-a"), node(&redis, "lag-b"));
+    until_joined(&[&a, &b]).await;
+    let (got_a, got_b) = (subscriber(&a).await, subscriber(&b).await);
+    let mut watcher = Client::connect(&a).await;
+    watcher.subscribe("w", TOPIC).await;
+    let nodes = [&a, &b];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut positions = Vec::new();
+    for n in 1..=40 {
+        if n == 21 {
+            // The replica stops, and the master drops its link: what the
+            // master takes from now on stays there (a SIGSTOP alone leaves
+            // it in the replica's socket, read on SIGCONT).
+            s.replica.pause();
+            assert_eq!(
+                s.master.command("CLIENT KILL TYPE replica").as_deref(),
+                Some(":1")
+            );
+        }
+        publish_until_acked(&nodes, n, deadline).await;
+        let (_, h, body) = watcher.next().await;
+        assert_eq!(body, n.to_string());
+        let at = |name| header(&h, name).unwrap().to_owned();
+        positions.push((at("x-stream-offset"), at("x-stream-epoch")));
+    }
+    drop(watcher);
+    s.master.kill();
+    s.replica.resume();
+    let killed = Instant::now();
+    while s.master_port() != Some(s.replica.port) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "Sentinel never promoted the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in 41..=60 {
+        publish_until_acked(&nodes, n, deadline).await;
+    }
+    until_all_got(&[&got_a, &got_b], "60").await;
+    let mut want: Vec<String> = (1..=40).map(|n| n.to_string()).collect();
+    want.push("LOSS".into());
+    want.extend((41..=60).map(|n| n.to_string()));
+    assert_eq!(*got_a.borrow(), want);
+    assert_eq!(*got_b.borrow(), want);
+
+    let (offset, epoch) = &positions[39];
+    let (recovered, _) = recover(&b, offset, epoch, "60").await;
+    assert_eq!(recovered, "false", "a client that saw 21 to 40 is told");
+    let (offset, epoch) = &positions[19];
+    let (recovered, bodies) = recover(&a, offset, epoch, "60").await;
+    assert_eq!(recovered, "true");
+    let after: Vec<String> = (41..=60).map(|n| n.to_string()).collect();
+    assert_eq!(bodies, after, "from 20: what the new master took after it");
+}
+
+/// A CA, and a certificate it signs for 127.0.0.1, made with openssl.
+fn certificates(dir: &std::path::Path, name: &str) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ca = format!("{name}-ca");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        &format!("/CN={ca}"),
+        "-keyout",
+        &format!("{ca}.key"),
+        "-out",
+        &format!("{ca}.pem"),
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &format!("{name}.key"),
+        "-out",
+        &format!("{name}.csr"),
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName = IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &format!("{name}.csr"),
+        "-CA",
+        &format!("{ca}.pem"),
+        "-CAkey",
+        &format!("{ca}.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        &format!("{name}.pem"),
+    ]);
+}
+
+/// Nodes reach a Redis that speaks TLS only, checking its certificate
+/// against `redis_ca_file`; a CA that did not sign it stops the gateway at
+/// start, naming the key.
+#[actix_rt::test]
+async fn nodes_speak_tls_to_redis_and_a_wrong_ca_stops_them_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path(), "server");
+    certificates(dir.path(), "other");
+    let file = |f: &str| dir.path().join(f).to_str().unwrap().to_owned();
+    let tls_port = dead_addr().rsplit(':').next().unwrap().to_owned();
+    let (cert, key, ca) = (
+        file("server.pem"),
+        file("server.key"),
+        file("server-ca.pem"),
+    );
+    let redis = Redis::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let keys = |ca: &str| {
+        format!("redis_url = \"rediss://127.0.0.1:{tls_port}/0\"\nredis_ca_file = \"{ca}\"")
+    };
+    let (a, b) = (node(&keys(&ca), "tls-a"), node(&keys(&ca), "tls-b"));
+    until_joined(&[&a, &b]).await;
+    let got = subscriber(&b).await;
+    let body = json!({"destination": TOPIC, "body": "over tls"}).to_string();
+    let (status, answer) = api(&a, "POST", "/api/publish", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    until_all_got(&[&got], "over tls").await;
+
+    let wrong = refused_at_start(&format!(
+        "[cluster]\n{}\nsecret = \"{CLUSTER_SECRET}\"\n{}",
+        keys(&file("other-ca.pem")),
+        config("")
+    ));
+    assert!(wrong.contains("cluster.redis_ca_file"), "{wrong}");
+    assert!(wrong.contains("other-ca.pem"), "{wrong}");
+    drop(redis);
+}
