@@ -11,9 +11,15 @@
 // Afterwards every acknowledged publication is checked at every client
 // that was subscribed when it was made: received once, in order, or a
 // loss was announced to it (x-recovered: false) after it, within 30 s.
+// TOPOLOGY=sentinel (issue 31): a master, a replica and three Sentinels
+// instead of one Redis, the nodes on redis_sentinels with
+// redis_min_replicas = 1, and the master killed (kill -9) among the faults:
+// Sentinel promotes the replica, and the old master comes back as its
+// replica (as a supervisor brings it back).
 //   node bench/chaos.mjs          (or: bash bench/chaos.sh)
 // Environment: SECONDS_TO_RUN (180), CLIENTS (30), RATE (100), BASE port
-// (18580), ONLY_FAULTS (indices into FAULTS), DEBUG_CLIENTS (each client's
+// (18580; the topology takes up to BASE + 14), TOPOLOGY (one, sentinel),
+// ONLY_FAULTS (indices into the topology's faults), DEBUG_CLIENTS (each client's
 // story). Prints one line, and exits 1 unless silent losses, duplicates
 // and out-of-order deliveries are all 0, every retried publication arrived
 // once, no publication answered 503 went out, and none was refused while
@@ -38,6 +44,11 @@ const KEY = 'chaos-api-key-0123456789';
 const TOPIC = '/topic/chaos';
 const TRANSPORTS = ['websocket', 'xhr-streaming', 'xhr-polling'];
 const REDIS_PORT = BASE + 9;
+const TOPOLOGY = process.env.TOPOLOGY || 'one';
+// With Sentinel: the other data node, and the Sentinels.
+const REPLICA_PORT = BASE + 10;
+const SENTINEL_PORTS = [BASE + 11, BASE + 12, BASE + 13];
+const MASTER_NAME = 'mymaster';
 // A loss told later than this after its publication counts as silent.
 const NOTICE_WITHIN_MS = 30000;
 const NGINX_PORT = BASE;
@@ -67,9 +78,10 @@ async function until(what, check, ms = 15000) {
   }
 }
 
-function redisCommand(text) {
+// The first line of a Redis server's answer; to the master by default.
+function redisCommand(text, port = masterPort) {
   return new Promise((resolve, reject) => {
-    const s = net.connect(REDIS_PORT, '127.0.0.1', () => s.write(`${text}\r\n`));
+    const s = net.connect(port, '127.0.0.1', () => s.write(`${text}\r\n`));
     let data = '';
     s.setTimeout(5000, () => { s.destroy(); reject(new Error('redis timed out')); });
     s.on('data', (d) => {
@@ -80,11 +92,69 @@ function redisCommand(text) {
   });
 }
 
+// The master's port, and its process; with Sentinel, the other data node's.
+let masterPort = REDIS_PORT;
 let redis;
-async function startRedis() {
-  redis = track(spawn('redis-server', ['--port', String(REDIS_PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-    '--dir', dir, '--enable-debug-command', 'yes'], { stdio: 'ignore' }));
-  await until('redis', async () => (await redisCommand('PING')) === '+PONG');
+let replica;
+async function startRedis(port = REDIS_PORT, extra = []) {
+  const proc = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+    '--dir', dir, '--dbfilename', `dump-${port}.rdb`, '--enable-debug-command', 'yes', ...extra], { stdio: 'ignore' }));
+  if (port === REDIS_PORT && extra.length === 0) redis = proc;
+  await until('redis', async () => (await redisCommand('PING', port)) === '+PONG');
+  return proc;
+}
+
+// A Sentinel's answer, whole (its flat arrays as lines, type marks left out).
+function sentinelAnswer(port, text) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write(`${text}\r\n`));
+    let data = '';
+    s.setTimeout(500, () => { s.destroy(); resolve(data); });
+    s.on('data', (d) => { data += d; });
+    s.once('close', () => resolve(data));
+    s.once('error', () => resolve(''));
+  }).then((d) => d.split('\r\n').filter((l) => l && !/^[*$]/.test(l)));
+}
+
+async function sentinelMaster() {
+  for (const p of SENTINEL_PORTS) {
+    const lines = await sentinelAnswer(p, `SENTINEL GET-MASTER-ADDR-BY-NAME ${MASTER_NAME}`);
+    if (lines.length === 2) return Number(lines[1]);
+  }
+  return null;
+}
+
+// A master, its replica and three Sentinels that have met.
+async function startSentinels() {
+  await startRedis();
+  replica = await startRedis(REPLICA_PORT, ['--replicaof', '127.0.0.1', String(REDIS_PORT)]);
+  for (const p of SENTINEL_PORTS) {
+    const conf = path.join(dir, `sentinel-${p}.conf`);
+    fs.writeFileSync(conf, `port ${p}\nbind 127.0.0.1\nsentinel monitor ${MASTER_NAME} 127.0.0.1 ${REDIS_PORT} 2\n`
+      + `sentinel down-after-milliseconds ${MASTER_NAME} 2000\nsentinel failover-timeout ${MASTER_NAME} 10000\n`);
+    track(spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' }));
+  }
+  await until('the Sentinels meeting', async () => {
+    for (const p of SENTINEL_PORTS) {
+      const m = await sentinelAnswer(p, `SENTINEL MASTER ${MASTER_NAME}`);
+      const field = (name) => m[m.indexOf(name) + 1];
+      if (field('num-slaves') !== '1' || field('num-other-sentinels') !== '2') return false;
+    }
+    return true;
+  }, 30000);
+}
+
+// kill -9 the master; once Sentinel promoted the other, the killed one
+// comes back as its replica.
+async function killMaster() {
+  const [deadPort, dead] = masterPort === REDIS_PORT ? [REDIS_PORT, redis] : [REPLICA_PORT, replica];
+  const livePort = deadPort === REDIS_PORT ? REPLICA_PORT : REDIS_PORT;
+  dead.kill('SIGKILL');
+  await exited(dead);
+  await until('Sentinel promoting the replica', async () => (await sentinelMaster()) === livePort, 30000);
+  masterPort = livePort;
+  const back = await startRedis(deadPort, ['--replicaof', '127.0.0.1', String(livePort)]);
+  if (deadPort === REDIS_PORT) redis = back; else replica = back;
 }
 
 const nodes = [1, 2, 3].map((i) => ({ i, port: BASE + i, api: BASE + 4 + i, proc: null }));
@@ -108,7 +178,11 @@ destinations = ["/topic/**"]
 size = 100000
 ttl = 600
 [cluster]
-redis_url = "redis://127.0.0.1:${REDIS_PORT}/0"
+${TOPOLOGY === 'sentinel'
+    ? `redis_sentinels = [${SENTINEL_PORTS.map((p) => `"redis://127.0.0.1:${p}"`).join(', ')}]
+redis_master_name = "${MASTER_NAME}"
+redis_min_replicas = 1`
+    : `redis_url = "redis://127.0.0.1:${REDIS_PORT}/0"`}
 secret = "chaos-cluster-secret-0123456789abcdef"
 node_id = "n${n.i}"
 presence_interval = 0.5
@@ -306,7 +380,7 @@ async function publisher() {
 const pick = () => nodes[Math.floor(Math.random() * nodes.length)];
 const signal = (n, sig) => n.proc.kill(sig);
 
-const FAULTS = [
+const ONE_REDIS_FAULTS = [
   ['a node killed (kill -9)', async () => {
     const n = pick();
     signal(n, 'SIGKILL');
@@ -362,6 +436,20 @@ const FAULTS = [
   }],
 ];
 
+// With Sentinel: the master killed, and the faults of the nodes, the
+// subscriptions and the clients; not Redis restarted empty (a master
+// restarted empty without persistence is what Sentinel deployments avoid).
+const SENTINEL_FAULTS = [
+  ['the master killed (kill -9): Sentinel promotes the replica', killMaster],
+  ...ONE_REDIS_FAULTS.filter(([name]) => /^a node|subscriptions|every client dropped/.test(name)),
+  ['two at once: the master killed and every client reconnecting at once', async () => {
+    const killing = killMaster();
+    await dropClients();
+    await killing;
+  }],
+];
+const FAULTS = TOPOLOGY === 'sentinel' ? SENTINEL_FAULTS : ONE_REDIS_FAULTS;
+
 // --- the run -----------------------------------------------------------
 
 async function cleanup() {
@@ -378,7 +466,7 @@ async function cleanup() {
 process.on('SIGINT', async () => { await cleanup(); process.exit(130); });
 
 async function main() {
-  await startRedis();
+  if (TOPOLOGY === 'sentinel') await startSentinels(); else await startRedis();
   for (const n of nodes) await startNode(n);
   await until('the nodes joining', joined);
   await startNginx();
@@ -507,11 +595,11 @@ function report(acked, faults) {
         `closes ${c.closes || 0} (${c.lastClose || '-'}), connected ${c.stomp.connected}, notices ${c.announced.length}`);
     }
   }
-  const line = `chaos: ${acked.length} acknowledged, ${silent} silent losses, ${duplicates} duplicates, ` +
+  const line = `chaos (${TOPOLOGY}): ${acked.length} acknowledged, ${silent} silent losses, ${duplicates} duplicates, ` +
     `${outOfOrder} out of order, ${announced} announced losses`;
   console.log(line);
   console.log(JSON.stringify({
-    seconds: SECONDS, clients: CLIENTS, rate: RATE, acknowledged: acked.length, silent, duplicates, out_of_order: outOfOrder,
+    topology: TOPOLOGY, seconds: SECONDS, clients: CLIENTS, rate: RATE, acknowledged: acked.length, silent, duplicates, out_of_order: outOfOrder,
     announced, slowest_notice_ms: slowestNotice, retried, retried_delivered_twice: retriedWrong, never_acknowledged: unacked, loss_notices: notices,
     resubscribes, snippet_dropped_repeats: serverDuplicates, published_though_503: published503,
     refused_with_redis_up: refusedWithRedisUp, answers_by_fault: refusals, faults: faults.map((f) => f.name),

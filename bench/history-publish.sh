@@ -8,6 +8,14 @@
 # publications/s, server CPU per publication, and Redis's own CPU per
 # publication. Any answer but 200 fails the run. Target: with history at
 # least 50 % of the rate without, in each setup.
+#
+# Redis high availability (issue 31): the three nodes with history again,
+# their Redis with a replica, with redis_min_replicas = 0 and = 1 (each
+# publication acknowledged and delivered once the replica has it; target:
+# at least 50 % of the rate against one plain Redis); and the failover gap:
+# a master, its replica, three Sentinels (down-after-milliseconds 2000) and
+# one node publishing every 20 ms through the API, the master killed (kill
+# -9), the seconds until the first 200 (target: under 10 s).
 #   bash bench/history-publish.sh     (ROUNDS=3 DURATION=10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +41,7 @@ request = function()
 end
 LUA
 
-node_config() { # index, cluster?, history?
+node_config() { # index, cluster?, history?, min replicas
   gateway_head $((BASE + $1)) $((BASE + 4 + $1)) "$KEY"
   cat <<TOML
 [auth]
@@ -47,6 +55,7 @@ TOML
   fi
   if [ "$2" = yes ]; then
     printf '[cluster]\nredis_url = "redis://127.0.0.1:%s/0"\nsecret = "bench-cluster-secret-0123456789abcdef"\nnode_id = "n%s"\n' "$REDIS_PORT" "$1"
+    printf 'redis_min_replicas = %s\n' "${4:-0}"
   fi
 }
 
@@ -63,15 +72,25 @@ print(total)
 PY
 }
 
-run() { # setup, nodes, history
-  local setup=$1 nodes=$2 history=$3
-  local node_pids=() redis_pid="" cluster=no
+run() { # setup, nodes, history, replica (0: none; 1: one, waited for; r: one, not waited for)
+  local setup=$1 nodes=$2 history=$3 replica=${4:-0}
+  local node_pids=() redis_pid="" replica_pid="" cluster=no
   if [ "$nodes" -gt 1 ]; then
     cluster=yes
     start_redis "$REDIS_PORT"
   fi
+  if [ "$replica" != 0 ]; then
+    taskset -c 0 redis-server --port $((REDIS_PORT + 1)) --bind 127.0.0.1 --save "" --appendonly no \
+      --dir "$dir" --dbfilename replica.rdb --replicaof 127.0.0.1 "$REDIS_PORT" >/dev/null &
+    replica_pid=$!
+    pids+=("$replica_pid")
+    wait_port $((REDIS_PORT + 1)) "the replica"
+    until redis-cli -p $((REDIS_PORT + 1)) INFO replication | grep -q 'master_link_status:up'; do sleep 0.1; done
+  fi
+  local wait=0
+  [ "$replica" = 1 ] && wait=1
   for i in $(seq 1 "$nodes"); do
-    node_config "$i" "$cluster" "$history" > "$dir/n$i.toml"
+    node_config "$i" "$cluster" "$history" "$wait" > "$dir/n$i.toml"
     RUST_LOG=warn taskset -c 0 target/release/sockjs-gateway --config "$dir/n$i.toml" >/dev/null &
     pids+=($!)
     node_pids+=($!)
@@ -118,8 +137,79 @@ PY
     # What history holds after the run: a stream and its meta per destination.
     echo "redis keys: $(redis-cli -p "$REDIS_PORT" DBSIZE), memory: $(redis-cli -p "$REDIS_PORT" INFO memory | grep '^used_memory_human' | tr -d '\r')" >&2
   fi
-  for p in "${node_pids[@]}" $redis_pid; do kill "$p"; wait "$p" 2>/dev/null || true; done
+  for p in "${node_pids[@]}" $redis_pid $replica_pid; do kill "$p"; wait "$p" 2>/dev/null || true; done
   python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(1 if r["non_200"] or r["socket_errors"] else 0)' "$(tail -n 1 "$out")"
+}
+
+# Seconds from kill -9 of the master to the first 200 of a node on
+# Sentinel, one row.
+failover_gap() {
+  local sentinels=() urls=()
+  start_redis "$REDIS_PORT"
+  local master=$redis_pid
+  # Killed below, on purpose: no word from the shell about it.
+  disown "$master"
+  taskset -c 0 redis-server --port $((REDIS_PORT + 1)) --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$dir" --dbfilename replica.rdb --replicaof 127.0.0.1 "$REDIS_PORT" >/dev/null &
+  local replica=$!
+  pids+=("$replica")
+  wait_port $((REDIS_PORT + 1)) "the replica"
+  for p in $((REDIS_PORT + 2)) $((REDIS_PORT + 3)) $((REDIS_PORT + 4)); do
+    printf 'port %s\nbind 127.0.0.1\nsentinel monitor m 127.0.0.1 %s 2\nsentinel down-after-milliseconds m 2000\nsentinel failover-timeout m 10000\n' \
+      "$p" "$REDIS_PORT" > "$dir/sentinel-$p.conf"
+    taskset -c 0 redis-server "$dir/sentinel-$p.conf" --sentinel >/dev/null &
+    sentinels+=($!)
+    pids+=($!)
+    urls+=("\"redis://127.0.0.1:$p\"")
+  done
+  for p in $((REDIS_PORT + 2)) $((REDIS_PORT + 3)) $((REDIS_PORT + 4)); do
+    wait_port "$p" sentinel
+    until [ "$(redis-cli -p "$p" SENTINEL MASTER m | sed -n '/^num-other-sentinels$/{n;p}')" = 2 ] \
+      && [ "$(redis-cli -p "$p" SENTINEL MASTER m | sed -n '/^num-slaves$/{n;p}')" = 1 ]; do sleep 0.2; done
+  done
+  { gateway_head $((BASE + 1)) $((BASE + 5)) "$KEY"
+    printf '[auth]\nanonymous = true\n[services.stomp]\nprefix = "/stomp"\nkind = "stomp"\n[[services.stomp.history]]\ndestinations = ["/topic/h/**"]\n'
+    printf '[cluster]\nredis_sentinels = [%s]\nredis_master_name = "m"\nsecret = "bench-cluster-secret-0123456789abcdef"\n' "$(IFS=,; echo "${urls[*]}")"
+  } > "$dir/ha.toml"
+  RUST_LOG=warn taskset -c 0 target/release/sockjs-gateway --config "$dir/ha.toml" >/dev/null 2>&1 &
+  local node=$!
+  pids+=("$node")
+  wait_port $((BASE + 5)) "the node's API"
+  python3 - "http://127.0.0.1:$((BASE + 5))/api/publish" "$KEY" "$master" <<'PY' >> "$out"
+import json, os, signal, sys, time, urllib.request, urllib.error
+url, key, master = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def publish(n):
+    body = json.dumps({"destination": "/topic/h/gap", "body": str(n), "idempotency_key": f"gap-{n}"}).encode()
+    req = urllib.request.Request(url, body, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    try:
+        return urllib.request.urlopen(req, timeout=5).status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except Exception:
+        return 0
+# Up and publishing (the node may need a moment to find the master).
+n = 0
+until = time.time() + 15
+while n < 50:
+    n += 1
+    while publish(n) != 200:
+        assert time.time() < until, "no 200 before the kill"
+        time.sleep(0.05)
+    time.sleep(0.02)
+os.kill(master, signal.SIGKILL)
+killed = time.time()
+refused = 0
+while True:
+    n += 1
+    if publish(n) == 200:
+        break
+    refused += 1
+    assert time.time() - killed < 60, "no 200 within 60 s of the kill"
+    time.sleep(0.02)
+print(json.dumps({"setup": "sentinel-failover", "failover_gap_s": round(time.time() - killed, 2), "refused_meanwhile": refused}))
+PY
+  tail -n 1 "$out" >&2
+  for p in "$node" "$replica" "${sentinels[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
 }
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -128,16 +218,23 @@ for round in $(seq 1 "$ROUNDS"); do
     run one-node 1 "$history"
     run three-nodes 3 "$history"
   done
+  run three-nodes-replica 3 yes r
+  run three-nodes-replica-waited 3 yes 1
+  failover_gap
 done
 python3 - "$out" <<'PY'
 import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
+all_rows = [json.loads(l) for l in open(sys.argv[1])]
+gaps = [r for r in all_rows if r["setup"] == "sentinel-failover"]
+rows = [r for r in all_rows if r["setup"] != "sentinel-failover"]
 print("| setup | history | publications/s (min-max) | CPU µs per publication | Redis µs per publication |")
 print("|---|---|---|---|---|")
 rate = {}
-for setup in ("one-node", "three-nodes"):
+for setup in ("one-node", "three-nodes", "three-nodes-replica", "three-nodes-replica-waited"):
     for history in (False, True):
         rs = [r for r in rows if r["setup"] == setup and r["history"] == history]
+        if not rs:
+            continue
         rates = [r["publications_per_s"] for r in rs]
         rate[setup, history] = statistics.median(rates)
         cpu = statistics.median(r["cpu_us_per_publication"] for r in rs)
@@ -147,4 +244,8 @@ for setup in ("one-node", "three-nodes"):
               f"| {setup} | {'on' if history else 'off'} | {rate[setup, history]:,.0f} ({min(rates):,.0f}-{max(rates):,.0f}) | {cpu:.1f} | - |")
 for setup in ("one-node", "three-nodes"):
     print(f"{setup}: with history / without = {rate[setup, True] / rate[setup, False]:.2f} (target >= 0.50)")
+print(f"redis_min_replicas = 1 / one plain Redis = {rate['three-nodes-replica-waited', True] / rate['three-nodes', True]:.2f}"
+      f" (= 0 with a replica: {rate['three-nodes-replica', True] / rate['three-nodes', True]:.2f}; target >= 0.50)")
+g = [r["failover_gap_s"] for r in gaps]
+print(f"failover gap, kill -9 of the master to the first 200: median {statistics.median(g):.1f} s ({min(g):.1f}-{max(g):.1f}; target < 10)")
 PY

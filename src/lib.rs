@@ -39,7 +39,9 @@
 //!   receiver handed to transports ([`session::receiver`]) and the queue
 //!   under it ([`session::outbox`]); the registry of live sessions.
 //! - [`cluster`]: many nodes on one Redis: the bus services publish
-//!   through ([`cluster::Bus`]: alone, or [`cluster::redis`]), what travels
+//!   through ([`cluster::Bus`]: alone, or [`cluster::redis`], on the
+//!   master [`cluster::redis_server`] finds: one server, or Sentinel's,
+//!   over TLS or not), what travels
 //!   between nodes ([`cluster::event`]), what each node reports of itself
 //!   ([`cluster::presence`]: a small presence, and counts written as
 //!   changes), which node holds each HTTP session ([`cluster::owners`]),

@@ -99,6 +99,27 @@ async fn until_all_got(lists: &[&Rc<RefCell<Vec<String>>>], last: &str) {
     }
 }
 
+/// Two nodes on `s`'s Sentinels (with `extra` in their `[cluster]`),
+/// joined, each with a [`subscriber`]: (the nodes, what each subscriber
+/// got).
+async fn on_sentinels(
+    s: &Sentinels,
+    extra: &str,
+    name: &str,
+) -> ([Gateway; 2], [Rc<RefCell<Vec<String>>>; 2]) {
+    let redis = format!(
+        "redis_sentinels = {}\nredis_master_name = \"{MASTER_NAME}\"\n{extra}",
+        s.urls()
+    );
+    let nodes = [
+        node(&redis, &format!("{name}-a")),
+        node(&redis, &format!("{name}-b")),
+    ];
+    until_joined(&[&nodes[0], &nodes[1]]).await;
+    let got = [subscriber(&nodes[0]).await, subscriber(&nodes[1]).await];
+    (nodes, got)
+}
+
 /// `kill -9` of the master while both nodes publish, each publication
 /// acknowledged once the replica has it: Sentinel promotes the replica,
 /// both nodes publish again within 15 s, and each subscriber gets every
@@ -106,14 +127,7 @@ async fn until_all_got(lists: &[&Rc<RefCell<Vec<String>>>], last: &str) {
 #[actix_rt::test]
 async fn the_nodes_follow_a_failover_and_lose_no_acknowledged_publication() {
     let mut s = Sentinels::start();
-    let _ = &mut s;
-    let redis = format!(
-        "redis_sentinels = {}\nredis_master_name = \"{MASTER_NAME}\"\nredis_min_replicas = 1",
-        s.urls()
-    );
-    let (a, b) = (node(&redis, "ha-a"), node(&redis, "ha-b"));
-    until_joined(&[&a, &b]).await;
-    let (got_a, got_b) = (subscriber(&a).await, subscriber(&b).await);
+    let ([a, b], [got_a, got_b]) = on_sentinels(&s, "redis_min_replicas = 1", "ha").await;
     let nodes = [&a, &b];
     let deadline = Instant::now() + Duration::from_secs(60);
     for n in 1..=50 {
@@ -156,6 +170,38 @@ async fn the_nodes_follow_a_failover_and_lose_no_acknowledged_publication() {
     for gw in [&a, &b] {
         assert!(metric(gw, "sockjs_gateway_redis_failovers_total").await >= 1.0);
     }
+}
+
+/// A failover the old master lives through (`SENTINEL FAILOVER`: it is
+/// made a replica, the nodes' connections to it stay open and their
+/// writes are answered `READONLY`): the nodes leave it for the new master,
+/// and every acknowledged publication reaches each subscriber once, in
+/// order.
+#[actix_rt::test]
+async fn nodes_leave_a_master_that_was_made_a_replica() {
+    let s = Sentinels::start();
+    let ([a, b], [got_a, got_b]) = on_sentinels(&s, "redis_min_replicas = 1", "ro").await;
+    let nodes = [&a, &b];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for n in 1..=30 {
+        publish_until_acked(&nodes, n, deadline).await;
+    }
+    let failover = s.sentinel_command(&format!("SENTINEL FAILOVER {MASTER_NAME}"));
+    assert_eq!(failover, "OK", "{failover}");
+    let started = Instant::now();
+    let mut demoted = false;
+    for n in 31..=120 {
+        publish_until_acked(&nodes, n, deadline).await;
+        demoted |= s.master.info("replication").contains("role:slave");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(demoted, "the old master was never made a replica");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    until_all_got(&[&got_a, &got_b], "120").await;
+    let want: Vec<String> = (1..=120).map(|n| n.to_string()).collect();
+    assert_eq!(*got_a.borrow(), want);
+    assert_eq!(*got_b.borrow(), want);
+    assert_eq!(s.master_port(), Some(s.replica.port));
 }
 
 /// With `redis_min_replicas = 1` and the replica stopped, a publication
@@ -247,13 +293,7 @@ async fn recover(gw: &Gateway, offset: &str, epoch: &str, last: &str) -> (String
 #[actix_rt::test]
 async fn writes_a_failover_lost_are_told_and_no_later_one_is_skipped() {
     let mut s = Sentinels::start();
-    let redis = format!(
-        "redis_sentinels = {}\nredis_master_name = \"{MASTER_NAME}\"",
-        s.urls()
-    );
-    let (a, b) = (node(&redis, "lag-a"), node(&redis, "lag-b"));
-    until_joined(&[&a, &b]).await;
-    let (got_a, got_b) = (subscriber(&a).await, subscriber(&b).await);
+    let ([a, b], [got_a, got_b]) = on_sentinels(&s, "", "lag").await;
     let mut watcher = Client::connect(&a).await;
     watcher.subscribe("w", TOPIC).await;
     let nodes = [&a, &b];

@@ -6,6 +6,8 @@
 //!   single process (no `[cluster]`); [`redis::RedisBus`] fans out over
 //!   Redis pub/sub, keeps the connection up, and writes and reads each
 //!   node's [`presence`].
+//! - [`redis_server`]: where the Redis master is: one server, or the one
+//!   Sentinels name (followed through failovers); TLS to either.
 //! - [`event`]: what travels between nodes, and its wire form.
 //! - [`history`]: publications kept per destination, with offsets and
 //!   epochs, for recovery: in this process ([`history::MemoryHistory`])

@@ -104,6 +104,16 @@ impl Drop for Sentinels {
     }
 }
 
+impl Sentinels {
+    /// The first Sentinel's answer to `cmd`, as [`sentinel_command`] reads
+    /// it (`+OK` as `OK`).
+    pub fn sentinel_command(&self, cmd: &str) -> String {
+        sentinel_command(self.ports[0], cmd)
+            .trim_start_matches('+')
+            .to_owned()
+    }
+}
+
 /// A Sentinel's answer to an inline command, as its lines without RESP's
 /// type marks (enough for the flat answers read here).
 fn sentinel_command(port: u16, cmd: &str) -> String {
