@@ -225,6 +225,12 @@ async fn a_publication_no_replica_confirmed_is_held_until_its_retry() {
     let publish = |destination: &str, body: &str, key: &str| {
         json!({"destination": destination, "body": body, "idempotency_key": key}).to_string()
     };
+    let (status, answer) = api(&a, "POST", "/api/publish", &publish(TOPIC, "first", "k-0")).await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, h, body) = c.next().await;
+    assert_eq!(body, "first");
+    let at = |name| header(&h, name).unwrap().to_owned();
+    let (offset, epoch) = (at("x-stream-offset"), at("x-stream-epoch"));
     replica.pause();
     let (status, answer) = api(&a, "POST", "/api/publish", &publish(TOPIC, "held", "k-1")).await;
     assert_eq!(
@@ -232,6 +238,21 @@ async fn a_publication_no_replica_confirmed_is_held_until_its_retry() {
         (504, &json!("unknown")),
         "{answer}"
     );
+    // Nor read from history: a recovery from "first" finds nothing after
+    // it (what a failover may take back is shown to nobody).
+    let mut r = Client::connect(&b).await;
+    let recover = [
+        ("id", "r"),
+        ("destination", TOPIC),
+        ("receipt", "r"),
+        ("x-recover-offset", offset.as_str()),
+        ("x-recover-epoch", epoch.as_str()),
+    ];
+    r.frame("SUBSCRIBE", &recover, "").await;
+    let (cmd, h, _) = r.next().await;
+    assert_eq!(cmd, "RECEIPT");
+    assert_eq!(header(&h, "x-recovered"), Some("true"));
+    assert_eq!(header(&h, "x-stream-offset"), Some(offset.as_str()));
     // Not delivered: what node a publishes next (no history, so no replica
     // to wait for) comes first, on the same connection to Redis.
     let (status, answer) = api(

@@ -72,12 +72,12 @@ impl Asked {
 }
 
 /// An event whose answer is read: who waits for it, how it was sent, its
-/// tally, and, held for the replicas, its text.
+/// tally, and, held for the replicas, its stream's meta key and its text.
 type Answered = (
     oneshot::Sender<Result<Sent, Failed>>,
     Sending,
     Option<(u64, oneshot::Receiver<()>)>,
-    Option<String>,
+    Option<(String, String)>,
 );
 
 /// What became of an event whose answer is read: its position (kept
@@ -895,8 +895,10 @@ impl RedisBus {
                             Some(o) => call.key(self.once_key(o)),
                             None => call.key(&meta),
                         };
-                        // Held for replicas: published once they have it.
-                        let held = (self.config.redis_min_replicas > 0).then(|| text.clone());
+                        // Held for replicas: confirmed and published once
+                        // they have it.
+                        let held = (self.config.redis_min_replicas > 0)
+                            .then(|| (meta.clone(), text.clone()));
                         call.arg(crate::protocol::ids::random_hex::<6>())
                             .arg(k.retention.size)
                             .arg(k.retention.ttl.as_secs().max(1))
@@ -1043,8 +1045,9 @@ impl RedisBus {
         }
     }
 
-    /// Publishes the kept publications held for the replicas, now that
-    /// they have them, each with its position: those new, and repeats of
+    /// Confirms and publishes the kept publications held for the replicas,
+    /// now that they have them, each with its position: those new, and
+    /// repeats of
     /// one in the stream's present epoch (its first try may have been kept
     /// but never published). Their counts of nodes reached go into
     /// `results`; when they could not be published, they answer that they
@@ -1057,15 +1060,19 @@ impl RedisBus {
         results: &mut [Outcome],
     ) {
         let mut pipe = redis::pipe();
+        pipe.load_script(&redis_history::CONFIRM).ignore();
         let mut which = Vec::new();
         for (i, ((_, _, _, held), v)) in answered.iter().zip(values).enumerate() {
-            let (Some(text), Ok(a)) = (held, redis_history::appended(v)) else {
+            let (Some((meta, text)), Ok(a)) = (held, redis_history::appended(v)) else {
                 continue;
             };
             if results[i].is_ok() && (!a.duplicate || a.present) {
-                pipe.cmd("PUBLISH")
+                let mut call = redis_history::CONFIRM.prepare_invoke();
+                call.key(meta)
+                    .arg(a.position.offset)
                     .arg(&self.channel)
                     .arg(redis_history::published_event(&a.position, text));
+                pipe.invoke_script(&call);
                 which.push(i);
             }
         }

@@ -50,8 +50,9 @@ const READS_IN_FLIGHT: usize = 32;
 /// four): a publication the old master acknowledged and this one never got
 /// leaves its offset to another publication only in another epoch.
 ///
-/// When publications wait for replicas, nothing is published here: the
-/// node publishes once the replicas have it ([`super::redis::RedisBus`]),
+/// When publications wait for replicas, nothing is published here, nor
+/// confirmed (`r`, the last offset reads show): the node publishes it with
+/// [`CONFIRM`] once the replicas have it ([`super::redis::RedisBus`]),
 /// and a repeat writes its key again, so that the `WAIT` after it covers
 /// the first publication too. An entry's moment never goes back, even if
 /// Redis's clock does.
@@ -81,7 +82,7 @@ local top, at
 if not epoch then
   redis.call('DEL', KEYS[1])
   epoch, top, at = ARGV[1], 1, now
-  redis.call('HSET', KEYS[2], 'e', epoch, 'c', now, 't', top, 'a', at, 'g', ARGV[9])
+  redis.call('HSET', KEYS[2], 'e', epoch, 'c', now, 't', top, 'a', at, 'g', ARGV[9], 'r', 0)
 else
   top = tonumber(meta[2] or '0') + 1
   at = math.max(now, tonumber(meta[3] or '0'))
@@ -95,7 +96,8 @@ else
       table.remove(links, 1)
     end
     epoch = ARGV[1]
-    redis.call('HSET', KEYS[2], 'e', epoch, 'l', table.concat(links, ','))
+    -- What this master holds counts as confirmed from now on.
+    redis.call('HSET', KEYS[2], 'e', epoch, 'l', table.concat(links, ','), 'r', top - 1)
   end
   redis.call('HSET', KEYS[2], 't', top, 'a', at, 'g', ARGV[9])
 end
@@ -108,9 +110,25 @@ end
 if ARGV[8] == '1' then
   return {top, epoch, 0, 0, 1}
 end
+redis.call('HSET', KEYS[2], 'r', top)
 local receivers = redis.call('PUBLISH', ARGV[5],
   '{"offset":' .. string.format('%d', top) .. ',"epoch":"' .. epoch .. '",' .. string.sub(ARGV[6], 2))
 return {top, epoch, receivers, 0, 1}
+"#,
+    )
+});
+
+/// A kept publication the replicas now hold: confirmed (reads show it
+/// from now on) and published. KEYS: meta. ARGV: its offset, the events
+/// channel, the event with its position. Returns the nodes that got it.
+pub(super) static CONFIRM: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local r = redis.call('HGET', KEYS[1], 'r')
+if r and tonumber(r) < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'r', ARGV[1])
+end
+return redis.call('PUBLISH', ARGV[2], ARGV[3])
 "#,
     )
 });
@@ -148,18 +166,34 @@ return {0, 1}
 /// no stream; before (from a mark) the offset of the newest entry kept
 /// before it, 0 when none was made before it, -1 when history cannot tell;
 /// links as [`APPEND`] keeps them. After an offset of an earlier epoch
-/// past where a later one took over, the entries start there.
+/// past where a later one took over, the entries start there. The top is
+/// the last offset confirmed (`r`): one kept but still waiting for its
+/// replicas is neither read nor counted, so that nobody sees what a
+/// failover may take back.
 static READ: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local boot = redis.call('GET', KEYS[3]) or ''
-local meta = redis.call('HMGET', KEYS[2], 'e', 't', 'c', 'l')
+local meta = redis.call('HMGET', KEYS[2], 'e', 't', 'c', 'l', 'r')
 if not meta[1] then
   return {0, '', {}, now, boot, -1, -1, ''}
 end
-local top = tonumber(meta[2] or '0')
+local held = tonumber(meta[2] or '0')
+local top = held
+if meta[5] then
+  top = math.min(top, tonumber(meta[5]))
+end
+-- A client that saw an offset this master holds saw it confirmed (on this
+-- master, or on one before it whose confirmation did not come over).
+if ARGV[1] == 'o' and (ARGV[4] == '' or ARGV[4] == meta[1]) then
+  local after = tonumber(ARGV[2])
+  if after > top and after <= held then
+    top = after
+  end
+end
+local last = string.format('%d', top) .. '-18446744073709551615'
 local created = tonumber(meta[3] or '0')
 local links = meta[4] or ''
 local limit = tonumber(ARGV[3])
@@ -176,11 +210,11 @@ if ARGV[1] == 'o' then
     return {top, meta[1], {}, now, boot, created, -1, links}
   end
   local from = string.format('%d', after + 1) .. '-0'
-  return {top, meta[1], redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', limit), now, boot, created, -1, links}
+  return {top, meta[1], redis.call('XRANGE', KEYS[1], from, last, 'COUNT', limit), now, boot, created, -1, links}
 end
 -- From a mark: the newest entries, back to the first one made before it.
 local mark = tonumber(ARGV[2])
-local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', limit + 1)
+local newest = redis.call('XREVRANGE', KEYS[1], last, '-', 'COUNT', limit + 1)
 local after, before = {}, -1
 local function split(id)
   local dash = string.find(id, '-', 1, true)
