@@ -80,12 +80,7 @@ run() { # setup, nodes, history, replica (0: none; 1: one, waited for; r: one, n
     start_redis "$REDIS_PORT"
   fi
   if [ "$replica" != 0 ]; then
-    taskset -c 0 redis-server --port $((REDIS_PORT + 1)) --bind 127.0.0.1 --save "" --appendonly no \
-      --dir "$dir" --dbfilename replica.rdb --replicaof 127.0.0.1 "$REDIS_PORT" >/dev/null &
-    replica_pid=$!
-    pids+=("$replica_pid")
-    wait_port $((REDIS_PORT + 1)) "the replica"
-    until redis-cli -p $((REDIS_PORT + 1)) INFO replication | grep -q 'master_link_status:up'; do sleep 0.1; done
+    start_replica
   fi
   local wait=0
   [ "$replica" = 1 ] && wait=1
@@ -141,6 +136,17 @@ PY
   python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(1 if r["non_200"] or r["socket_errors"] else 0)' "$(tail -n 1 "$out")"
 }
 
+# A replica of the bench's Redis on the next port, on core 0, once it is
+# linked; its PID in $replica_pid.
+start_replica() {
+  taskset -c 0 redis-server --port $((REDIS_PORT + 1)) --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$dir" --dbfilename replica.rdb --replicaof 127.0.0.1 "$REDIS_PORT" >/dev/null &
+  replica_pid=$!
+  pids+=("$replica_pid")
+  wait_port $((REDIS_PORT + 1)) "the replica"
+  until redis-cli -p $((REDIS_PORT + 1)) INFO replication | grep -q 'master_link_status:up'; do sleep 0.1; done
+}
+
 # Seconds from kill -9 of the master to the first 200 of a node on
 # Sentinel, one row.
 failover_gap() {
@@ -149,11 +155,8 @@ failover_gap() {
   local master=$redis_pid
   # Killed below, on purpose: no word from the shell about it.
   disown "$master"
-  taskset -c 0 redis-server --port $((REDIS_PORT + 1)) --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$dir" --dbfilename replica.rdb --replicaof 127.0.0.1 "$REDIS_PORT" >/dev/null &
-  local replica=$!
-  pids+=("$replica")
-  wait_port $((REDIS_PORT + 1)) "the replica"
+  start_replica
+  local replica=$replica_pid
   for p in $((REDIS_PORT + 2)) $((REDIS_PORT + 3)) $((REDIS_PORT + 4)); do
     printf 'port %s\nbind 127.0.0.1\nsentinel monitor m 127.0.0.1 %s 2\nsentinel down-after-milliseconds m 2000\nsentinel failover-timeout m 10000\n' \
       "$p" "$REDIS_PORT" > "$dir/sentinel-$p.conf"

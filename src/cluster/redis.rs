@@ -933,10 +933,7 @@ impl RedisBus {
         // Kept ones are acknowledged once that many replicas have them
         // (and every write before them on this connection).
         let replicas = self.config.redis_min_replicas;
-        let wait_replicas = replicas > 0
-            && answered
-                .iter()
-                .any(|(_, sending, _, _)| *sending == Sending::Kept);
+        let wait_replicas = answered.iter().any(|(_, _, _, held)| held.is_some());
         if wait_replicas {
             pipe.cmd("WAIT")
                 .arg(replicas)
@@ -994,30 +991,35 @@ impl RedisBus {
                 if unreplicated.is_some() {
                     self.counts.publishes_unreplicated.inc();
                 }
-                // What Redis answered each, kept ones published now that
-                // the replicas have them.
-                let mut results: Vec<Outcome> = answered
-                    .iter()
-                    .zip(values.iter())
-                    .map(|((_, sending, _, _), v)| {
-                        match sending {
-                            Sending::Kept => redis_history::appended(v)
-                                .map(|a| (Some(a.position), a.receivers, a.duplicate)),
-                            Sending::Once => redis_history::published_once(v)
-                                .map(|(receivers, duplicate)| (None, receivers, duplicate)),
-                            Sending::Plain => redis::from_redis_value_ref::<usize>(v)
-                                .map(|receivers| (None, receivers, false))
-                                .map_err(|e| e.to_string()),
-                        }
-                        .map_err(Failed::not)
-                        .and_then(|sent| match (&unreplicated, sending) {
-                            (Some(failed), Sending::Kept) => Err(failed.clone()),
-                            _ => Ok(sent),
-                        })
-                    })
-                    .collect();
-                if wait_replicas && unreplicated.is_none() {
-                    self.publish_held(&mut conn, &answered, &values, &mut results)
+                // What Redis answered each; and the held ones to confirm and
+                // publish now that the replicas have them (new ones, and
+                // repeats of one in the stream's present epoch, whose first
+                // try may have been kept but never published), by index.
+                let mut results: Vec<Outcome> = Vec::with_capacity(answered.len());
+                let mut to_publish = Vec::new();
+                for ((_, sending, _, held), v) in answered.iter().zip(values.iter()) {
+                    let sent = match sending {
+                        Sending::Kept => redis_history::appended(v).map(|a| {
+                            if held.is_some() && (!a.duplicate || a.present) {
+                                to_publish.push((results.len(), a.position.clone()));
+                            }
+                            (Some(a.position), a.receivers, a.duplicate)
+                        }),
+                        Sending::Once => redis_history::published_once(v)
+                            .map(|(receivers, duplicate)| (None, receivers, duplicate)),
+                        Sending::Plain => redis::from_redis_value_ref::<usize>(v)
+                            .map(|receivers| (None, receivers, false))
+                            .map_err(|e| e.to_string()),
+                    }
+                    .map_err(Failed::not)
+                    .and_then(|sent| match (&unreplicated, sending) {
+                        (Some(failed), Sending::Kept) => Err(failed.clone()),
+                        _ => Ok(sent),
+                    });
+                    results.push(sent);
+                }
+                if unreplicated.is_none() && !to_publish.is_empty() {
+                    self.publish_held(&mut conn, &answered, to_publish, &mut results)
                         .await;
                 }
                 for ((reply, _, tally, _), sent) in answered.into_iter().zip(results) {
@@ -1045,39 +1047,32 @@ impl RedisBus {
         }
     }
 
-    /// Confirms and publishes the kept publications held for the replicas,
-    /// now that they have them, each with its position: those new, and
-    /// repeats of
-    /// one in the stream's present epoch (its first try may have been kept
-    /// but never published). Their counts of nodes reached go into
+    /// Confirms and publishes the kept publications held for the replicas
+    /// (`to_publish`: their indexes in `answered` and positions), now that
+    /// the replicas have them. Their counts of nodes reached go into
     /// `results`; when they could not be published, they answer that they
     /// may have been (a repeat publishes them).
     async fn publish_held(
         &self,
         conn: &mut MultiplexedConnection,
         answered: &[Answered],
-        values: &[redis::Value],
+        to_publish: Vec<(usize, Position)>,
         results: &mut [Outcome],
     ) {
         let mut pipe = redis::pipe();
         pipe.load_script(&redis_history::CONFIRM).ignore();
-        let mut which = Vec::new();
-        for (i, ((_, _, _, held), v)) in answered.iter().zip(values).enumerate() {
-            let (Some((meta, text)), Ok(a)) = (held, redis_history::appended(v)) else {
+        let mut which = Vec::with_capacity(to_publish.len());
+        for (i, position) in to_publish {
+            let Some((meta, text)) = &answered[i].3 else {
                 continue;
             };
-            if results[i].is_ok() && (!a.duplicate || a.present) {
-                let mut call = redis_history::CONFIRM.prepare_invoke();
-                call.key(meta)
-                    .arg(a.position.offset)
-                    .arg(&self.channel)
-                    .arg(redis_history::published_event(&a.position, text));
-                pipe.invoke_script(&call);
-                which.push(i);
-            }
-        }
-        if which.is_empty() {
-            return;
+            let mut call = redis_history::CONFIRM.prepare_invoke();
+            call.key(meta)
+                .arg(position.offset)
+                .arg(&self.channel)
+                .arg(redis_history::published_event(&position, text));
+            pipe.invoke_script(&call);
+            which.push(i);
         }
         let published = pipe.query_async::<Vec<usize>>(conn);
         match within(self.config.request_timeout(), published).await {

@@ -53,35 +53,27 @@ impl RedisServer {
     }
 
     /// Whether this node can trust the server's TLS certificate, tried once
-    /// at start: an untrusted one is a configuration error (naming
-    /// `cluster.redis_ca_file`), where a server that cannot be reached yet
-    /// is not (the node connects once it can).
+    /// at start when TLS is asked for: an untrusted one is a configuration
+    /// error (naming `cluster.redis_ca_file`), where a server that cannot
+    /// be reached yet is not (the node connects once it can).
     pub fn check_tls(&self) -> Result<(), String> {
-        let client = match &self.how {
-            How::One(client) => client.clone(),
-            How::Sentinels(_) => match sentinels(&self.config).and_then(|mut s| {
-                s.get_client().map_err(|e| {
-                    let why = e.to_string();
-                    if untrusted(&why) {
-                        why
-                    } else {
-                        String::new()
-                    }
-                })
-            }) {
-                Ok(c) => c,
-                Err(why) if why.is_empty() => return Ok(()),
-                Err(why) => return Err(self.untrusted_error(&why)),
+        let tried = match &self.how {
+            How::One(client) => match client.get_connection_info().addr() {
+                ConnectionAddr::TcpTls { .. } => client
+                    .get_connection_with_timeout(self.config.request_timeout())
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                _ => return Ok(()),
             },
+            // Asking the Sentinels connects to them and to the master.
+            How::Sentinels(_) if sentinels_tls(&self.config) => sentinels(&self.config)?
+                .get_client()
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            How::Sentinels(_) => return Ok(()),
         };
-        if !matches!(
-            client.get_connection_info().addr(),
-            ConnectionAddr::TcpTls { .. }
-        ) {
-            return Ok(());
-        }
-        match client.get_connection_with_timeout(self.config.request_timeout()) {
-            Err(e) if untrusted(&e.to_string()) => Err(self.untrusted_error(&e.to_string())),
+        match tried {
+            Err(why) if untrusted(&why) => Err(self.untrusted_error(&why)),
             _ => Ok(()),
         }
     }
@@ -201,6 +193,15 @@ fn one_server(config: &ClusterConfig, url: &str) -> Result<redis::Client, String
     }
 }
 
+/// TLS to the Sentinels and to the master alike: given by the Sentinels'
+/// URLs.
+fn sentinels_tls(config: &ClusterConfig) -> bool {
+    config
+        .redis_sentinels
+        .iter()
+        .any(|url| url.starts_with("rediss://"))
+}
+
 fn sentinels(config: &ClusterConfig) -> Result<SentinelClient, String> {
     let bad =
         |e: redis::RedisError| format!("cluster.redis_sentinels {}: {e}", config.redis_shown());
@@ -214,11 +215,7 @@ fn sentinels(config: &ClusterConfig) -> Result<SentinelClient, String> {
                 .clone(),
         );
     }
-    // TLS to the Sentinels and to the master alike: given by the
-    // Sentinels' URLs.
-    let tls = addrs
-        .iter()
-        .any(|a| matches!(a, ConnectionAddr::TcpTls { .. }));
+    let tls = sentinels_tls(config);
     let name = config.redis_master_name.as_deref().unwrap_or_default();
     let mut b = SentinelClientBuilder::new(addrs, name, SentinelServerType::Master)
         .map_err(bad)?

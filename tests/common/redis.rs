@@ -63,31 +63,28 @@ impl Redis {
         self.dir.path()
     }
 
-    /// `INFO section`, whole.
+    /// `INFO section`, whole; empty when the server does not answer.
     pub fn info(&self, section: &str) -> String {
+        self.bulk(&format!("INFO {section}")).unwrap_or_default()
+    }
+
+    /// An inline command whose answer is one bulk string.
+    fn bulk(&self, cmd: &str) -> Option<String> {
         use std::io::{BufRead, BufReader, Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return String::new();
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        if s.write_all(format!("INFO {section}\r\n").as_bytes())
-            .is_err()
-        {
-            return String::new();
-        }
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(format!("{cmd}\r\n").as_bytes()).ok()?;
         let mut r = BufReader::new(s);
         let mut len = String::new();
-        if r.read_line(&mut len).is_err() {
-            return String::new();
-        }
-        let Ok(n) = len.trim_end().trim_start_matches('$').parse::<usize>() else {
-            return String::new();
-        };
+        r.read_line(&mut len).ok()?;
+        let n = len
+            .trim_end()
+            .trim_start_matches('$')
+            .parse::<usize>()
+            .ok()?;
         let mut text = vec![0; n];
-        if r.read_exact(&mut text).is_err() {
-            return String::new();
-        }
-        String::from_utf8_lossy(&text).into_owned()
+        r.read_exact(&mut text).ok()?;
+        Some(String::from_utf8_lossy(&text).into_owned())
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -163,17 +160,10 @@ impl Redis {
     /// Kills the pub/sub connection that process `pid` holds (found by its
     /// local port among `CLIENT LIST TYPE pubsub`); whether there was one.
     pub fn kill_pubsub_of(&self, pid: u32) -> bool {
-        use std::io::{BufRead, BufReader, Read, Write};
         let ports = local_ports(pid);
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.write_all(b"CLIENT LIST TYPE pubsub\r\n").unwrap();
-        let mut r = BufReader::new(s);
-        let mut len = String::new();
-        r.read_line(&mut len).unwrap();
-        let n: usize = len.trim_end().trim_start_matches('$').parse().unwrap();
-        let mut list = vec![0; n];
-        r.read_exact(&mut list).unwrap();
-        let list = String::from_utf8(list).unwrap();
+        let list = self
+            .bulk("CLIENT LIST TYPE pubsub")
+            .expect("CLIENT LIST answers");
         for line in list.lines() {
             let field = |name: &str| {
                 line.split(' ')

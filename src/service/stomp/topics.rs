@@ -537,9 +537,8 @@ impl<H: Sink> Topics<H> {
                 .filter(|end| *end < after && *read.position.epoch != *gap.epoch),
             _ => None,
         };
-        match read {
-            Ok(read) if lost_after.is_some() => {
-                let end = lost_after.unwrap_or_default();
+        match (read, lost_after, &gap.live) {
+            (Ok(read), Some(end), _) => {
                 log::warn!(
                     "stomp: {} lost publications this node delivered (past offset {end} of its epoch {}) in a Redis failover; its subscribers are told",
                     shown(),
@@ -560,7 +559,7 @@ impl<H: Sink> Topics<H> {
                     self.send(k, &out);
                 }
             }
-            Ok(read) if gap_filled(gap, &read, ttl) => {
+            (Ok(read), _, _) if gap_filled(gap, &read, ttl) => {
                 crate::metrics::get()
                     .history
                     .gaps_filled
@@ -573,17 +572,16 @@ impl<H: Sink> Topics<H> {
                     k.top = Some((read.position.offset, read.position.epoch.clone()));
                 }
             }
-            Ok(read) if read.created.is_some() && gap.live.is_some() => {
+            (Ok(read), _, Some((offset, epoch))) if read.created.is_some() => {
                 // Seen live, a stream that started over: from its start.
-                let (offset, epoch) = gap.live.clone().unwrap_or_default();
                 then = Filled::Then(Gap {
                     since: Since::Offset(0),
-                    epoch,
+                    epoch: epoch.clone(),
                     upto: Some(offset.saturating_sub(1)),
                     live: None,
                 });
             }
-            Ok(read) if read.created.is_some() && read.position.epoch != gap.epoch => {
+            (Ok(read), _, _) if read.created.is_some() && read.position.epoch != gap.epoch => {
                 log::info!(
                     "stomp: the history of {} started over; its subscribers are told what this node may have missed",
                     shown()
@@ -609,7 +607,7 @@ impl<H: Sink> Topics<H> {
                     });
                 }
             }
-            Ok(read) => {
+            (Ok(read), _, _) => {
                 log::info!(
                     "stomp: what this node missed of {} is no longer all in history; its subscribers are told",
                     shown()
@@ -620,7 +618,7 @@ impl<H: Sink> Topics<H> {
                 };
                 self.tell_loss(k, destination, &read.position, why);
             }
-            Err(why) => {
+            (Err(why), _, _) => {
                 log::warn!(
                     "stomp: could not read what this node missed of {} from history: {why}; its subscribers are told",
                     shown()
@@ -823,15 +821,23 @@ mod tests {
         }
     }
 
+    /// A MESSAGE's header `name`, or `""`.
+    fn header(m: &str, name: &str) -> String {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .unwrap_or("")
+            .to_owned()
+    }
+
     impl Got {
+        /// Each MESSAGE's `x-stream-epoch`.
+        fn epochs(&self) -> Vec<String> {
+            let got = self.0.lock().unwrap();
+            got.iter().map(|m| header(m, "x-stream-epoch")).collect()
+        }
+
         /// Each MESSAGE as `body@offset` (a loss told as `LOSS@offset`).
         fn seen(&self) -> Vec<String> {
-            let header = |m: &str, name: &str| {
-                m.lines()
-                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                    .unwrap_or("")
-                    .to_owned()
-            };
             self.0
                 .lock()
                 .unwrap()
@@ -1023,18 +1029,7 @@ mod tests {
         ));
         t.deliver(KEY, || publication(8, "E2"));
         assert_eq!(a.seen(), ["p5@5", "p6@6", "p7@7", "p8@8"]);
-        let epochs: Vec<String> =
-            a.0.lock()
-                .unwrap()
-                .iter()
-                .map(|m| {
-                    m.lines()
-                        .find_map(|l| l.strip_prefix("x-stream-epoch:"))
-                        .unwrap()
-                        .to_owned()
-                })
-                .collect();
-        assert_eq!(epochs, ["E1", "E2", "E2", "E2"]);
+        assert_eq!(a.epochs(), ["E1", "E2", "E2", "E2"]);
     }
 
     /// Issue 31: a node that delivered offsets the new master never got
