@@ -117,8 +117,9 @@ pub struct ServiceConfig {
     pub htmlfile: bool,
     #[serde(default = "yes")]
     pub jsonp_polling: bool,
-    /// Seconds between `h` frames sent to an attached receiver; WebSocket
-    /// peers also get a ping then, and one silent for two heartbeats is dropped.
+    /// Seconds between `h` frames on a stream or WebSocket (WebSocket peers
+    /// also get a ping then, and one silent for two heartbeats is dropped);
+    /// a poll that waited this long from its start is answered `h`.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_delay: f64,
     /// Seconds without a receiver after which a session is forgotten.

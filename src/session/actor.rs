@@ -44,9 +44,10 @@ pub struct SessionActor {
     #[allow(clippy::box_collection)]
     early: Option<Box<Vec<String>>>,
     receiver: Option<Receiver>,
-    /// The `disconnect_delay` timer while it runs; the default handle (which
-    /// actix never gives a future: it counts from 1) while none does.
-    disconnect_timer: SpawnHandle,
+    /// The `disconnect_delay` timer while no receiver is attached, or the
+    /// heartbeat timer of the poll that waits; the default handle (which
+    /// actix never gives a future: it counts from 1) while neither runs.
+    timer: SpawnHandle,
     expired: bool,
     /// The transport that opened it, for the open-sessions gauge
     /// ([`crate::metrics::TRANSPORTS`]).
@@ -102,7 +103,8 @@ pub struct Incoming(pub Vec<String>);
 #[rtype(result = "()")]
 pub struct Push(pub Message);
 
-/// Heartbeat time (sent by the service's one ticker to every session).
+/// Heartbeat time (sent by the service's one ticker to every session; a
+/// poll has a timer of its own instead, see [`SessionActor::poll_heartbeat`]).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Heartbeat;
@@ -140,7 +142,7 @@ impl SessionActor {
             queued_bytes: 0,
             early: None,
             receiver: None,
-            disconnect_timer: SpawnHandle::default(),
+            timer: SpawnHandle::default(),
             expired: false,
             transport: None,
             limits,
@@ -159,7 +161,7 @@ impl SessionActor {
             r.deliver(Frame::Close(c.code, &c.reason));
             return;
         }
-        self.stop_disconnect_timer(ctx);
+        self.stop_timer(ctx);
         if self.transport.is_none() {
             let t = r.transport();
             self.transport = Some(t as u8);
@@ -183,6 +185,33 @@ impl SessionActor {
             }
         }
         self.flush(ctx);
+        self.poll_heartbeat(ctx);
+    }
+
+    /// A poll still waiting gets `h` after `heartbeat_delay` of its own, as
+    /// sockjs-node does, rather than at the service's next tick: a tick
+    /// could end a poll a moment after it began, which costs the client a
+    /// request, brings every idle polling client back at the same instant,
+    /// and answers a poll the client has just given up (sockjs-client
+    /// cannot cancel a JSONP script, which then calls a callback it
+    /// removed: a page error).
+    fn poll_heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let Some(id) = self
+            .receiver
+            .as_ref()
+            .filter(|r| r.is_poll())
+            .map(Receiver::id)
+        else {
+            return;
+        };
+        self.stop_timer(ctx);
+        self.timer = ctx.run_later(self.hub.config().heartbeat(), move |act, ctx| {
+            act.timer = SpawnHandle::default();
+            let waiting = act.receiver.as_ref().map(Receiver::id) == Some(id);
+            if waiting && act.closed.is_none() && act.opened {
+                act.deliver(Frame::Heartbeat, ctx);
+            }
+        });
     }
 
     /// Sends `o`, tells the handler, and hands it what the client sent
@@ -325,18 +354,18 @@ impl SessionActor {
             self.expire(ctx);
             return;
         }
-        self.stop_disconnect_timer(ctx);
+        self.stop_timer(ctx);
         let delay = self.hub.config().disconnect();
-        self.disconnect_timer = ctx.run_later(delay, |act, ctx| {
-            act.disconnect_timer = SpawnHandle::default();
+        self.timer = ctx.run_later(delay, |act, ctx| {
+            act.timer = SpawnHandle::default();
             if act.receiver.is_none() {
                 act.expire(ctx);
             }
         });
     }
 
-    fn stop_disconnect_timer(&mut self, ctx: &mut Context<Self>) {
-        let t = std::mem::take(&mut self.disconnect_timer);
+    fn stop_timer(&mut self, ctx: &mut Context<Self>) {
+        let t = std::mem::take(&mut self.timer);
         if t != SpawnHandle::default() {
             ctx.cancel_future(t);
         }
@@ -546,7 +575,8 @@ impl Actor for SessionActor {
 impl Handler<Heartbeat> for SessionActor {
     type Result = ();
     fn handle(&mut self, _: Heartbeat, ctx: &mut Context<Self>) {
-        if self.closed.is_none() && self.opened {
+        let poll = self.receiver.as_ref().is_some_and(Receiver::is_poll);
+        if self.closed.is_none() && self.opened && !poll {
             self.deliver(Frame::Heartbeat, ctx);
         }
     }

@@ -104,6 +104,11 @@ impl Receiver {
         matches!(self.kind, ReceiverKind::Streaming { .. })
     }
 
+    /// One frame answers it (xhr-polling, jsonp-polling).
+    pub fn is_poll(&self) -> bool {
+        matches!(self.kind, ReceiverKind::Polling(_))
+    }
+
     pub fn id(&self) -> u64 {
         self.id
     }
