@@ -194,8 +194,8 @@ async fn a_client_recovers_what_it_missed_on_one_node() {
     assert_eq!(
         kept,
         json!({"epoch": epoch, "top": 9, "publications": [
-            {"offset": 6, "body": "n6", "headers": {}},
-            {"offset": 7, "body": "n7", "headers": {}},
+            {"offset": 6, "epoch": epoch, "body": "n6", "headers": {}},
+            {"offset": 7, "epoch": epoch, "body": "n7", "headers": {}},
         ]})
     );
     // What the store holds and what recoveries did, in /metrics: one
@@ -248,7 +248,7 @@ async fn a_users_queue_keeps_its_history_while_the_user_is_away() {
     assert_eq!(kept["top"], 2);
     assert_eq!(
         kept["publications"][0],
-        json!({"offset": 1, "body": "a1", "headers": {"content-type": "text/plain"}})
+        json!({"offset": 1, "epoch": epoch, "body": "a1", "headers": {"content-type": "text/plain"}})
     );
 }
 

@@ -366,6 +366,29 @@ async fn writes_a_failover_lost_are_told_and_no_later_one_is_skipped() {
     assert_eq!(recovered, "true");
     let after: Vec<String> = (41..=60).map(|n| n.to_string()).collect();
     assert_eq!(bodies, after, "from 20: what the new master took after it");
+
+    // The API's read labels each entry with its own epoch: 1 to 20 were
+    // given the old one, which their offsets go with.
+    let path = format!("/api/history?destination={TOPIC}");
+    let (status, kept) = api(&a, "GET", &path, "").await;
+    assert_eq!(status, 200, "{kept}");
+    let old = &positions[0].1;
+    assert_ne!(kept["epoch"], json!(old), "a new epoch took over");
+    let labels: Vec<(u64, String)> = kept["publications"]
+        .as_array()
+        .expect("publications")
+        .iter()
+        .map(|e| {
+            (
+                e["offset"].as_u64().unwrap(),
+                e["epoch"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut want: Vec<(u64, String)> = (1..=20).map(|o| (o, old.clone())).collect();
+    let new = kept["epoch"].as_str().unwrap();
+    want.extend((21..=40).map(|o| (o, new.to_owned())));
+    assert_eq!(labels, want);
 }
 
 /// A CA, and a certificate it signs for 127.0.0.1, made with openssl.

@@ -195,7 +195,10 @@ async fn history(
                 .iter()
                 .map(|(k, v)| (k.clone(), json!(v)))
                 .collect();
-            json!({ "offset": e.offset, "body": e.body, "headers": headers })
+            // Entries from before a take-over (a Redis failover) keep the
+            // epoch they were given.
+            let epoch = read.epoch_of(e.offset);
+            json!({ "offset": e.offset, "epoch": &*epoch, "body": e.body, "headers": headers })
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({
