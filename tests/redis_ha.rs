@@ -240,16 +240,7 @@ async fn a_publication_no_replica_confirmed_is_held_until_its_retry() {
     );
     // Nor read from history: a recovery from "first" finds nothing after
     // it (what a failover may take back is shown to nobody).
-    let mut r = Client::connect(&b).await;
-    let recover = [
-        ("id", "r"),
-        ("destination", TOPIC),
-        ("receipt", "r"),
-        ("x-recover-offset", offset.as_str()),
-        ("x-recover-epoch", epoch.as_str()),
-    ];
-    r.frame("SUBSCRIBE", &recover, "").await;
-    let (cmd, h, _) = r.next().await;
+    let (cmd, h, _) = recovering(&b, &offset, &epoch).await.next().await;
     assert_eq!(cmd, "RECEIPT");
     assert_eq!(header(&h, "x-recovered"), Some("true"));
     assert_eq!(header(&h, "x-stream-offset"), Some(offset.as_str()));
@@ -276,9 +267,9 @@ async fn a_publication_no_replica_confirmed_is_held_until_its_retry() {
     assert_eq!(c.next().await.2, "after");
 }
 
-/// A subscription with recovery from `offset` of `epoch`: its RECEIPT's
-/// `x-recovered`, and, when it recovered, the bodies it got up to `last`.
-async fn recover(gw: &Gateway, offset: &str, epoch: &str, last: &str) -> (String, Vec<String>) {
+/// A client on `gw` that subscribed to [`TOPIC`] recovering from `offset`
+/// of `epoch`, with a receipt.
+async fn recovering(gw: &Gateway, offset: &str, epoch: &str) -> Client {
     let mut c = Client::connect(gw).await;
     let headers = [
         ("id", "r"),
@@ -288,6 +279,13 @@ async fn recover(gw: &Gateway, offset: &str, epoch: &str, last: &str) -> (String
         ("x-recover-epoch", epoch),
     ];
     c.frame("SUBSCRIBE", &headers, "").await;
+    c
+}
+
+/// A subscription with recovery from `offset` of `epoch`: its RECEIPT's
+/// `x-recovered`, and, when it recovered, the bodies it got up to `last`.
+async fn recover(gw: &Gateway, offset: &str, epoch: &str, last: &str) -> (String, Vec<String>) {
+    let mut c = recovering(gw, offset, epoch).await;
     let mut recovered = None;
     let mut bodies = Vec::new();
     loop {

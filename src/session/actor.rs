@@ -207,11 +207,17 @@ impl SessionActor {
         self.stop_timer(ctx);
         self.timer = ctx.run_later(self.hub.config().heartbeat(), move |act, ctx| {
             act.timer = SpawnHandle::default();
-            let waiting = act.receiver.as_ref().map(Receiver::id) == Some(id);
-            if waiting && act.closed.is_none() && act.opened {
-                act.deliver(Frame::Heartbeat, ctx);
+            if act.receiver.as_ref().map(Receiver::id) == Some(id) {
+                act.beat(ctx);
             }
         });
+    }
+
+    /// `h` to the receiver, while the session is open.
+    fn beat(&mut self, ctx: &mut Context<Self>) {
+        if self.closed.is_none() && self.opened {
+            self.deliver(Frame::Heartbeat, ctx);
+        }
     }
 
     /// Sends `o`, tells the handler, and hands it what the client sent
@@ -575,9 +581,9 @@ impl Actor for SessionActor {
 impl Handler<Heartbeat> for SessionActor {
     type Result = ();
     fn handle(&mut self, _: Heartbeat, ctx: &mut Context<Self>) {
-        let poll = self.receiver.as_ref().is_some_and(Receiver::is_poll);
-        if self.closed.is_none() && self.opened && !poll {
-            self.deliver(Frame::Heartbeat, ctx);
+        // A poll has its own timer (poll_heartbeat).
+        if !self.receiver.as_ref().is_some_and(Receiver::is_poll) {
+            self.beat(ctx);
         }
     }
 }
