@@ -40,8 +40,10 @@
 //!   under it ([`session::outbox`]); the registry of live sessions.
 //! - [`cluster`]: many nodes on one Redis: the bus services publish
 //!   through ([`cluster::Bus`]: alone, or [`cluster::redis`], on the
-//!   master [`cluster::redis_server`] finds: one server, or Sentinel's,
-//!   over TLS or not), what travels
+//!   master [`cluster::redis_server`] finds: one server, Sentinel's, or a
+//!   Redis Cluster's masters, over TLS or not; [`cluster::redis_conn`]:
+//!   one connection type for them, and hash slots; [`cluster::redis_shards`]:
+//!   on a Redis Cluster, the sharded channels a node hears), what travels
 //!   between nodes ([`cluster::event`]), what each node reports of itself
 //!   ([`cluster::presence`]: a small presence, and counts written as
 //!   changes), which node holds each HTTP session ([`cluster::owners`]),

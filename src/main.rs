@@ -40,8 +40,12 @@ struct Args {
 
 #[actix_web::main]
 async fn main() {
-    let logger =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    // The redis crate's cluster connection warns at every failed connect
+    // to a node that is down (many a second): the bus says it once.
+    let logger = env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,redis::cluster_handling=error"),
+    )
+    .build();
     log::set_max_level(logger.filter());
     let logger = RateLimited::new(logger, Duration::from_secs(60));
     log::set_boxed_logger(Box::new(logger)).expect("the only logger");

@@ -315,6 +315,10 @@ impl Gateway {
                 bus.node,
                 c.redis_shown()
             );
+            // Every node hears every service's broadcasts.
+            for name in services.keys() {
+                crate::cluster::Bus::follow(&**bus, name, true);
+            }
             let inbox = Services {
                 hubs: services
                     .iter()

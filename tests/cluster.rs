@@ -5,18 +5,19 @@
 mod common;
 use common::redis::Redis;
 use common::stomp::*;
+use common::store::{Shared, Store};
 use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// A node named `id` with a broadcast service at `/chat`, echo at `/echo`,
 /// STOMP at `/stomp` and the API.
-fn node(redis: &Redis, id: &str) -> Gateway {
+fn node(redis: &impl Shared, id: &str) -> Gateway {
     node_with(redis, id, "")
 }
 
 /// [`node`] with more `[cluster]` keys.
-fn node_with(redis: &Redis, id: &str, cluster: &str) -> Gateway {
+fn node_with(redis: &impl Shared, id: &str, cluster: &str) -> Gateway {
     Gateway::start(&format!(
         "{}{cluster}\n\
          [api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\nmetrics = true\n\
@@ -28,11 +29,11 @@ fn node_with(redis: &Redis, id: &str, cluster: &str) -> Gateway {
 }
 
 /// The `[cluster]` table of node `id` on `redis`.
-fn cluster_section(redis: &Redis, id: &str) -> String {
+fn cluster_section(redis: &impl Shared, id: &str) -> String {
     format!(
-        "[cluster]\nredis_url = \"{}\"\nsecret = \"{CLUSTER_SECRET}\"\nnode_id = \"{id}\"\n\
+        "[cluster]\n{}\nsecret = \"{CLUSTER_SECRET}\"\nnode_id = \"{id}\"\n\
          presence_interval = 0.2\n",
-        redis.url()
+        redis.config()
     )
 }
 
@@ -55,9 +56,8 @@ async fn chat(gw: &Gateway) -> Ws {
     ws
 }
 
-#[actix_rt::test]
-async fn a_broadcast_reaches_every_node_exactly_once() {
-    let redis = Redis::start();
+on_each_store!(a_broadcast_reaches_every_node_exactly_once);
+async fn a_broadcast_reaches_every_node_exactly_once(redis: Store) {
     let (one, two) = (node(&redis, "one"), node(&redis, "two"));
     until_joined(&[&one, &two]).await;
     let mut a = chat(&one).await;
@@ -88,9 +88,8 @@ async fn a_broadcast_reaches_every_node_exactly_once() {
     }
 }
 
-#[actix_rt::test]
-async fn stomp_publications_users_and_counts_span_the_nodes() {
-    let redis = Redis::start();
+on_each_store!(stomp_publications_users_and_counts_span_the_nodes);
+async fn stomp_publications_users_and_counts_span_the_nodes(redis: Store) {
     let (one, two) = (node(&redis, "one"), node(&redis, "two"));
     until_joined(&[&one, &two]).await;
     let alice = format!("Bearer {}", token(SECRET, "alice", 60));
@@ -154,13 +153,12 @@ async fn stomp_publications_users_and_counts_span_the_nodes() {
     );
 }
 
+on_each_store!(publications_through_different_nodes_keep_their_order_everywhere);
 /// A backend publishing through a load balancer reaches a different node
 /// each time: its publications, each sent once the last was answered, keep
 /// their order on every node (each node delivers its own publications in
 /// the order Redis gives them too, not before the others' it answered).
-#[actix_rt::test]
-async fn publications_through_different_nodes_keep_their_order_everywhere() {
-    let redis = Redis::start();
+async fn publications_through_different_nodes_keep_their_order_everywhere(redis: Store) {
     let (one, two) = (node(&redis, "one"), node(&redis, "two"));
     until_joined(&[&one, &two]).await;
     let mut clients = Vec::new();
@@ -229,9 +227,8 @@ fn messages(body: &str) -> Vec<String> {
         .collect()
 }
 
-#[actix_rt::test]
-async fn an_http_session_is_served_through_any_node() {
-    let redis = Redis::start();
+on_each_store!(an_http_session_is_served_through_any_node);
+async fn an_http_session_is_served_through_any_node(redis: Store) {
     let (one, two) = (node(&redis, "one"), node(&redis, "two"));
     until_joined(&[&one, &two]).await;
     // Opened on node one; sends and polls alternate between the nodes, as
@@ -290,9 +287,8 @@ async fn an_http_session_is_served_through_any_node() {
     );
 }
 
-#[actix_rt::test]
-async fn a_forwarded_poll_whose_client_leaves_frees_its_session_at_once() {
-    let redis = Redis::start();
+on_each_store!(a_forwarded_poll_whose_client_leaves_frees_its_session_at_once);
+async fn a_forwarded_poll_whose_client_leaves_frees_its_session_at_once(redis: Store) {
     let (one, two) = (node(&redis, "one"), node(&redis, "two"));
     until_joined(&[&one, &two]).await;
     let (s, pending) = forwarded_poll(&one, &two).await;
@@ -309,9 +305,8 @@ async fn a_forwarded_poll_whose_client_leaves_frees_its_session_at_once() {
     );
 }
 
-#[actix_rt::test]
-async fn a_node_that_shuts_down_closes_forwarded_polls_and_its_links() {
-    let redis = Redis::start();
+on_each_store!(a_node_that_shuts_down_closes_forwarded_polls_and_its_links);
+async fn a_node_that_shuts_down_closes_forwarded_polls_and_its_links(redis: Store) {
     // A grace far longer than the test waits: an open link would hold the
     // graceful stop that long.
     let mut one = node_with(&redis, "one", "[shutdown]\ngrace = 30");
@@ -328,9 +323,8 @@ async fn a_node_that_shuts_down_closes_forwarded_polls_and_its_links() {
     assert!(one.wait_exit(Duration::from_secs(10)).await.is_some());
 }
 
-#[actix_rt::test]
-async fn a_forwarded_stream_to_a_slow_reader_loses_nothing() {
-    let redis = Redis::start();
+on_each_store!(a_forwarded_stream_to_a_slow_reader_loses_nothing);
+async fn a_forwarded_stream_to_a_slow_reader_loses_nothing(redis: Store) {
     // Streams long enough to carry everything, and a session queue that
     // holds it while the reader does not read.
     let big = "[services.big]\nprefix = \"/big\"\nkind = \"echo\"\n\
@@ -367,10 +361,9 @@ async fn a_forwarded_stream_to_a_slow_reader_loses_nothing() {
     }
 }
 
-#[actix_rt::test]
-async fn a_node_that_takes_no_link_is_forwarded_to_over_http() {
+on_each_store!(a_node_that_takes_no_link_is_forwarded_to_over_http);
+async fn a_node_that_takes_no_link_is_forwarded_to_over_http(redis: Store) {
     use actix_web::{web, HttpRequest, HttpResponse};
-    let redis = Redis::start();
     // One worker: links are per worker, so is the memory of a refusal.
     let two = Gateway::start(&format!(
         "workers = 1\n{}[api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\nmetrics = true\n{}",
@@ -428,9 +421,8 @@ async fn a_node_that_takes_no_link_is_forwarded_to_over_http() {
     );
 }
 
-#[actix_rt::test]
-async fn a_session_whose_node_died_closes_at_once() {
-    let redis = Redis::start();
+on_each_store!(a_session_whose_node_died_closes_at_once);
+async fn a_session_whose_node_died_closes_at_once(redis: Store) {
     let (one, two) = (node(&redis, "one"), node(&redis, "two"));
     until_joined(&[&one, &two]).await;
     let s = session("/echo");
@@ -521,13 +513,12 @@ async fn a_restarted_redis_learns_again_who_holds_each_session() {
 /// The cluster's secret in these tests.
 const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789abcdef";
 
+on_each_store!(only_a_node_that_proves_the_secret_speaks_for_the_client);
 /// Issue 18, findings 5 and 7. Nodes that trust only 127.0.0.1 as a proxy,
 /// clients on 127.0.0.2 and .3: a node passes on the client as it resolved
 /// it and none of the forwarding headers the client wrote; the "forwarded"
 /// marker means something only with the cluster's secret.
-#[actix_rt::test]
-async fn only_a_node_that_proves_the_secret_speaks_for_the_client() {
-    let redis = Redis::start();
+async fn only_a_node_that_proves_the_secret_speaks_for_the_client(redis: Store) {
     let upstream = common::upstream::Upstream::start();
     let config = |id: &str| {
         format!(
@@ -642,12 +633,11 @@ async fn only_a_node_that_proves_the_secret_speaks_for_the_client() {
     assert_eq!(handshake(Some(CLUSTER_SECRET)).await, 101);
 }
 
+on_each_store!(presence_stays_small_whatever_clients_subscribe_to);
 /// Issue 18, finding 2: a node's presence, which every other node reads
 /// every interval, does not grow with what its clients subscribe to; the
 /// counts live in a hash written as changes, read a field at a time.
-#[actix_rt::test]
-async fn presence_stays_small_whatever_clients_subscribe_to() {
-    let redis = Redis::start();
+async fn presence_stays_small_whatever_clients_subscribe_to(redis: Store) {
     let (one, two) = (node(&redis, "one"), node(&redis, "two"));
     until_joined(&[&one, &two]).await;
     let mut c = Client::connect(&one).await;
@@ -664,7 +654,7 @@ async fn presence_stays_small_whatever_clients_subscribe_to() {
         reply.trim_start_matches(':').parse().unwrap()
     };
     assert!(len("STRLEN sockjs-gateway:node:one") < 512);
-    assert_eq!(len("HLEN sockjs-gateway:node:one:counts"), 50);
+    assert_eq!(redis.counts_len("one"), 50);
     let d7 = format!("/topic/p/7/{}", "x".repeat(200));
     let (_, body) = api(
         &two,
@@ -677,18 +667,17 @@ async fn presence_stays_small_whatever_clients_subscribe_to() {
     // Gone subscriptions are deleted from the hash.
     c.ws.close().await;
     let until = Instant::now() + Duration::from_secs(10);
-    while len("HLEN sockjs-gateway:node:one:counts") != 0 {
+    while redis.counts_len("one") != 0 {
         assert!(Instant::now() < until, "the counts were never deleted");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
+on_each_store!(delivered_counts_what_every_node_reached_at_once);
 /// `delivered` counts what the nodes delivered, as each reports it, not
 /// what presence said a moment ago; a node that does not report in time
 /// makes the answer `partial`.
-#[actix_rt::test]
-async fn delivered_counts_what_every_node_reached_at_once() {
-    let redis = Redis::start();
+async fn delivered_counts_what_every_node_reached_at_once(redis: Store) {
     let (one, two) = (node(&redis, "one"), node(&redis, "two"));
     until_joined(&[&one, &two]).await;
     // Alice opens two tabs on node two; the backend, through node one,
@@ -756,7 +745,7 @@ async fn delivered_counts_what_every_node_reached_at_once() {
 }
 
 /// Two nodes whose `/echo` takes messages of up to `max_message_bytes`.
-fn echo_nodes(redis: &Redis, max_message_bytes: usize) -> (Gateway, Gateway) {
+fn echo_nodes(redis: &impl Shared, max_message_bytes: usize) -> (Gateway, Gateway) {
     let config = |id: &str| {
         format!(
             "{}[api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\n\
@@ -797,14 +786,13 @@ async fn bystanders_still_served(two: &Gateway, polls: Vec<(String, Raw)>) {
     }
 }
 
+on_each_store!(concurrent_large_sends_do_not_break_the_link_between_nodes);
 /// Issue 28, finding 2: node one sent all that was ready for node two as
 /// one message, and node two dropped the link over its largest request
 /// plus room: concurrent sends each within `max_message_bytes` broke every
 /// other session's forwarded poll (4503). Batches now stay within what the
 /// owner takes.
-#[actix_rt::test]
-async fn concurrent_large_sends_do_not_break_the_link_between_nodes() {
-    let redis = Redis::start();
+async fn concurrent_large_sends_do_not_break_the_link_between_nodes(redis: Store) {
     let max = 1 << 20;
     let (one, two) = echo_nodes(&redis, max);
     until_joined(&[&one, &two]).await;
@@ -825,12 +813,11 @@ async fn concurrent_large_sends_do_not_break_the_link_between_nodes() {
     bystanders_still_served(&two, polls).await;
 }
 
+on_each_store!(an_answer_of_any_allowed_size_does_not_break_the_link);
 /// Issue 28, finding 2, the other way: an answer of a message over 16 MiB
 /// (tungstenite's frame limit on the forwarding side) broke the link. It
 /// goes in pieces.
-#[actix_rt::test]
-async fn an_answer_of_any_allowed_size_does_not_break_the_link() {
-    let redis = Redis::start();
+async fn an_answer_of_any_allowed_size_does_not_break_the_link(redis: Store) {
     let max = 20 << 20;
     let (one, two) = echo_nodes(&redis, max);
     until_joined(&[&one, &two]).await;
@@ -851,34 +838,29 @@ async fn an_answer_of_any_allowed_size_does_not_break_the_link() {
     bystanders_still_served(&two, polls).await;
 }
 
+on_each_store!(a_refused_session_leaves_no_record_in_redis);
 /// Issue 28, finding 3: a poll for an unknown session claimed it in Redis
 /// (`session_record_ttl`, a day) before the limits per address ran, so a
 /// refused session left a record. The limits run first now.
-#[actix_rt::test]
-async fn a_refused_session_leaves_no_record_in_redis() {
-    let redis = Redis::start();
+async fn a_refused_session_leaves_no_record_in_redis(redis: Store) {
     let gw = Gateway::start(&format!(
         "{}[api]\nlisten = \"127.0.0.1:0\"\nkey = \"{KEY}\"\n{}",
         cluster_section(&redis, "one"),
         echo_config("max_sessions_per_ip = 1")
     ));
     until_joined(&[&gw]).await;
-    let records = || redis.command("KEYS sockjs-gateway:session:*");
+    let records = || redis.count_keys("sockjs-gateway:session:*");
     let open = |from: &'static str| {
         let url = gw.url(&format!("{}/xhr", session("/echo")));
         async move { request_from(from, "POST", &url, &[], "").await.body }
     };
     assert_eq!(open("127.0.0.2").await, "o\n");
-    assert_eq!(records().as_deref(), Some("*1"), "the session is recorded");
+    assert_eq!(records(), 1, "the session is recorded");
     for _ in 0..200 {
         assert_eq!(open("127.0.0.2").await, "c[4429,\"Too many sessions\"]\n");
     }
-    assert_eq!(
-        records().as_deref(),
-        Some("*1"),
-        "refused sessions left records"
-    );
+    assert_eq!(records(), 1, "refused sessions left records");
     // Another address opens, and is recorded.
     assert_eq!(open("127.0.0.3").await, "o\n");
-    assert_eq!(records().as_deref(), Some("*2"));
+    assert_eq!(records(), 2);
 }

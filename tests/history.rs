@@ -6,6 +6,7 @@
 mod common;
 use common::redis::Redis;
 use common::stomp::*;
+use common::store::{Shared, Store};
 use common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -33,11 +34,11 @@ async fn metric(gw: &Gateway, name: &str) -> f64 {
     metric_value(&text, name).unwrap_or_else(|| panic!("no {name} in:\n{text}"))
 }
 
-fn node(redis: &Redis, id: &str) -> Gateway {
+fn node(redis: &impl Shared, id: &str) -> Gateway {
     Gateway::start(&format!(
-        "[cluster]\nredis_url = \"{}\"\nsecret = \"test-cluster-secret-0123456789abcdef\"\n\
+        "[cluster]\n{}\nsecret = \"test-cluster-secret-0123456789abcdef\"\n\
          node_id = \"{id}\"\npresence_interval = 0.2\n{API}key = \"{KEY}\"\n{}",
-        redis.url(),
+        redis.config(),
         history(1000, "")
     ))
 }
@@ -306,9 +307,8 @@ async fn a_backend_cannot_set_the_position_headers() {
     );
 }
 
-#[actix_rt::test]
-async fn a_hundred_missed_are_recovered_through_another_node() {
-    let redis = Redis::start();
+on_each_store!(a_hundred_missed_are_recovered_through_another_node);
+async fn a_hundred_missed_are_recovered_through_another_node(redis: Store) {
     let (one, two) = (node(&redis, "one"), node(&redis, "two"));
     until_joined(&[&one, &two]).await;
     // Subscribed on node one before anything was published: a mark.
@@ -357,11 +357,10 @@ impl Seen {
     }
 }
 
-#[actix_rt::test]
-async fn clients_resubscribing_in_a_loop_see_every_offset_once_in_order() {
+on_each_store!(clients_resubscribing_in_a_loop_see_every_offset_once_in_order);
+async fn clients_resubscribing_in_a_loop_see_every_offset_once_in_order(redis: Store) {
     const TOTAL: u64 = 1500;
     const CLIENTS: usize = 20;
-    let redis = Redis::start();
     let (one, two) = (node(&redis, "one"), node(&redis, "two"));
     until_joined(&[&one, &two]).await;
     let mut c = Client::connect(&one).await;
@@ -502,9 +501,8 @@ async fn clients_that_stay_connected_miss_nothing_when_the_pubsub_link_drops() {
     assert_eq!(kills.get(), 3);
 }
 
-#[actix_rt::test]
-async fn the_clients_of_a_killed_node_recover_everything_on_another() {
-    let redis = Redis::start();
+on_each_store!(the_clients_of_a_killed_node_recover_everything_on_another);
+async fn the_clients_of_a_killed_node_recover_everything_on_another(redis: Store) {
     let (mut one, two) = (node(&redis, "one"), node(&redis, "two"));
     until_joined(&[&one, &two]).await;
     let alice = format!("Bearer {}", token(SECRET, "alice", 60));
@@ -542,12 +540,12 @@ async fn the_clients_of_a_killed_node_recover_everything_on_another() {
 
 /// A single node, or a node on `redis`, whose `/topic/news/**` history
 /// lives `ttl` seconds, with `extra` service keys.
-fn short_lived(redis: Option<&Redis>, ttl: u64, extra: &str) -> Gateway {
+fn short_lived(redis: Option<&dyn Shared>, ttl: u64, extra: &str) -> Gateway {
     let cluster = redis.map_or(String::new(), |r| {
         format!(
-            "[cluster]\nredis_url = \"{}\"\nsecret = \"test-cluster-secret-0123456789abcdef\"\n\
+            "[cluster]\n{}\nsecret = \"test-cluster-secret-0123456789abcdef\"\n\
              node_id = \"one\"\npresence_interval = 0.2\n",
-            r.url()
+            r.config()
         )
     });
     Gateway::start(&format!(
@@ -571,15 +569,14 @@ async fn away_from_a_mark(gw: &Gateway, destination: &str, body: &str) -> String
     mark
 }
 
+on_each_store!(a_mark_recovers_what_followed_it_and_a_stream_gone_since_is_a_loss);
 /// Issue 28, finding 1: no read makes a stream, so a fresh subscription is
 /// told a mark; recovering from it is exact. A stream made after the mark
 /// and gone (its `ttl`) while the client was away is a loss, and says so;
 /// one still there is recovered whole.
-#[actix_rt::test]
-async fn a_mark_recovers_what_followed_it_and_a_stream_gone_since_is_a_loss() {
-    let redis = Redis::start();
+async fn a_mark_recovers_what_followed_it_and_a_stream_gone_since_is_a_loss(redis: Store) {
     // Redis's marks are set a second early (clocks), so its ttl is longer.
-    for (redis, ttl) in [(None, 2), (Some(&redis), 4)] {
+    for (redis, ttl) in [(None, 2), (Some(&redis as &dyn Shared), 4)] {
         let gw = short_lived(redis, ttl, "");
         if redis.is_some() {
             until_joined(&[&gw]).await;
@@ -679,12 +676,11 @@ async fn next_told(c: &mut Client) -> (String, u64, String, bool) {
     )
 }
 
+on_each_store!(a_node_fills_what_it_missed_for_subscriptions_told_a_mark);
 /// Issue 29: a node whose subscriptions have no position yet (they were
 /// told a mark) and whose link drops reads back what it missed meanwhile
 /// from their mark; it skipped such keys before.
-#[actix_rt::test]
-async fn a_node_fills_what_it_missed_for_subscriptions_told_a_mark() {
-    let redis = Redis::start();
+async fn a_node_fills_what_it_missed_for_subscriptions_told_a_mark(redis: Store) {
     let (one, two) = (node(&redis, "one"), node(&redis, "two"));
     until_joined(&[&one, &two]).await;
     let mut c = Client::connect(&one).await;
@@ -747,14 +743,13 @@ async fn a_node_that_relinks_into_a_new_epoch_tells_and_reads_it_from_the_start(
     assert_eq!(next_told(&mut c).await.0, "new6");
 }
 
+on_each_store!(publishing_goes_on_while_a_nodes_subscription_is_down);
 /// Issue 29: killing only a node's pub/sub connection made its API answer
 /// 503 though Redis and its publishing connection were fine. Publishing
 /// does not wait on the subscription: every publication is taken, and
 /// every client, on either node, gets each once, in order.
-#[actix_rt::test]
-async fn publishing_goes_on_while_a_nodes_subscription_is_down() {
+async fn publishing_goes_on_while_a_nodes_subscription_is_down(redis: Store) {
     const TOTAL: u64 = 200;
-    let redis = Redis::start();
     let (one, two) = (node(&redis, "one"), node(&redis, "two"));
     until_joined(&[&one, &two]).await;
     let mut clients = Vec::new();

@@ -37,6 +37,49 @@ pub enum Event {
     CountUser { service: String, user: String },
 }
 
+impl Event {
+    /// What the event is about, as a Redis Cluster hash tag: the stream of
+    /// a publication (`SERVICE:DESTINATION`, as its history keys are
+    /// tagged), a user's sessions (`SERVICE:/user/NAME`, which no stream
+    /// is: a user's queues have a path after the name), or a service
+    /// (`SERVICE`, a broadcast). A node hears the events of the tags its
+    /// sessions hold ([`super::Bus::follow`]), each on a channel of the
+    /// tag's own slot.
+    pub fn tag(&self) -> String {
+        match self {
+            Event::Broadcast { service, .. } => service.clone(),
+            Event::Publish { service, key, .. } => stream_tag(service, key),
+            Event::DisconnectUser { service, user, .. } | Event::CountUser { service, user } => {
+                user_tag(service, user)
+            }
+        }
+    }
+}
+
+/// The tag (and history stream name) of `service`'s key `key`.
+pub fn stream_tag(service: &str, key: &str) -> String {
+    format!("{service}:{}", shown_key(key))
+}
+
+/// The tag of `user`'s sessions of `service`.
+pub fn user_tag(service: &str, user: &str) -> String {
+    format!("{service}:/user/{user}")
+}
+
+/// A key as a destination: a topic's is itself; a user's (`\0NAME\0`
+/// and the destination its sessions subscribe to, `/user/...`) is
+/// `/user/NAME/...`. One per key: user names hold no `/`, and no topic
+/// key starts with `/user/`.
+pub fn shown_key(key: &str) -> String {
+    match key.strip_prefix('\0').and_then(|k| k.split_once('\0')) {
+        Some((user, destination)) => {
+            let rest = destination.strip_prefix("/user").unwrap_or(destination);
+            format!("/user/{user}{rest}")
+        }
+        None => key.to_owned(),
+    }
+}
+
 /// An event, the node it comes from and its number there: the sending node
 /// keeps its own events until Redis echoes them, and knows each echo by
 /// its number. With `count`, each node that gets it says how many of its
@@ -145,6 +188,31 @@ mod tests {
             panic!("a publication");
         };
         assert_eq!((offset, epoch.as_deref()), (Some(42), Some("ab12")));
+    }
+
+    #[test]
+    fn tags_of_streams_users_and_services_differ() {
+        let publish = |key: &str| Event::Publish {
+            service: "s".into(),
+            key: key.into(),
+            destination: "/user/queue/x".into(),
+            headers: vec![],
+            body: String::new(),
+            offset: None,
+            epoch: None,
+        };
+        assert_eq!(publish("/topic/a").tag(), "s:/topic/a");
+        assert_eq!(publish("\0bob\0/user/queue/x").tag(), "s:/user/bob/queue/x");
+        let user = Event::CountUser {
+            service: "s".into(),
+            user: "bob".into(),
+        };
+        assert_eq!(user.tag(), "s:/user/bob");
+        let all = Event::Broadcast {
+            service: "s".into(),
+            text: String::new(),
+        };
+        assert_eq!(all.tag(), "s");
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //!   Redis pub/sub, keeps the connection up, and writes and reads each
 //!   node's [`presence`].
 //! - [`redis_server`]: where the Redis master is: one server, or the one
-//!   Sentinels name (followed through failovers); TLS to either.
+//!   Sentinels name (followed through failovers), or a Redis Cluster's
+//!   masters; TLS to any. [`redis_conn`]: a connection to either, and hash
+//!   slots. [`redis_shards`]: on a Redis Cluster, the sharded channels a
+//!   node hears, kept through slot moves and failovers.
 //! - [`event`]: what travels between nodes, and its wire form.
 //! - [`history`]: publications kept per destination, with offsets and
 //!   epochs, for recovery: in this process ([`history::MemoryHistory`])
@@ -29,8 +32,10 @@ pub mod history;
 pub mod owners;
 pub mod presence;
 pub mod redis;
+pub mod redis_conn;
 pub mod redis_history;
 pub mod redis_server;
+pub mod redis_shards;
 pub mod tally;
 
 pub use event::Event;
@@ -89,6 +94,17 @@ pub trait Bus: Send + Sync {
     /// The other live nodes' counts whose field starts with `prefix`, one
     /// entry per node and field.
     fn listed_elsewhere(&self, prefix: String) -> BoxFuture<'static, Vec<(String, usize)>>;
+    /// This node's sessions hold `tag` ([`Event::tag`]) from now on, or
+    /// no longer (`false`): called once per change, in order. On a Redis
+    /// Cluster a node hears only the tags it holds, each on a sharded
+    /// channel; elsewhere every node hears every event.
+    fn follow(&self, _tag: &str, _held: bool) {}
+    /// Resolves once this node hears `tag`'s events (a first holder's
+    /// [`Bus::follow`] asked for them), or after `request_timeout`; `None`
+    /// when it hears them now (or hears every event).
+    fn hearing(&self, _tag: &str) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
 }
 
 /// What a publication asks of the bus beyond delivery.
@@ -203,6 +219,10 @@ pub trait Inbox: Send + Sync {
     /// The link to the other nodes is (back) up, before any event is read
     /// on it: what was published meanwhile is to be read from history.
     fn relinked(&self);
+    /// This node hears the events of `tag` from now on (again): what was
+    /// published to it before is to be read from history (a Redis
+    /// Cluster's sharded subscription, made or made again).
+    fn heard(&self, tag: &str);
 }
 
 /// A single gateway process.

@@ -4,10 +4,19 @@
 //! replicas). Each is made again, with a growing pause, whenever it fails,
 //! to the master [`RedisServer`] names then: a node follows failovers.
 //!
+//! On a Redis Cluster, each event goes instead to the sharded channel of
+//! its tag ([`Event::tag`]), in the slot of its destination's history keys,
+//! with `SPUBLISH`; a batch is sent as one pipeline per slot. A node hears
+//! only the tags its sessions hold ([`super::redis_shards`]). Its own
+//! events are delivered here by their echo on their channel when it hears
+//! it, at once when it does not.
+//!
 //! Keys, under `namespace` (`sockjs-gateway` by default):
-//! - `NS:events`: the channel every node publishes to and reads;
-//! - `NS:replies:ID`: the channel where the other nodes tell node `ID` what
-//!   its counted events reached ([`super::tally`]);
+//! - `NS:events`: the channel every node publishes to and reads (one
+//!   server); `NS:ev:{TAG}`: a tag's channel (a Redis Cluster);
+//! - `NS:replies:ID` (`NS:replies:{ID}` on a cluster): the channel where
+//!   the other nodes tell node `ID` what its counted events reached
+//!   ([`super::tally`]);
 //! - `NS:history:{...}`: history streams, and `NS:history:boot`, which
 //!   names them ([`super::redis_history`]);
 //! - `NS:nodes`: the set of node ids; `NS:node:ID`: that node's
@@ -19,7 +28,9 @@
 
 use super::history::{Mark, Position};
 use super::presence::{self, Counts};
+use super::redis_conn::{self, Conn, Pipes};
 use super::redis_server::{self, Master, RedisServer};
+use super::redis_shards::{self, Follows, Hears};
 use super::tally::{self, Tallies};
 use super::State;
 use super::{
@@ -30,8 +41,7 @@ use crate::config::cluster::ClusterConfig;
 use crate::metrics::ClusterMetrics;
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -77,8 +87,16 @@ type Answered = (
     oneshot::Sender<Result<Sent, Failed>>,
     Sending,
     Option<(u64, oneshot::Receiver<()>)>,
-    Option<(String, String)>,
+    Option<Held>,
 );
+
+/// A kept publication held for the replicas: its stream's meta key, its
+/// channel and its text.
+struct Held {
+    meta: String,
+    channel: String,
+    text: String,
+}
 
 /// What became of an event whose answer is read: its position (kept
 /// ones), the nodes it reached, and whether it was a repeat.
@@ -120,15 +138,20 @@ pub struct RedisBus {
     advertise: std::sync::OnceLock<String>,
     config: ClusterConfig,
     server: RedisServer,
+    /// Whether Redis is a Redis Cluster: sharded channels, one per tag.
+    sharded: bool,
+    /// The one channel of every event (but on a Redis Cluster).
     channel: String,
     /// Where the other nodes reply to this node's counted events.
     replies: String,
     tallies: Arc<Tallies>,
+    /// On a Redis Cluster, the tags this node hears.
+    follows: Follows,
     /// The command connection while Redis is up.
-    conn: RwLock<Option<MultiplexedConnection>>,
+    conn: RwLock<Option<Conn>>,
     /// With `redis_min_replicas`, the connection publications take: their
     /// `WAIT` holds up nothing else.
-    publishing: RwLock<Option<MultiplexedConnection>>,
+    publishing: RwLock<Option<Conn>>,
     /// The master the command connection reached last.
     master: RwLock<Option<Master>>,
     /// Whether the command connection is up: publications reach Redis.
@@ -148,10 +171,10 @@ pub struct RedisBus {
     connected: tokio::sync::Notify,
     queue: mpsc::Sender<Job>,
     queue_rx: Mutex<Option<mpsc::Receiver<Job>>>,
-    /// This node's events sent to Redis and not yet echoed back, oldest
-    /// first, by number: delivered here when their echo comes, or, when it
-    /// never will, as [`Unechoed`] says.
-    unechoed: Mutex<VecDeque<(u64, Event, Unechoed)>>,
+    /// This node's events sent to Redis and not yet echoed back, by
+    /// channel, oldest first, by number: delivered here when their echo
+    /// comes, or, when it never will, as [`Unechoed`] says.
+    unechoed: Mutex<Echoes>,
     peers: RwLock<Arc<Vec<Presence>>>,
     /// The counts this node's hash holds; `None` until it is written whole
     /// on a new connection (Redis may have lost or kept stale ones).
@@ -159,6 +182,15 @@ pub struct RedisBus {
     /// This Redis's history as last heard: its name and its clock.
     heard: RwLock<Option<Heard>>,
     counts: ClusterMetrics,
+}
+
+/// This node's events waiting for their echo, by channel; and, on a Redis
+/// Cluster, the channels whose subscription is up (the others echo
+/// nothing to this node).
+#[derive(Default)]
+struct Echoes {
+    queues: HashMap<String, VecDeque<(u64, Event, Unechoed)>>,
+    heard: HashSet<String>,
 }
 
 /// What a node last heard of the history store: `NS:history:boot`, and
@@ -202,15 +234,36 @@ pub(super) async fn within<T>(
     }
 }
 
+/// Loads the scripts a batch calls by hash on every node of a Redis
+/// Cluster.
+async fn load_scripts(conn: &mut Conn) -> redis::RedisResult<()> {
+    for script in [
+        &*redis_history::APPEND,
+        &*redis_history::PUBLISH_ONCE,
+        &*redis_history::CONFIRM,
+    ] {
+        // Sent to every node by the crate.
+        script.load_async(conn).await?;
+    }
+    Ok(())
+}
+
 /// Whether Redis answered that it is a replica, which takes no writes.
 fn is_readonly(v: &redis::Value) -> bool {
     matches!(v, redis::Value::ServerError(e) if e.code() == "READONLY")
 }
 
 /// The channel where node `node` hears what its counted events reached.
-fn replies_channel(namespace: &str, node: &str) -> String {
-    format!("{namespace}:replies:{node}")
+fn replies_channel(namespace: &str, node: &str, sharded: bool) -> String {
+    if sharded {
+        format!("{namespace}:replies:{{{node}}}")
+    } else {
+        format!("{namespace}:replies:{node}")
+    }
 }
+
+/// The keys a node's counts are spread over on a Redis Cluster.
+const COUNT_BUCKETS: usize = 16;
 
 /// Fields set by one HSET at most.
 const FIELDS_PER_COMMAND: usize = 1000;
@@ -221,13 +274,16 @@ impl RedisBus {
     /// A bus for `node`; nothing runs until [`RedisBus::start`].
     pub fn new(config: &ClusterConfig, node: &str) -> Result<Arc<RedisBus>, String> {
         let server = RedisServer::new(config)?;
+        let sharded = server.is_cluster();
         let (queue, rx) = mpsc::channel(config.max_pending_publishes);
         Ok(Arc::new(RedisBus {
             node: node.into(),
             advertise: Default::default(),
+            sharded,
             channel: format!("{}:events", config.namespace),
-            replies: replies_channel(&config.namespace, node),
+            replies: replies_channel(&config.namespace, node, sharded),
             tallies: Arc::default(),
+            follows: Follows::default(),
             config: config.clone(),
             server,
             conn: RwLock::new(None),
@@ -267,13 +323,13 @@ impl RedisBus {
     }
 
     /// The command connection, while Redis is up.
-    pub fn connection(&self) -> Option<MultiplexedConnection> {
+    pub fn connection(&self) -> Option<Conn> {
         self.conn.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The command connection, waiting up to `wait` for it to be made
     /// (the subscription may be back first: a relink's reads wait here).
-    pub async fn connection_within(&self, wait: Duration) -> Option<MultiplexedConnection> {
+    pub async fn connection_within(&self, wait: Duration) -> Option<Conn> {
         let made = self.connected.notified();
         if let Some(conn) = self.connection() {
             return Some(conn);
@@ -284,7 +340,7 @@ impl RedisBus {
 
     /// Where publications go, while Redis is up: the command connection,
     /// or the one of their own.
-    fn publishing_connection(&self) -> Option<MultiplexedConnection> {
+    fn publishing_connection(&self) -> Option<Conn> {
         let own = self.publishing.read().unwrap_or_else(|e| e.into_inner());
         own.clone().or_else(|| self.connection())
     }
@@ -309,9 +365,25 @@ impl RedisBus {
         self.key(&format!("node:{node}"))
     }
 
-    /// The key of node `node`'s counts (a hash).
-    fn counts_key(&self, node: &str) -> String {
-        self.key(&format!("node:{node}:counts"))
+    /// The keys of node `node`'s counts (hashes): one on one server; on a
+    /// Redis Cluster, [`COUNT_BUCKETS`] spread over the slots, so that the
+    /// counts asked of a busy node are not all on one key.
+    fn counts_keys(&self, node: &str) -> Vec<String> {
+        let key = self.key(&format!("node:{node}:counts"));
+        if self.sharded {
+            (0..COUNT_BUCKETS).map(|b| format!("{key}:{b}")).collect()
+        } else {
+            vec![key]
+        }
+    }
+
+    /// Which of a node's counts keys holds `field`.
+    fn bucket_of(&self, field: &str) -> usize {
+        if self.sharded {
+            (crc16::State::<crc16::XMODEM>::calculate(field.as_bytes()) as usize) % COUNT_BUCKETS
+        } else {
+            0
+        }
     }
 
     /// The key of the record of session `sid` of `service`: its node.
@@ -336,18 +408,87 @@ impl RedisBus {
         }
     }
 
-    /// Adds to `pipe` what tells this node the history's name (made first
-    /// if Redis has none) and Redis's clock: two answers, for [`Self::hear`].
-    fn ask_clock(&self, pipe: &mut redis::Pipeline) {
+    /// Asks Redis the history's name (made first if Redis has none) and
+    /// its clock, for [`Self::hear`]. On a Redis Cluster, a node that
+    /// names the history also writes every slot's boot key, before any
+    /// mark of that name is given
+    /// ([`redis_history::slot_boot_key`]).
+    async fn ask_clock(&self, conn: &mut Conn) -> redis::RedisResult<(Option<String>, (u64, u64))> {
         let boot = redis_history::boot_key(&self.config.namespace);
+        let name = crate::protocol::ids::random_hex::<6>();
+        let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(&boot)
-            .arg(crate::protocol::ids::random_hex::<6>())
+            .arg(&name)
             .arg("NX")
             .ignore()
             .cmd("GET")
             .arg(&boot)
             .cmd("TIME");
+        let (named, time): (Option<String>, (u64, u64)) = pipe.query_async(conn).await?;
+        if self.sharded && named.as_deref() == Some(name.as_str()) {
+            self.name_slots(conn, &name).await?;
+        }
+        Ok((named, time))
+    }
+
+    /// Writes every slot's boot key of the history just named `name`:
+    /// every slot holds it from its beginning. One script per master,
+    /// for the slots it serves (`CLUSTER SLOTS`).
+    async fn name_slots(&self, conn: &mut Conn, name: &str) -> redis::RedisResult<()> {
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+        let Conn::Cluster(cluster) = conn else {
+            return Ok(());
+        };
+        let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut *cluster)
+            .await?;
+        // Slot ranges by master, each master named by its first range.
+        let mut masters: Vec<(String, Vec<(u16, u16)>)> = Vec::new();
+        for range in &ranges {
+            let redis::Value::Array(range) = range else {
+                continue;
+            };
+            let (Some(start), Some(end), Some(redis::Value::Array(master))) =
+                (range.first(), range.get(1), range.get(2))
+            else {
+                continue;
+            };
+            let start: u16 = redis::from_redis_value_ref(start)?;
+            let end: u16 = redis::from_redis_value_ref(end)?;
+            let id: String = match master.get(2) {
+                Some(id) => redis::from_redis_value_ref(id)?,
+                None => format!("{start}"),
+            };
+            match masters.iter_mut().find(|(m, _)| *m == id) {
+                Some((_, r)) => r.push((start, end)),
+                None => masters.push((id, vec![(start, end)])),
+            }
+        }
+        let value = format!("{name}:0");
+        for (_, ranges) in masters {
+            let keys: Vec<String> = ranges
+                .iter()
+                .flat_map(|&(start, end)| start..=end)
+                .map(|slot| redis_history::slot_boot_key(&self.config.namespace, slot))
+                .collect();
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(redis_history::NAME_SLOTS)
+                .arg(0)
+                .arg(&value)
+                .arg(&keys);
+            let to = Route::new(ranges[0].0, SlotAddr::Master);
+            let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(to));
+            let named = cluster.route_command(cmd, to).await?;
+            redis::from_redis_value_ref::<usize>(&named)?;
+        }
+        Ok(())
+    }
+
+    /// Whether Redis is a Redis Cluster.
+    pub fn sharded(&self) -> bool {
+        self.sharded
     }
 
     /// Keeps what [`Self::ask_clock`] was answered; whether the history's
@@ -389,20 +530,19 @@ impl RedisBus {
         let Some(mut conn) = self.connection() else {
             return;
         };
-        let _ = tokio::time::timeout(
-            self.config.request_timeout(),
-            redis::pipe()
-                .cmd("DEL")
-                .arg(self.node_key(&self.node))
-                .arg(self.counts_key(&self.node))
-                .ignore()
-                .cmd("SREM")
-                .arg(self.key("nodes"))
-                .arg(&*self.node)
-                .ignore()
-                .query_async::<()>(&mut conn),
-        )
-        .await;
+        let mut pipes = Pipes::new(self.sharded);
+        let node_key = self.node_key(&self.node);
+        pipes.add(&node_key, redis::cmd("DEL").arg(&node_key).clone(), false);
+        for key in self.counts_keys(&self.node) {
+            pipes.add(&key, redis::cmd("DEL").arg(&key).clone(), false);
+        }
+        let nodes = self.key("nodes");
+        pipes.add(
+            &nodes,
+            redis::cmd("SREM").arg(&nodes).arg(&*self.node).clone(),
+            false,
+        );
+        let _ = tokio::time::timeout(self.config.request_timeout(), pipes.query(&mut conn)).await;
     }
 
     /// Keeps the command connection (publishing, presence, session
@@ -432,9 +572,7 @@ impl RedisBus {
                         log::warn!("cluster: could not record this node's sessions again: {why}");
                     }
                     // Before any client is given a mark of this Redis.
-                    let mut pipe = redis::pipe();
-                    self.ask_clock(&mut pipe);
-                    let clock = pipe.query_async::<(Option<String>, (u64, u64))>(&mut conn);
+                    let clock = self.ask_clock(&mut conn);
                     match within(self.config.request_timeout(), clock).await {
                         Ok((boot, time)) => {
                             self.hear(boot, time);
@@ -494,6 +632,9 @@ impl RedisBus {
     /// before its first event, what was published meanwhile is read back
     /// from history.
     async fn listen(self: Arc<Self>, inbox: Arc<dyn Inbox>) {
+        if self.sharded {
+            return self.listen_sharded(inbox).await;
+        }
         let mut pause = RETRY_FIRST;
         loop {
             match tokio::time::timeout(self.config.request_timeout(), self.subscribe()).await {
@@ -517,7 +658,7 @@ impl RedisBus {
                         self.listening.store(false, Ordering::Release);
                     }
                     // Their echoes went with the subscription.
-                    self.deliver_unechoed(u64::MAX, None, &*inbox);
+                    self.deliver_unechoed(&self.channel, u64::MAX, None, &*inbox);
                     log::warn!(
                         "cluster: the subscription to the other nodes' events ended ({why}); subscribing again"
                     );
@@ -530,11 +671,91 @@ impl RedisBus {
         }
     }
 
+    /// On a Redis Cluster: keeps the sharded subscriptions of the tags this
+    /// node holds up ([`redis_shards`]), on a connection of their own,
+    /// made again whenever it ends.
+    async fn listen_sharded(self: Arc<Self>, inbox: Arc<dyn Inbox>) {
+        let mut pause = RETRY_FIRST;
+        loop {
+            let (pushes, rx) = mpsc::unbounded_channel();
+            let wait = self.config.request_timeout();
+            let made = match self.server.cluster_client(Some(pushes), wait) {
+                Ok(client) => tokio::time::timeout(wait, client.get_async_connection())
+                    .await
+                    .map_err(|_| "no answer in time".to_owned())
+                    .and_then(|c| c.map_err(|e| e.to_string())),
+                Err(why) => Err(why),
+            };
+            match made {
+                Ok(conn) => {
+                    pause = RETRY_FIRST;
+                    let hearing = Hearing {
+                        bus: &self,
+                        inbox: &*inbox,
+                    };
+                    let why = redis_shards::listen(
+                        conn,
+                        rx,
+                        &self.follows,
+                        &hearing,
+                        &self.replies,
+                        wait,
+                        &self.listen_again,
+                    )
+                    .await;
+                    self.look_now.notify_one();
+                    let lost: Vec<String> = {
+                        let mut echoes = self.unechoed();
+                        self.listening.store(false, Ordering::Release);
+                        echoes.heard.drain().collect()
+                    };
+                    hearing.lost(&lost);
+                    log::warn!(
+                        "cluster: the subscriptions to the other nodes' events ended ({why}); subscribing again"
+                    );
+                }
+                Err(why) => log::debug!("cluster: cannot subscribe to events: {why}"),
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_LAST);
+        }
+    }
+
+    /// The channel of events of `tag` on a Redis Cluster.
+    fn tag_channel(&self, tag: &str) -> String {
+        format!("{}:ev:{{{tag}}}", self.config.namespace)
+    }
+
+    /// The channel `event` goes out on.
+    fn channel_of(&self, event: &Event) -> String {
+        if self.sharded {
+            self.tag_channel(&event.tag())
+        } else {
+            self.channel.clone()
+        }
+    }
+
+    /// Whether this node hears its own events on `channel` now: delivered
+    /// here by their echo.
+    fn hears(&self, echoes: &Echoes, channel: &str) -> bool {
+        self.listening.load(Ordering::Acquire) && (!self.sharded || echoes.heard.contains(channel))
+    }
+
+    /// What publishes on a channel: `SPUBLISH` on a Redis Cluster.
+    fn publish_command(&self) -> &'static str {
+        if self.sharded {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
     /// Connects to the master: the command connection, the publishing one
     /// (with `redis_min_replicas`), and who the master is.
-    async fn connect(
-        &self,
-    ) -> Result<(MultiplexedConnection, Option<MultiplexedConnection>, Master), String> {
+    async fn connect(&self) -> Result<(Conn, Option<Conn>, Master), String> {
+        if self.sharded {
+            return self.connect_cluster().await;
+        }
         let client = self.server.client().await.map_err(|e| e.to_string())?;
         // The crate's own default (0.5 s) would override request_timeout.
         let options = |wait| {
@@ -550,9 +771,38 @@ impl RedisBus {
         let publishing = if self.config.redis_min_replicas > 0 {
             let publish = options(self.config.publish_timeout());
             let c = client.get_multiplexed_async_connection_with_config(&publish);
-            Some(c.await.map_err(|e| e.to_string())?)
+            Some(Conn::One(c.await.map_err(|e| e.to_string())?))
         } else {
             None
+        };
+        Ok((Conn::One(conn), publishing, master))
+    }
+
+    /// Connects to a Redis Cluster: the command connection (which reaches
+    /// every master), the publishing one, and the scripts loaded on every
+    /// node, so that a batch calls them by hash alone. Its masters are
+    /// many: a shard's failover shows in its scripts' answers (a new node
+    /// id, [`redis_history::APPEND`]), not here.
+    async fn connect_cluster(&self) -> Result<(Conn, Option<Conn>, Master), String> {
+        let text = |e: redis::RedisError| e.to_string();
+        let client = self
+            .server
+            .cluster_client(None, self.config.request_timeout())?;
+        let mut conn = Conn::Cluster(client.get_async_connection().await.map_err(text)?);
+        load_scripts(&mut conn).await.map_err(text)?;
+        let publishing = if self.config.redis_min_replicas > 0 {
+            let client = self
+                .server
+                .cluster_client(None, self.config.publish_timeout())?;
+            Some(Conn::Cluster(
+                client.get_async_connection().await.map_err(text)?,
+            ))
+        } else {
+            None
+        };
+        let master = Master {
+            addr: self.config.redis_shown(),
+            replid: String::new(),
         };
         Ok((conn, publishing, master))
     }
@@ -585,23 +835,20 @@ impl RedisBus {
 
     /// Records this node as the owner of each HTTP session it holds (where
     /// no other node is recorded).
-    async fn reclaim(
-        &self,
-        conn: &mut MultiplexedConnection,
-        inbox: &dyn Inbox,
-    ) -> redis::RedisResult<()> {
+    async fn reclaim(&self, conn: &mut Conn, inbox: &dyn Inbox) -> redis::RedisResult<()> {
         for chunk in inbox.held_sessions().chunks(1000) {
-            let mut pipe = redis::pipe();
+            let mut pipes = Pipes::new(self.sharded);
             for (service, sid) in chunk {
-                pipe.cmd("SET")
-                    .arg(self.session_key(service, sid))
+                let key = self.session_key(service, sid);
+                let mut set = redis::cmd("SET");
+                set.arg(&key)
                     .arg(&*self.node)
                     .arg("NX")
                     .arg("EX")
-                    .arg(self.config.session_record_ttl)
-                    .ignore();
+                    .arg(self.config.session_record_ttl);
+                pipes.add(&key, set, false);
             }
-            pipe.query_async::<()>(conn).await?;
+            pipes.query(conn).await?;
         }
         Ok(())
     }
@@ -620,35 +867,54 @@ impl RedisBus {
                             None => log::warn!("cluster: a reply that is not ours on {}", self.replies),
                         }
                     }
-                    Some(msg) => self.receive(msg.get_payload_bytes(), inbox),
+                    Some(msg) => self.receive(&self.channel, msg.get_payload_bytes(), inbox),
                 },
                 _ = self.listen_again.notified() => return "the command connection failed".into(),
             }
         }
     }
 
-    /// Writes presence until the command connection fails; returns why.
-    async fn keep_presence(&self, mut conn: MultiplexedConnection, inbox: &dyn Inbox) -> String {
+    /// Writes presence until the command connection fails; returns why. A
+    /// Redis Cluster's connection reaches each master on its own, and
+    /// lives through one failing: it is kept, and presence written again
+    /// once that shard is back.
+    async fn keep_presence(&self, mut conn: Conn, inbox: &dyn Inbox) -> String {
         let mut tick = tokio::time::interval(self.config.presence_interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = self.look_now.notified() => {}
             }
             let write = self.exchange_presence(&mut conn, inbox);
-            match tokio::time::timeout(self.config.request_timeout(), write).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return e.to_string(),
-                Err(_) => return format!("no answer within {:?}", self.config.request_timeout()),
+            let why = match tokio::time::timeout(self.config.request_timeout(), write).await {
+                Ok(Ok(())) => {
+                    if failing {
+                        log::info!("cluster: this node's presence is written again");
+                        failing = false;
+                    }
+                    continue;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {:?}", self.config.request_timeout()),
+            };
+            if !self.sharded {
+                return why;
+            }
+            if !failing {
+                log::warn!(
+                    "cluster: could not write this node's presence ({why}); a shard of the Redis Cluster may be failing over"
+                );
+                failing = true;
             }
         }
     }
 
-    fn receive(&self, payload: &[u8], inbox: &dyn Inbox) {
+    fn receive(&self, channel: &str, payload: &[u8], inbox: &dyn Inbox) {
         match event::decode(payload) {
             Ok(got) if *got.node == *self.node => {
-                self.deliver_unechoed(got.seq, Some(got.event), inbox)
+                self.deliver_unechoed(channel, got.seq, Some(got.event), inbox)
             }
             Ok(got) => {
                 self.counts.publishes_received.inc();
@@ -657,10 +923,7 @@ impl RedisBus {
                     self.reply(&got.node, got.seq, reached);
                 }
             }
-            Err(e) => log::warn!(
-                "cluster: an event that is not ours on {}: {e}",
-                self.channel
-            ),
+            Err(e) => log::warn!("cluster: an event that is not ours on {channel}: {e}"),
         }
     }
 
@@ -669,10 +932,11 @@ impl RedisBus {
         let Some(mut conn) = self.connection() else {
             return;
         };
-        let channel = replies_channel(&self.config.namespace, node);
+        let channel = replies_channel(&self.config.namespace, node, self.sharded);
         let wait = self.config.request_timeout();
+        let publish = self.publish_command();
         actix_web::rt::spawn(async move {
-            let mut cmd = redis::cmd("PUBLISH");
+            let mut cmd = redis::cmd(publish);
             cmd.arg(channel).arg(tally::reply_text(seq, reached));
             let _ = tokio::time::timeout(wait, cmd.query_async::<()>(&mut conn)).await;
         });
@@ -682,15 +946,13 @@ impl RedisBus {
     /// reads every other live node's presence.
     async fn exchange_presence(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         inbox: &dyn Inbox,
     ) -> redis::RedisResult<()> {
         // First: a Redis that lost what this node wrote (restarted empty)
         // gets the sessions' records again before this node's presence,
         // which the others go by.
-        let mut clock = redis::pipe();
-        self.ask_clock(&mut clock);
-        let (boot, time): (Option<String>, (u64, u64)) = clock.query_async(conn).await?;
+        let (boot, time) = self.ask_clock(conn).await?;
         if self.hear(boot, time) {
             return Err((
                 redis::ErrorKind::Io,
@@ -704,45 +966,68 @@ impl RedisBus {
         let json = serde_json::to_string(&me).expect("presence serializes");
         let ttl_ms = (self.config.presence_interval * 3000.0).ceil() as u64;
         let counts = inbox.counts();
-        let counts_key = self.counts_key(&self.node);
-        let mut pipe = redis::pipe();
+        let buckets = self.counts_keys(&self.node);
+        let mut pipes = Pipes::new(self.sharded);
         {
             let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
             let (set, gone) = match &*written {
                 Some(before) => presence::diff(before, &counts),
                 None => {
-                    pipe.cmd("DEL").arg(&counts_key).ignore();
+                    for key in &buckets {
+                        pipes.add(key, redis::cmd("DEL").arg(key).clone(), false);
+                    }
                     presence::diff(&Counts::new(), &counts)
                 }
             };
-            for chunk in set.chunks(FIELDS_PER_COMMAND) {
-                let cmd = pipe.cmd("HSET").arg(&counts_key);
-                for (field, n) in chunk {
-                    cmd.arg(field).arg(n);
-                }
-                cmd.ignore();
+            let mut set_by: Vec<Vec<(&String, &usize)>> = vec![Vec::new(); buckets.len()];
+            for (field, n) in &set {
+                set_by[self.bucket_of(field)].push((field, n));
             }
-            for chunk in gone.chunks(FIELDS_PER_COMMAND) {
-                pipe.cmd("HDEL").arg(&counts_key).arg(chunk).ignore();
+            let mut gone_by: Vec<Vec<&String>> = vec![Vec::new(); buckets.len()];
+            for field in &gone {
+                gone_by[self.bucket_of(field)].push(field);
+            }
+            for (key, (set, gone)) in buckets.iter().zip(set_by.iter().zip(&gone_by)) {
+                for chunk in set.chunks(FIELDS_PER_COMMAND) {
+                    let mut cmd = redis::cmd("HSET");
+                    cmd.arg(key);
+                    for (field, n) in chunk {
+                        cmd.arg(field).arg(n);
+                    }
+                    pipes.add(key, cmd, false);
+                }
+                for chunk in gone.chunks(FIELDS_PER_COMMAND) {
+                    pipes.add(key, redis::cmd("HDEL").arg(key).arg(chunk).clone(), false);
+                }
+                let expire = redis::cmd("PEXPIRE").arg(key).arg(ttl_ms).clone();
+                pipes.add(key, expire, false);
             }
         }
-        pipe.cmd("PEXPIRE").arg(&counts_key).arg(ttl_ms).ignore();
         let nodes_key = self.key("nodes");
-        let (members,): (Vec<String>,) = pipe
-            .cmd("SET")
-            .arg(self.node_key(&self.node))
+        let node_key = self.node_key(&self.node);
+        let set = redis::cmd("SET")
+            .arg(&node_key)
             .arg(json)
             .arg("PX")
             .arg(ttl_ms)
-            .ignore()
-            .cmd("SADD")
-            .arg(&nodes_key)
-            .arg(&*self.node)
-            .ignore()
-            .cmd("SMEMBERS")
-            .arg(&nodes_key)
-            .query_async(conn)
-            .await?;
+            .clone();
+        pipes
+            .add(&node_key, set, false)
+            .add(
+                &nodes_key,
+                redis::cmd("SADD").arg(&nodes_key).arg(&*self.node).clone(),
+                false,
+            )
+            .add(
+                &nodes_key,
+                redis::cmd("SMEMBERS").arg(&nodes_key).clone(),
+                true,
+            );
+        let answers = pipes.query(conn).await?;
+        let members: Vec<String> = match answers.first() {
+            Some(v) => redis::from_redis_value_ref(v)?,
+            None => Vec::new(),
+        };
         let others: Vec<String> = members.into_iter().filter(|m| *m != *self.node).collect();
         let mut peers = Vec::with_capacity(others.len());
         if !others.is_empty() {
@@ -794,7 +1079,10 @@ impl RedisBus {
     /// Sends `events` to every node, to be delivered here when Redis echoes
     /// them; delivers them here at once while Redis is unreachable (but
     /// those only Redis may publish: see [`Asked::through_redis_only`]).
-    /// `seq` is the number of the last event sent.
+    /// `seq` is the number of the last event sent. On a Redis Cluster the
+    /// batch goes as one pipeline per hash slot, all at once: a
+    /// destination's publications keep their order (one slot, one
+    /// pipeline, one connection), and each shard gets its own.
     async fn send(
         &self,
         events: Vec<(Event, Option<Box<Asked>>)>,
@@ -802,15 +1090,20 @@ impl RedisBus {
         inbox: &dyn Inbox,
     ) {
         let n = events.len() as u64;
-        let mut pipe = redis::pipe();
-        // Those whose answers are read, in the pipeline's order.
+        let mut parts: Vec<Part> = Vec::new();
+        let mut part_of_slot: HashMap<u16, usize> = HashMap::new();
+        // Those whose answers are read, in the batch's order, and where
+        // each answer is: its part and its place there; and whether this
+        // node hears its channel (then it is one of the nodes Redis says
+        // got it).
         let mut answered = Vec::new();
+        let mut answer_at = Vec::new();
         // Delivered here as they are sent: nobody listens for their echo.
         let mut here = Vec::new();
         let mut conn = {
-            let mut unechoed = self.unechoed();
+            let mut echoes = self.unechoed();
             let Some(conn) = self.publishing_connection() else {
-                drop(unechoed);
+                drop(echoes);
                 // Not kept for later: a late copy after the outage would
                 // reach the other nodes out of order with newer ones.
                 self.counts.publishes_dropped.inc_by(n);
@@ -844,31 +1137,54 @@ impl RedisBus {
                 .map_or_else(String::new, |m| m.replid.clone());
             let sending =
                 |a: &Option<Box<Asked>>| a.as_ref().map_or(Sending::Plain, |a| a.sending());
-            if events.iter().any(|(_, a)| sending(a) == Sending::Kept) {
-                pipe.load_script(&redis_history::APPEND).ignore();
-            }
-            if events.iter().any(|(_, a)| sending(a) == Sending::Once) {
-                pipe.load_script(&redis_history::PUBLISH_ONCE).ignore();
-            }
-            let listening = self.listening.load(Ordering::Acquire);
+            // One server: the scripts are loaded by each pipeline that
+            // calls them (a cluster's nodes have them from the start).
+            let load = (!self.sharded).then(|| {
+                (
+                    events.iter().any(|(_, a)| sending(a) == Sending::Kept),
+                    events.iter().any(|(_, a)| sending(a) == Sending::Once),
+                )
+            });
+            let publish = self.publish_command();
             for (e, asked) in events {
                 *seq += 1;
                 let count = asked.as_ref().is_some_and(|a| a.count);
                 let text = event::encode(&self.node, *seq, count, &e);
+                let channel = self.channel_of(&e);
+                let slot = if self.sharded {
+                    redis_conn::slot(&channel)
+                } else {
+                    0
+                };
+                let p = *part_of_slot.entry(slot).or_insert_with(|| {
+                    parts.push(Part::new(slot, load));
+                    parts.len() - 1
+                });
+                let part = &mut parts[p];
+                part.events += 1;
                 // A script's publication is delivered only by its echo.
                 let echo_only = sending(&asked) != Sending::Plain;
-                let unechoed_mode = match (echo_only, listening) {
-                    (true, _) => Unechoed::FromHistory,
-                    (false, true) => Unechoed::Deliver,
-                    // Nobody hears its echo: this node's clients get it now.
+                let hears = self.hears(&echoes, &channel);
+                let unechoed_mode = match (echo_only, hears) {
+                    (true, true) => Some(Unechoed::FromHistory),
+                    (false, true) => Some(Unechoed::Deliver),
+                    // Nobody here hears its echo (and, on a cluster, no
+                    // session here holds its tag, or it is just being
+                    // subscribed to, when history fills the gap).
+                    (true, false) => None,
                     (false, false) => {
                         here.push(e.clone());
-                        Unechoed::Delivered
+                        (!self.sharded).then_some(Unechoed::Delivered)
                     }
+                };
+                let mut read = |reply, sending, held| {
+                    answer_at.push((p, part.answered, hears));
+                    part.answered += 1;
+                    answered.push((reply, sending, self.open_tally(count, *seq), held));
                 };
                 match asked.map(|a| *a) {
                     None => {
-                        pipe.cmd("PUBLISH").arg(&self.channel).arg(text).ignore();
+                        part.pipe.cmd(publish).arg(&channel).arg(text).ignore();
                     }
                     Some(Asked {
                         keep: None,
@@ -876,8 +1192,8 @@ impl RedisBus {
                         reply,
                         ..
                     }) => {
-                        pipe.cmd("PUBLISH").arg(&self.channel).arg(text);
-                        answered.push((reply, Sending::Plain, self.open_tally(count, *seq), None));
+                        part.pipe.cmd(publish).arg(&channel).arg(text);
+                        read(reply, Sending::Plain, None);
                     }
                     Some(Asked {
                         keep: Some(k),
@@ -897,19 +1213,23 @@ impl RedisBus {
                         };
                         // Held for replicas: confirmed and published once
                         // they have it.
-                        let held = (self.config.redis_min_replicas > 0)
-                            .then(|| (meta.clone(), text.clone()));
+                        let held = (self.config.redis_min_replicas > 0).then(|| Held {
+                            meta: meta.clone(),
+                            channel: channel.clone(),
+                            text: text.clone(),
+                        });
                         call.arg(crate::protocol::ids::random_hex::<6>())
                             .arg(k.retention.size)
                             .arg(k.retention.ttl.as_secs().max(1))
                             .arg(redis_history::entry_value(headers, body))
-                            .arg(&self.channel)
+                            .arg(&channel)
                             .arg(text)
                             .arg(once.map_or(0, |o| o.window.as_secs().max(1)))
                             .arg(u8::from(held.is_some()))
-                            .arg(&replid);
-                        pipe.invoke_script(&call);
-                        answered.push((reply, Sending::Kept, self.open_tally(count, *seq), held));
+                            .arg(&replid)
+                            .arg(publish);
+                        part.pipe.invoke_script(&call);
+                        read(reply, Sending::Kept, held);
                     }
                     Some(Asked {
                         keep: None,
@@ -919,132 +1239,258 @@ impl RedisBus {
                     }) => {
                         let mut call = redis_history::PUBLISH_ONCE.prepare_invoke();
                         call.key(self.once_key(&o))
-                            .arg(&self.channel)
+                            .arg(&channel)
                             .arg(text)
-                            .arg(o.window.as_secs().max(1));
-                        pipe.invoke_script(&call);
-                        answered.push((reply, Sending::Once, self.open_tally(count, *seq), None));
+                            .arg(o.window.as_secs().max(1))
+                            .arg(publish);
+                        part.pipe.invoke_script(&call);
+                        read(reply, Sending::Once, None);
                     }
                 }
-                unechoed.push_back((*seq, e, unechoed_mode));
+                if let Some(mode) = unechoed_mode {
+                    echoes
+                        .queues
+                        .entry(channel)
+                        .or_default()
+                        .push_back((*seq, e, mode));
+                }
             }
             conn
         };
         // Kept ones are acknowledged once that many replicas have them
         // (and every write before them on this connection).
         let replicas = self.config.redis_min_replicas;
-        let wait_replicas = answered.iter().any(|(_, _, _, held)| held.is_some());
-        if wait_replicas {
-            pipe.cmd("WAIT")
-                .arg(replicas)
-                .arg(self.config.redis_replica_timeout_ms);
+        for (i, (_, _, _, held)) in answered.iter().enumerate() {
+            let (p, _, _) = answer_at[i];
+            let part = &mut parts[p];
+            if held.is_some() && !part.wait {
+                part.wait = true;
+            }
+        }
+        for part in &mut parts {
+            if part.wait {
+                part.pipe
+                    .cmd("WAIT")
+                    .arg(replicas)
+                    .arg(self.config.redis_replica_timeout_ms);
+            }
         }
         for e in here {
             inbox.deliver(e);
         }
-        let send = pipe.query_async::<Vec<redis::Value>>(&mut conn);
-        let wait = self.config.publish_timeout();
-        let answer = match tokio::time::timeout(wait, send).await {
-            Ok(Ok(values)) => {
-                // A master demoted to a replica (a failover it did not see
-                // from inside): find the master now, not at the next
-                // presence write.
-                if values.iter().any(is_readonly) {
-                    self.look_now.notify_one();
-                }
-                Ok(values)
-            }
-            // Refused by Redis: none of it ran as far as its PUBLISH.
-            Ok(Err(e)) if !(e.is_io_error() || e.is_timeout() || e.is_connection_dropped()) => {
-                Err(Failed::not(e.to_string()))
-            }
-            Ok(Err(e)) => Err(Failed {
-                why: e.to_string(),
-                maybe_published: true,
-            }),
-            Err(_) => Err(Failed {
-                why: format!("Redis did not answer within {wait:?}"),
-                maybe_published: true,
-            }),
-        };
-        let count = if answer.is_ok() {
-            &self.counts.publishes_sent
-        } else {
-            &self.counts.publishes_dropped
-        };
-        count.inc_by(n);
-        match answer {
-            Ok(values) => {
-                let unreplicated = wait_replicas
-                    .then(|| values.last().and_then(|v| redis::from_redis_value_ref::<u32>(v).ok()))
-                    .and_then(|acked| match acked {
-                        Some(n) if n >= replicas => None,
-                        acked => Some(Failed {
+        let mut answers = self.send_parts(&mut conn, &parts, None).await;
+        if self.sharded {
+            self.send_again(&mut conn, &parts, &mut answers).await;
+        }
+        let answers: Vec<Result<Vec<redis::Value>, Failed>> = answers
+            .into_iter()
+            .map(|a| a.map_err(|(failed, _)| failed))
+            .collect();
+        for (part, answer) in parts.iter().zip(&answers) {
+            let count = if answer.is_ok() {
+                &self.counts.publishes_sent
+            } else {
+                &self.counts.publishes_dropped
+            };
+            count.inc_by(part.events);
+        }
+        // Whether each part's kept ones reached enough replicas.
+        let unreplicated: Vec<Option<Failed>> = parts
+            .iter()
+            .zip(&answers)
+            .map(|(part, answer)| {
+                let acked = match answer {
+                    Ok(values) if part.wait => values
+                        .last()
+                        .and_then(|v| redis::from_redis_value_ref::<u32>(v).ok()),
+                    _ => return None,
+                };
+                match acked {
+                    Some(n) if n >= replicas => None,
+                    acked => {
+                        self.counts.publishes_unreplicated.inc();
+                        Some(Failed {
                             why: format!(
                                 "{} of the {replicas} replicas asked for (redis_min_replicas) confirmed it within {} ms",
                                 acked.unwrap_or(0),
                                 self.config.redis_replica_timeout_ms
                             ),
                             maybe_published: true,
-                        }),
-                    });
-                if unreplicated.is_some() {
-                    self.counts.publishes_unreplicated.inc();
-                }
-                // What Redis answered each; and the held ones to confirm and
-                // publish now that the replicas have them (new ones, and
-                // repeats of one in the stream's present epoch, whose first
-                // try may have been kept but never published), by index.
-                let mut results: Vec<Outcome> = Vec::with_capacity(answered.len());
-                let mut to_publish = Vec::new();
-                for ((_, sending, _, held), v) in answered.iter().zip(values.iter()) {
-                    let sent = match sending {
-                        Sending::Kept => redis_history::appended(v).map(|a| {
-                            if held.is_some() && (!a.duplicate || a.present) {
-                                to_publish.push((results.len(), a.position.clone()));
-                            }
-                            (Some(a.position), a.receivers, a.duplicate)
-                        }),
-                        Sending::Once => redis_history::published_once(v)
-                            .map(|(receivers, duplicate)| (None, receivers, duplicate)),
-                        Sending::Plain => redis::from_redis_value_ref::<usize>(v)
-                            .map(|receivers| (None, receivers, false))
-                            .map_err(|e| e.to_string()),
+                        })
                     }
-                    .map_err(Failed::not)
-                    .and_then(|sent| match (&unreplicated, sending) {
-                        (Some(failed), Sending::Kept) => Err(failed.clone()),
-                        _ => Ok(sent),
-                    });
-                    results.push(sent);
                 }
-                if unreplicated.is_none() && !to_publish.is_empty() {
-                    self.publish_held(&mut conn, &answered, to_publish, &mut results)
-                        .await;
+            })
+            .collect();
+        // What Redis answered each; and the held ones to confirm and
+        // publish now that the replicas have them (new ones, and repeats
+        // of one in the stream's present epoch, whose first try may have
+        // been kept but never published), by index.
+        let mut results: Vec<Outcome> = Vec::with_capacity(answered.len());
+        let mut to_publish = Vec::new();
+        for ((_, sending, _, held), &(p, at, _)) in answered.iter().zip(&answer_at) {
+            let values = match &answers[p] {
+                Ok(values) => values,
+                Err(failed) => {
+                    results.push(Err(failed.clone()));
+                    continue;
                 }
-                for ((reply, _, tally, _), sent) in answered.into_iter().zip(results) {
-                    if let (Some((seq, _)), Ok((_, receivers, _))) = (&tally, &sent) {
-                        // This node is one of those that got it while its
-                        // link is up.
-                        let mine = usize::from(self.listening.load(Ordering::Acquire));
-                        self.tallies.expect(*seq, receivers.saturating_sub(mine));
+            };
+            let Some(v) = values.get(at) else {
+                results.push(Err(Failed::not("Redis gave fewer answers than asked")));
+                continue;
+            };
+            let sent = match sending {
+                Sending::Kept => redis_history::appended(v).map(|a| {
+                    if held.is_some() && unreplicated[p].is_none() && (!a.duplicate || a.present) {
+                        to_publish.push((results.len(), a.position.clone()));
                     }
-                    let _ = reply.send(sent.map(|(position, _, duplicate)| Sent {
-                        position,
-                        duplicate,
-                        tally,
-                    }));
+                    (Some(a.position), a.receivers, a.duplicate)
+                }),
+                Sending::Once => redis_history::published_once(v)
+                    .map(|(receivers, duplicate)| (None, receivers, duplicate)),
+                Sending::Plain => redis::from_redis_value_ref::<usize>(v)
+                    .map(|receivers| (None, receivers, false))
+                    .map_err(|e| e.to_string()),
+            }
+            .map_err(Failed::not)
+            .and_then(|sent| match (&unreplicated[p], sending) {
+                (Some(failed), Sending::Kept) => Err(failed.clone()),
+                _ => Ok(sent),
+            });
+            results.push(sent);
+        }
+        if !to_publish.is_empty() {
+            self.publish_held(&mut conn, &answered, to_publish, &mut results)
+                .await;
+        }
+        for (((reply, _, tally, _), sent), (_, _, mine)) in
+            answered.into_iter().zip(results).zip(answer_at)
+        {
+            match (&tally, &sent) {
+                (Some((seq, _)), Ok((_, receivers, _))) => {
+                    // This node is one of those that got it when it hears
+                    // its channel.
+                    self.tallies
+                        .expect(*seq, receivers.saturating_sub(usize::from(mine)));
+                }
+                (Some((seq, _)), Err(_)) => {
+                    self.tallies.close(*seq);
+                }
+                _ => {}
+            }
+            let _ = reply.send(sent.map(|(position, _, duplicate)| Sent {
+                position,
+                duplicate,
+                tally,
+            }));
+        }
+    }
+
+    /// On a Redis Cluster, sends again the parts that did not run: their
+    /// slot moved (`MOVED`, `ASK`, `TRYAGAIN`), its master is failing over
+    /// (`CLUSTERDOWN`, `READONLY`, no connection) or lacks the scripts
+    /// (`NOSCRIPT`: they are loaded first), a while apart, within
+    /// `publish_timeout`; the crate finds the slot's master meanwhile.
+    async fn send_again(&self, conn: &mut Conn, parts: &[Part], answers: &mut [PartAnswer]) {
+        let until = Instant::now() + self.config.publish_timeout();
+        loop {
+            let again: Vec<usize> = answers
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| match a {
+                    Ok(values) => not_run(values).is_some(),
+                    Err((_, not_run)) => *not_run,
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if again.is_empty() || Instant::now() + RESEND_PAUSE > until {
+                return;
+            }
+            let noscript = again
+                .iter()
+                .any(|&i| matches!(&answers[i], Ok(v) if not_run(v) == Some("NOSCRIPT")));
+            if noscript {
+                if let Err(e) = load_scripts(conn).await {
+                    log::warn!("cluster: could not load the scripts: {e}");
+                }
+            } else {
+                tokio::time::sleep(RESEND_PAUSE).await;
+            }
+            // A redirect inside a pipeline's answers does not tell the
+            // crate where the slot went: one command of the slot on its
+            // own does (the crate follows it and maps the slots again).
+            for &i in &again {
+                if matches!(&answers[i], Ok(v) if matches!(not_run(v), Some("MOVED" | "ASK"))) {
+                    let key = redis_history::slot_boot_key(&self.config.namespace, parts[i].slot);
+                    let mut exists = redis::cmd("EXISTS");
+                    exists.arg(key);
+                    let nudge = exists.query_async::<()>(conn);
+                    let _ = tokio::time::timeout(self.config.request_timeout(), nudge).await;
                 }
             }
-            Err(failed) => {
-                for (reply, _, tally, _) in answered {
-                    if let Some((seq, _)) = tally {
-                        self.tallies.close(seq);
-                    }
-                    let _ = reply.send(Err(failed.clone()));
-                }
+            for (i, answer) in again
+                .iter()
+                .zip(self.send_parts(conn, parts, Some(&again)).await)
+            {
+                answers[*i] = answer;
             }
         }
+    }
+
+    /// Sends `parts` (those numbered in `only`, when given) at once; what
+    /// Redis answered each, in order.
+    async fn send_parts(
+        &self,
+        conn: &mut Conn,
+        parts: &[Part],
+        only: Option<&[usize]>,
+    ) -> Vec<PartAnswer> {
+        let wait = self.config.publish_timeout();
+        let chosen: Vec<&Part> = match only {
+            Some(only) => only.iter().map(|&i| &parts[i]).collect(),
+            None => parts.iter().collect(),
+        };
+        let sends = chosen.into_iter().map(|part| {
+            let mut conn = conn.clone();
+            async move {
+                let send = part.pipe.query_async::<Vec<redis::Value>>(&mut conn);
+                match tokio::time::timeout(wait, send).await {
+                    Ok(Ok(values)) => {
+                        // A master demoted to a replica (a failover it did
+                        // not see from inside): find the master now, not
+                        // at the next presence write.
+                        if values.iter().any(is_readonly) {
+                            self.look_now.notify_one();
+                        }
+                        Ok(values)
+                    }
+                    // Refused by Redis: none of it ran as far as its PUBLISH.
+                    Ok(Err(e))
+                        if !(e.is_io_error() || e.is_timeout() || e.is_connection_dropped()) =>
+                    {
+                        let again = e.code().is_some_and(|c| NOT_RUN.contains(&c));
+                        Err((Failed::not(e.to_string()), again))
+                    }
+                    Ok(Err(e)) => {
+                        // Never sent: no connection to the slot's master.
+                        let again = e.kind() == redis::ErrorKind::ClusterConnectionNotFound;
+                        let failed = Failed {
+                            why: e.to_string(),
+                            maybe_published: !again,
+                        };
+                        Err((failed, again))
+                    }
+                    Err(_) => Err((
+                        Failed {
+                            why: format!("Redis did not answer within {wait:?}"),
+                            maybe_published: true,
+                        },
+                        false,
+                    )),
+                }
+            }
+        });
+        futures_util::future::join_all(sends).await
     }
 
     /// Confirms and publishes the kept publications held for the replicas
@@ -1054,37 +1500,63 @@ impl RedisBus {
     /// may have been (a repeat publishes them).
     async fn publish_held(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         answered: &[Answered],
         to_publish: Vec<(usize, Position)>,
         results: &mut [Outcome],
     ) {
-        let mut pipe = redis::pipe();
-        pipe.load_script(&redis_history::CONFIRM).ignore();
-        let mut which = Vec::with_capacity(to_publish.len());
+        let mut parts: Vec<Part> = Vec::new();
+        let mut part_of_slot: HashMap<u16, usize> = HashMap::new();
+        let mut which: Vec<(usize, usize, usize)> = Vec::with_capacity(to_publish.len());
         for (i, position) in to_publish {
-            let Some((meta, text)) = &answered[i].3 else {
+            let Some(held) = &answered[i].3 else {
                 continue;
             };
+            let slot = if self.sharded {
+                redis_conn::slot(&held.meta)
+            } else {
+                0
+            };
+            let p = *part_of_slot.entry(slot).or_insert_with(|| {
+                let mut part = Part::new(slot, None);
+                if !self.sharded {
+                    part.pipe.load_script(&redis_history::CONFIRM).ignore();
+                }
+                parts.push(part);
+                parts.len() - 1
+            });
+            let part = &mut parts[p];
             let mut call = redis_history::CONFIRM.prepare_invoke();
-            call.key(meta)
+            call.key(&held.meta)
                 .arg(position.offset)
-                .arg(&self.channel)
-                .arg(redis_history::published_event(&position, text));
-            pipe.invoke_script(&call);
-            which.push(i);
+                .arg(&held.channel)
+                .arg(redis_history::published_event(&position, &held.text))
+                .arg(self.publish_command());
+            part.pipe.invoke_script(&call);
+            which.push((i, p, part.answered));
+            part.answered += 1;
         }
-        let published = pipe.query_async::<Vec<usize>>(conn);
-        match within(self.config.request_timeout(), published).await {
-            Ok(counts) => {
-                for (i, n) in which.into_iter().zip(counts) {
+        let mut answers = self.send_parts(conn, &parts, None).await;
+        if self.sharded {
+            self.send_again(conn, &parts, &mut answers).await;
+        }
+        for (i, p, at) in which {
+            let published = match &answers[p] {
+                Ok(values) => values
+                    .get(at)
+                    .ok_or_else(|| "no answer".to_owned())
+                    .and_then(|v| {
+                        redis::from_redis_value_ref::<usize>(v).map_err(|e| e.to_string())
+                    }),
+                Err((failed, _)) => Err(failed.why.clone()),
+            };
+            match published {
+                Ok(n) => {
                     if let Ok((_, receivers, _)) = &mut results[i] {
                         *receivers = n;
                     }
                 }
-            }
-            Err(why) => {
-                for i in which {
+                Err(why) => {
                     results[i] = Err(Failed {
                         why: format!("kept on the replicas, but not published yet: {why}"),
                         maybe_published: true,
@@ -1109,16 +1581,23 @@ impl RedisBus {
         })
     }
 
-    /// Delivers here this node's unechoed events numbered up to `seq`: the
-    /// one Redis just echoed (as echoed: a kept one carries its position
-    /// only there), and older ones whose echo will never come (Redis echoes
-    /// one connection's publications in order), but for kept ones, which
-    /// the services read back from history.
-    fn deliver_unechoed(&self, seq: u64, echo: Option<Event>, inbox: &dyn Inbox) {
+    /// Delivers here this node's unechoed events on `channel` numbered up
+    /// to `seq`: the one Redis just echoed (as echoed: a kept one carries
+    /// its position only there), and older ones whose echo will never come
+    /// (Redis echoes one connection's publications to a channel in order),
+    /// but for kept ones, which the services read back from history.
+    fn deliver_unechoed(&self, channel: &str, seq: u64, echo: Option<Event>, inbox: &dyn Inbox) {
         let due: Vec<(u64, Event, Unechoed)> = {
-            let mut unechoed = self.unechoed();
-            let n = unechoed.iter().take_while(|(s, _, _)| *s <= seq).count();
-            unechoed.drain(..n).collect()
+            let mut echoes = self.unechoed();
+            let Some(queue) = echoes.queues.get_mut(channel) else {
+                return;
+            };
+            let n = queue.iter().take_while(|(s, _, _)| *s <= seq).count();
+            let due = queue.drain(..n).collect();
+            if queue.is_empty() {
+                echoes.queues.remove(channel);
+            }
+            due
         };
         let mut echo = echo;
         for (s, e, mode) in due {
@@ -1135,8 +1614,138 @@ impl RedisBus {
         }
     }
 
-    fn unechoed(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, Event, Unechoed)>> {
+    fn unechoed(&self) -> std::sync::MutexGuard<'_, Echoes> {
         self.unechoed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One pipeline of a batch: the commands of one hash slot (on one
+/// server, of the whole batch), how many events it carries, how many
+/// answers are read, and whether it ends with a `WAIT`.
+struct Part {
+    slot: u16,
+    pipe: redis::Pipeline,
+    events: u64,
+    answered: usize,
+    wait: bool,
+}
+
+impl Part {
+    /// A part for `slot`; `load`: the scripts it loads first (APPEND,
+    /// PUBLISH_ONCE). Each command's error is its own answer: one refused
+    /// publication fails no other.
+    fn new(slot: u16, load: Option<(bool, bool)>) -> Part {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        if let Some((append, once)) = load {
+            if append {
+                pipe.load_script(&redis_history::APPEND).ignore();
+            }
+            if once {
+                pipe.load_script(&redis_history::PUBLISH_ONCE).ignore();
+            }
+        }
+        Part {
+            slot,
+            pipe,
+            events: 0,
+            answered: 0,
+            wait: false,
+        }
+    }
+}
+
+/// What Redis answered a part, or why it did not, and whether it surely
+/// did not run (then it may be sent again).
+type PartAnswer = Result<Vec<redis::Value>, (Failed, bool)>;
+
+/// Errors of a Redis Cluster with which a command did not run, and may
+/// once the cluster settles.
+const NOT_RUN: [&str; 7] = [
+    "MOVED",
+    "ASK",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "READONLY",
+    "NOSCRIPT",
+    "MASTERDOWN",
+];
+
+/// How long a part that did not run waits before it is sent again.
+const RESEND_PAUSE: Duration = Duration::from_millis(100);
+
+/// The error with which none of a part's commands ran, if all of its
+/// answers (but a last `WAIT`'s) are such errors.
+fn not_run(values: &[redis::Value]) -> Option<&'static str> {
+    let code = |v: &redis::Value| match v {
+        redis::Value::ServerError(e) => NOT_RUN.iter().copied().find(|c| *c == e.code()),
+        _ => None,
+    };
+    let first = code(values.first()?)?;
+    let ran = values.iter().filter(|v| code(v).is_none()).count();
+    let last_ran = values.last().is_some_and(|v| code(v).is_none());
+    (ran == 0 || (ran == 1 && last_ran)).then_some(first)
+}
+
+/// What the sharded listener hears, given to the bus and this node's
+/// services.
+struct Hearing<'a> {
+    bus: &'a RedisBus,
+    inbox: &'a dyn Inbox,
+}
+
+impl Hears for Hearing<'_> {
+    fn message(&self, channel: &str, payload: &[u8]) {
+        if channel == self.bus.replies {
+            match tally::parse_reply(payload) {
+                Some((seq, count)) => self.bus.tallies.reply(seq, count),
+                None => log::warn!("cluster: a reply that is not ours on {channel}"),
+            }
+        } else {
+            self.bus.receive(channel, payload, self.inbox);
+        }
+    }
+
+    fn heard(&self, channel: &str, tag: Option<&str>) {
+        {
+            let mut echoes = self.bus.unechoed();
+            match tag {
+                Some(_) => {
+                    echoes.heard.insert(channel.to_owned());
+                }
+                // The replies channel: the node is linked.
+                None => self.bus.listening.store(true, Ordering::Release),
+            }
+        }
+        match tag {
+            Some(tag) => self.inbox.heard(tag),
+            None => {
+                if !self.bus.up.load(Ordering::Acquire) {
+                    self.bus.connect_now.notify_one();
+                }
+            }
+        }
+    }
+
+    fn channel(&self, tag: &str) -> String {
+        self.bus.tag_channel(tag)
+    }
+
+    fn lost(&self, channels: &[String]) {
+        {
+            let mut echoes = self.bus.unechoed();
+            for channel in channels {
+                echoes.heard.remove(channel);
+                if *channel == self.bus.replies {
+                    self.bus.listening.store(false, Ordering::Release);
+                }
+            }
+        }
+        // Their echoes went with the subscriptions.
+        for channel in channels {
+            self.bus
+                .deliver_unechoed(channel, u64::MAX, None, self.inbox);
+        }
     }
 }
 
@@ -1232,26 +1841,52 @@ impl Bus for RedisBus {
         self.peers.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    fn follow(&self, tag: &str, held: bool) {
+        if self.sharded {
+            self.follows.follow(tag, held);
+        }
+    }
+
+    fn hearing(&self, tag: &str) -> Option<BoxFuture<'static, ()>> {
+        // Without a link nothing is heard: no reason to wait.
+        if !self.sharded || !self.listening.load(Ordering::Acquire) || self.follows.hears(tag) {
+            return None;
+        }
+        Some(
+            self.follows
+                .heard_within(tag, self.config.request_timeout()),
+        )
+    }
+
     fn counted_elsewhere(&self, fields: Vec<String>) -> BoxFuture<'static, usize> {
-        let keys: Vec<String> = self
-            .peers()
-            .iter()
-            .map(|p| self.counts_key(&p.node))
-            .collect();
-        let (Some(mut conn), false) = (self.connection(), keys.is_empty() || fields.is_empty())
+        let peers = self.peers();
+        let (Some(mut conn), false) = (self.connection(), peers.is_empty() || fields.is_empty())
         else {
             return Box::pin(std::future::ready(0));
         };
+        // Each peer's counts keys that hold these fields, and the fields.
+        let mut pipes = Pipes::new(self.sharded);
+        for peer in peers.iter() {
+            let keys = self.counts_keys(&peer.node);
+            let mut by_key: Vec<Vec<&String>> = vec![Vec::new(); keys.len()];
+            for field in &fields {
+                by_key[self.bucket_of(field)].push(field);
+            }
+            for (key, fields) in keys.iter().zip(by_key) {
+                if !fields.is_empty() {
+                    pipes.add(key, redis::cmd("HMGET").arg(key).arg(fields).clone(), true);
+                }
+            }
+        }
         let wait = self.config.request_timeout();
         Box::pin(async move {
-            let mut pipe = redis::pipe();
-            for key in &keys {
-                pipe.cmd("HMGET").arg(key).arg(&fields);
-            }
-            let answer =
-                tokio::time::timeout(wait, pipe.query_async::<Vec<Vec<Option<usize>>>>(&mut conn));
-            match answer.await {
-                Ok(Ok(counts)) => counts.iter().flatten().flatten().sum(),
+            match tokio::time::timeout(wait, pipes.query(&mut conn)).await {
+                Ok(Ok(answers)) => answers
+                    .iter()
+                    .filter_map(|v| redis::from_redis_value_ref::<Vec<Option<usize>>>(v).ok())
+                    .flatten()
+                    .flatten()
+                    .sum(),
                 _ => 0,
             }
         })
@@ -1261,7 +1896,7 @@ impl Bus for RedisBus {
         let keys: Vec<String> = self
             .peers()
             .iter()
-            .map(|p| self.counts_key(&p.node))
+            .flat_map(|p| self.counts_keys(&p.node))
             .collect();
         let (Some(mut conn), false) = (self.connection(), keys.is_empty()) else {
             return Box::pin(std::future::ready(Vec::new()));

@@ -35,11 +35,17 @@ use tokio::sync::Semaphore;
 /// writes on the same connection until Redis counted as lost.
 const READS_IN_FLIGHT: usize = 32;
 
+/// How long a read waits before it asks a Redis Cluster's shard that is
+/// failing over again.
+const FAILOVER_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// KEYS: stream, meta, the idempotency key (any key when there is none).
 /// ARGV: a new epoch, size, ttl, the entry, the events channel, the event
 /// as JSON (an object, written after the position), the idempotency
 /// window in seconds (0: no key), '1' when publications wait for replicas,
-/// the master's replication id. Returns {offset, epoch, nodes that got the
+/// the master's replication id (empty on a Redis Cluster: the node's id,
+/// which its shard's failover changes), the command that publishes
+/// (`PUBLISH`, or `SPUBLISH` on a cluster). Returns {offset, epoch, nodes that got the
 /// event, 1 if an earlier publication claimed the key (then nothing is
 /// published, and the position is the earlier one's), 1 if that position
 /// is of the stream's present epoch}.
@@ -76,17 +82,21 @@ if ARGV[7] ~= '0' then
 end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local master = ARGV[9]
+if master == '' then
+  master = redis.call('CLUSTER', 'MYID')
+end
 local meta = redis.call('HMGET', KEYS[2], 'e', 't', 'a', 'g', 'l')
 local epoch = meta[1]
 local top, at
 if not epoch then
   redis.call('DEL', KEYS[1])
   epoch, top, at = ARGV[1], 1, now
-  redis.call('HSET', KEYS[2], 'e', epoch, 'c', now, 't', top, 'a', at, 'g', ARGV[9], 'r', 0)
+  redis.call('HSET', KEYS[2], 'e', epoch, 'c', now, 't', top, 'a', at, 'g', master, 'r', 0)
 else
   top = tonumber(meta[2] or '0') + 1
   at = math.max(now, tonumber(meta[3] or '0'))
-  if meta[4] and meta[4] ~= ARGV[9] then
+  if meta[4] and meta[4] ~= master then
     local links = {}
     for link in string.gmatch(meta[5] or '', '[^,]+') do
       table.insert(links, link)
@@ -99,7 +109,7 @@ else
     -- What this master holds counts as confirmed from now on.
     redis.call('HSET', KEYS[2], 'e', epoch, 'l', table.concat(links, ','), 'r', top - 1)
   end
-  redis.call('HSET', KEYS[2], 't', top, 'a', at, 'g', ARGV[9])
+  redis.call('HSET', KEYS[2], 't', top, 'a', at, 'g', master)
 end
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], string.format('%d-%d', top, at), 'p', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
@@ -111,7 +121,7 @@ if ARGV[8] == '1' then
   return {top, epoch, 0, 0, 1}
 end
 redis.call('HSET', KEYS[2], 'r', top)
-local receivers = redis.call('PUBLISH', ARGV[5],
+local receivers = redis.call(ARGV[10], ARGV[5],
   '{"offset":' .. string.format('%d', top) .. ',"epoch":"' .. epoch .. '",' .. string.sub(ARGV[6], 2))
 return {top, epoch, receivers, 0, 1}
 "#,
@@ -120,7 +130,8 @@ return {top, epoch, receivers, 0, 1}
 
 /// A kept publication the replicas now hold: confirmed (reads show it
 /// from now on) and published. KEYS: meta. ARGV: its offset, the events
-/// channel, the event with its position. Returns the nodes that got it.
+/// channel, the event with its position, the command that publishes.
+/// Returns the nodes that got it.
 pub(super) static CONFIRM: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
@@ -128,7 +139,7 @@ local r = redis.call('HGET', KEYS[1], 'r')
 if r and tonumber(r) < tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'r', ARGV[1])
 end
-return redis.call('PUBLISH', ARGV[2], ARGV[3])
+return redis.call(ARGV[4], ARGV[2], ARGV[3])
 "#,
     )
 });
@@ -146,22 +157,26 @@ pub(super) fn published_event(position: &Position, event: &str) -> String {
 
 /// A publication of a destination without history that claims an
 /// idempotency key. KEYS: the key. ARGV: the events channel, the event,
-/// the window in seconds. Returns {nodes that got it, 1 if an earlier
+/// the window in seconds, the command that publishes. Returns {nodes that
+/// got it, 1 if an earlier
 /// publication claimed the key (then nothing is published)}.
 pub(super) static PUBLISH_ONCE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
-  return {redis.call('PUBLISH', ARGV[1], ARGV[2]), 0}
+  return {redis.call(ARGV[4], ARGV[1], ARGV[2]), 0}
 end
 return {0, 1}
 "#,
     )
 });
 
-/// KEYS: stream, meta, boot. ARGV: `o` (after an offset) or `m` (from a
-/// mark's moment on), the offset or moment, the most entries, the epoch the
-/// offset is of (`''`: the present one). Returns {top, epoch, entries, now,
+/// KEYS: stream, meta, boot (on a Redis Cluster, its slot's: [`boot_key`]).
+/// ARGV: `o` (after an offset) or `m` (from a mark's moment on), the offset
+/// or moment, the most entries, the epoch the offset is of (`''`: the
+/// present one), and on a Redis Cluster the history's name the node heard
+/// (`''` elsewhere), which a slot's boot key missing is made of. Returns
+/// {top, epoch, entries, now,
 /// boot, created, before, links}: epoch `''` and created -1 when there is
 /// no stream; before (from a mark) the offset of the newest entry kept
 /// before it, 0 when none was made before it, -1 when history cannot tell;
@@ -175,7 +190,14 @@ static READ: LazyLock<redis::Script> = LazyLock::new(|| {
         r#"
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local boot = redis.call('GET', KEYS[3]) or ''
+local boot = redis.call('GET', KEYS[3])
+if not boot and ARGV[5] ~= '' then
+  -- A Redis Cluster's slot whose shard lost it (or never had it): what
+  -- it holds is from now on.
+  boot = ARGV[5] .. ':' .. string.format('%d', now)
+  redis.call('SET', KEYS[3], boot)
+end
+boot = boot or ''
 local meta = redis.call('HMGET', KEYS[2], 'e', 't', 'c', 'l', 'r')
 if not meta[1] then
   return {0, '', {}, now, boot, -1, -1, ''}
@@ -250,6 +272,40 @@ pub(super) fn keys(namespace: &str, stream: &str) -> (String, String) {
 /// The key that names this Redis's history ([`Mark::boot`]).
 pub(super) fn boot_key(namespace: &str) -> String {
     format!("{namespace}:history:boot")
+}
+
+/// On a Redis Cluster, the key in `stream`'s slot that says since when
+/// that slot's shard holds its streams: `BOOT:MS`, the history's name and
+/// the moment (0: since the history began). A shard that loses what it
+/// held (restarted empty) loses it too: the next read makes it again with
+/// the moment of that read, and a mark from before it recovers nothing
+/// there. Every slot's is made when a node names the history
+/// ([`super::redis::RedisBus`]).
+pub(super) fn slot_boot_key(namespace: &str, slot: u16) -> String {
+    format!(
+        "{namespace}:history:boot:{{{}}}",
+        super::redis_conn::tag_of_slot(slot)
+    )
+}
+
+/// Sets every key named after ARGV[1] (the slot boot keys of the slots one
+/// master serves) to ARGV[1] where it has no value. Run with `EVAL` on
+/// that master, once: keys of many slots, which a script may touch (on
+/// its own node) but not declare.
+pub(super) const NAME_SLOTS: &str = "#!lua flags=allow-cross-slot-keys
+for i = 2, #ARGV do
+  redis.call('SET', ARGV[i], ARGV[1], 'NX')
+end
+return #ARGV - 1
+";
+
+/// A slot's boot key's value: the history's name and since when the slot
+/// holds it.
+fn slot_boot(value: &str) -> (&str, u64) {
+    match value.rsplit_once(':') {
+        Some((boot, since)) => (boot, since.parse().unwrap_or(u64::MAX)),
+        None => (value, u64::MAX),
+    }
 }
 
 /// An entry's value in the stream: its headers and body.
@@ -342,7 +398,9 @@ fn entry(v: &Value) -> Result<Entry, String> {
     })
 }
 
-fn read_answer(v: &Value) -> Result<Read, String> {
+/// What [`READ`] answered; `sharded`: a Redis Cluster's (its boot is a
+/// slot's, [`slot_boot_key`]).
+fn read_answer(v: &Value, sharded: bool) -> Result<Read, String> {
     let Value::Array(items) = v else {
         return Err(format!("an unexpected answer: {v:?}"));
     };
@@ -351,9 +409,15 @@ fn read_answer(v: &Value) -> Result<Read, String> {
     }
     let number = |v: &Value| redis::from_redis_value_ref::<i64>(v).map_err(|e| e.to_string());
     let now = number(&items[3])?.max(0) as u64;
-    let boot: Arc<str> = redis::from_redis_value_ref::<String>(&items[4])
-        .map_err(|e| e.to_string())?
-        .into();
+    let boot = redis::from_redis_value_ref::<String>(&items[4]).map_err(|e| e.to_string())?;
+    // A slot's shard that lost its streams since a mark: as if they had
+    // been dropped then.
+    let (boot, evicted): (Arc<str>, u64) = if sharded {
+        let (boot, since) = slot_boot(&boot);
+        (boot.into(), since)
+    } else {
+        (boot.into(), 0)
+    };
     let created = u64::try_from(number(&items[5])?).ok();
     let before = u64::try_from(number(&items[6])?).ok();
     let position = match created {
@@ -375,7 +439,7 @@ fn read_answer(v: &Value) -> Result<Read, String> {
         created,
         boot,
         now,
-        evicted: 0,
+        evicted,
         before,
         links: parse_links(&links)?,
     })
@@ -446,7 +510,13 @@ impl History for RedisHistory {
         let joinable = self.waiting.clone();
         let namespace = &bus.config().namespace;
         let (key, meta) = keys(namespace, stream);
-        let boot = boot_key(namespace);
+        let sharded = bus.sharded();
+        let (boot, named) = if sharded {
+            let slot = super::redis_conn::slot(&key);
+            (slot_boot_key(namespace, slot), bus.mark().boot)
+        } else {
+            (boot_key(namespace), "".into())
+        };
         let turn = id.clone();
         let reading = async move {
             let _permit = permits.acquire_owned().await;
@@ -470,8 +540,21 @@ impl History for RedisHistory {
                 .arg(mode)
                 .arg(from)
                 .arg(limit)
-                .arg(of);
-            read_answer(&within(wait, call.invoke_async::<Value>(&mut conn)).await?)
+                .arg(of)
+                .arg(&*named);
+            // A Redis Cluster's shard failing over answers again once a
+            // replica took over: a read waits for it rather than tell a
+            // loss.
+            let until = std::time::Instant::now() + bus.config().failover_timeout();
+            loop {
+                match within(wait, call.invoke_async::<Value>(&mut conn)).await {
+                    Ok(answer) => return read_answer(&answer, sharded),
+                    Err(why) if !sharded || std::time::Instant::now() + FAILOVER_PAUSE > until => {
+                        return Err(why)
+                    }
+                    Err(_) => tokio::time::sleep(FAILOVER_PAUSE).await,
+                }
+            }
         }
         .boxed()
         .shared();
@@ -524,7 +607,7 @@ mod tests {
             Value::Int(5),
             bulk("aa01:2,ff00:6"),
         ]);
-        let read = read_answer(&answer).unwrap();
+        let read = read_answer(&answer, false).unwrap();
         // Offsets up to 2 were of epoch aa01, 3 to 6 of ff00, later ones
         // of ab12: a client of ff00 at 6 lost nothing, one at 7 did.
         assert_eq!(
@@ -562,7 +645,7 @@ mod tests {
             Value::Int(-1),
             bulk(""),
         ]);
-        let read = read_answer(&answer).unwrap();
+        let read = read_answer(&answer, false).unwrap();
         assert_eq!(read.created, None);
         assert_eq!(read.before, None);
         assert_eq!(&*read.position.epoch, "@b00t.1700000001000");
@@ -571,7 +654,7 @@ mod tests {
 
     #[test]
     fn answers_that_are_not_reads_are_errors() {
-        assert!(read_answer(&Value::Nil).is_err());
+        assert!(read_answer(&Value::Nil, false).is_err());
         let bad_id = Value::Array(vec![
             Value::Int(1),
             bulk("e"),
@@ -582,14 +665,14 @@ mod tests {
             Value::Int(-1),
             bulk(""),
         ]);
-        assert!(read_answer(&bad_id).is_err());
+        assert!(read_answer(&bad_id, false).is_err());
         let mut bad_link = match bad_id {
             Value::Array(items) => items,
             _ => unreachable!(),
         };
         bad_link[2] = Value::Array(vec![]);
         bad_link[7] = bulk("e1-without-an-offset");
-        assert!(read_answer(&Value::Array(bad_link)).is_err());
+        assert!(read_answer(&Value::Array(bad_link), false).is_err());
     }
 
     #[test]

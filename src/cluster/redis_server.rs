@@ -1,8 +1,10 @@
 //! Where a node finds the Redis server it writes to: one server at
 //! `redis_url`, or the master the Sentinels in `redis_sentinels` name,
-//! asked again at every connection so that a node follows failovers; TLS
-//! to either (`rediss://`) with `redis_ca_file`'s CA or the system's roots.
-//! The `redis` crate does Sentinel and TLS; this only configures it.
+//! asked again at every connection so that a node follows failovers, or a
+//! Redis Cluster seeded by `redis_cluster_nodes`, whose masters the
+//! crate's cluster connection finds and follows (`MOVED`, `ASK`); TLS to
+//! any (`rediss://`) with `redis_ca_file`'s CA or the system's roots. The
+//! `redis` crate does Sentinel, Cluster and TLS; this only configures it.
 //!
 //! A connected node asks the server who it is ([`Master`]): a replica (a
 //! Sentinel's answer from before a failover) is refused, and the master's
@@ -29,13 +31,24 @@ pub struct RedisServer {
 enum How {
     One(redis::Client),
     Sentinels(tokio::sync::Mutex<SentinelClient>),
+    /// The seeds' client, checked at start; each connection is made by a
+    /// client of its own ([`RedisServer::cluster_client`]).
+    Cluster(redis::Client),
 }
+
+/// Where a cluster connection's pushes go: the messages of its sharded
+/// subscriptions, and their ends.
+pub type Pushes = tokio::sync::mpsc::UnboundedSender<redis::PushInfo>;
 
 impl RedisServer {
     pub fn new(config: &ClusterConfig) -> Result<RedisServer, String> {
-        let how = match &config.redis_url {
-            Some(url) => How::One(one_server(config, url)?),
-            None => How::Sentinels(tokio::sync::Mutex::new(sentinels(config)?)),
+        let how = match (&config.redis_url, config.is_redis_cluster()) {
+            (_, true) => {
+                cluster_client(config, None, config.request_timeout())?;
+                How::Cluster(one_server(config, &config.redis_cluster_nodes[0])?)
+            }
+            (Some(url), false) => How::One(one_server(config, url)?),
+            (None, false) => How::Sentinels(tokio::sync::Mutex::new(sentinels(config)?)),
         };
         Ok(RedisServer {
             how,
@@ -45,11 +58,28 @@ impl RedisServer {
 
     /// A client for the master now: the one server, or the master the
     /// Sentinels name (which the crate checks says it is one).
+    /// (In a Redis Cluster, the first seed's.)
     pub async fn client(&self) -> redis::RedisResult<redis::Client> {
         match &self.how {
-            How::One(client) => Ok(client.clone()),
+            How::One(client) | How::Cluster(client) => Ok(client.clone()),
             How::Sentinels(s) => s.lock().await.async_get_client().await,
         }
+    }
+
+    /// Whether this is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.how, How::Cluster(_))
+    }
+
+    /// A client of the Redis Cluster, its answers awaited up to `wait`;
+    /// with `pushes`, one that speaks RESP3 and sends its subscriptions'
+    /// messages there.
+    pub fn cluster_client(
+        &self,
+        pushes: Option<Pushes>,
+        wait: std::time::Duration,
+    ) -> Result<redis::cluster::ClusterClient, String> {
+        cluster_client(&self.config, pushes, wait)
     }
 
     /// Whether this node can trust the server's TLS certificate, tried once
@@ -58,7 +88,7 @@ impl RedisServer {
     /// be reached yet is not (the node connects once it can).
     pub fn check_tls(&self) -> Result<(), String> {
         let tried = match &self.how {
-            How::One(client) => match client.get_connection_info().addr() {
+            How::One(client) | How::Cluster(client) => match client.get_connection_info().addr() {
                 ConnectionAddr::TcpTls { .. } => client
                     .get_connection_with_timeout(self.config.request_timeout())
                     .map(drop)
@@ -162,8 +192,55 @@ fn tcp() -> redis::io::tcp::TcpSettings {
     redis::io::tcp::TcpSettings::default().set_nodelay(true)
 }
 
+/// A client of the Redis Cluster `redis_cluster_nodes` seed: the same
+/// credentials and TLS for every node it finds.
+fn cluster_client(
+    config: &ClusterConfig,
+    pushes: Option<Pushes>,
+    wait: std::time::Duration,
+) -> Result<redis::cluster::ClusterClient, String> {
+    let bad =
+        |e: redis::RedisError| format!("cluster.redis_cluster_nodes {}: {e}", config.redis_shown());
+    let mut b = redis::cluster::ClusterClientBuilder::new(config.redis_cluster_nodes.clone())
+        .connection_timeout(config.request_timeout())
+        .response_timeout(wait)
+        .tcp_settings(tcp())
+        // Quick retries only: the bus has its own, and an answer that
+        // waits for a failover would come after its timeout anyway.
+        .retries(2);
+    if let Some(user) = &config.redis_username {
+        b = b.username(user);
+    }
+    if let Some(password) = &config.redis_password {
+        b = b.password(password);
+    }
+    if config
+        .redis_cluster_nodes
+        .iter()
+        .any(|u| u.starts_with("rediss://"))
+    {
+        install_crypto();
+        if config.redis_tls_insecure {
+            b = b.tls(TlsMode::Insecure);
+        } else {
+            b = b.tls(TlsMode::Secure).certs(certificates(config)?);
+        }
+    }
+    if let Some(pushes) = pushes {
+        b = b
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(pushes);
+    }
+    b.build().map_err(bad)
+}
+
 fn one_server(config: &ClusterConfig, url: &str) -> Result<redis::Client, String> {
-    let bad = |e: redis::RedisError| format!("cluster.redis_url {}: {e}", config.redis_shown());
+    let key = if config.is_redis_cluster() {
+        "cluster.redis_cluster_nodes"
+    } else {
+        "cluster.redis_url"
+    };
+    let bad = |e: redis::RedisError| format!("{key} {}: {e}", config.redis_shown());
     let mut info = url.into_connection_info().map_err(bad)?;
     let mut redis = info.redis_settings().clone();
     if let Some(user) = &config.redis_username {

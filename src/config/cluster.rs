@@ -9,8 +9,8 @@ use std::time::Duration;
 pub struct ClusterConfig {
     /// One Redis server: `redis://[:password@]host:port/db`, `rediss://`
     /// for TLS; may carry a password, so it is never logged whole
-    /// ([`ClusterConfig::redis_shown`]). Exactly one of this and
-    /// `redis_sentinels`.
+    /// ([`ClusterConfig::redis_shown`]). Exactly one of this,
+    /// `redis_sentinels` and `redis_cluster_nodes`.
     #[serde(default)]
     pub redis_url: Option<String>,
     /// The Sentinels that name the master (`redis://host:26379`, or
@@ -18,6 +18,12 @@ pub struct ClusterConfig {
     /// the nodes follow the master they name through failovers.
     #[serde(default, deserialize_with = "super::list::deserialize")]
     pub redis_sentinels: Vec<String>,
+    /// Seed nodes of a Redis Cluster (`redis://10.0.0.1:7000`, `rediss://`
+    /// for TLS): the nodes learn the others from them, publish each
+    /// destination on its own shard (`SPUBLISH`) and hear only the
+    /// destinations their sessions hold (`SSUBSCRIBE`).
+    #[serde(default, deserialize_with = "super::list::deserialize")]
+    pub redis_cluster_nodes: Vec<String>,
     /// The name the Sentinels monitor the master under.
     #[serde(default)]
     pub redis_master_name: Option<String>,
@@ -75,6 +81,12 @@ pub struct ClusterConfig {
     /// answer a forwarded request's head.
     #[serde(default = "default_request_timeout")]
     pub request_timeout: f64,
+    /// On a Redis Cluster, seconds a read of history waits for a shard
+    /// that is failing over (its master lost, a replica taking over)
+    /// before it gives up, and the subscribers it was for are told they
+    /// may have missed something.
+    #[serde(default = "default_failover_timeout")]
+    pub redis_failover_timeout: f64,
     /// Seconds a session's owner record lives in Redis without the session
     /// closing (it is deleted when the session closes); bounds what a node
     /// killed outright leaves behind.
@@ -97,6 +109,9 @@ fn default_presence_interval() -> f64 {
 fn default_max_pending_publishes() -> usize {
     10_000
 }
+fn default_failover_timeout() -> f64 {
+    15.0
+}
 fn default_request_timeout() -> f64 {
     2.0
 }
@@ -112,9 +127,23 @@ impl ClusterConfig {
         Duration::from_secs_f64(self.request_timeout)
     }
 
+    pub fn failover_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.redis_failover_timeout)
+    }
+
     /// Where Redis is, with any password replaced, for logs and errors:
     /// the URL, or the master's name and its Sentinels.
     pub fn redis_shown(&self) -> String {
+        if !self.redis_cluster_nodes.is_empty() {
+            return format!(
+                "Redis Cluster seeded by {}",
+                self.redis_cluster_nodes
+                    .iter()
+                    .map(|s| shown_url(s))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         match (&self.redis_url, &self.redis_master_name) {
             (Some(url), _) => shown_url(url),
             (None, Some(name)) => format!(
@@ -140,7 +169,49 @@ impl ClusterConfig {
         self.request_timeout() + replicas
     }
 
+    /// Whether the nodes share a Redis Cluster (`redis_cluster_nodes`).
+    pub fn is_redis_cluster(&self) -> bool {
+        !self.redis_cluster_nodes.is_empty()
+    }
+
     pub(super) fn validate(&self) -> Result<(), String> {
+        if self.is_redis_cluster() {
+            if self.redis_url.is_some() || !self.redis_sentinels.is_empty() {
+                return Err(
+                    "cluster.redis_cluster_nodes: give one of cluster.redis_url, cluster.redis_sentinels and cluster.redis_cluster_nodes, not two"
+                        .into(),
+                );
+            }
+            if self.redis_master_name.is_some() {
+                return Err(
+                    "cluster.redis_master_name: only with cluster.redis_sentinels, not cluster.redis_cluster_nodes"
+                        .into(),
+                );
+            }
+            if self.redis_sentinel_password.is_some() {
+                return Err(
+                    "cluster.redis_sentinel_password: only with cluster.redis_sentinels, not cluster.redis_cluster_nodes"
+                        .into(),
+                );
+            }
+            let tls = |u: &String| u.starts_with("rediss://");
+            for url in &self.redis_cluster_nodes {
+                check_url("cluster.redis_cluster_nodes", url)?;
+            }
+            if self.redis_cluster_nodes.iter().any(tls) != self.redis_cluster_nodes.iter().all(tls)
+            {
+                return Err(
+                    "cluster.redis_cluster_nodes: every node with rediss:// (TLS) or none".into(),
+                );
+            }
+        } else {
+            self.validate_server()?;
+        }
+        self.validate_rest()
+    }
+
+    /// One server or Sentinels: which, and their URLs.
+    fn validate_server(&self) -> Result<(), String> {
         match (&self.redis_url, self.redis_sentinels.is_empty()) {
             (Some(_), false) => {
                 return Err(
@@ -150,7 +221,7 @@ impl ClusterConfig {
             }
             (None, true) => {
                 return Err(
-                    "cluster.redis_url: required (redis://host:port/db), or cluster.redis_sentinels with cluster.redis_master_name"
+                    "cluster.redis_url: required (redis://host:port/db), or cluster.redis_sentinels with cluster.redis_master_name, or cluster.redis_cluster_nodes"
                         .into(),
                 )
             }
@@ -181,6 +252,10 @@ impl ClusterConfig {
                     .into(),
             );
         }
+        Ok(())
+    }
+
+    fn validate_rest(&self) -> Result<(), String> {
         if let Some(path) = &self.redis_ca_file {
             let pem = std::fs::read(path).map_err(|e| {
                 format!("cluster.redis_ca_file: cannot read {}: {e}", path.display())
@@ -245,6 +320,7 @@ impl ClusterConfig {
         for (k, v) in [
             ("presence_interval", self.presence_interval),
             ("request_timeout", self.request_timeout),
+            ("redis_failover_timeout", self.redis_failover_timeout),
         ] {
             if !(v.is_finite() && (0.01..=3600.0).contains(&v)) {
                 return Err(format!(
@@ -302,6 +378,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("presence_interval", &self.presence_interval)
             .field("max_pending_publishes", &self.max_pending_publishes)
             .field("request_timeout", &self.request_timeout)
+            .field("redis_failover_timeout", &self.redis_failover_timeout)
             .field("session_record_ttl", &self.session_record_ttl)
             .finish()
     }

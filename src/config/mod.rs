@@ -400,6 +400,82 @@ mod tests {
     }
 
     #[test]
+    fn a_redis_cluster_comes_from_the_environment_alone() {
+        let secret = (
+            "SOCKJS_GATEWAY__CLUSTER__SECRET",
+            "s3cret-of-the-nodes-s3cret-of-the-nodes",
+        );
+        let nodes = (
+            "SOCKJS_GATEWAY__CLUSTER__REDIS_CLUSTER_NODES",
+            "redis://10.0.0.1:7000, redis://10.0.0.2:7000",
+        );
+        let c = with_env(&[
+            secret,
+            nodes,
+            ("SOCKJS_GATEWAY__CLUSTER__REDIS_PASSWORD", "hunter2hunter2"),
+        ])
+        .unwrap();
+        let cluster = c.cluster.as_ref().unwrap();
+        assert!(cluster.is_redis_cluster());
+        assert_eq!(
+            cluster.redis_cluster_nodes,
+            ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]
+        );
+        assert_eq!(cluster.redis_failover_timeout, 15.0);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("10.0.0.2:7000"), "{shown}");
+        let url = (
+            "SOCKJS_GATEWAY__CLUSTER__REDIS_URL",
+            "redis://127.0.0.1:6379",
+        );
+        let sentinels = (
+            "SOCKJS_GATEWAY__CLUSTER__REDIS_SENTINELS",
+            "redis://10.0.0.1:26379",
+        );
+        let name = ("SOCKJS_GATEWAY__CLUSTER__REDIS_MASTER_NAME", "mymaster");
+        for (vars, named) in [
+            (vec![secret, nodes, url], "cluster.redis_cluster_nodes"),
+            (
+                vec![secret, nodes, sentinels],
+                "cluster.redis_cluster_nodes",
+            ),
+            (vec![secret, nodes, name], "cluster.redis_master_name"),
+            (
+                vec![
+                    secret,
+                    (
+                        "SOCKJS_GATEWAY__CLUSTER__REDIS_CLUSTER_NODES",
+                        "redis://10.0.0.1:7000,rediss://10.0.0.2:7000",
+                    ),
+                ],
+                "cluster.redis_cluster_nodes",
+            ),
+            (
+                vec![
+                    secret,
+                    (
+                        "SOCKJS_GATEWAY__CLUSTER__REDIS_CLUSTER_NODES",
+                        "10.0.0.1:7000",
+                    ),
+                ],
+                "cluster.redis_cluster_nodes",
+            ),
+            (
+                vec![
+                    secret,
+                    nodes,
+                    ("SOCKJS_GATEWAY__CLUSTER__REDIS_FAILOVER_TIMEOUT", "0"),
+                ],
+                "cluster.redis_failover_timeout",
+            ),
+        ] {
+            let e = with_env(&vars).unwrap_err();
+            assert!(e.contains(named), "{named}: {e}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let e = with_env(&[("SOCKJS_GATEWAY__SERVICES__ECHO__WEBSOCKET", "maybe")]).unwrap_err();
         assert!(e.contains("services.echo.websocket"), "{e}");

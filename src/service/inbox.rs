@@ -56,6 +56,17 @@ impl Inbox for Services {
         }
     }
 
+    fn heard(&self, tag: &str) {
+        for (service, broker) in &self.brokers {
+            if let Some(destination) = tag
+                .strip_prefix(service.as_str())
+                .and_then(|t| t.strip_prefix(':'))
+            {
+                broker.heard(destination);
+            }
+        }
+    }
+
     fn presence(&self) -> Presence {
         let services = self
             .hubs

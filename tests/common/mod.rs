@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod redis;
+pub mod redis_cluster;
 pub mod sentinel;
 pub mod stomp;
+pub mod store;
 pub mod upstream;
 
 use awc::ws;

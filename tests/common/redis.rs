@@ -69,7 +69,7 @@ impl Redis {
     }
 
     /// An inline command whose answer is one bulk string.
-    fn bulk(&self, cmd: &str) -> Option<String> {
+    pub fn bulk(&self, cmd: &str) -> Option<String> {
         use std::io::{BufRead, BufReader, Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;

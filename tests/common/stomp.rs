@@ -143,10 +143,11 @@ impl Client {
 
     /// The next frame is the RECEIPT for `id`.
     pub async fn expect_receipt(&mut self, id: &str) {
-        let (cmd, h, _) = self.next().await;
+        let (cmd, h, body) = self.next().await;
         assert_eq!(
             (cmd.as_str(), header(&h, "receipt-id")),
-            ("RECEIPT", Some(id))
+            ("RECEIPT", Some(id)),
+            "{h:?} {body}"
         );
     }
 

@@ -22,7 +22,9 @@ pub mod webhook;
 
 use crate::cluster::history::{History, Position, Read, Retention, Since};
 use crate::cluster::presence::{self, Counted, Counts};
-use crate::cluster::{Answers, Asks, Bus, Cluster, Delivery, Event, Failed, Keep, Once, State};
+use crate::cluster::{
+    event, Answers, Asks, Bus, Cluster, Delivery, Event, Failed, Keep, Once, State,
+};
 use crate::config::{AuthConfig, ServiceConfig};
 use crate::metrics::ServiceMetrics;
 use crate::service::api::{Handler, Service, SessionInfo};
@@ -170,8 +172,18 @@ impl StompService {
                 max_subscriptions: config.max_subscriptions,
                 max_destination_bytes: config.max_destination_bytes,
                 max_subscription_bytes: config.max_subscription_bytes,
-                topics: topics::Topics::default(),
-                users: users::Users::default(),
+                topics: {
+                    let (bus, service) = (cluster.bus.clone(), name.to_owned());
+                    topics::Topics::following(Box::new(move |key, held| {
+                        bus.follow(&event::stream_tag(&service, key), held)
+                    }))
+                },
+                users: {
+                    let (bus, service) = (cluster.bus.clone(), name.to_owned());
+                    users::Users::following(Box::new(move |user, held| {
+                        bus.follow(&event::user_tag(&service, user), held)
+                    }))
+                },
                 auth,
                 connect_webhook: auth_config.connect_webhook.clone(),
                 app_webhook: config.app_webhook.clone(),
@@ -354,6 +366,19 @@ impl StompService {
         }
     }
 
+    /// This node hears `destination`'s publications (as a stream names
+    /// it: `/user/NAME/...` for a user's queue) from now on, again: what
+    /// its subscribers here missed before is read from history.
+    pub fn heard(&self, destination: &str) {
+        let key = match topics::addressed_user(destination) {
+            Some((user, queue)) => topics::user_key(user, &queue),
+            None => destination.to_owned(),
+        };
+        if let Some(gap) = self.shared.topics.hold(&key) {
+            self.shared.fill(key, gap);
+        }
+    }
+
     /// Ends every session of `user`, on every node; counts them.
     pub fn disconnect_user(&self, user: &str) -> Reach {
         let message = "Disconnected by the server";
@@ -474,7 +499,7 @@ impl Shared {
     /// The history stream of `key`: the service's name and the key as a
     /// destination.
     pub(crate) fn stream(&self, key: &str) -> String {
-        format!("{}:{}", self.service, topics::shown_key(key))
+        event::stream_tag(&self.service, key)
     }
 
     /// Sends a MESSAGE to the subscribers of `key` on every node, kept in

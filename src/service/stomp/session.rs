@@ -122,6 +122,29 @@ enum Call {
     History(BoxFuture<'static, Result<Read, String>>, Subscribing),
     /// The user's sessions on the other nodes.
     UserCount(BoxFuture<'static, usize>, Admission),
+    /// This node does not hear a new subscription's destination (or a
+    /// new user's sessions) yet: a Redis Cluster's sharded subscription is
+    /// being made. The answer waits for it, so that what is published
+    /// after the receipt (or CONNECTED) reaches the client.
+    Hearing(BoxFuture<'static, ()>, Heard),
+}
+
+/// What waits for the cluster to hear a tag.
+enum Heard {
+    Connect(Version, Identity, Option<String>),
+    Subscribe(Registered),
+}
+
+/// A subscription made here whose receipt (and any recovery) is still to
+/// come.
+struct Registered {
+    key: String,
+    id: String,
+    retention: Option<Retention>,
+    asked: Option<Asked>,
+    receipt: Option<String>,
+    top: Option<Position>,
+    mark: Option<Position>,
 }
 
 /// What became of a frame.
@@ -361,6 +384,17 @@ impl StompSession {
                 )
                 .closing(CLOSE_TOO_MANY));
             }
+        }
+        let heard = a.identity.user.as_ref().and_then(|user| {
+            let tag = crate::cluster::event::user_tag(&self.shared.service, user);
+            self.shared.bus.hearing(&tag)
+        });
+        if let Some(wait) = heard {
+            self.call = Some(Call::Hearing(
+                wait,
+                Heard::Connect(a.version, a.identity, a.receipt),
+            ));
+            return Ok(Step::Calling);
         }
         self.connected(ctx, a.version, a.identity);
         Ok(Step::Done)
@@ -683,6 +717,38 @@ impl StompSession {
         if own_queue && self.expiry.as_ref().is_some_and(|e| e.notice_due()) {
             self.notify_expiry(ctx);
         }
+        let registered = Registered {
+            key,
+            id,
+            retention,
+            asked,
+            receipt,
+            top,
+            mark,
+        };
+        if let Some(wait) = self
+            .shared
+            .bus
+            .hearing(&self.shared.stream(&registered.key))
+        {
+            self.call = Some(Call::Hearing(wait, Heard::Subscribe(registered)));
+            return Ok(Step::Calling);
+        }
+        self.subscribe_then(ctx, registered)
+    }
+
+    /// A subscription is made (and heard here): its receipt, or the read
+    /// of history it asked for.
+    fn subscribe_then(&mut self, ctx: &mut SessionCtx<'_>, r: Registered) -> Result<Step, Refusal> {
+        let Registered {
+            key,
+            id,
+            retention,
+            asked,
+            receipt,
+            top,
+            mark,
+        } = r;
         let (Some(retention), Some(mark)) = (retention, mark) else {
             return Ok(Step::Done);
         };
@@ -1017,6 +1083,23 @@ impl Handler for StompSession {
                     }
                     Poll::Pending => {
                         self.call = Some(Call::UserCount(count, a));
+                        break;
+                    }
+                },
+                Some(Call::Hearing(mut wait, heard)) => match wait.as_mut().poll(cx) {
+                    Poll::Ready(()) => match heard {
+                        Heard::Connect(version, identity, receipt) => {
+                            self.connected(ctx, version, identity);
+                            self.finish(ctx, Ok(Step::Done), receipt.as_deref());
+                        }
+                        Heard::Subscribe(r) => {
+                            let receipt = r.receipt.clone();
+                            let step = self.subscribe_then(ctx, r);
+                            self.finish(ctx, step, receipt.as_deref());
+                        }
+                    },
+                    Poll::Pending => {
+                        self.call = Some(Call::Hearing(wait, heard));
                         break;
                     }
                 },

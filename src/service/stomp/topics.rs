@@ -198,18 +198,7 @@ pub fn user_key(user: &str, destination: &str) -> String {
     format!("\0{user}\0{destination}")
 }
 
-/// A key as a destination: a topic's is itself; a user's is
-/// `/user/{user}/...`. One per key: user names hold no `/`, and no topic
-/// key starts with `/user/`.
-pub fn shown_key(key: &str) -> String {
-    match key.strip_prefix('\0').and_then(|k| k.split_once('\0')) {
-        Some((user, destination)) => {
-            let rest = destination.strip_prefix("/user").unwrap_or(destination);
-            format!("/user/{user}{rest}")
-        }
-        None => key.to_owned(),
-    }
-}
+pub use crate::cluster::event::shown_key;
 
 /// A user's queue as a sender names it, `/user/NAME/...`: the user, and
 /// the destination that user's sessions subscribe to (`/user/...`).
@@ -336,13 +325,31 @@ pub struct Recovery {
 pub struct Topics<H = SessionHandle> {
     by_key: Mutex<HashMap<String, Key<H>>>,
     next_message_id: AtomicU64,
+    /// Told, under the lock (so in order), when a key gets its first
+    /// subscriber here (`true`) or loses its last.
+    follow: Option<Follow>,
 }
+
+/// What a registry tells when a key (or user) is held here from now on
+/// (`true`), or no longer.
+pub type Follow = Box<dyn Fn(&str, bool) + Send + Sync>;
 
 impl<H> Default for Topics<H> {
     fn default() -> Self {
         Topics {
             by_key: Mutex::default(),
             next_message_id: AtomicU64::default(),
+            follow: None,
+        }
+    }
+}
+
+impl<H> Topics<H> {
+    /// Topics that tell `follow` of each key's first and last subscriber.
+    pub fn following(follow: Follow) -> Self {
+        Topics {
+            follow: Some(follow),
+            ..Topics::default()
         }
     }
 }
@@ -364,7 +371,15 @@ impl<H: Sink> Topics<H> {
         mark: Option<&Position>,
     ) -> Option<Position> {
         let mut map = self.lock();
-        let k = map.entry(key.to_owned()).or_default();
+        let k = match map.entry(key.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                if let Some(follow) = &self.follow {
+                    follow(key, true);
+                }
+                e.insert(Key::default())
+            }
+        };
         if k.top.is_none() && k.start.is_none() {
             k.start = mark.cloned();
         }
@@ -388,6 +403,9 @@ impl<H: Sink> Topics<H> {
             k.subs.retain(|s| !(s.session == session && s.id == id));
             if k.subs.is_empty() {
                 map.remove(key);
+                if let Some(follow) = &self.follow {
+                    follow(key, false);
+                }
             }
         }
     }
@@ -667,33 +685,41 @@ impl<H: Sink> Topics<H> {
     /// their gaps.
     pub fn hold_all(&self) -> Vec<(String, Gap)> {
         let mut map = self.lock();
-        let mut gaps = Vec::new();
-        for (key, k) in map.iter_mut() {
-            if k.held.is_some() {
-                continue;
-            }
-            let gap = match (&k.top, &k.start) {
-                (Some((top, epoch)), _) => Gap {
-                    since: Since::Offset(*top),
-                    epoch: epoch.clone(),
+        map.iter_mut()
+            .filter_map(|(key, k)| Some((key.clone(), Self::hold_key(k)?)))
+            .collect()
+    }
+
+    /// As [`Topics::hold_all`] for `key` alone: this node hears its
+    /// publications from now on (again), and may have missed some.
+    pub fn hold(&self, key: &str) -> Option<Gap> {
+        Self::hold_key(self.lock().get_mut(key)?)
+    }
+
+    fn hold_key(k: &mut Key<H>) -> Option<Gap> {
+        if k.held.is_some() {
+            return None;
+        }
+        let gap = match (&k.top, &k.start) {
+            (Some((top, epoch)), _) => Gap {
+                since: Since::Offset(*top),
+                epoch: epoch.clone(),
+                upto: None,
+                live: None,
+            },
+            (None, Some(mark)) => {
+                let m = Mark::parse(&mark.epoch)?;
+                Gap {
+                    since: Since::Mark(m.at),
+                    epoch: mark.epoch.clone(),
                     upto: None,
                     live: None,
-                },
-                (None, Some(mark)) => match Mark::parse(&mark.epoch) {
-                    Some(m) => Gap {
-                        since: Since::Mark(m.at),
-                        epoch: mark.epoch.clone(),
-                        upto: None,
-                        live: None,
-                    },
-                    None => continue,
-                },
-                (None, None) => continue,
-            };
-            gaps.push((key.clone(), gap));
-            k.held = Some(Vec::new());
-        }
-        gaps
+                }
+            }
+            (None, None) => return None,
+        };
+        k.held = Some(Vec::new());
+        Some(gap)
     }
 
     /// The read of history for subscription `id` of `session` to `key`,

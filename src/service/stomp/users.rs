@@ -39,9 +39,26 @@ struct Member {
 #[derive(Default)]
 pub struct Users {
     by_name: Mutex<HashMap<String, Vec<Member>>>,
+    /// Told, under the lock (so in order), when a user gets a first
+    /// session here (`true`) or loses the last.
+    follow: Option<super::topics::Follow>,
 }
 
 impl Users {
+    /// Users that tell `follow` of each user's first and last session.
+    pub fn following(follow: super::topics::Follow) -> Self {
+        Users {
+            by_name: Mutex::default(),
+            follow: Some(follow),
+        }
+    }
+
+    fn told(&self, user: &str, held: bool) {
+        if let Some(follow) = &self.follow {
+            follow(user, held);
+        }
+    }
+
     /// Adds a session of `user`, unless `user` holds `room` sessions here
     /// already (`None`: no limit). Whether it was added.
     pub fn add(
@@ -57,7 +74,11 @@ impl Users {
         if room.is_some_and(|room| held >= room) {
             return false;
         }
-        map.entry(user.to_owned()).or_default().push(Member {
+        let members = map.entry(user.to_owned()).or_insert_with(|| {
+            self.told(user, true);
+            Vec::new()
+        });
+        members.push(Member {
             session,
             version,
             handle,
@@ -71,6 +92,7 @@ impl Users {
             members.retain(|m| m.session != session);
             if members.is_empty() {
                 map.remove(user);
+                self.told(user, false);
             }
         }
     }
@@ -78,7 +100,14 @@ impl Users {
     /// Ends every session of `user`: an ERROR frame with `message`, then a
     /// close with [`CLOSE_DISCONNECTED`]. Returns how many.
     pub fn disconnect(&self, user: &str, message: &str) -> usize {
-        let members = self.lock().remove(user).unwrap_or_default();
+        let members = {
+            let mut map = self.lock();
+            let members = map.remove(user).unwrap_or_default();
+            if !members.is_empty() {
+                self.told(user, false);
+            }
+            members
+        };
         for m in &members {
             let error = Frame::new("ERROR")
                 .header("message", message)
