@@ -42,10 +42,33 @@ start_redis() { # port
   wait_port "$1" redis-server
 }
 
-# Waits (10 s at most) until N gateway nodes have joined on Redis at PORT.
+# Starts a Redis Cluster of three masters (no replicas) on PORT, PORT+1
+# and PORT+2 (their cluster bus 10000 above), on core 0, saving nothing,
+# and waits until every slot is served; their PIDs in $shard_pids.
+start_shards() { # port
+  shard_pids=()
+  local addrs=()
+  for k in 0 1 2; do
+    local port=$(($1 + k))
+    mkdir -p "$dir/shard$port"
+    (cd "$dir/shard$port" && exec taskset -c 0 redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+      --cluster-enabled yes --cluster-config-file nodes.conf --dir "$dir/shard$port" >/dev/null) &
+    shard_pids+=($!)
+    pids+=($!)
+    addrs+=("127.0.0.1:$port")
+  done
+  for k in 0 1 2; do wait_port $(($1 + k)) "shard $k"; done
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+  for k in 0 1 2; do
+    until redis-cli -p $(($1 + k)) CLUSTER INFO | grep -q 'cluster_state:ok'; do sleep 0.1; done
+  done
+}
+
+# Waits (10 s at most) until N gateway nodes have joined on Redis at PORT
+# (any node of a Redis Cluster).
 until_joined() { # port, n
   for _ in $(seq 100); do
-    [ "$(redis-cli -p "$1" SCARD sockjs-gateway:nodes)" = "$2" ] && return 0
+    [ "$(redis-cli -c -p "$1" SCARD sockjs-gateway:nodes)" = "$2" ] && return 0
     sleep 0.1
   done
 }

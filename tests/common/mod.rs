@@ -199,6 +199,11 @@ pub fn dead_addr() -> String {
     l.local_addr().unwrap().to_string()
 }
 
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    dead_addr().rsplit(':').next().unwrap().parse().unwrap()
+}
+
 pub fn echo_config(extra: &str) -> String {
     format!("[services.echo]\nprefix = \"/echo\"\nkind = \"echo\"\n{extra}\n")
 }

@@ -19,20 +19,37 @@ impl Redis {
 
     /// One with these arguments too (`--replicaof`, `--tls-port`...).
     pub fn start_with(extra: &[&str]) -> Redis {
-        let port = super::dead_addr()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let mut r = Redis {
-            child: None,
-            port,
-            dir: tempfile::tempdir().unwrap(),
-            extra: extra.iter().map(|a| a.to_string()).collect(),
-        };
+        let mut r = Redis::new(extra);
         r.restart();
         r
+    }
+
+    /// One on a free port, not started.
+    fn new(extra: &[&str]) -> Redis {
+        Redis {
+            child: None,
+            port: super::free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    /// One with the arguments `extra` makes of two free ports (its own,
+    /// and one more it binds, as a cluster node's bus port), started on
+    /// other ports when the first are taken by the time it binds them
+    /// (another test's server took one meanwhile).
+    pub fn start_on_free_ports(extra: impl Fn(u16) -> Vec<String>) -> Redis {
+        for _ in 0..5 {
+            let mut r = Redis::new(&[]);
+            let other = std::iter::repeat_with(super::free_port)
+                .find(|p| *p != r.port)
+                .unwrap();
+            r.extra = extra(other);
+            if r.try_restart() {
+                return r;
+            }
+        }
+        panic!("redis-server never started on free ports");
     }
 
     /// A replica of `master`, once it holds the master's data.
@@ -127,6 +144,12 @@ impl Redis {
 
     /// Starts it (again) on the same port and waits until it answers.
     pub fn restart(&mut self) {
+        assert!(self.try_restart(), "redis-server exited at start");
+    }
+
+    /// [`Redis::restart`]; `false` when the server exits at once (its
+    /// port was taken).
+    fn try_restart(&mut self) -> bool {
         self.kill();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
@@ -140,9 +163,16 @@ impl Redis {
         self.child = Some(child);
         let until = Instant::now() + Duration::from_secs(10);
         while self.command("PING").as_deref() != Some("+PONG") {
+            if let Some(c) = self.child.as_mut() {
+                if c.try_wait().ok().flatten().is_some() {
+                    self.child = None;
+                    return false;
+                }
+            }
             assert!(Instant::now() < until, "redis-server did not answer");
             std::thread::sleep(Duration::from_millis(20));
         }
+        true
     }
 
     /// One inline command's first reply line.
