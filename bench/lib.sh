@@ -50,6 +50,8 @@ start_shards() { # port
   local addrs=()
   for k in 0 1 2; do
     local port=$(($1 + k))
+    # A new cluster each time: no nodes.conf of an earlier one.
+    rm -rf "$dir/shard$port"
     mkdir -p "$dir/shard$port"
     (cd "$dir/shard$port" && exec taskset -c 0 redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
       --cluster-enabled yes --cluster-config-file nodes.conf --dir "$dir/shard$port" >/dev/null) &
