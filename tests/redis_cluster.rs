@@ -5,6 +5,7 @@
 //! (Every test of tests/history.rs and tests/cluster.rs that needs no
 //! fault of one server runs on a cluster too.)
 mod common;
+use common::failover::{publish_until_acked, subscriber, until_all_got};
 use common::redis_cluster::RedisCluster;
 use common::stomp::*;
 use common::*;
@@ -28,81 +29,6 @@ fn node(redis: &RedisCluster, id: &str, extra: &str) -> Gateway {
              destinations = [\"/topic/news/**\"]\nsize = 1000\n"
         )
     ))
-}
-
-/// A STOMP client on `gw` subscribed to `topic`, whose MESSAGEs are
-/// gathered (as `body`, or `LOSS` and the headers for an `x-recovered:
-/// false`) until it is
-/// dropped.
-async fn subscriber(gw: &Gateway, topic: &str) -> Rc<RefCell<Vec<String>>> {
-    let mut c = Client::open(gw).await;
-    c.frame(
-        "CONNECT",
-        &[("accept-version", "1.2"), ("heart-beat", "0,0")],
-        "",
-    )
-    .await;
-    assert_eq!(c.next().await.0, "CONNECTED");
-    c.subscribe("s", topic).await;
-    let got = Rc::new(RefCell::new(Vec::new()));
-    let into = got.clone();
-    actix_rt::spawn(async move {
-        loop {
-            let (cmd, headers, body) = c.next().await;
-            assert_eq!(cmd, "MESSAGE", "{headers:?} {body}");
-            let seen = match header(&headers, "x-recovered") {
-                Some("false") => format!("LOSS: {headers:?}"),
-                _ => body,
-            };
-            into.borrow_mut().push(seen);
-        }
-    });
-    got
-}
-
-/// Publishes `n` to `topic` with the idempotency key `k-n` through
-/// `nodes` in turn, again on any answer but 200 until one is 200.
-/// Anything but 200, 503 and 504 fails the test.
-async fn publish_until_acked(nodes: &[&Gateway], topic: &str, n: usize, deadline: Instant) {
-    let body =
-        json!({"destination": topic, "body": n.to_string(), "idempotency_key": format!("k-{n}")});
-    for attempt in 0.. {
-        let i = (n + attempt) % nodes.len();
-        let (status, answer) = api(nodes[i], "POST", "/api/publish", &body.to_string()).await;
-        if status != 200 {
-            eprintln!("DEBUG {n} {status} {answer}");
-        }
-        match status {
-            200 => return,
-            503 => assert_eq!(answer["published"], json!(false), "{answer}"),
-            504 => assert_eq!(answer["published"], json!("unknown"), "{answer}"),
-            other => panic!("publication {n}: {other} {answer}"),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "publication {n} was never acknowledged: {answer}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Until every gathered list ends with `last`, or 30 s.
-async fn until_all_got(lists: &[&Rc<RefCell<Vec<String>>>], last: &str) {
-    let until = Instant::now() + Duration::from_secs(30);
-    while !lists
-        .iter()
-        .all(|l| l.borrow().last().map(String::as_str) == Some(last))
-    {
-        assert!(
-            Instant::now() < until,
-            "not every client got {last}: {:?}",
-            lists
-                .iter()
-                .map(|l| l.borrow().iter().rev().take(3).cloned().collect::<Vec<_>>())
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The stream keys of destination `d` of service `stomp`.
@@ -245,13 +171,7 @@ async fn a_killed_masters_replica_takes_over_and_nothing_acknowledged_is_lost() 
     };
     futures_util::join!(publishing, supervisor);
     let want: Vec<String> = (1..=150).map(|n| n.to_string()).collect();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    if got[0].borrow().len() < 150 || got[1].borrow().len() < 150 {
-        for (i, n) in nodes.iter().enumerate() {
-            eprintln!("==== node {i}\n{}", n.log());
-        }
-    }
-    until_all_got(&[&got[0], &got[1]], "150").await;
+    until_all_got(&[&got[0], &got[1]], "150", Duration::from_secs(30)).await;
     assert_eq!(*got[0].borrow(), want);
     assert_eq!(*got[1].borrow(), want);
 }
@@ -318,7 +238,12 @@ async fn a_slot_migrated_during_a_publish_loop_loses_nothing() {
     assert_eq!(redis.owner_of(slot), to, "the slot moved");
     let last = n - 1;
     let want: Vec<String> = (1..=last).map(|n| n.to_string()).collect();
-    until_all_got(&[&got[0], &got[1]], &last.to_string()).await;
+    until_all_got(
+        &[&got[0], &got[1]],
+        &last.to_string(),
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(*got[0].borrow(), want);
     assert_eq!(*got[1].borrow(), want);
 }

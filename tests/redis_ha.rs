@@ -5,13 +5,12 @@
 //! `redis_ca_file`. Real `redis-server` processes on loopback: a master,
 //! a replica and three Sentinels.
 mod common;
+use common::failover::{publish_until_acked, subscriber, until_all_got, Got};
 use common::redis::Redis;
 use common::sentinel::{Sentinels, MASTER_NAME};
 use common::stomp::*;
 use common::*;
 use serde_json::json;
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789abcdef";
@@ -29,84 +28,15 @@ fn node(redis: &str, id: &str) -> Gateway {
     ))
 }
 
-/// A STOMP client on `gw` subscribed to [`TOPIC`], whose MESSAGEs are
-/// gathered (as `body`, or `LOSS` for an `x-recovered: false`) until it is
-/// dropped. No heart-beats: it idles through the failover.
-async fn subscriber(gw: &Gateway) -> Rc<RefCell<Vec<String>>> {
-    let mut c = Client::open(gw).await;
-    c.frame(
-        "CONNECT",
-        &[("accept-version", "1.2"), ("heart-beat", "0,0")],
-        "",
-    )
-    .await;
-    assert_eq!(c.next().await.0, "CONNECTED");
-    c.subscribe("s", TOPIC).await;
-    let got = Rc::new(RefCell::new(Vec::new()));
-    let into = got.clone();
-    actix_rt::spawn(async move {
-        loop {
-            let (cmd, headers, body) = c.next().await;
-            assert_eq!(cmd, "MESSAGE", "{headers:?} {body}");
-            let seen = match header(&headers, "x-recovered") {
-                Some("false") => "LOSS".to_owned(),
-                _ => body,
-            };
-            into.borrow_mut().push(seen);
-        }
-    });
-    got
-}
-
-/// Publishes `n` with the idempotency key `k-n` through `nodes` in turn,
-/// again on any answer but 200, until one is 200; returns which node
-/// answered it. Anything but 200, 503 and 504 fails the test.
-async fn publish_until_acked(nodes: &[&Gateway], n: usize, deadline: Instant) -> usize {
-    let body =
-        json!({"destination": TOPIC, "body": n.to_string(), "idempotency_key": format!("k-{n}")});
-    for attempt in 0.. {
-        let i = (n + attempt) % nodes.len();
-        let (status, answer) = api(nodes[i], "POST", "/api/publish", &body.to_string()).await;
-        match status {
-            200 => return i,
-            503 => assert_eq!(answer["published"], json!(false), "{answer}"),
-            504 => assert_eq!(answer["published"], json!("unknown"), "{answer}"),
-            other => panic!("publication {n}: {other} {answer}"),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "publication {n} was never acknowledged: {answer}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    unreachable!()
-}
-
 async fn metric(gw: &Gateway, series: &str) -> f64 {
     let text = request("GET", &gw.api_url("/metrics"), &[], "").await.body;
     metric_value(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
-/// Until every gathered list ends with `last`, or 20 s.
-async fn until_all_got(lists: &[&Rc<RefCell<Vec<String>>>], last: &str) {
-    let until = Instant::now() + Duration::from_secs(20);
-    while !lists
-        .iter()
-        .all(|l| l.borrow().last().map(String::as_str) == Some(last))
-    {
-        assert!(Instant::now() < until, "not every client got {last}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Two nodes on `s`'s Sentinels (with `extra` in their `[cluster]`),
 /// joined, each with a [`subscriber`]: (the nodes, what each subscriber
 /// got).
-async fn on_sentinels(
-    s: &Sentinels,
-    extra: &str,
-    name: &str,
-) -> ([Gateway; 2], [Rc<RefCell<Vec<String>>>; 2]) {
+async fn on_sentinels(s: &Sentinels, extra: &str, name: &str) -> ([Gateway; 2], [Got; 2]) {
     let redis = format!(
         "redis_sentinels = {}\nredis_master_name = \"{MASTER_NAME}\"\n{extra}",
         s.urls()
@@ -116,7 +46,10 @@ async fn on_sentinels(
         node(&redis, &format!("{name}-b")),
     ];
     until_joined(&[&nodes[0], &nodes[1]]).await;
-    let got = [subscriber(&nodes[0]).await, subscriber(&nodes[1]).await];
+    let got = [
+        subscriber(&nodes[0], TOPIC).await,
+        subscriber(&nodes[1], TOPIC).await,
+    ];
     (nodes, got)
 }
 
@@ -131,7 +64,7 @@ async fn the_nodes_follow_a_failover_and_lose_no_acknowledged_publication() {
     let nodes = [&a, &b];
     let deadline = Instant::now() + Duration::from_secs(60);
     for n in 1..=50 {
-        publish_until_acked(&nodes, n, deadline).await;
+        publish_until_acked(&nodes, TOPIC, n, deadline).await;
     }
     s.master.kill();
     let killed = Instant::now();
@@ -151,7 +84,7 @@ async fn the_nodes_follow_a_failover_and_lose_no_acknowledged_publication() {
     });
     let mut first_after = [None, None];
     for n in 51..=150 {
-        let i = publish_until_acked(&nodes, n, deadline).await;
+        let i = publish_until_acked(&nodes, TOPIC, n, deadline).await;
         first_after[i].get_or_insert_with(|| killed.elapsed());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -163,7 +96,7 @@ async fn the_nodes_follow_a_failover_and_lose_no_acknowledged_publication() {
             "node {i} published again only after {after:?}"
         );
     }
-    until_all_got(&[&got_a, &got_b], "150").await;
+    until_all_got(&[&got_a, &got_b], "150", Duration::from_secs(20)).await;
     let want: Vec<String> = (1..=150).map(|n| n.to_string()).collect();
     assert_eq!(*got_a.borrow(), want);
     assert_eq!(*got_b.borrow(), want);
@@ -184,20 +117,20 @@ async fn nodes_leave_a_master_that_was_made_a_replica() {
     let nodes = [&a, &b];
     let deadline = Instant::now() + Duration::from_secs(60);
     for n in 1..=30 {
-        publish_until_acked(&nodes, n, deadline).await;
+        publish_until_acked(&nodes, TOPIC, n, deadline).await;
     }
     let failover = s.sentinel_command(&format!("SENTINEL FAILOVER {MASTER_NAME}"));
     assert_eq!(failover, "OK", "{failover}");
     let started = Instant::now();
     let mut demoted = false;
     for n in 31..=120 {
-        publish_until_acked(&nodes, n, deadline).await;
+        publish_until_acked(&nodes, TOPIC, n, deadline).await;
         demoted |= s.master.info("replication").contains("role:slave");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(demoted, "the old master was never made a replica");
     assert!(started.elapsed() < Duration::from_secs(30));
-    until_all_got(&[&got_a, &got_b], "120").await;
+    until_all_got(&[&got_a, &got_b], "120", Duration::from_secs(20)).await;
     let want: Vec<String> = (1..=120).map(|n| n.to_string()).collect();
     assert_eq!(*got_a.borrow(), want);
     assert_eq!(*got_b.borrow(), want);
@@ -329,7 +262,7 @@ async fn writes_a_failover_lost_are_told_and_no_later_one_is_skipped() {
                 Some(":1")
             );
         }
-        publish_until_acked(&nodes, n, deadline).await;
+        publish_until_acked(&nodes, TOPIC, n, deadline).await;
         let (_, h, body) = watcher.next().await;
         assert_eq!(body, n.to_string());
         let at = |name| header(&h, name).unwrap().to_owned();
@@ -347,9 +280,9 @@ async fn writes_a_failover_lost_are_told_and_no_later_one_is_skipped() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for n in 41..=60 {
-        publish_until_acked(&nodes, n, deadline).await;
+        publish_until_acked(&nodes, TOPIC, n, deadline).await;
     }
-    until_all_got(&[&got_a, &got_b], "60").await;
+    until_all_got(&[&got_a, &got_b], "60", Duration::from_secs(20)).await;
     let mut want: Vec<String> = (1..=40).map(|n| n.to_string()).collect();
     want.push("LOSS".into());
     want.extend((41..=60).map(|n| n.to_string()));
@@ -483,11 +416,11 @@ async fn nodes_speak_tls_to_redis_and_a_wrong_ca_stops_them_at_start() {
     };
     let (a, b) = (node(&keys(&ca), "tls-a"), node(&keys(&ca), "tls-b"));
     until_joined(&[&a, &b]).await;
-    let got = subscriber(&b).await;
+    let got = subscriber(&b, TOPIC).await;
     let body = json!({"destination": TOPIC, "body": "over tls"}).to_string();
     let (status, answer) = api(&a, "POST", "/api/publish", &body).await;
     assert_eq!(status, 200, "{answer}");
-    until_all_got(&[&got], "over tls").await;
+    until_all_got(&[&got], "over tls", Duration::from_secs(20)).await;
 
     let wrong = refused_at_start(&format!(
         "[cluster]\n{}\nsecret = \"{CLUSTER_SECRET}\"\n{}",

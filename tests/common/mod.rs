@@ -2,6 +2,7 @@
 //! with a given config, and small clients for HTTP, streams and WebSockets.
 #![allow(dead_code)]
 
+pub mod failover;
 pub mod redis;
 pub mod redis_cluster;
 pub mod sentinel;
