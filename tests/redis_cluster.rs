@@ -209,14 +209,9 @@ async fn a_slot_migrated_during_a_publish_loop_loses_nothing() {
         publish_until_acked(&nodes, &topic, n, deadline).await;
     }
     let (done, resharding) = std::sync::mpsc::channel();
-    let (from_port, to_id, from_id) = (redis.nodes[from].port, redis.id_of(to), redis.id_of(from));
+    let mut reshard = redis.reshard(from, to, 1);
     let mover = std::thread::spawn(move || {
-        let out = std::process::Command::new("redis-cli")
-            .args(["--cluster", "reshard", &format!("127.0.0.1:{from_port}")])
-            .args(["--cluster-from", &from_id, "--cluster-to", &to_id])
-            .args(["--cluster-slots", "1", "--cluster-yes"])
-            .output()
-            .expect("redis-cli runs");
+        let out = reshard.output().expect("redis-cli runs");
         let _ = done.send(());
         out
     });

@@ -44,10 +44,6 @@ impl Store {
         }
     }
 
-    pub fn is_cluster(&self) -> bool {
-        matches!(self, Store::Cluster(_))
-    }
-
     /// The servers that hold keys (a cluster's masters).
     fn masters(&self) -> Vec<&Redis> {
         match self {
