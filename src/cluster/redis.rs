@@ -274,7 +274,7 @@ impl RedisBus {
     /// A bus for `node`; nothing runs until [`RedisBus::start`].
     pub fn new(config: &ClusterConfig, node: &str) -> Result<Arc<RedisBus>, String> {
         let server = RedisServer::new(config)?;
-        let sharded = server.is_cluster();
+        let sharded = config.is_redis_cluster();
         let (queue, rx) = mpsc::channel(config.max_pending_publishes);
         Ok(Arc::new(RedisBus {
             node: node.into(),

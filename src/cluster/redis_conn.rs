@@ -14,12 +14,6 @@ pub enum Conn {
     Cluster(ClusterConnection),
 }
 
-impl Conn {
-    pub fn is_cluster(&self) -> bool {
-        matches!(self, Conn::Cluster(_))
-    }
-}
-
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {

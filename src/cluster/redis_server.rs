@@ -66,11 +66,6 @@ impl RedisServer {
         }
     }
 
-    /// Whether this is a Redis Cluster.
-    pub fn is_cluster(&self) -> bool {
-        matches!(self.how, How::Cluster(_))
-    }
-
     /// A client of the Redis Cluster, its answers awaited up to `wait`;
     /// with `pushes`, one that speaks RESP3 and sends its subscriptions'
     /// messages there.
