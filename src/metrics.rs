@@ -353,7 +353,7 @@ impl Metrics {
         );
         c.register(
             "publishes_unreplicated",
-            "Batches of kept publications that fewer replicas confirmed than redis_min_replicas asks (answered 504)",
+            "Kept publications that fewer replicas confirmed than redis_min_replicas asks (answered 504)",
             m.cluster.publishes_unreplicated.clone(),
         );
         // sockjs_gateway_redis_failovers_total, the name docs/cluster.md

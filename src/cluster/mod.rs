@@ -9,7 +9,8 @@
 //! - [`redis_server`]: where the Redis master is: one server, or the one
 //!   Sentinels name (followed through failovers), or a Redis Cluster's
 //!   masters; TLS to any. [`redis_conn`]: a connection to either, and hash
-//!   slots. [`redis_shards`]: on a Redis Cluster, the sharded channels a
+//!   slots. [`redis_batch`]: publications sent as a pipeline per master,
+//!   and again where they did not run. [`redis_shards`]: on a Redis Cluster, the sharded channels a
 //!   node hears, kept through slot moves and failovers.
 //! - [`event`]: what travels between nodes, and its wire form.
 //! - [`history`]: publications kept per destination, with offsets and
@@ -32,6 +33,7 @@ pub mod history;
 pub mod owners;
 pub mod presence;
 pub mod redis;
+pub mod redis_batch;
 pub mod redis_conn;
 pub mod redis_history;
 pub mod redis_server;

@@ -6,7 +6,8 @@
 //!
 //! On a Redis Cluster, each event goes instead to the sharded channel of
 //! its tag ([`Event::tag`]), in the slot of its destination's history keys,
-//! with `SPUBLISH`; a batch is sent as one pipeline per slot. A node hears
+//! with `SPUBLISH`; a batch is sent as one pipeline per master
+//! ([`super::redis_batch`]). A node hears
 //! only the tags its sessions hold ([`super::redis_shards`]). Its own
 //! events are delivered here by their echo on their channel when it hears
 //! it, at once when it does not.
@@ -28,6 +29,7 @@
 
 use super::history::{Mark, Position};
 use super::presence::{self, Counts};
+use super::redis_batch::{self, Batch, Sender, SlotMap};
 use super::redis_conn::{self, Conn, Pipes};
 use super::redis_server::{self, Master, RedisServer};
 use super::redis_shards::{self, Follows, Hears};
@@ -154,6 +156,9 @@ pub struct RedisBus {
     publishing: RwLock<Option<Conn>>,
     /// The master the command connection reached last.
     master: RwLock<Option<Master>>,
+    /// On a Redis Cluster, the masters of the slots, by which a batch's
+    /// pipelines are grouped.
+    slot_map: RwLock<Option<Arc<SlotMap>>>,
     /// Whether the command connection is up: publications reach Redis.
     up: AtomicBool,
     /// Whether the subscription to the events is up: this node hears
@@ -234,25 +239,6 @@ pub(super) async fn within<T>(
     }
 }
 
-/// Loads the scripts a batch calls by hash on every node of a Redis
-/// Cluster.
-async fn load_scripts(conn: &mut Conn) -> redis::RedisResult<()> {
-    for script in [
-        &*redis_history::APPEND,
-        &*redis_history::PUBLISH_ONCE,
-        &*redis_history::CONFIRM,
-    ] {
-        // Sent to every node by the crate.
-        script.load_async(conn).await?;
-    }
-    Ok(())
-}
-
-/// Whether Redis answered that it is a replica, which takes no writes.
-fn is_readonly(v: &redis::Value) -> bool {
-    matches!(v, redis::Value::ServerError(e) if e.code() == "READONLY")
-}
-
 /// The channel where node `node` hears what its counted events reached.
 fn replies_channel(namespace: &str, node: &str, sharded: bool) -> String {
     if sharded {
@@ -293,6 +279,7 @@ impl RedisBus {
             listening: AtomicBool::new(false),
             listen_again: tokio::sync::Notify::new(),
             look_now: tokio::sync::Notify::new(),
+            slot_map: RwLock::new(None),
             connect_now: tokio::sync::Notify::new(),
             connected: tokio::sync::Notify::new(),
             queue,
@@ -789,7 +776,15 @@ impl RedisBus {
             .server
             .cluster_client(None, self.config.request_timeout())?;
         let mut conn = Conn::Cluster(client.get_async_connection().await.map_err(text)?);
-        load_scripts(&mut conn).await.map_err(text)?;
+        redis_batch::load_scripts(&mut conn).await.map_err(text)?;
+        // Without it, a batch goes as a pipeline per slot until the next
+        // one that does not run reads it.
+        match SlotMap::read(&mut conn).await {
+            Ok(map) => {
+                *self.slot_map.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(map))
+            }
+            Err(e) => log::warn!("cluster: could not read the map of the slots: {e}"),
+        }
         let publishing = if self.config.redis_min_replicas > 0 {
             let client = self
                 .server
@@ -1080,9 +1075,9 @@ impl RedisBus {
     /// them; delivers them here at once while Redis is unreachable (but
     /// those only Redis may publish: see [`Asked::through_redis_only`]).
     /// `seq` is the number of the last event sent. On a Redis Cluster the
-    /// batch goes as one pipeline per hash slot, all at once: a
-    /// destination's publications keep their order (one slot, one
-    /// pipeline, one connection), and each shard gets its own.
+    /// batch goes as one pipeline per master, all at once
+    /// ([`super::redis_batch`]): a destination's publications keep their
+    /// order (one slot, one master, one connection).
     async fn send(
         &self,
         events: Vec<(Event, Option<Box<Asked>>)>,
@@ -1090,14 +1085,14 @@ impl RedisBus {
         inbox: &dyn Inbox,
     ) {
         let n = events.len() as u64;
-        let mut parts: Vec<Part> = Vec::new();
-        let mut part_of_slot: HashMap<u16, usize> = HashMap::new();
+        let mut batch = Batch::default();
         // Those whose answers are read, in the batch's order, and where
-        // each answer is: its part and its place there; and whether this
-        // node hears its channel (then it is one of the nodes Redis says
-        // got it).
+        // each answer is: its command; and whether this node hears its
+        // channel (then it is one of the nodes Redis says got it).
         let mut answered = Vec::new();
         let mut answer_at = Vec::new();
+        // Every event's command, to count those sent.
+        let mut commands = Vec::with_capacity(events.len());
         // Delivered here as they are sent: nobody listens for their echo.
         let mut here = Vec::new();
         let mut conn = {
@@ -1137,14 +1132,20 @@ impl RedisBus {
                 .map_or_else(String::new, |m| m.replid.clone());
             let sending =
                 |a: &Option<Box<Asked>>| a.as_ref().map_or(Sending::Plain, |a| a.sending());
-            // One server: the scripts are loaded by each pipeline that
-            // calls them (a cluster's nodes have them from the start).
-            let load = (!self.sharded).then(|| {
-                (
-                    events.iter().any(|(_, a)| sending(a) == Sending::Kept),
-                    events.iter().any(|(_, a)| sending(a) == Sending::Once),
-                )
-            });
+            // One server: the scripts are loaded by each batch that calls
+            // them (a cluster's nodes have them from the start).
+            if !self.sharded {
+                if events.iter().any(|(_, a)| sending(a) == Sending::Kept) {
+                    batch.add(0, redis::Cmd::load_script(&redis_history::APPEND), false);
+                }
+                if events.iter().any(|(_, a)| sending(a) == Sending::Once) {
+                    batch.add(
+                        0,
+                        redis::Cmd::load_script(&redis_history::PUBLISH_ONCE),
+                        false,
+                    );
+                }
+            }
             let publish = self.publish_command();
             for (e, asked) in events {
                 *seq += 1;
@@ -1156,12 +1157,6 @@ impl RedisBus {
                 } else {
                     0
                 };
-                let p = *part_of_slot.entry(slot).or_insert_with(|| {
-                    parts.push(Part::new(slot, load));
-                    parts.len() - 1
-                });
-                let part = &mut parts[p];
-                part.events += 1;
                 // A script's publication is delivered only by its echo.
                 let echo_only = sending(&asked) != Sending::Plain;
                 let hears = self.hears(&echoes, &channel);
@@ -1177,14 +1172,15 @@ impl RedisBus {
                         (!self.sharded).then_some(Unechoed::Delivered)
                     }
                 };
-                let mut read = |reply, sending, held| {
-                    answer_at.push((p, part.answered, hears));
-                    part.answered += 1;
+                let mut read = |at: usize, reply, sending, held| {
+                    answer_at.push((at, hears));
                     answered.push((reply, sending, self.open_tally(count, *seq), held));
                 };
                 match asked.map(|a| *a) {
                     None => {
-                        part.pipe.cmd(publish).arg(&channel).arg(text).ignore();
+                        let mut cmd = redis::cmd(publish);
+                        cmd.arg(&channel).arg(text);
+                        commands.push(batch.add(slot, cmd, false));
                     }
                     Some(Asked {
                         keep: None,
@@ -1192,8 +1188,11 @@ impl RedisBus {
                         reply,
                         ..
                     }) => {
-                        part.pipe.cmd(publish).arg(&channel).arg(text);
-                        read(reply, Sending::Plain, None);
+                        let mut cmd = redis::cmd(publish);
+                        cmd.arg(&channel).arg(text);
+                        let at = batch.add(slot, cmd, false);
+                        commands.push(at);
+                        read(at, reply, Sending::Plain, None);
                     }
                     Some(Asked {
                         keep: Some(k),
@@ -1228,8 +1227,10 @@ impl RedisBus {
                             .arg(u8::from(held.is_some()))
                             .arg(&replid)
                             .arg(publish);
-                        part.pipe.invoke_script(&call);
-                        read(reply, Sending::Kept, held);
+                        let cmd = redis::Cmd::invoke_script(&call);
+                        let at = batch.add(slot, cmd, held.is_some());
+                        commands.push(at);
+                        read(at, reply, Sending::Kept, held);
                     }
                     Some(Asked {
                         keep: None,
@@ -1243,8 +1244,9 @@ impl RedisBus {
                             .arg(text)
                             .arg(o.window.as_secs().max(1))
                             .arg(publish);
-                        part.pipe.invoke_script(&call);
-                        read(reply, Sending::Once, None);
+                        let at = batch.add(slot, redis::Cmd::invoke_script(&call), false);
+                        commands.push(at);
+                        read(at, reply, Sending::Once, None);
                     }
                 }
                 if let Some(mode) = unechoed_mode {
@@ -1257,91 +1259,47 @@ impl RedisBus {
             }
             conn
         };
-        // Kept ones are acknowledged once that many replicas have them
-        // (and every write before them on this connection).
-        let replicas = self.config.redis_min_replicas;
-        for (i, (_, _, _, held)) in answered.iter().enumerate() {
-            let (p, _, _) = answer_at[i];
-            let part = &mut parts[p];
-            if held.is_some() && !part.wait {
-                part.wait = true;
-            }
-        }
-        for part in &mut parts {
-            if part.wait {
-                part.pipe
-                    .cmd("WAIT")
-                    .arg(replicas)
-                    .arg(self.config.redis_replica_timeout_ms);
-            }
-        }
         for e in here {
             inbox.deliver(e);
         }
-        let mut answers = self.send_parts(&mut conn, &parts, None).await;
-        if self.sharded {
-            self.send_again(&mut conn, &parts, &mut answers).await;
-        }
-        let answers: Vec<Result<Vec<redis::Value>, Failed>> = answers
-            .into_iter()
-            .map(|a| a.map_err(|(failed, _)| failed))
-            .collect();
-        for (part, answer) in parts.iter().zip(&answers) {
-            let count = if answer.is_ok() {
-                &self.counts.publishes_sent
-            } else {
-                &self.counts.publishes_dropped
-            };
-            count.inc_by(part.events);
-        }
-        // Whether each part's kept ones reached enough replicas.
-        let unreplicated: Vec<Option<Failed>> = parts
-            .iter()
-            .zip(&answers)
-            .map(|(part, answer)| {
-                let acked = match answer {
-                    Ok(values) if part.wait => values
-                        .last()
-                        .and_then(|v| redis::from_redis_value_ref::<u32>(v).ok()),
-                    _ => return None,
-                };
-                match acked {
-                    Some(n) if n >= replicas => None,
-                    acked => {
-                        self.counts.publishes_unreplicated.inc();
-                        Some(Failed {
-                            why: format!(
-                                "{} of the {replicas} replicas asked for (redis_min_replicas) confirmed it within {} ms",
-                                acked.unwrap_or(0),
-                                self.config.redis_replica_timeout_ms
-                            ),
-                            maybe_published: true,
-                        })
-                    }
-                }
-            })
-            .collect();
+        let done = self.sender().send(&mut conn, &batch).await;
+        let sent = commands.iter().filter(|&&i| done[i].answer.is_ok()).count() as u64;
+        self.counts.publishes_sent.inc_by(sent);
+        self.counts.publishes_dropped.inc_by(n - sent);
+        // Kept ones are acknowledged once that many replicas have them
+        // (and every write before them on this connection).
+        let replicas = self.config.redis_min_replicas;
+        let unreplicated = |i: usize| -> Option<Failed> {
+            match done[i].replicas {
+                Some(n) if n >= replicas => None,
+                confirmed => Some(Failed {
+                    why: format!(
+                        "{} of the {replicas} replicas asked for (redis_min_replicas) confirmed it within {} ms",
+                        confirmed.unwrap_or(0),
+                        self.config.redis_replica_timeout_ms
+                    ),
+                    maybe_published: true,
+                }),
+            }
+        };
         // What Redis answered each; and the held ones to confirm and
         // publish now that the replicas have them (new ones, and repeats
         // of one in the stream's present epoch, whose first try may have
         // been kept but never published), by index.
         let mut results: Vec<Outcome> = Vec::with_capacity(answered.len());
         let mut to_publish = Vec::new();
-        for ((_, sending, _, held), &(p, at, _)) in answered.iter().zip(&answer_at) {
-            let values = match &answers[p] {
-                Ok(values) => values,
+        for ((_, sending, _, held), &(at, _)) in answered.iter().zip(&answer_at) {
+            let v = match &done[at].answer {
+                Ok(v) => v,
                 Err(failed) => {
                     results.push(Err(failed.clone()));
                     continue;
                 }
             };
-            let Some(v) = values.get(at) else {
-                results.push(Err(Failed::not("Redis gave fewer answers than asked")));
-                continue;
-            };
+            let short = held.as_ref().and_then(|_| unreplicated(at));
             let sent = match sending {
                 Sending::Kept => redis_history::appended(v).map(|a| {
-                    if held.is_some() && unreplicated[p].is_none() && (!a.duplicate || a.present) {
+                    if held.is_some() && short.is_none() && (!a.duplicate || a.present) {
                         to_publish.push((results.len(), a.position.clone()));
                     }
                     (Some(a.position), a.receivers, a.duplicate)
@@ -1353,9 +1311,12 @@ impl RedisBus {
                     .map_err(|e| e.to_string()),
             }
             .map_err(Failed::not)
-            .and_then(|sent| match (&unreplicated[p], sending) {
-                (Some(failed), Sending::Kept) => Err(failed.clone()),
-                _ => Ok(sent),
+            .and_then(|sent| match short {
+                Some(failed) => {
+                    self.counts.publishes_unreplicated.inc();
+                    Err(failed)
+                }
+                None => Ok(sent),
             });
             results.push(sent);
         }
@@ -1363,7 +1324,7 @@ impl RedisBus {
             self.publish_held(&mut conn, &answered, to_publish, &mut results)
                 .await;
         }
-        for (((reply, _, tally, _), sent), (_, _, mine)) in
+        for (((reply, _, tally, _), sent), (_, mine)) in
             answered.into_iter().zip(results).zip(answer_at)
         {
             match (&tally, &sent) {
@@ -1386,111 +1347,19 @@ impl RedisBus {
         }
     }
 
-    /// On a Redis Cluster, sends again the parts that did not run: their
-    /// slot moved (`MOVED`, `ASK`, `TRYAGAIN`), its master is failing over
-    /// (`CLUSTERDOWN`, `READONLY`, no connection) or lacks the scripts
-    /// (`NOSCRIPT`: they are loaded first), a while apart, within
-    /// `publish_timeout`; the crate finds the slot's master meanwhile.
-    async fn send_again(&self, conn: &mut Conn, parts: &[Part], answers: &mut [PartAnswer]) {
-        let until = Instant::now() + self.config.publish_timeout();
-        loop {
-            let again: Vec<usize> = answers
-                .iter()
-                .enumerate()
-                .filter(|(_, a)| match a {
-                    Ok(values) => not_run(values).is_some(),
-                    Err((_, not_run)) => *not_run,
-                })
-                .map(|(i, _)| i)
-                .collect();
-            if again.is_empty() || Instant::now() + RESEND_PAUSE > until {
-                return;
-            }
-            let noscript = again
-                .iter()
-                .any(|&i| matches!(&answers[i], Ok(v) if not_run(v) == Some("NOSCRIPT")));
-            if noscript {
-                if let Err(e) = load_scripts(conn).await {
-                    log::warn!("cluster: could not load the scripts: {e}");
-                }
-            } else {
-                tokio::time::sleep(RESEND_PAUSE).await;
-            }
-            // A redirect inside a pipeline's answers does not tell the
-            // crate where the slot went: one command of the slot on its
-            // own does (the crate follows it and maps the slots again).
-            for &i in &again {
-                if matches!(&answers[i], Ok(v) if matches!(not_run(v), Some("MOVED" | "ASK"))) {
-                    let key = redis_history::slot_boot_key(&self.config.namespace, parts[i].slot);
-                    let mut exists = redis::cmd("EXISTS");
-                    exists.arg(key);
-                    let nudge = exists.query_async::<()>(conn);
-                    let _ = tokio::time::timeout(self.config.request_timeout(), nudge).await;
-                }
-            }
-            for (i, answer) in again
-                .iter()
-                .zip(self.send_parts(conn, parts, Some(&again)).await)
-            {
-                answers[*i] = answer;
-            }
+    /// How batches go to Redis.
+    fn sender(&self) -> Sender<'_> {
+        Sender {
+            sharded: self.sharded,
+            map: &self.slot_map,
+            within: self.config.publish_timeout(),
+            wait: (
+                self.config.redis_min_replicas,
+                self.config.redis_replica_timeout_ms,
+            ),
+            namespace: &self.config.namespace,
+            demoted: &self.look_now,
         }
-    }
-
-    /// Sends `parts` (those numbered in `only`, when given) at once; what
-    /// Redis answered each, in order.
-    async fn send_parts(
-        &self,
-        conn: &mut Conn,
-        parts: &[Part],
-        only: Option<&[usize]>,
-    ) -> Vec<PartAnswer> {
-        let wait = self.config.publish_timeout();
-        let chosen: Vec<&Part> = match only {
-            Some(only) => only.iter().map(|&i| &parts[i]).collect(),
-            None => parts.iter().collect(),
-        };
-        let sends = chosen.into_iter().map(|part| {
-            let mut conn = conn.clone();
-            async move {
-                let send = part.pipe.query_async::<Vec<redis::Value>>(&mut conn);
-                match tokio::time::timeout(wait, send).await {
-                    Ok(Ok(values)) => {
-                        // A master demoted to a replica (a failover it did
-                        // not see from inside): find the master now, not
-                        // at the next presence write.
-                        if values.iter().any(is_readonly) {
-                            self.look_now.notify_one();
-                        }
-                        Ok(values)
-                    }
-                    // Refused by Redis: none of it ran as far as its PUBLISH.
-                    Ok(Err(e))
-                        if !(e.is_io_error() || e.is_timeout() || e.is_connection_dropped()) =>
-                    {
-                        let again = e.code().is_some_and(|c| NOT_RUN.contains(&c));
-                        Err((Failed::not(e.to_string()), again))
-                    }
-                    Ok(Err(e)) => {
-                        // Never sent: no connection to the slot's master.
-                        let again = e.kind() == redis::ErrorKind::ClusterConnectionNotFound;
-                        let failed = Failed {
-                            why: e.to_string(),
-                            maybe_published: !again,
-                        };
-                        Err((failed, again))
-                    }
-                    Err(_) => Err((
-                        Failed {
-                            why: format!("Redis did not answer within {wait:?}"),
-                            maybe_published: true,
-                        },
-                        false,
-                    )),
-                }
-            }
-        });
-        futures_util::future::join_all(sends).await
     }
 
     /// Confirms and publishes the kept publications held for the replicas
@@ -1505,9 +1374,11 @@ impl RedisBus {
         to_publish: Vec<(usize, Position)>,
         results: &mut [Outcome],
     ) {
-        let mut parts: Vec<Part> = Vec::new();
-        let mut part_of_slot: HashMap<u16, usize> = HashMap::new();
-        let mut which: Vec<(usize, usize, usize)> = Vec::with_capacity(to_publish.len());
+        let mut batch = Batch::default();
+        if !self.sharded {
+            batch.add(0, redis::Cmd::load_script(&redis_history::CONFIRM), false);
+        }
+        let mut which: Vec<(usize, usize)> = Vec::with_capacity(to_publish.len());
         for (i, position) in to_publish {
             let Some(held) = &answered[i].3 else {
                 continue;
@@ -1517,38 +1388,19 @@ impl RedisBus {
             } else {
                 0
             };
-            let p = *part_of_slot.entry(slot).or_insert_with(|| {
-                let mut part = Part::new(slot, None);
-                if !self.sharded {
-                    part.pipe.load_script(&redis_history::CONFIRM).ignore();
-                }
-                parts.push(part);
-                parts.len() - 1
-            });
-            let part = &mut parts[p];
             let mut call = redis_history::CONFIRM.prepare_invoke();
             call.key(&held.meta)
                 .arg(position.offset)
                 .arg(&held.channel)
                 .arg(redis_history::published_event(&position, &held.text))
                 .arg(self.publish_command());
-            part.pipe.invoke_script(&call);
-            which.push((i, p, part.answered));
-            part.answered += 1;
+            which.push((i, batch.add(slot, redis::Cmd::invoke_script(&call), false)));
         }
-        let mut answers = self.send_parts(conn, &parts, None).await;
-        if self.sharded {
-            self.send_again(conn, &parts, &mut answers).await;
-        }
-        for (i, p, at) in which {
-            let published = match &answers[p] {
-                Ok(values) => values
-                    .get(at)
-                    .ok_or_else(|| "no answer".to_owned())
-                    .and_then(|v| {
-                        redis::from_redis_value_ref::<usize>(v).map_err(|e| e.to_string())
-                    }),
-                Err((failed, _)) => Err(failed.why.clone()),
+        let done = self.sender().send(conn, &batch).await;
+        for (i, at) in which {
+            let published = match &done[at].answer {
+                Ok(v) => redis::from_redis_value_ref::<usize>(v).map_err(|e| e.to_string()),
+                Err(failed) => Err(failed.why.clone()),
             };
             match published {
                 Ok(n) => {
@@ -1617,74 +1469,6 @@ impl RedisBus {
     fn unechoed(&self) -> std::sync::MutexGuard<'_, Echoes> {
         self.unechoed.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// One pipeline of a batch: the commands of one hash slot (on one
-/// server, of the whole batch), how many events it carries, how many
-/// answers are read, and whether it ends with a `WAIT`.
-struct Part {
-    slot: u16,
-    pipe: redis::Pipeline,
-    events: u64,
-    answered: usize,
-    wait: bool,
-}
-
-impl Part {
-    /// A part for `slot`; `load`: the scripts it loads first (APPEND,
-    /// PUBLISH_ONCE). Each command's error is its own answer: one refused
-    /// publication fails no other.
-    fn new(slot: u16, load: Option<(bool, bool)>) -> Part {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        if let Some((append, once)) = load {
-            if append {
-                pipe.load_script(&redis_history::APPEND).ignore();
-            }
-            if once {
-                pipe.load_script(&redis_history::PUBLISH_ONCE).ignore();
-            }
-        }
-        Part {
-            slot,
-            pipe,
-            events: 0,
-            answered: 0,
-            wait: false,
-        }
-    }
-}
-
-/// What Redis answered a part, or why it did not, and whether it surely
-/// did not run (then it may be sent again).
-type PartAnswer = Result<Vec<redis::Value>, (Failed, bool)>;
-
-/// Errors of a Redis Cluster with which a command did not run, and may
-/// once the cluster settles.
-const NOT_RUN: [&str; 7] = [
-    "MOVED",
-    "ASK",
-    "TRYAGAIN",
-    "CLUSTERDOWN",
-    "READONLY",
-    "NOSCRIPT",
-    "MASTERDOWN",
-];
-
-/// How long a part that did not run waits before it is sent again.
-const RESEND_PAUSE: Duration = Duration::from_millis(100);
-
-/// The error with which none of a part's commands ran, if all of its
-/// answers (but a last `WAIT`'s) are such errors.
-fn not_run(values: &[redis::Value]) -> Option<&'static str> {
-    let code = |v: &redis::Value| match v {
-        redis::Value::ServerError(e) => NOT_RUN.iter().copied().find(|c| *c == e.code()),
-        _ => None,
-    };
-    let first = code(values.first()?)?;
-    let ran = values.iter().filter(|v| code(v).is_none()).count();
-    let last_ran = values.last().is_some_and(|v| code(v).is_none());
-    (ran == 0 || (ran == 1 && last_ran)).then_some(first)
 }
 
 /// What the sharded listener hears, given to the bus and this node's

@@ -1,11 +1,13 @@
 //! A connection to Redis as the bus uses it: one multiplexed connection to
 //! the master (one server, or the one the Sentinels name), or a Redis
 //! Cluster's, which sends each command to the master of its key's hash
-//! slot and follows `MOVED` and `ASK`. A pipeline to a cluster must keep to
-//! one slot ([`slot`] groups a batch).
+//! slot and follows `MOVED` and `ASK`. A pipeline to a cluster keeps to
+//! one slot ([`Pipes`]), or is sent to one master whose slots it holds
+//! ([`Conn::send`], for a batch of publications: [`super::redis_batch`]).
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 #[derive(Clone)]
@@ -38,6 +40,23 @@ impl ConnectionLike for Conn {
         match self {
             Conn::One(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Sends `pipe`: every command's answer, errors among them. On a
+    /// cluster, to the master of `slot` (whichever slots its commands
+    /// are on: those of another master answer `MOVED`).
+    pub async fn send(&mut self, pipe: Pipeline, slot: u16) -> redis::RedisResult<Vec<Value>> {
+        let n = pipe.len();
+        match self {
+            Conn::One(c) => c.req_packed_commands(&pipe, 0, n).await,
+            Conn::Cluster(c) => {
+                let route = Route::new(slot, SlotAddr::Master);
+                c.route_pipeline(pipe, 0, n, SingleNodeRoutingInfo::SpecificNode(route))
+                    .await
+            }
         }
     }
 }
