@@ -909,6 +909,11 @@ impl RedisBus {
     fn receive(&self, channel: &str, payload: &[u8], inbox: &dyn Inbox) {
         match event::decode(payload) {
             Ok(got) if *got.node == *self.node => {
+                // Redis counted this node among those that got it: its
+                // reply is in (what it reached here the service counts).
+                if got.count {
+                    self.tallies.reply(got.seq, 0);
+                }
                 self.deliver_unechoed(channel, got.seq, Some(got.event), inbox)
             }
             Ok(got) => {
@@ -1087,8 +1092,7 @@ impl RedisBus {
         let n = events.len() as u64;
         let mut batch = Batch::default();
         // Those whose answers are read, in the batch's order, and where
-        // each answer is: its command; and whether this node hears its
-        // channel (then it is one of the nodes Redis says got it).
+        // each answer is: its command.
         let mut answered = Vec::new();
         let mut answer_at = Vec::new();
         // Every event's command, to count those sent.
@@ -1173,7 +1177,7 @@ impl RedisBus {
                     }
                 };
                 let mut read = |at: usize, reply, sending, held| {
-                    answer_at.push((at, hears));
+                    answer_at.push(at);
                     answered.push((reply, sending, self.open_tally(count, *seq), held));
                 };
                 match asked.map(|a| *a) {
@@ -1288,7 +1292,7 @@ impl RedisBus {
         // been kept but never published), by index.
         let mut results: Vec<Outcome> = Vec::with_capacity(answered.len());
         let mut to_publish = Vec::new();
-        for ((_, sending, _, held), &(at, _)) in answered.iter().zip(&answer_at) {
+        for ((_, sending, _, held), &at) in answered.iter().zip(&answer_at) {
             let v = match &done[at].answer {
                 Ok(v) => v,
                 Err(failed) => {
@@ -1324,15 +1328,14 @@ impl RedisBus {
             self.publish_held(&mut conn, &answered, to_publish, &mut results)
                 .await;
         }
-        for (((reply, _, tally, _), sent), (_, mine)) in
-            answered.into_iter().zip(results).zip(answer_at)
-        {
+        for ((reply, _, tally, _), sent) in answered.into_iter().zip(results) {
             match (&tally, &sent) {
                 (Some((seq, _)), Ok((_, receivers, _))) => {
-                    // This node is one of those that got it when it hears
-                    // its channel.
-                    self.tallies
-                        .expect(*seq, receivers.saturating_sub(usize::from(mine)));
+                    // This node among them when its subscription was in
+                    // as Redis published it (whatever this node thought
+                    // then: one let go may be on its way): its echo
+                    // replies.
+                    self.tallies.expect(*seq, *receivers);
                 }
                 (Some((seq, _)), Err(_)) => {
                     self.tallies.close(*seq);
