@@ -242,3 +242,45 @@ async fn a_slot_migrated_during_a_publish_loop_loses_nothing() {
     assert_eq!(*got[0].borrow(), want);
     assert_eq!(*got[1].borrow(), want);
 }
+
+/// A destination let go and taken again at once, over and over (an
+/// UNSUBSCRIBE and a SUBSCRIBE in one message): the node's sharded
+/// subscription ends up on, and each publication of another node, with
+/// no history to fill a gap, arrives on the new subscription.
+#[actix_rt::test]
+async fn a_destination_let_go_and_taken_again_at_once_is_still_heard() {
+    let redis = RedisCluster::start();
+    let nodes = [node(&redis, "one", ""), node(&redis, "two", "")];
+    until_joined(&[&nodes[0], &nodes[1]]).await;
+    let topic = "/topic/live/x";
+    let mut c = Client::connect(&nodes[0]).await;
+    c.subscribe("s0", topic).await;
+    let frame = |command: &str, headers: &[(&str, &str)]| {
+        let mut text = format!("{command}\n");
+        for (k, v) in headers {
+            text.push_str(&format!("{k}:{v}\n"));
+        }
+        text + "\n\0"
+    };
+    for n in 1..=40 {
+        let (before, now) = (format!("s{}", n - 1), format!("s{n}"));
+        let off = frame("UNSUBSCRIBE", &[("id", &before)]);
+        let on = frame(
+            "SUBSCRIBE",
+            &[("id", &now), ("destination", topic), ("receipt", &now)],
+        );
+        c.send(&[&off, &on]).await;
+        c.expect_receipt(&now).await;
+        let body = json!({"destination": topic, "body": format!("p{n}")});
+        let (status, answer) = api(&nodes[1], "POST", "/api/publish", &body.to_string()).await;
+        assert_eq!(status, 200, "{answer}");
+        let next = tokio::time::timeout(Duration::from_secs(5), c.next()).await;
+        let (cmd, headers, got) = next.unwrap_or_else(|_| panic!("p{n} never came"));
+        assert_eq!(
+            (cmd.as_str(), got.as_str()),
+            ("MESSAGE", format!("p{n}").as_str()),
+            "{headers:?}"
+        );
+        assert_eq!(header(&headers, "subscription"), Some(now.as_str()));
+    }
+}

@@ -146,6 +146,7 @@ pub async fn listen(
         pending: FuturesUnordered::new(),
         waiting: HashSet::new(),
         retry: Vec::new(),
+        leaving: HashSet::new(),
     }
     .run(&mut pushes, &mut changes, stop)
     .await;
@@ -154,9 +155,9 @@ pub async fn listen(
     why
 }
 
-/// A subscription asked for: the tag (`None`: the replies channel) and
-/// how it went.
-type Asked = (Option<String>, redis::RedisResult<()>);
+/// A subscription asked for (`true`) or let go: the tag (`None`: the
+/// replies channel) and how it went.
+type Asked = (Option<String>, bool, redis::RedisResult<()>);
 
 struct Listener<'a> {
     conn: &'a mut ClusterConnection,
@@ -174,6 +175,10 @@ struct Listener<'a> {
     waiting: HashSet<Option<String>>,
     /// Tags whose subscription failed, tried again after [`RETRY`].
     retry: Vec<Option<String>>,
+    /// Channels being let go: one wanted again meanwhile is subscribed to
+    /// once that is done, or the two could cross on the way and leave it
+    /// off while this listener counts it on.
+    leaving: HashSet<String>,
 }
 
 impl Listener<'_> {
@@ -193,7 +198,10 @@ impl Listener<'_> {
             tokio::select! {
                 biased;
                 _ = stop.notified() => return "the command connection failed".into(),
-                Some((tag, result)) = self.pending.next() => self.answered(tag, result),
+                Some((tag, on, result)) = self.pending.next() => match on {
+                    true => self.answered(tag, result),
+                    false => self.left(tag),
+                },
                 push = pushes.recv() => match push {
                     Some(push) => {
                         if let Some(why) = self.pushed(push) {
@@ -220,10 +228,10 @@ impl Listener<'_> {
     }
 
     fn subscribe(&mut self, tag: Option<String>) {
-        if !self.waiting.insert(tag.clone()) {
+        let channel = self.channel_of(&tag);
+        if self.leaving.contains(&channel) || !self.waiting.insert(tag.clone()) {
             return;
         }
-        let channel = self.channel_of(&tag);
         let mut conn = self.conn.clone();
         let wait = self.wait;
         self.pending.push(Box::pin(async move {
@@ -231,17 +239,28 @@ impl Listener<'_> {
                 Ok(made) => made,
                 Err(_) => Err((redis::ErrorKind::Io, "no answer in time").into()),
             };
-            (tag, made)
+            (tag, true, made)
         }));
     }
 
-    fn unsubscribe(&mut self, channel: String) {
+    fn unsubscribe(&mut self, channel: String, tag: Option<String>) {
         *self.asked_off.entry(channel.clone()).or_default() += 1;
+        self.leaving.insert(channel.clone());
         let mut conn = self.conn.clone();
         let wait = self.wait;
-        tokio::spawn(async move {
+        self.pending.push(Box::pin(async move {
             let _ = tokio::time::timeout(wait, conn.sunsubscribe(&channel)).await;
-        });
+            (tag, false, Ok(()))
+        }));
+    }
+
+    /// A tag let go: subscribed to again if it is wanted again.
+    fn left(&mut self, tag: Option<String>) {
+        let channel = self.channel_of(&tag);
+        self.leaving.remove(&channel);
+        if tag.as_ref().is_some_and(|t| self.follows.holds(t)) {
+            self.subscribe(tag);
+        }
     }
 
     fn answered(&mut self, tag: Option<String>, result: redis::RedisResult<()>) {
@@ -264,7 +283,7 @@ impl Listener<'_> {
                 }
             }
             // Let go while it was being made.
-            Ok(()) => self.unsubscribe(channel),
+            Ok(()) => self.unsubscribe(channel, tag),
             Err(e) => {
                 log::debug!("cluster: subscribing to {channel} failed: {e}");
                 if wanted {
@@ -287,7 +306,7 @@ impl Listener<'_> {
                 h.remove(&tag);
             });
             self.hears.lost(std::slice::from_ref(&channel));
-            self.unsubscribe(channel);
+            self.unsubscribe(channel, some);
         }
     }
 
