@@ -427,45 +427,19 @@ impl RedisBus {
         let Conn::Cluster(cluster) = conn else {
             return Ok(());
         };
-        let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query_async(&mut *cluster)
-            .await?;
-        // Slot ranges by master, each master named by its first range.
-        let mut masters: Vec<(String, Vec<(u16, u16)>)> = Vec::new();
-        for range in &ranges {
-            let redis::Value::Array(range) = range else {
-                continue;
-            };
-            let (Some(start), Some(end), Some(redis::Value::Array(master))) =
-                (range.first(), range.get(1), range.get(2))
-            else {
-                continue;
-            };
-            let start: u16 = redis::from_redis_value_ref(start)?;
-            let end: u16 = redis::from_redis_value_ref(end)?;
-            let id: String = match master.get(2) {
-                Some(id) => redis::from_redis_value_ref(id)?,
-                None => format!("{start}"),
-            };
-            match masters.iter_mut().find(|(m, _)| *m == id) {
-                Some((_, r)) => r.push((start, end)),
-                None => masters.push((id, vec![(start, end)])),
-            }
-        }
+        let map = SlotMap::read(cluster).await?;
         let value = format!("{name}:0");
-        for (_, ranges) in masters {
-            let keys: Vec<String> = ranges
+        for slots in map.slots_by_master() {
+            let keys: Vec<String> = slots
                 .iter()
-                .flat_map(|&(start, end)| start..=end)
-                .map(|slot| redis_history::slot_boot_key(&self.config.namespace, slot))
+                .map(|&slot| redis_history::slot_boot_key(&self.config.namespace, slot))
                 .collect();
             let mut cmd = redis::cmd("EVAL");
             cmd.arg(redis_history::NAME_SLOTS)
                 .arg(0)
                 .arg(&value)
                 .arg(&keys);
-            let to = Route::new(ranges[0].0, SlotAddr::Master);
+            let to = Route::new(slots[0], SlotAddr::Master);
             let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(to));
             let named = cluster.route_command(cmd, to).await?;
             redis::from_redis_value_ref::<usize>(&named)?;

@@ -44,7 +44,9 @@ const NO_MASTER: u16 = u16::MAX;
 
 impl SlotMap {
     /// Asks a node (`CLUSTER SLOTS`).
-    pub async fn read(conn: &mut Conn) -> redis::RedisResult<SlotMap> {
+    pub async fn read(
+        conn: &mut (impl redis::aio::ConnectionLike + Send),
+    ) -> redis::RedisResult<SlotMap> {
         let answer = redis::cmd("CLUSTER")
             .arg("SLOTS")
             .query_async::<Value>(conn)
@@ -86,6 +88,22 @@ impl SlotMap {
             masters.get_mut(first..=last)?.fill(number);
         }
         Some(SlotMap { masters })
+    }
+
+    /// The slots of each master, lowest first.
+    pub fn slots_by_master(&self) -> Vec<Vec<u16>> {
+        let mut by: Vec<Vec<u16>> = Vec::new();
+        for (slot, &m) in self.masters.iter().enumerate() {
+            if m == NO_MASTER {
+                continue;
+            }
+            if by.len() <= m as usize {
+                by.resize(m as usize + 1, Vec::new());
+            }
+            by[m as usize].push(slot as u16);
+        }
+        by.retain(|slots| !slots.is_empty());
+        by
     }
 
     /// The number of `slot`'s master, if one is known.
@@ -414,6 +432,13 @@ mod tests {
         assert_eq!(map.master(0), map.master(16000));
         assert_ne!(map.master(0), map.master(5461));
         assert_eq!(map.master(16001), None);
+        let by = map.slots_by_master();
+        assert_eq!(by.len(), 2);
+        assert_eq!(
+            (by[0].len(), by[0][0], by[0].last()),
+            (5461 + 5078, 0, Some(&16000))
+        );
+        assert_eq!((by[1].len(), by[1][0]), (5462, 5461));
         let b = batch(&[1, 6000, 12000, 16383, 2, 16383]);
         assert_eq!(
             b.pipelines(&[0, 1, 2, 3, 4, 5], Some(&map)),
